@@ -1,0 +1,64 @@
+"""`milo-tui`: resolve the configuration, find (or create) the workspace, open the dashboard."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from milo_tui import __version__
+from milo_tui.config import ConfigError, Settings, config_file, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="milo-tui",
+        description="Fine-tune, watch and audition Qwen3-TTS voices from one terminal dashboard. "
+                    "With no base model configured it opens the demo workspace.",
+        epilog=f"Configuration file: {config_file()} (see docs/configuration.md).",
+    )
+    p.add_argument("--demo", action="store_true", help="open the demo workspace (tiny model, synthetic corpus)")
+    p.add_argument("--base", dest="base_model", metavar="DIR", help="Qwen3-TTS-12Hz Base model folder")
+    p.add_argument("--checkpoints", metavar="DIR", help="folder holding the training runs")
+    p.add_argument("--data", metavar="PATH", help="corpus folder or training JSONL")
+    p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--demo-dir", metavar="DIR", help="where the demo workspace lives")
+    p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    p.add_argument("--version", action="version", version=f"milo-tui {__version__}")
+    return p
+
+
+def resolve_workspace(args: argparse.Namespace, progress=lambda s: None) -> Settings:
+    """Settings for this session; the demo workspace when asked for or when no base model is set."""
+    flags = {k: getattr(args, k) for k in ("base_model", "checkpoints", "data", "device", "demo_dir")}
+    settings = load_settings(flags)
+    if args.demo or settings.base_model is None:
+        from milo_tui.demo import ensure_demo_workspace
+
+        ws = ensure_demo_workspace(settings.demo_dir, progress=progress)
+        values = {"base_model": ws.base, "data": ws.corpus}
+        if settings.source("checkpoints") == "default":
+            values["checkpoints"] = ws.checkpoints
+        settings = settings.with_values("demo workspace", **values)
+        settings = Settings(**{**settings.__dict__, "demo": True})
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = resolve_workspace(args, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    except ConfigError as exc:
+        print(f"milo-tui: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        print(f"milo-tui: error: cannot prepare the workspace: {exc}", file=sys.stderr)
+        return 1
+    if args.print_config:
+        for key in ("base_model", "checkpoints", "data", "device", "demo_dir"):
+            print(f"{key:12} {getattr(settings, key)!s:60} ({settings.source(key)})")
+        return 0
+    Path(settings.checkpoints).mkdir(parents=True, exist_ok=True)
+    from milo_tui.app import MiloApp
+
+    MiloApp(settings).run()
+    return 0

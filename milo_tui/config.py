@@ -1,0 +1,130 @@
+"""Layered configuration: defaults, then the TOML file, then environment variables, then flags.
+
+    ~/.config/milo-tui/config.toml      (or $XDG_CONFIG_HOME/milo-tui/config.toml, or $MILO_CONFIG)
+        base_model  = "/models/Qwen3-TTS-12Hz-1.7B-Base"
+        checkpoints = "/data/milo/checkpoints"
+        data        = "/data/milo/corpus"
+        device      = "cuda"            # auto | cpu | cuda | cuda:N
+        demo_dir    = "~/.local/share/milo-tui/demo"
+
+    MILO_BASE_MODEL, MILO_CHECKPOINTS, MILO_DATA, MILO_DEVICE, MILO_DEMO_DIR
+    --base, --checkpoints, --data, --device, --demo-dir
+
+Each value remembers where it came from, so the dashboard can say why it uses what it uses.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from platformdirs import user_config_path, user_data_path
+
+APP = "milo-tui"
+DEVICES = ("auto", "cpu", "cuda")
+ENV = {
+    "base_model": "MILO_BASE_MODEL",
+    "checkpoints": "MILO_CHECKPOINTS",
+    "data": "MILO_DATA",
+    "device": "MILO_DEVICE",
+    "demo_dir": "MILO_DEMO_DIR",
+}
+PATH_KEYS = ("base_model", "checkpoints", "data", "demo_dir")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message is one line saying what and how to fix it."""
+
+
+def config_file() -> Path:
+    explicit = os.environ.get("MILO_CONFIG")
+    return Path(explicit).expanduser() if explicit else user_config_path(APP) / "config.toml"
+
+
+def default_checkpoints() -> Path:
+    """The project's checkpoints/ folder in a source checkout, else the XDG data folder."""
+    here = Path(__file__).resolve().parent.parent / "checkpoints"
+    return here if here.is_dir() else user_data_path(APP) / "checkpoints"
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_model: Path | None = None
+    checkpoints: Path = field(default_factory=default_checkpoints)
+    data: Path | None = None
+    device: str = "auto"
+    demo_dir: Path = field(default_factory=lambda: user_data_path(APP) / "demo")
+    demo: bool = False
+    # key -> "default" | "file <path>" | "env NAME" | "flag --x" | "demo workspace"
+    sources: dict = field(default_factory=dict, compare=False)
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key, "default")
+
+    def with_values(self, origin: str, **values) -> "Settings":
+        return replace(self, **values, sources={**self.sources, **{k: origin for k in values}})
+
+
+def _check_device(value: str, origin: str) -> str:
+    v = value.strip().lower()
+    if v in DEVICES or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise ConfigError(f"device {value!r} from {origin} is not one of auto, cpu, cuda, cuda:N")
+
+
+def _coerce(key: str, value, origin: str):
+    if key == "device":
+        if not isinstance(value, str):
+            raise ConfigError(f"device from {origin} must be a string such as \"cuda\"")
+        return _check_device(value, origin)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} from {origin} must be a non-empty path string")
+    return Path(value).expanduser()
+
+
+def load_settings(flags: dict | None = None, environ: dict | None = None, path: Path | None = None) -> Settings:
+    """Resolve settings: defaults < config file < environment < flags (non-None flag values)."""
+    environ = os.environ if environ is None else environ
+    path = config_file() if path is None else path
+    settings = Settings()
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}; fix the TOML syntax or move the file away") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read it ({exc})") from None
+        unknown = sorted(set(data) - set(ENV) - {"keys", "ui"})
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
+        values = {k: _coerce(k, data[k], f"{path}") for k in ENV if k in data}
+        settings = settings.with_values(f"file {path}", **values) if values else settings
+    for key, name in ENV.items():
+        if environ.get(name):
+            settings = settings.with_values(f"env {name}", **{key: _coerce(key, environ[name], f"${name}")})
+    for key, value in (flags or {}).items():
+        if value is not None and key in ENV:
+            settings = settings.with_values(f"flag --{key.replace('_', '-')}", **{key: _coerce(key, value, f"--{key}")})
+    return settings
+
+
+def resolve_device(device: str) -> str:
+    """'auto' becomes 'cuda' when an NVIDIA driver answers (checked without importing torch)."""
+    if device != "auto":
+        return device
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return "cuda" if pynvml.nvmlDeviceGetCount() > 0 else "cpu"
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return "cpu"

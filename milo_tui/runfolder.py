@@ -1,0 +1,155 @@
+"""The run folder: the contract between the trainer (writer) and the dashboard (reader).
+
+Torch-free on purpose: the trainer imports it to write, the dashboard to read. docs/run-folder.md is the
+human-readable version of this module; keep the two in step.
+
+    <checkpoints>/<run>/
+      run.json        what was asked (written once by the trainer, before the first step)
+      state.json      status, pid + process start time, host, exit code, last error line
+      metrics.jsonl   append-only records: kind "step" | "validation" | "event" (schema v1)
+      train.log       the trainer's stdout and stderr
+      epoch-0004/     a custom-voice checkpoint (+ eval.json); step-00001200/ for mid-epoch saves
+      resume/         newest optimizer/scheduler/RNG/data-position state
+      samples/        auditioned WAVs + index.jsonl
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+NUM_LAYERS = 16  # codebooks of the 12 Hz codec; layer 0 is predicted by the talker, 1..15 by the sub-talker
+
+RUN_JSON = "run.json"
+STATE_JSON = "state.json"
+METRICS = "metrics.jsonl"
+TRAIN_LOG = "train.log"
+RESUME_DIR = "resume"
+SAMPLES_DIR = "samples"
+EVAL_JSON = "eval.json"
+
+# Statuses in state.json. "starting" is written by the supervisor before the trainer takes over.
+STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED = (
+    "starting", "running", "stopping", "stopped", "crashed", "finished")
+STATUSES = (STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED)
+LIVE_STATUSES = (STARTING, RUNNING, STOPPING)
+
+CHECKPOINT_RE = re.compile(r"^(epoch-(?P<epoch>\d{4,})|step-(?P<step>\d{8,}))$")
+
+# Trainer exit codes (docs/run-folder.md). 0 also covers a clean stop on SIGTERM/SIGINT.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_OOM, EXIT_DISK_FULL = 0, 1, 2, 3, 4, 5
+
+
+def epoch_dir_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}"
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def is_checkpoint_dir(path: Path) -> bool:
+    return path.is_dir() and CHECKPOINT_RE.match(path.name) is not None
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Replace `path` with `obj` as JSON so that a reader sees the old or the new file, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def update_state(run_dir: Path, **fields) -> dict:
+    """Read-modify-write state.json (atomic replace), stamping updated_at."""
+    path = Path(run_dir) / STATE_JSON
+    state = read_json(path) or {}
+    state.update(fields)
+    state["updated_at"] = time.time()
+    state.setdefault("host", socket.gethostname())
+    write_json_atomic(path, state)
+    return state
+
+
+def record(kind: str, **fields) -> dict:
+    """A metrics record with the schema version, kind and wall-clock time filled in."""
+    return {"v": SCHEMA_VERSION, "kind": kind, "time": fields.pop("time", time.time()), **fields}
+
+
+def append_records(path: Path, records: Iterable[dict]) -> None:
+    """Append whole lines with one write on an O_APPEND descriptor, so a reader never sees a line
+    interleaved with another writer's; a crash can at worst leave one torn last line."""
+    data = "".join(json.dumps(r, separators=(",", ":"), allow_nan=True) + "\n" for r in records).encode()
+    if not data:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def parse_lines(buf: bytes) -> tuple[list[dict], bytes, int]:
+    """Split `buf` into parsed records and the unfinished tail (bytes after the last newline).
+
+    Returns (records, tail, bad) where `bad` counts complete lines that were not JSON objects; those
+    are skipped, never fatal. Unknown kinds and fields are kept as they are (readers ignore them)."""
+    end = buf.rfind(b"\n")
+    if end < 0:
+        return [], buf, 0
+    records, bad = [], 0
+    for line in buf[:end].split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+        else:
+            bad += 1
+    return records, buf[end + 1:], bad
+
+
+def list_runs(checkpoints: Path) -> list[Path]:
+    """Run folders under `checkpoints`: folders holding a run.json or a state.json."""
+    try:
+        entries = sorted(Path(checkpoints).iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.is_dir() and ((p / RUN_JSON).is_file() or (p / STATE_JSON).is_file())]
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    try:
+        return sorted(p for p in Path(run_dir).iterdir() if is_checkpoint_dir(p))
+    except OSError:
+        return []

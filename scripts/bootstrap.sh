@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Creates or reuses the project's virtual environment (.venv) and installs everything milo-tui needs:
+# the Debian packages, torch, and the project with its engine and test extras. Safe to run again: each
+# step is skipped when it is already done. Sourced by scripts/run.sh and scripts/test.sh.
+#
+#   MILO_PYTHON       interpreter for the venv (default: python3)
+#   MILO_TORCH        torch requirement to install when the venv has none (default: torch==2.13.0,
+#                     the CPU build; on a DGX Spark see README.md)
+#   MILO_TORCH_INDEX  extra index for torch (e.g. https://download.pytorch.org/whl/cu130)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+debs=(libportaudio2 sox pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux)
+missing=()
+for d in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")
+done
+if ((${#missing[@]})); then
+  echo "milo: installing Debian packages: ${missing[*]}" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py=${MILO_PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "milo: creating .venv with $($py --version)" >&2
+  $py -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  spec=${MILO_TORCH:-torch==2.13.0}
+  echo "milo: installing $spec" >&2
+  if [ -n "${MILO_TORCH_INDEX:-}" ]; then
+    .venv/bin/python -m pip install -q "$spec" --index-url "$MILO_TORCH_INDEX"
+  else
+    .venv/bin/python -m pip install -q "$spec"
+  fi
+fi
+
+# Reinstall the project only when its declared dependencies change.
+stamp=.venv/.milo-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "milo: installing milo-tui and its dependencies into .venv" >&2
+  .venv/bin/python -m pip install -q -e ".[engine,test]"
+  echo "$want" > "$stamp"
+fi

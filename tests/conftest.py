@@ -1,0 +1,101 @@
+"""Fixtures shared by every test area: an isolated home, the tiny model, the demo workspace.
+
+Each area (tests/foundation, tests/training, tests/dashboard, tests/audition) keeps its own fixtures
+in its own conftest.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEAKER = "milo_demo"
+
+# Nothing in the tests may reach the network: Hugging Face lookups fail fast instead.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def isolated_home(tmp_path_factory) -> Path:
+    """XDG folders of the test session, so no test reads or writes the operator's real config."""
+    home = tmp_path_factory.mktemp("home")
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache")):
+        (home / sub).mkdir()
+        os.environ[var] = str(home / sub)
+    for var in ("MILO_CONFIG", "MILO_BASE_MODEL", "MILO_CHECKPOINTS", "MILO_DATA", "MILO_DEVICE", "MILO_DEMO_DIR"):
+        os.environ.pop(var, None)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _isolate(isolated_home):
+    yield
+
+
+def python_env(**extra: str) -> dict:
+    """Environment for child Python processes: this checkout first on sys.path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+def run_module(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run `python -m <args>` of this checkout and capture its output."""
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
+                          env=kw.pop("env", python_env()), stdin=subprocess.DEVNULL, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A tiny random-weight Qwen3-TTS Base model folder (seed 0), built once per test process."""
+    from training.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-base", seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_clips(tmp_path_factory) -> list[Path]:
+    """The demo workspace's synthetic corpus (16 WAV + transcript pairs)."""
+    from milo_tui.demo import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def tiny_custom_voice(tiny_base, demo_clips, tmp_path_factory) -> Path:
+    """The tiny Base model turned into a custom-voice checkpoint (speaker 'milo_demo' in slot 3000),
+    its speaker embedding taken from the first demo clip by the Base speaker encoder."""
+    import soundfile as sf
+
+    from inference.qwen import import_qwen_tts
+    from training.checkpoint import save_custom_voice
+
+    qwen_tts = import_qwen_tts()
+    model = qwen_tts.Qwen3TTSModel.from_pretrained(str(tiny_base))
+    wav, sr = sf.read(demo_clips[0], dtype="float32")
+    embedding = model.model.extract_speaker_embedding(wav, sr)
+    out = tmp_path_factory.mktemp("ckpt") / "epoch-0001"
+    return save_custom_voice(model.model.state_dict(), tiny_base, out, SPEAKER, embedding)
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory):
+    """A complete demo workspace made by the same code as `milo-tui --demo`."""
+    from milo_tui.demo import ensure_demo_workspace
+
+    return ensure_demo_workspace(tmp_path_factory.mktemp("demo") / "demo")
+
+
+def need_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run scripts/test.sh, which installs the Debian packages")
+    return path

@@ -1,0 +1,38 @@
+"""The dashboard process never imports torch, transformers or qwen_tts."""
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import milo_tui
+from tests.conftest import python_env
+
+HEAVY = ("torch", "transformers", "qwen_tts", "librosa", "torchaudio")
+
+
+def _dashboard_modules() -> list[str]:
+    # __main__ runs the dashboard when imported; it imports only milo_tui.cli, which is checked.
+    return sorted(m.name for m in pkgutil.walk_packages(milo_tui.__path__, "milo_tui.") if not m.name.endswith("__main__"))
+
+
+def test_importtime_of_the_app_lists_no_heavy_package():
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import milo_tui.app, milo_tui.cli"],
+                          capture_output=True, text=True, timeout=120, env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
+    assert "textual" in imported, "the check must see the app's real imports"
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_no_dashboard_module_pulls_a_heavy_package():
+    modules = _dashboard_modules()
+    assert "milo_tui.app" in modules and len(modules) >= 5
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        f"print(sorted(k for k in sys.modules if k.split('.')[0] in {HEAVY!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
