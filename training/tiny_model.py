@@ -63,6 +63,124 @@ def _randomize_codebooks(module, generator) -> None:
                 tensor.copy_(torch.randn(tensor.shape, generator=generator))
 
 
+SHAPES = {
+    # Widths small enough to train on a CPU in milliseconds; everything else as in the real model.
+    "tiny": dict(
+        talker=dict(hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    num_key_value_heads=1, head_dim=16, mrope_section=[2, 3, 3]),
+        predictor=dict(hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=1, head_dim=16),
+        speaker=dict(enc_channels=[32, 32, 32, 32, 96], enc_attention_channels=16, enc_res2net_scale=4,
+                     enc_se_channels=16),
+        text_vocab=None,  # the tiny tokenizer's size
+        codec="tiny",
+    ),
+    # Qwen3-TTS-12Hz-1.7B, from the tensor shapes of a real checkpoint (../shared/UPSTREAM.md), for
+    # benchmarks with random weights. 1.92 B parameters.
+    "1.7b": dict(
+        talker=dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                    num_key_value_heads=8, head_dim=128, mrope_section=[24, 20, 20]),
+        predictor=dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=5, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128),
+        speaker=dict(enc_channels=[512, 512, 512, 512, 1536], enc_attention_channels=128, enc_res2net_scale=8,
+                     enc_se_channels=128),
+        text_vocab=151936,
+        codec="default",  # qwen_tts's own codec defaults
+    ),
+}
+
+
+def model_configs(shape: str, text_vocab_size: int, ids: dict[str, int]):
+    """(Qwen3TTSConfig, Qwen3TTSTokenizerV2Config, speaker-encoder dict) for a named shape."""
+    import_qwen_tts()
+    from qwen_tts.core import Qwen3TTSTokenizerV2Config
+    from qwen_tts.core.models import Qwen3TTSConfig
+
+    spec = SHAPES[shape]
+    t, p = dict(spec["talker"]), spec["predictor"]
+    hidden, mrope = t["hidden_size"], t.pop("mrope_section")
+    talker = dict(
+        code_predictor_config=dict(vocab_size=2048, num_code_groups=16, max_position_embeddings=512, **p),
+        vocab_size=3072, num_code_groups=16, text_hidden_size=hidden,
+        text_vocab_size=spec["text_vocab"] or text_vocab_size, rope_theta=1000000.0,
+        rope_scaling={"interleaved": True, "mrope_section": mrope, "rope_type": "default", "type": "default"},
+        position_id_per_seconds=13, max_position_embeddings=32768,
+        spk_id={}, spk_is_dialect={}, codec_language_id=LANGUAGE_IDS, **CODEC_IDS, **t,
+    )
+    speaker_encoder = dict(mel_dim=128, enc_dim=hidden, enc_kernel_sizes=[5, 3, 3, 3, 1],
+                           enc_dilations=[1, 2, 3, 4, 1], sample_rate=24000, **spec["speaker"])
+    config = Qwen3TTSConfig(
+        talker_config=talker, speaker_encoder_config=speaker_encoder,
+        tokenizer_type="qwen3_tts_tokenizer_12hz", tts_model_size=shape, tts_model_type="base",
+        im_start_token_id=ids["<|im_start|>"], im_end_token_id=ids["<|im_end|>"],
+        tts_pad_token_id=ids["<|tts_pad|>"], tts_bos_token_id=ids["<|tts_bos|>"],
+        tts_eos_token_id=ids["<|tts_eos|>"],
+    )
+    if spec["codec"] == "default":
+        # The published 12 Hz codec: Mimi's defaults for the encoder (32 quantizers, 16 used) and
+        # this decoder geometry.
+        codec_config = Qwen3TTSTokenizerV2Config(
+            encoder_config=dict(num_quantizers=32),
+            decoder_config=dict(
+                codebook_size=2048, codebook_dim=512, hidden_size=512, latent_dim=1024, decoder_dim=1536,
+                intermediate_size=1024, head_dim=64, num_attention_heads=16, num_key_value_heads=16,
+                num_hidden_layers=8, num_quantizers=16, sliding_window=72, upsample_rates=[8, 5, 4, 3],
+                upsampling_ratios=[2, 2],
+            ),
+        )
+    else:
+        # Mimi-style encoder and Qwen decoder, both at 1920 samples per 12.5 Hz frame.
+        codec_config = Qwen3TTSTokenizerV2Config(
+            encoder_config=dict(
+                hidden_size=32, num_filters=8, num_residual_layers=1, upsampling_ratios=[8, 6, 5, 4],
+                codebook_size=2048, codebook_dim=16, num_quantizers=16, vector_quantization_hidden_dimension=16,
+                upsample_groups=32, num_hidden_layers=1, intermediate_size=64, num_attention_heads=2,
+                num_key_value_heads=2, head_dim=16, num_semantic_quantizers=1, use_cache=False,
+            ),
+            decoder_config=dict(
+                codebook_size=2048, codebook_dim=16, hidden_size=32, latent_dim=32, num_attention_heads=2,
+                num_key_value_heads=2, head_dim=16, intermediate_size=64, num_hidden_layers=1, num_quantizers=16,
+                upsample_rates=[8, 5, 4, 3], upsampling_ratios=[2, 2], decoder_dim=32,
+            ),
+        )
+    return config, codec_config, speaker_encoder
+
+
+def build_random_model(shape: str = "1.7b", device: str = "cpu", dtype=None, seed: int = 0,
+                       attn_implementation: str = "sdpa"):
+    """A random-weight `Qwen3TTSModel` of the given shape, built in memory on `device` (no files):
+    for benchmarks at the real 1.7B shape on a GPU. Uses the tiny text tokenizer (ids < 400)."""
+    import torch
+
+    qwen_tts = import_qwen_tts()
+    from qwen_tts.core import Qwen3TTSTokenizerV2Model
+    from qwen_tts.core.models import Qwen3TTSForConditionalGeneration, Qwen3TTSProcessor
+
+    tok = _text_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in TEXT_SPECIALS}
+    config, codec_config, _ = model_configs(shape, len(tok), ids)
+    config._attn_implementation = attn_implementation
+    codec_config._attn_implementation = attn_implementation
+    dtype = dtype or torch.float32
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.device(device):
+        model = Qwen3TTSForConditionalGeneration(config).to(dtype)
+        codec = Qwen3TTSTokenizerV2Model(codec_config)
+    _randomize_codebooks(codec, gen.manual_seed(seed) if device == "cpu" else torch.Generator(device).manual_seed(seed))
+    codec = codec.to(dtype)
+    speech = qwen_tts.Qwen3TTSTokenizer()
+    from transformers import EncodecFeatureExtractor
+
+    speech.model, speech.config, speech.device = codec.eval(), codec.config, torch.device(device)
+    speech.feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=24000)
+    model.load_speech_tokenizer(speech)
+    model.load_generate_config(dict(do_sample=True, top_k=50, top_p=1.0, temperature=0.9, repetition_penalty=1.05,
+                                    subtalker_dosample=True, subtalker_top_k=50, subtalker_top_p=1.0,
+                                    subtalker_temperature=0.9, max_new_tokens=2048))
+    return qwen_tts.Qwen3TTSModel(model=model.eval(), processor=Qwen3TTSProcessor(tokenizer=tok))
+
+
 def _make_decoder_audible(codec, generator) -> None:
     """transformers' 0.02-std initialisation leaves a random decoder's output near 1e-9 (silence).
     Use PyTorch's default initialisation for its convolutions and scale the last one so that random
@@ -96,8 +214,8 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     import torch
 
     import_qwen_tts()
-    from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model
-    from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration, Qwen3TTSProcessor
+    from qwen_tts.core import Qwen3TTSTokenizerV2Model
+    from qwen_tts.core.models import Qwen3TTSForConditionalGeneration, Qwen3TTSProcessor
     from transformers import EncodecFeatureExtractor
 
     out = Path(out_dir).absolute()
@@ -105,46 +223,7 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     tok = _text_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in TEXT_SPECIALS}
 
-    talker = dict(
-        code_predictor_config=dict(
-            vocab_size=2048, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=1,
-            num_attention_heads=2, num_key_value_heads=1, head_dim=16, num_code_groups=16,
-            max_position_embeddings=512,
-        ),
-        vocab_size=3072, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, num_code_groups=16,
-        # text_hidden_size == hidden_size as in the 1.7B model (both 2048).
-        text_hidden_size=HIDDEN, text_vocab_size=len(tok), rope_theta=1000000.0,
-        rope_scaling={"interleaved": True, "mrope_section": [2, 3, 3], "rope_type": "default", "type": "default"},
-        position_id_per_seconds=13, max_position_embeddings=4096,
-        spk_id={}, spk_is_dialect={}, codec_language_id=LANGUAGE_IDS, **CODEC_IDS,
-    )
-    speaker_encoder = dict(
-        mel_dim=128, enc_dim=HIDDEN, enc_channels=[32, 32, 32, 32, 96], enc_kernel_sizes=[5, 3, 3, 3, 1],
-        enc_dilations=[1, 2, 3, 4, 1], enc_attention_channels=16, enc_res2net_scale=4, enc_se_channels=16,
-        sample_rate=24000,
-    )
-    config = Qwen3TTSConfig(
-        talker_config=talker, speaker_encoder_config=speaker_encoder,
-        tokenizer_type="qwen3_tts_tokenizer_12hz", tts_model_size="tiny", tts_model_type="base",
-        im_start_token_id=ids["<|im_start|>"], im_end_token_id=ids["<|im_end|>"],
-        tts_pad_token_id=ids["<|tts_pad|>"], tts_bos_token_id=ids["<|tts_bos|>"],
-        tts_eos_token_id=ids["<|tts_eos|>"],
-    )
-    # Mimi-style encoder and Qwen decoder, both at 1920 samples per 12.5 Hz frame.
-    codec_config = Qwen3TTSTokenizerV2Config(
-        encoder_config=dict(
-            hidden_size=32, num_filters=8, num_residual_layers=1, upsampling_ratios=[8, 6, 5, 4],
-            codebook_size=2048, codebook_dim=16, num_quantizers=16, vector_quantization_hidden_dimension=16,
-            upsample_groups=32, num_hidden_layers=1, intermediate_size=64, num_attention_heads=2,
-            num_key_value_heads=2, head_dim=16, num_semantic_quantizers=1, use_cache=False,
-        ),
-        decoder_config=dict(
-            codebook_size=2048, codebook_dim=16, hidden_size=32, latent_dim=32, num_attention_heads=2,
-            num_key_value_heads=2, head_dim=16, intermediate_size=64, num_hidden_layers=1, num_quantizers=16,
-            upsample_rates=[8, 5, 4, 3], upsampling_ratios=[2, 2], decoder_dim=32,
-        ),
-    )
+    config, codec_config, speaker_encoder = model_configs("tiny", len(tok), ids)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
