@@ -46,7 +46,7 @@ class CheckpointInfo:
 
 def _read_json(path: Path, problems: list[str], what: str) -> dict | None:
     if not path.is_file():
-        problems.append(f"{what} is missing ({path.name})")
+        problems.append(f"{what} is missing")
         return None
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -126,6 +126,13 @@ def validate_checkpoint(path: str | Path) -> CheckpointInfo:
     if root.name.startswith(".") and ".tmp-" in root.name:
         problems.append("a half-written checkpoint (hidden temporary folder of a save in progress or interrupted)")
 
+    if not (root / "config.json").is_file():
+        subs = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()
+                      and not p.name.startswith("."))
+        if subs:
+            shown = ", ".join(subs[:4]) + (" ..." if len(subs) > 4 else "")
+            raise CheckpointError(root, [f"a folder of checkpoints, not a checkpoint: choose one of {shown}"])
+        raise CheckpointError(root, problems + ["not a checkpoint folder: config.json is missing"])
     cfg = _read_json(root / "config.json", problems, "config.json")
     speakers: tuple[str, ...] = ()
     model_size = None

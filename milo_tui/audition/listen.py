@@ -122,12 +122,18 @@ def _resample(chunk: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 
 class Player:
-    """Plays clips of float32 mono audio, chunk by chunk as they arrive, on one sounddevice stream per clip.
+    """Plays clips of float32 mono audio, chunk by chunk as they arrive, one sounddevice stream per clip.
 
-    A writer thread takes ("start"|"audio"|"end") items from a queue; `stop()` drops everything queued and
-    aborts the stream within one 50 ms block. Events go to `on_event` (from the writer thread):
+    The stream runs in callback mode: PortAudio pulls audio at its own pace and gets silence while the
+    next chunk is still being generated, so a slow generator causes gaps, never a wedged device (blocking
+    writes through ALSA's PulseAudio plugin were seen to hang after an underrun). The stream opens at
+    `start()`, while the first chunk is being made. A control thread takes ("start"|"audio"|"end"|"stop")
+    items from a queue and watches the stream: a stream that dies mid-clip is a lost device. `stop()`
+    drops everything queued at once. Events go to `on_event` (from the control thread):
     {"event": "playback", "clip": id, "state": "started" | "finished" | "stopped" | "device_lost" |
     "no_device", "message": "...", "played_s": x}."""
+
+    LATENCY_S = 0.1
 
     def __init__(self, device=None, samplerate: int = SAMPLE_RATE, on_event: Callable[[dict], None] | None = None) -> None:
         self.device = device
@@ -136,6 +142,10 @@ class Player:
         self._queue: queue.Queue = queue.Queue()
         self._generation = 0            # bumped by stop(): items queued before it are dropped
         self._lock = threading.Lock()
+        self._buffer: list[np.ndarray] = []   # audio waiting for the callback (guarded by _buf_lock)
+        self._offset = 0
+        self._played = 0
+        self._buf_lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
         self._thread = threading.Thread(target=self._run, name="milo-player", daemon=True)
@@ -174,7 +184,28 @@ class Player:
         with self._lock:
             self._queue.put((self._generation, item))
 
-    # writer thread
+    # PortAudio's thread
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        out = outdata[:, 0]
+        n = 0
+        with self._buf_lock:
+            while n < frames and self._buffer:
+                head = self._buffer[0]
+                take = min(frames - n, len(head) - self._offset)
+                out[n:n + take] = head[self._offset:self._offset + take]
+                n += take
+                self._offset += take
+                if self._offset >= len(head):
+                    self._buffer.pop(0)
+                    self._offset = 0
+            self._played += n
+        out[n:] = 0.0
+
+    def _pending(self) -> int:
+        with self._buf_lock:
+            return sum(len(b) for b in self._buffer) - self._offset
+
+    # control thread
     def _emit(self, clip, state: str, **extra) -> None:
         try:
             self.on_event({"event": "playback", "clip": clip, "state": state, **extra})
@@ -185,19 +216,17 @@ class Player:
         import sounddevice as sd
 
         describe_output(self.device)
+        kwargs = dict(channels=1, dtype="float32", device=self.device, callback=self._callback, latency=self.LATENCY_S)
         try:
-            stream = sd.OutputStream(samplerate=self.samplerate, channels=1, dtype="float32", device=self.device)
-            rate = self.samplerate
+            stream, rate = sd.OutputStream(samplerate=self.samplerate, **kwargs), self.samplerate
         except sd.PortAudioError:
             # Some devices (WASAPI shared mode, some USB DACs) refuse 24 kHz: play at the device's rate.
-            info = sd.query_devices(self.device, kind="output")
-            rate = int(info["default_samplerate"])
-            stream = sd.OutputStream(samplerate=rate, channels=1, dtype="float32", device=self.device)
-        stream.start()
-        return stream, rate
+            rate = int(sd.query_devices(self.device, kind="output")["default_samplerate"])
+            stream = sd.OutputStream(samplerate=rate, **kwargs)
+        return stream, rate  # started by the first chunk: silence queued ahead of it would delay the sound
 
     def _run(self) -> None:
-        stream, rate, clip, played, failed = None, self.samplerate, None, 0, False
+        stream, rate, clip, ending, started = None, self.samplerate, None, False, False
 
         def close(abort: bool) -> None:
             nonlocal stream
@@ -208,9 +237,31 @@ class Player:
                 except Exception:
                     pass
                 stream = None
+            with self._buf_lock:
+                self._buffer.clear()
+                self._offset = 0
+
+        def played() -> float:
+            return round(self._played / rate, 3)
 
         while True:
-            generation, (kind, value) = self._queue.get()
+            try:
+                generation, (kind, value) = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                kind = None
+            if stream is not None and started and not stream.active:  # PortAudio gave up: the device went away
+                close(abort=True)
+                self._emit(clip, "device_lost", message="the audio device stopped working mid-play (unplugged, "
+                           "or its sound server went away)", played_s=played())
+                clip, ending = None, False
+            if kind is None:
+                if ending and stream is not None and (self._pending() <= 0 or not started):
+                    close(abort=False)  # stop() lets the device's own buffer play out
+                    self._emit(clip, "finished", played_s=played())
+                    clip, ending = None, False
+                if clip is None and self._queue.empty():
+                    self._idle.set()
+                continue
             with self._lock:
                 current = self._generation
             if kind == "quit":
@@ -218,41 +269,42 @@ class Player:
                 self._idle.set()
                 return
             if kind == "stop" or generation != current:
-                if stream is not None or (clip is not None and not failed):
+                if clip is not None:
+                    was_open = stream is not None
                     close(abort=True)
-                    self._emit(clip, "stopped", played_s=round(played / rate, 3))
-                    clip = None
-                if self._queue.empty():
-                    self._idle.set()
+                    if was_open:
+                        self._emit(clip, "stopped", played_s=played())
+                    clip, ending = None, False
                 continue
             if kind == "start":
-                close(abort=False)
-                clip, played, failed = value, 0, False
+                if stream is not None:  # a new clip before the last one ended: finish that one first
+                    while self._pending() > 0 and stream.active:
+                        time.sleep(0.02)
+                    close(abort=False)
+                    self._emit(clip, "finished", played_s=played())
+                clip, ending, started = value, False, False
+                with self._buf_lock:
+                    self._played = 0
                 try:
                     stream, rate = self._open()
                     self._emit(clip, "started")
                 except Exception as exc:  # AudioDeviceError or PortAudioError: one line, keep going
-                    failed = True
-                    self._emit(clip, "no_device", message=_one_line(exc))
-            elif kind == "audio" and stream is not None:
-                data = _resample(value, self.samplerate, rate)
-                try:
-                    for i in range(0, len(data), BLOCK):
-                        if self._generation != generation:
-                            break  # stop() arrived: the stop item aborts the stream
-                        stream.write(data[i:i + BLOCK])
-                        played += min(BLOCK, len(data) - i)
-                except Exception as exc:
                     close(abort=True)
-                    failed = True
-                    self._emit(clip, "device_lost", message=_one_line(exc), played_s=round(played / rate, 3))
+                    self._emit(clip, "no_device", message=_one_line(exc))
+                    clip = None
+            elif kind == "audio" and stream is not None:
+                with self._buf_lock:
+                    self._buffer.append(_resample(value, self.samplerate, rate))
+                if not started:
+                    try:
+                        stream.start()
+                        started = True
+                    except Exception as exc:
+                        close(abort=True)
+                        self._emit(clip, "device_lost", message=_one_line(exc), played_s=0.0)
+                        clip, ending = None, False
             elif kind == "end":
-                if stream is not None:
-                    close(abort=False)  # stop() waits until the buffered audio has played
-                    self._emit(clip, "finished", played_s=round(played / rate, 3))
-                clip = None
-                if self._queue.empty():
-                    self._idle.set()
+                ending = stream is not None
 
 
 def _one_line(exc: BaseException) -> str:
