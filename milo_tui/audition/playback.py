@@ -13,6 +13,7 @@ Torch-free. Each output takes a clip as it is generated (`start`, `feed` chunks,
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 from typing import Callable
@@ -111,6 +112,15 @@ class LaptopOutput:
                 self._clip = None
                 return False
 
+    @staticmethod
+    def _peer_closed(sock: socket.socket) -> bool:
+        """The listener sends nothing after its hello, so a readable socket means it went away."""
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def _drop(self) -> None:
         if self._sock is not None:
             try:
@@ -122,6 +132,8 @@ class LaptopOutput:
     def start(self, clip, meta: dict) -> None:
         with self._lock:
             self._clip = clip
+            if self._sock is not None and self._peer_closed(self._sock):
+                self._drop()  # milo-listen restarted or the tunnel dropped since the last clip: reconnect
             if self._sock is None:
                 try:
                     self._sock = self._connect()

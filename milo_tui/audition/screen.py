@@ -181,7 +181,7 @@ class AuditionScreen(Screen):
     def on_mount(self) -> None:
         for sample in read_samples(self.run_dir):
             self._add_sample(sample)
-        self._render()
+        self._refresh_view()
         self.query_one("#audition-text", Input).focus()
         self.client.start()
         if self.checkpoint_a is not None:
@@ -203,18 +203,18 @@ class AuditionScreen(Screen):
         if checkpoint is not None:
             self.checkpoint_a = Path(checkpoint).absolute()
             self._load(self.checkpoint_a)
-        self._render()
+        self._refresh_view()
 
     # ---- rendering -------------------------------------------------------------------------------
-    def _name(self, path: Path | None) -> str:
+    def _ckpt_name(self, path: Path | None) -> str:
         return path.name if path else "-"
 
-    def _render(self) -> None:
+    def _refresh_view(self) -> None:
         if not self.is_mounted:
             return
-        a = self._name(self.checkpoint_a) + (" (loaded)" if self.loaded and self.checkpoint_a
+        a = self._ckpt_name(self.checkpoint_a) + (" (loaded)" if self.loaded and self.checkpoint_a
                                              and self.loaded == str(self.checkpoint_a) else "")
-        mode = f"A/B with {self._name(self.checkpoint_b)}" + (", blind" if self.blind else "") if self.ab_mode else "single"
+        mode = f"A/B with {self._ckpt_name(self.checkpoint_b)}" + (", blind" if self.blind else "") if self.ab_mode else "single"
         seed = f"seed {self.fixed_seed} (fixed)" if self.fixed_seed is not None else "seed random"
         info = (f"run {self.run_dir.name}   checkpoint {a}   {mode}\n"
                 f"output {OUTPUT_NAMES.get(self.output, self.output)}   {seed}   worker {self.worker_state}")
@@ -226,7 +226,7 @@ class AuditionScreen(Screen):
 
     def _say_status(self, text: str, error: bool = False) -> None:
         self.status, self.status_error = text, error
-        self._render()
+        self._refresh_view()
 
     def _revealed(self, sample: Sample) -> bool:
         if not sample.blind or sample.ab_group is None:
@@ -346,7 +346,7 @@ class AuditionScreen(Screen):
         elif kind == "gave_up":
             self.worker_state = "stopped"
             self._say_status(e.get("message", "the audition worker keeps crashing"), error=True)
-        self._render()
+        self._refresh_view()
 
     def _on_done(self, job_id: str, job: Job | None, rec: dict) -> None:
         self.jobs.pop(job_id, None)
@@ -514,7 +514,7 @@ class AuditionScreen(Screen):
             if path is not None:
                 self.checkpoint_a = path
                 self._load(path)
-            self._render()
+            self._refresh_view()
 
         self._pick("Checkpoint to audition (A)", self.checkpoint_a, chosen)
 
@@ -527,8 +527,8 @@ class AuditionScreen(Screen):
         def chosen(path: Path | None) -> None:
             if path is not None:
                 self.checkpoint_b, self.ab_mode = path, True
-                self._say_status(f"A/B on: {self._name(self.checkpoint_a)} vs {path.name}; Enter speaks on both")
-            self._render()
+                self._say_status(f"A/B on: {self._ckpt_name(self.checkpoint_a)} vs {path.name}; Enter speaks on both")
+            self._refresh_view()
 
         self._pick("Compare with (B)", self.checkpoint_b, chosen)
 
@@ -544,7 +544,7 @@ class AuditionScreen(Screen):
 
     def action_fix_seed(self) -> None:
         self.fixed_seed = None if self.fixed_seed is not None else (self.last_seed or random.randrange(2**31))
-        self._render()
+        self._refresh_view()
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:
