@@ -356,7 +356,8 @@ class Engine:
 
     def stream(self, text: str, *, seed: int, sampling: Sampling | None = None, speaker: str | None = None,
                language: str = "auto", budget: bool = True, cancel: threading.Event | None = None,
-               timings: Timings | None = None, on_sentence: Callable[[int, int, str], None] | None = None) -> Iterator[np.ndarray]:
+               timings: Timings | None = None, on_sentence: Callable[[int, int, str], None] | None = None,
+               on_frame: Callable[[object], None] | None = None) -> Iterator[np.ndarray]:
         """The whole audition: text checked and split into sentences (TextError), seeded once, each
         sentence streamed in turn with a short pause between. `timings` (if given) is filled in as it goes."""
         import torch
@@ -371,8 +372,10 @@ class Engine:
         if self.device.startswith("cuda"):
             torch.cuda.manual_seed_all(int(seed))
 
-        def count(_codes) -> None:
+        def count(codes) -> None:
             timings.frames += 1
+            if on_frame is not None:
+                on_frame(codes)
 
         for i, sentence in enumerate(sentences):
             if on_sentence is not None:

@@ -79,24 +79,27 @@ def save_sample(run_dir: Path, checkpoint: str, seed: int, audio: np.ndarray, sa
         return sample_id, path
 
 
-def append_sample(run_dir: Path, **fields) -> dict:
-    rec = record("sample", **{"rating": None, "ab_group": None, "ab_label": None, "blind": False, **fields})
-    append_records(samples_dir(run_dir) / INDEX, [rec])
+def _append(run_dir: Path, rec: dict) -> dict:
+    folder = samples_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    append_records(folder / INDEX, [rec])
     return rec
+
+
+def append_sample(run_dir: Path, **fields) -> dict:
+    return _append(run_dir, record("sample", **{"rating": None, "ab_group": None, "ab_label": None, "blind": False,
+                                                **fields}))
 
 
 def append_rating(run_dir: Path, sample_id: int, rating: int | None) -> dict:
     if rating is not None and not (1 <= int(rating) <= 5):
         raise ValueError("a rating is 1 to 5")
-    rec = record("rating", sample=int(sample_id), rating=None if rating is None else int(rating))
-    append_records(samples_dir(run_dir) / INDEX, [rec])
-    return rec
+    return _append(run_dir, record("rating", sample=int(sample_id), rating=None if rating is None else int(rating)))
 
 
 def append_preference(run_dir: Path, ab_group: str, preferred: int | None) -> dict:
-    rec = record("preference", ab_group=str(ab_group), preferred=None if preferred is None else int(preferred))
-    append_records(samples_dir(run_dir) / INDEX, [rec])
-    return rec
+    return _append(run_dir, record("preference", ab_group=str(ab_group),
+                                   preferred=None if preferred is None else int(preferred)))
 
 
 @dataclass
