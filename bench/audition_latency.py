@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     sync(args.device)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in tts.model.parameters())
-    engine = Engine(device=args.device, dtype=str(tts.model.dtype).replace("torch.", ""))
+    engine = Engine(device=args.device, dtype=str(tts.model.dtype).replace("torch.", ""), tune_threads=True)
     engine.adopt(tts, CheckpointInfo(path=Path(f"/memory/random-{args.shape}"), speakers=(SPEAKER,),
                                      generation=dict(tts.model.generate_config or {})))
     # Same sampling for both, exactly --frames frames (stock keeps max_new_tokens - 1 of them).

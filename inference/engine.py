@@ -140,8 +140,12 @@ class _Captured(Exception):
 class Engine:
     """One checkpoint at a time. Not thread-safe: one caller thread uses it (the worker's job thread)."""
 
-    def __init__(self, device: str = "auto", dtype: str | None = None, attn_implementation: str = "sdpa") -> None:
+    def __init__(self, device: str = "auto", dtype: str | None = None, attn_implementation: str = "sdpa",
+                 tune_threads: bool = False) -> None:
+        """`tune_threads`: set torch's CPU thread count for the loaded model (a process-wide setting, so
+        only for processes the engine owns: the worker, milo-say, the benchmark)."""
         self.device = resolve_device(device)
+        self.tune_threads = tune_threads
         self.dtype_name = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         self.attn_implementation = attn_implementation
         self.loaded: Loaded | None = None
@@ -181,7 +185,7 @@ class Engine:
     def _tune_threads(self, tts) -> None:
         import torch
 
-        if self.device == "cpu" and tts.model.talker.config.hidden_size <= SMALL_MODEL_HIDDEN:
+        if self.tune_threads and self.device == "cpu" and tts.model.talker.config.hidden_size <= SMALL_MODEL_HIDDEN:
             torch.set_num_threads(1)
 
     def adopt(self, tts, info: CheckpointInfo) -> Loaded:

@@ -2,7 +2,7 @@
 
 Writes a 24 kHz mono 16-bit WAV: to `-o` when given; otherwise into the run's samples/ with an index
 line (source "milo-say") when the checkpoint sits in a run folder, else ./milo-say-<checkpoint>-<seed>.wav.
-With --play the audio plays while it is generated. Timings go to stderr, the WAV path to stdout.
+With --play the audio plays here while it is generated; with --laptop it streams to milo-listen. Timings go to stderr, the WAV path to stdout.
 
 Exit codes: 0 done; 1 unexpected error; 2 bad command line; 3 bad input (checkpoint, text, speaker,
 sampling option); 4 the WAV is saved but could not be played (no or lost audio device).
@@ -22,8 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint folder (e.g. checkpoints/run/epoch-0004)")
     p.add_argument("text", help="what to say (long texts are split into sentences; limit in docs/audition.md)")
     p.add_argument("-o", "--output", metavar="WAV", help="where to write the WAV")
-    p.add_argument("--play", action="store_true", help="play it while it is generated")
+    p.add_argument("--play", action="store_true", help="play it on this machine while it is generated")
     p.add_argument("--audio-device", metavar="DEV", help="output device for --play (name or index)")
+    p.add_argument("--laptop", action="store_true",
+                   help="stream it to milo-listen through the SSH tunnel (README: Listening on your laptop)")
+    p.add_argument("--port", type=int, default=None, help="milo-listen's tunnel port (default 8768)")
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same audio); default: random")
     p.add_argument("--speaker", help="speaker name (default: the checkpoint's own)")
     p.add_argument("--language", default="auto", help="language tag (default auto)")
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from milo_tui.audition.samples import append_sample, save_sample, write_wav
 
     try:
-        engine = Engine(device=args.device)
+        engine = Engine(device=args.device, tune_threads=True)
         loaded = engine.load(info.path)
         greedy = {"do_sample": False, "subtalker_dosample": False} if args.greedy else {}
         sampling = engine.sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -88,17 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     seed = args.seed if args.seed is not None else random.randrange(2**31)
 
-    player, playback = None, {}
-    if args.play:
-        from milo_tui.audition.listen import AudioDeviceError, Player, describe_output, parse_device
+    output, playback = None, {}
+    if args.play or args.laptop:
+        from milo_tui.audition.listen import DEFAULT_PORT, parse_device
+        from milo_tui.audition.playback import make_output
 
-        device = parse_device(args.audio_device)
-        try:
-            describe_output(device)
-            player = Player(device=device, on_event=lambda e: playback.update({e["state"]: e}))
-            player.start("milo-say")
-        except AudioDeviceError as exc:
-            playback["no_device"] = {"message": str(exc)}
+        output = make_output("laptop" if args.laptop else "local", device=parse_device(args.audio_device),
+                             port=args.port or DEFAULT_PORT, on_event=lambda e: playback.update({e["state"]: e}))
+        output.start("milo-say", {"checkpoint": loaded.info.name, "text": args.text})
 
     timings = Timings(load_s=loaded.load_s)
     chunks = []
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         for chunk in engine.stream(args.text, seed=seed, sampling=sampling, speaker=speaker, language=args.language,
                                    budget=not args.no_budget, timings=timings):
             chunks.append(chunk)
-            if player is not None:
-                player.feed(chunk)
+            if output is not None:
+                output.feed(chunk)
     except (TextError, EngineError) as exc:
         say(str(exc))
         return EXIT_BAD_INPUT
@@ -132,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         f"load {loaded.load_s:.2f} s on {loaded.device}")
     print(out)
 
-    if player is not None:
-        player.end()
-        player.wait_idle()
-        player.close()
+    if output is not None:
+        output.end()
+        output.wait_idle()
+        output.close()
     problem = playback.get("no_device") or playback.get("device_lost")
-    if args.play and problem:
+    if output is not None and problem:
         say(f"not played: {problem.get('message')}; the WAV is saved: {out}")
         return EXIT_NOT_PLAYED
     return EXIT_OK

@@ -72,7 +72,7 @@ class Worker:
     def start(self) -> None:
         from inference.engine import Engine
 
-        self.engine = Engine(device=self.device_arg)
+        self.engine = Engine(device=self.device_arg, tune_threads=True)
         self.engine.warm_up()
         target, audio_device, port = self._output_args
         description = self._set_output(target, audio_device, port)
