@@ -212,8 +212,10 @@ class AuditionScreen(Screen):
     def _refresh_view(self) -> None:
         if not self.is_mounted:
             return
-        a = self._ckpt_name(self.checkpoint_a) + (" (loaded)" if self.loaded and self.checkpoint_a
-                                             and self.loaded == str(self.checkpoint_a) else "")
+        # While a blind pair is being made, which checkpoint is loaded would tell which one is A.
+        blind_busy = any(p.blind for p in self.pairs.values())
+        loaded = not blind_busy and self.checkpoint_a is not None and self.loaded == str(self.checkpoint_a)
+        a = self._ckpt_name(self.checkpoint_a) + (" (loaded)" if loaded else "")
         mode = f"A/B with {self._ckpt_name(self.checkpoint_b)}" + (", blind" if self.blind else "") if self.ab_mode else "single"
         seed = f"seed {self.fixed_seed} (fixed)" if self.fixed_seed is not None else "seed random"
         info = (f"run {self.run_dir.name}   checkpoint {a}   {mode}\n"
@@ -301,14 +303,16 @@ class AuditionScreen(Screen):
             self._say_status(e.get("message", "the audition worker cannot start"), error=True)
         elif kind == "loading":
             self.loaded = None
-            self._say_status(f"loading {Path(e['checkpoint']).name}...")
+            what = f"the checkpoint for {job.ab_label}" if self._blind_job(job) else Path(e["checkpoint"]).name
+            self._say_status(f"loading {what}...")
         elif kind == "loaded":
             self.loaded = e.get("checkpoint")
+            if job is not None and job.kind == "load":
+                self.jobs.pop(job_id, None)
             if job is None or job.kind == "load":
                 self._say_status(f"{e.get('name')} loaded in {e.get('load_s', 0):.1f} s on {e.get('device')}")
-            self.jobs.pop(job_id, None) if job and job.kind == "load" else None
         elif kind == "started" and job:
-            who = "?" if job.ab_group and self.pairs.get(job.ab_group, ABPair("", "", False)).blind else e.get("checkpoint")
+            who = "?" if self._blind_job(job) else e.get("checkpoint")
             label = f"{job.ab_label} ({who})" if job.ab_label else who
             self.last_seed = e.get("seed")
             self._say_status(f"{label}: speaking, seed {e.get('seed')}, {e.get('sentences')} sentence(s)...")
@@ -380,6 +384,10 @@ class AuditionScreen(Screen):
             self.playing = None
             what = "audio device lost mid-play" if state == "device_lost" else "not played"
             self._say_status(f"{what}: {e.get('message')}; the audition is still saved", error=True)
+
+    def _blind_job(self, job: Job | None) -> bool:
+        pair = self.pairs.get(job.ab_group) if job is not None and job.ab_group else None
+        return pair is not None and pair.blind
 
     def _forget_pair(self, job: Job | None) -> None:
         if job is not None and job.ab_group:

@@ -34,9 +34,13 @@ class Host(App):
         self.audition.seen_events.append(message.event)
 
 
-async def until(pilot, predicate, timeout: float = 120.0, what: str = "") -> None:
+async def until(pilot, predicate, timeout: float = 120.0, what: str = "", seen: list | None = None) -> None:
+    """Poll `predicate`; with `seen`, also collect every status and info line shown meanwhile."""
     deadline = time.monotonic() + timeout
     while not predicate():
+        if seen is not None:
+            seen.append(pilot.app.audition.status)
+            seen.append(str(pilot.app.audition.query_one("#audition-info").render()).split("\n")[0])
         if time.monotonic() > deadline:
             screen = pilot.app.audition
             raise AssertionError(f"timed out waiting for {what}; status: {screen.status!r}")
@@ -105,8 +109,13 @@ async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
         await pilot.press("v", "t")
         assert screen.blind
         await pilot.press("enter")  # the same sentence is still in the box
+        shown: list[str] = []
         await until(pilot, lambda: _saw(screen, "replaying") and
-                    sum(1 for e in screen.seen_events if e.get("event") == "replaying") >= 2, what="A then B")
+                    sum(1 for e in screen.seen_events if e.get("event") == "replaying") >= 2, what="A then B",
+                    seen=shown)
+        leaks = [line for line in shown if "epoch-0001 (loaded)" in line or
+                 ("epoch-000" in line and not line.startswith("run "))]
+        assert len(shown) > 5 and not leaks, leaks  # blind: nothing on screen tells which is which
         pair = [s for s in read_samples(audition_run) if s.ab_group is not None and s.id not in before]
         assert sorted(s.ab_label for s in pair) == ["A", "B"] and {s.checkpoint for s in pair} == {"epoch-0001", "epoch-0002"}
         assert len({s.seed for s in pair}) == 1 and all(s.blind for s in pair)
