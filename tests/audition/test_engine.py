@@ -108,3 +108,19 @@ def test_cancel_stops_the_current_sentence(engine):
             got.append(chunk)
             cancel.set()
     assert len(got) == 1
+
+
+def test_switching_checkpoints_frees_the_previous_model(audition_run):
+    import gc
+    import weakref
+
+    e = Engine(device="cpu")
+    first = e.load(audition_run / "epoch-0001")
+    list(e.frames("Hi.", sampling=e.sampling(max_new_tokens=3)))  # builds the per-model predictor state too
+    gone = weakref.ref(first.tts.model)
+    del first
+    second = e.load(audition_run / "epoch-0002")
+    gc.collect()
+    assert gone() is None, "the previous checkpoint is still in memory"
+    assert e.loaded is second and second.info.name == "epoch-0002"
+    assert e.load(audition_run / "epoch-0002") is second  # the same path again: no reload

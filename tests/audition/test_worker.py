@@ -130,7 +130,7 @@ def test_no_output_device_says_so_and_still_saves(audition_run, tmp_path, no_aud
 
 @pytest.mark.audio
 @pytest.mark.xdist_group("audio")
-def test_a_device_that_disappears_mid_play_is_one_line_and_the_wav_is_saved(audition_run, tmp_path):
+def test_a_device_that_disappears_mid_play_is_one_line_and_the_wav_is_saved(audition_run, tmp_path, capfd):
     # A daemon of its own: PulseAudio moves streams to another sink when there is one; with its only
     # sink gone, the stream has nowhere to go, as when a USB headset is pulled out.
     pulse = start_pulse(tmp_path / "pulse", sink="milo_lost")
@@ -151,6 +151,11 @@ def test_a_device_that_disappears_mid_play_is_one_line_and_the_wav_is_saved(audi
         # source is killed, so the player's own count is the evidence here).
         assert 0.3 < lost["played_s"] < done["audio_s"], lost
         events.wait_for("pong", client.send("ping"), timeout=30)
+        # PortAudio/ALSA complained from C: into the worker's log, not onto the parent's terminal.
+        log = (tmp_path / "worker.log").read_text(errors="replace")
+        assert "alsa" in log.lower(), log[-2000:]
+        out, err = capfd.readouterr()
+        assert "alsa" not in (out + err).lower()
     finally:
         client.close()
         stop_pulse(pulse)
