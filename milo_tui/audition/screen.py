@@ -75,7 +75,7 @@ class CheckpointPicker(ModalScreen):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="audition.picker.cancel")]
     DEFAULT_CSS = """
     CheckpointPicker { align: center middle; }
-    CheckpointPicker > Vertical { width: 60; max-height: 20; border: round $accent; background: $surface; }
+    CheckpointPicker > Vertical { width: 60; height: auto; max-height: 20; border: round $accent; background: $surface; }
     CheckpointPicker OptionList { height: auto; max-height: 16; }
     """
 

@@ -157,3 +157,7 @@ async def _bad_input(screen_factory):
         assert not [j for j in screen.jobs.values() if j.kind == "say"], "nothing was sent to the worker"
         # dimmed actions: nothing to stop, no A/B to blind
         assert screen.check_action("stop", ()) is None and screen.check_action("toggle_blind", ()) is None
+        # the dashboard reuses the screen for another checkpoint: it loads that one
+        screen.retarget(screen.run_dir, screen.run_dir / "epoch-0002")
+        await until(pilot, lambda: _saw(screen, "loaded", name="epoch-0002"), what="the retargeted checkpoint")
+        assert "epoch-0002 (loaded)" in str(screen.query_one("#audition-info").render())
