@@ -17,7 +17,6 @@ import pytest
 from milo_tui.audition import listen
 from milo_tui.audition.playback import LaptopOutput
 from tests.audition.conftest import QUICK, Events, sound_stats, start_client
-from tests.conftest import python_env
 
 
 def free_port() -> int:

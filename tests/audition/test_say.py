@@ -1,7 +1,6 @@
 """milo-say as a real command: a 24 kHz WAV, the run's samples index, and one line for bad input."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

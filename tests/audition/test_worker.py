@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from milo_tui.audition.samples import read_samples
-from tests.audition.conftest import QUICK, sound_stats, start_client, start_pulse, stop_pulse
+from tests.audition.conftest import QUICK, start_client, start_pulse, stop_pulse
 from tests.conftest import python_env
 
 
