@@ -109,6 +109,7 @@ def test_milo_listen_plays_what_the_worker_sends_and_survives_a_reconnect(auditi
         events.wait_for("playback", job, state="finished")
         time.sleep(done["audio_s"] + 1.0)  # sent is not yet heard: let the laptop play it out
         heard = sound_stats(rec.stop())
+        print(f"\nmilo-listen: {done['audio_s']:.2f} s sent, recorded {heard}")
         assert heard["sound_s"] >= 0.8 * done["audio_s"] and heard["rms"] > 0.02, (heard, done["audio_s"])
 
         # The laptop's listener restarts (or the tunnel drops): the next audition reconnects.
