@@ -221,8 +221,8 @@ class Dist:
 
 # --------------------------------------------------------------------------------------- the trainer
 
-def _oom_advice(hyper: Hyper, longest_s: float) -> str:
-    return (f"out of memory (batch size {hyper.batch_size}, longest clip {longest_s:.1f} s): lower --batch-size "
+def _oom_advice(hyper: Hyper, longest_s: float, step: int) -> str:
+    return (f"CUDA out of memory at step {step + 1} (batch size {hyper.batch_size}, longest clip {longest_s:.1f} s): lower --batch-size "
             f"(raise --grad-accum to keep the effective batch), add --gradient-checkpointing, or drop clips longer "
             f"than about {max(1.0, longest_s / 2):.0f} s (milo-train prepare --max-seconds)")
 
@@ -777,7 +777,7 @@ class Trainer:
             self.save_resume_point(epoch, micro)
         self.event("stop", f"stopped at step {self.step} on a signal; continue with --resume", reason="signal",
                    step=self.step)
-        self.state(status=rf.STOPPED, exit_code=rf.EXIT_OK, ended_at=time.time())
+        self.state(status=rf.STOPPED, exit_code=rf.EXIT_OK, ended_at=time.time(), step=self.step)
         self.log.info(f"stopped at step {self.step}; resume point saved" if save else f"stopped at step {self.step}")
         return rf.EXIT_OK
 
@@ -786,7 +786,7 @@ class Trainer:
             self.event("stop", why, reason="early_stopping", step=self.step)
         self.event("finish", f"finished: {why}; best epoch {self.best_epoch}", best_epoch=self.best_epoch,
                    best_val=self.best_val)
-        self.state(status=rf.FINISHED, exit_code=rf.EXIT_OK, ended_at=time.time(), best_epoch=self.best_epoch,
+        self.state(status=rf.FINISHED, exit_code=rf.EXIT_OK, ended_at=time.time(), step=self.step, best_epoch=self.best_epoch,
                    best_val=self.best_val)
         self.log.info(f"finished ({why}); best epoch {self.best_epoch} (validation {self.best_val})")
         return rf.EXIT_OK
@@ -822,11 +822,10 @@ def run(args) -> int:
     except DiskFull as exc:
         code, message = rf.EXIT_DISK_FULL, str(exc)
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line + exit code
-        import torch
-
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
             longest = max((ex.frames for ex in getattr(trainer, "examples", [])), default=0) / 12.5
-            code, message = rf.EXIT_OOM, _oom_advice(trainer.hyper, longest) if hasattr(trainer, "hyper") else str(exc)
+            code, message = rf.EXIT_OOM, _oom_advice(trainer.hyper, longest, trainer.step) if hasattr(trainer, "hyper") else str(exc)
         elif _is_disk_full(exc):
             code, message = rf.EXIT_DISK_FULL, f"disk full: {exc}; free space, then continue with --resume"
         else:
