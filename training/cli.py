@@ -48,7 +48,9 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--base", metavar="DIR", help="the Base model folder (local path)")
     p.add_argument("--data", metavar="JSONL", help="training JSONL (milo-train prepare's, or the official format)")
-    p.add_argument("--run", metavar="RUN_DIR", required=True, help="run folder to create (or continue, with --resume)")
+    p.add_argument("--run", "--run-dir", dest="run", metavar="RUN_DIR", required=True,
+                   help="run folder to create (or continue, with --resume); under torchrun spell it --run-dir "
+                        "(torchrun takes --run for its own --run-path)")
     p.add_argument("--resume", action="store_true", default=False,
                    help="continue RUN_DIR from its resume point (base, data and settings come from its run.json)")
     p.add_argument("--speaker", metavar="NAME", help="speaker name in the checkpoints (lower-cased; default: the run folder's name)")

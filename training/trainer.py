@@ -77,8 +77,8 @@ class RunLog:
     """Lines to the console and to train.log. A supervisor may already send our stdout/stderr to
     train.log; then each line is written once (we notice that the descriptor is the same file)."""
 
-    def __init__(self, path: Path | None, prefix: str = ""):
-        self.path, self.prefix, self.file = path, prefix, None
+    def __init__(self, path: Path | None, prefix: str = "", quiet: bool = False):
+        self.path, self.prefix, self.file, self.quiet = path, prefix, None, quiet
         self.stdout_is_log = self.stderr_is_log = False
         if path is not None:
             self.file = open(path, "a", encoding="utf-8", buffering=1)
@@ -98,7 +98,9 @@ class RunLog:
             except OSError:
                 pass  # a full disk must not turn a log line into a second error
 
-    def info(self, msg: str) -> None:
+    def info(self, msg: str, all_ranks: bool = False) -> None:
+        if self.quiet and not all_ranks:
+            return
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.prefix}{msg}\n"
         if not self.stdout_is_log:
             self._to_file(line)
@@ -419,9 +421,13 @@ class Trainer:
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp = DistributedDataParallel(
-                self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)
+            import warnings
+
+            with warnings.catch_warnings():  # newer torch renames broadcast_buffers; the old name works in both
+                warnings.simplefilter("ignore", FutureWarning)
+                self.ddp = DistributedDataParallel(
+                    self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    broadcast_buffers=False)
         else:
             self.ddp = None
 
@@ -625,15 +631,15 @@ class Trainer:
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
         rngs = training["rng"]
-        if len(rngs) == self.dist.world:
-            rng = rngs[self.dist.rank]
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and self.device.type == "cuda":
-                torch.cuda.set_rng_state(rng["cuda"], self.device)
-        elif info.get("world_size") != self.dist.world:
-            raise UsageError(f"--resume: this run was trained by {info.get('world_size')} processes; resume it with as many")
+        if len(rngs) != self.dist.world:
+            # The data position counts this many processes' shards.
+            raise UsageError(f"--resume: this run was trained by {len(rngs)} process(es); resume it with as many")
+        rng = rngs[self.dist.rank]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.step = info["step"]
         self.best_epoch, self.best_val, self.bad_epochs = info["best_epoch"], info["best_val"], info["bad_epochs"]
         return info["epoch"], info["micro"]
@@ -681,6 +687,8 @@ class Trainer:
                    best_epoch=self.best_epoch, best_val=self.best_val)
         self.log.info(f"{len(self.train_idx)} training clips, {len(self.val_idx)} held out; {self.steps_per_epoch} "
                       f"steps per epoch; longest clip {longest:.1f} s; device {self.device}, {self.dist.world} process(es)")
+        if self.dist.world > 1:
+            self.log.info(f"process {self.dist.rank} of {self.dist.world} trains its own shard", all_ranks=True)
         if self.best_epoch is not None and self.bad_epochs >= h.patience > 0 and start_micro == 0:
             return self.finish("early stopping had already ended this run")
         self.model.train()
@@ -802,7 +810,9 @@ def run(args) -> int:
         except OSError as exc:
             print(f"milo-train: error: cannot create {run_dir}: {exc.strerror}", file=sys.stderr)
             return rf.EXIT_USAGE
-    log = RunLog(run_dir / rf.TRAIN_LOG if dist.is_main else None, prefix="" if dist.is_main else f"[rank {dist.rank}] ")
+    # Other ranks say little (their shard at the start, and errors) on their own console.
+    log = RunLog(run_dir / rf.TRAIN_LOG if dist.is_main else None, prefix="" if dist.is_main else f"[rank {dist.rank}] ",
+                 quiet=not dist.is_main)
     trainer = Trainer(args, dist, log)
     previous = {s: signal.signal(s, trainer.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     code, message, trace = rf.EXIT_OK, None, None
