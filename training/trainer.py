@@ -128,10 +128,10 @@ class RunLog:
 # --------------------------------------------------------------------------------------- test hooks
 
 class TestHooks:
-    """MILO_TEST_HOOKS=step_delay=S,crash_at_step=N,crash_once_at_step=N,oom_at_step=N (docs/training.md).
+    """MILO_TEST_HOOKS=step_delay=S,crash_at_step=N,crash_once_at_step=N,oom_at_step=N[,disk_full_at_save=N]
     Only for tests of the dashboard and of the trainer; absent, it costs nothing per step."""
 
-    KEYS = ("step_delay", "crash_at_step", "crash_once_at_step", "oom_at_step")
+    KEYS = ("step_delay", "crash_at_step", "crash_once_at_step", "oom_at_step", "disk_full_at_save")
 
     def __init__(self, spec: str, run_dir: Path):
         self.run_dir, self.values = run_dir, {}
@@ -143,6 +143,11 @@ class TestHooks:
                 self.values[key] = float(value) if key == "step_delay" else int(value)
             except ValueError:
                 raise UsageError(f"MILO_TEST_HOOKS: {key} needs a number, got {value!r}") from None
+
+    def before_save(self, count: int) -> None:
+        """Only where a small tmpfs cannot be mounted: the disk-full test's stand-in for a real ENOSPC."""
+        if self.values.get("disk_full_at_save") == count:
+            raise OSError(errno.ENOSPC, f"No space left on device (test hook disk_full_at_save={count})")
 
     @classmethod
     def from_env(cls, run_dir: Path) -> "TestHooks | None":
@@ -230,7 +235,11 @@ def _oom_advice(hyper: Hyper, longest_s: float, step: int) -> str:
 
 
 def _is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    # safetensors reports a full disk as its own SafetensorError ("... No space left on device (os error 28)")
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
 
 
 def _base_dtype(base: Path):
@@ -278,6 +287,7 @@ class Trainer:
         self.stop_announced = False
         self.hooks = TestHooks.from_env(self.run_dir)
         self.step = 0
+        self.saves = 0  # checkpoints written by this process
         self.last_state_write = 0.0
 
     # ---------------------------------------------------------------- setup
@@ -579,10 +589,13 @@ class Trainer:
         weights = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype)
                    for k, v in self.model.state_dict().items() if not k.startswith("speaker_encoder.")}
         eval_json = dict(epoch=epoch, step=self.step, speaker=self.speaker, **(evaluation or {}))
+        self.saves += 1
         try:
+            if self.hooks is not None:
+                self.hooks.before_save(self.saves)
             out = save_custom_voice(weights, self.base, self.run_dir / name, self.speaker, self.speaker_embedding,
                                     extra_files={rf.EVAL_JSON: json.dumps(eval_json, indent=2) + "\n"})
-        except OSError as exc:
+        except Exception as exc:
             if _is_disk_full(exc):
                 raise DiskFull(f"disk full while saving {name} in {self.run_dir}: earlier checkpoints are intact; "
                                "free space, then continue with --resume") from None
@@ -610,7 +623,7 @@ class Trainer:
                 save_resume_point(self.run_dir, weights,
                                   dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict()),
                                   dict(speaker_embedding=self.speaker_embedding, rng=rngs), info)
-            except OSError as exc:
+            except Exception as exc:
                 if _is_disk_full(exc):
                     raise DiskFull(f"disk full while saving the resume point in {self.run_dir}: the previous one "
                                    "and the checkpoints are intact; free space, then continue with --resume") from None
