@@ -21,9 +21,13 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int, int]:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except sf.LibsndfileError as exc:
         try:
+            import warnings
+
             import librosa
 
-            mono, sr = librosa.load(str(path), sr=None, mono=False)
+            with warnings.catch_warnings():  # librosa warns on every audioread fallback
+                warnings.simplefilter("ignore")
+                mono, sr = librosa.load(str(path), sr=None, mono=False)
         except Exception:
             raise AudioError(f"unreadable audio ({str(exc).split(':')[-1].strip() or exc})") from None
         data = np.atleast_2d(mono).T.astype(np.float32)
