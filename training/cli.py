@@ -3,6 +3,7 @@
     milo-train prepare CORPUS --base BASE --out DATA.jsonl [--ref REF.wav] [--whisper MODEL]
     milo-train run --base BASE --data DATA.jsonl --run RUN_DIR [hyper-parameters] [--resume]
     milo-train tiny-model OUT_DIR [--seed N]     a tiny random-weight Base model for tests and the demo
+    milo-train demo-assets WORKSPACE             tiny model + prepared data of a demo workspace
 
 Exit codes of `run` (and `prepare`): docs/run-folder.md (0 ok or clean stop, 1 unexpected error, 2 bad
 command line, 3 bad input, 4 out of memory, 5 disk full).
@@ -21,6 +22,25 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
     out = build_tiny_model(args.out_dir, seed=args.seed)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"tiny Qwen3-TTS Base model written to {out} ({size / 1e6:.1f} MB, {time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def _cmd_demo_assets(args: argparse.Namespace) -> int:
+    """The demo workspace's engine-made parts in one process (one torch + qwen_tts import, not two)."""
+    from pathlib import Path
+
+    from training.prepare import PrepareError, prepare
+
+    root = Path(args.workspace)
+    if _cmd_tiny_model(argparse.Namespace(out_dir=str(root / "base"), seed=args.seed)) != 0:
+        return 1
+    try:
+        prepare(root / "corpus", root / "base", root / "data" / "train.jsonl", device="cpu", relative_paths=True,
+                say=lambda s: None)
+    except PrepareError as exc:
+        print(f"milo-train: error: {exc}", file=sys.stderr)
+        return 3
+    print(f"training data written to {root / 'data' / 'train.jsonl'}")
     return 0
 
 
@@ -101,6 +121,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--min-seconds", type=float, default=0.5, help="skip shorter clips (default 0.5)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="skip longer clips (default 20)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--relative-paths", action="store_true",
+                   help="write audio paths relative to the JSONL's folder (so corpus and JSONL move together)")
     p.set_defaults(func=_cmd_prepare)
 
 
@@ -115,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to create (replaced if it exists)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the weights (default 0)")
     p.set_defaults(func=_cmd_tiny_model)
+    p = sub.add_parser("demo-assets", help="tiny model + prepared data of a demo workspace (used by milo-tui --demo)",
+                       description="In WORKSPACE (which holds corpus/), write base/ (the tiny model) and "
+                                   "data/train.jsonl (corpus/ prepared with it, paths relative to data/).")
+    p.add_argument("workspace", metavar="WORKSPACE")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the tiny model's weights (default 0)")
+    p.set_defaults(func=_cmd_demo_assets)
     return parser
 
 

@@ -233,7 +233,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whisper: str | None = None,
             language: str | None = None, min_seconds: float = 0.5, max_seconds: float = 20.0,
-            device: str | None = None, say=print) -> dict:
+            device: str | None = None, say=print, relative_paths: bool = False) -> dict:
     started = time.monotonic()
     corpus, base, out = corpus.absolute(), base.absolute(), out.absolute()
     if not corpus.is_dir():
@@ -291,10 +291,14 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
     say(f"encoding {len(kept)} clips with {base / 'speech_tokenizer'} on {device}")
     tokenizer = load_speech_tokenizer(base, device)
     lines = []
+
+    def where(path: Path) -> str:
+        return os.path.relpath(path, out.parent) if relative_paths else str(path)
+
     for c in kept:
         codes = encode(tokenizer, c.audio)
         c.audio = None
-        lines.append(json.dumps(dict(audio=str(c.path), text=c.text, audio_codes=codes.tolist(), ref_audio=str(reference),
+        lines.append(json.dumps(dict(audio=where(c.path), text=c.text, audio_codes=codes.tolist(), ref_audio=where(reference),
                                      duration=c.info["duration_s"], frames=int(codes.shape[0]),
                                      text_source=c.text_source), ensure_ascii=False))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -311,7 +315,8 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
 def main(args) -> int:
     try:
         prepare(Path(args.corpus), Path(args.base), Path(args.out), Path(args.ref) if args.ref else None,
-                args.whisper, args.language, args.min_seconds, args.max_seconds, args.device)
+                args.whisper, args.language, args.min_seconds, args.max_seconds, args.device,
+                relative_paths=args.relative_paths)
     except PrepareError as exc:
         print(f"milo-train: error: {exc}", file=sys.stderr)
         return 3
