@@ -95,6 +95,9 @@ class Batch:
     frame_sample: torch.Tensor  # [F] sample index of each frame
     frame_index: torch.Tensor  # [F] frame number within its sample
     n_frames: torch.Tensor     # [B]
+    talker_rows: torch.Tensor  # [sum(T+1)] sample of each codebook-0 target
+    talker_pos: torch.Tensor   # [sum(T+1)] position whose logits are scored against it: bos + t
+    talker_targets: torch.Tensor  # [sum(T+1)] codebook 0 of frames 0..T-1, then codec_eos, per sample
 
     @property
     def samples(self) -> int:
@@ -136,8 +139,13 @@ def collate(items: list[tuple[list[int], torch.Tensor]], layout: Layout) -> Batc
     n_frames = torch.tensor([c.shape[0] for _, c in items])
     frame_sample = torch.repeat_interleave(torch.arange(B), n_frames)
     frame_index = torch.cat([torch.arange(int(n)) for n in n_frames])
+    # Codebook 0: logits at bos+t predict frame t, and at bos+T the end of speech (exactly one shift).
+    talker_rows = torch.repeat_interleave(torch.arange(B), n_frames + 1)
+    talker_pos = torch.cat([bos_pos[b] + torch.arange(int(n) + 1) for b, n in enumerate(n_frames)])
+    eos = torch.tensor([layout.codec_eos])
+    talker_targets = torch.cat([t for _, c in items for t in (c[:, 0].long(), eos)])
     return Batch(text_ids, text_mask, codec_ids, codec_mask, torch.full((B,), 3 + P), bos_pos,
-                 frames, frame_sample, frame_index, n_frames)
+                 frames, frame_sample, frame_index, n_frames, talker_rows, talker_pos, talker_targets)
 
 
 @dataclass
@@ -190,13 +198,8 @@ class AlignedForward(torch.nn.Module):
         hidden = talker.model(inputs_embeds=self.embed(batch), use_cache=False).last_hidden_state
 
         # Codebook 0: logits at bos+t predict frame t; at bos+T the end of speech.
-        B = batch.n_frames.shape[0]
-        counts = batch.n_frames + 1
-        rows = torch.repeat_interleave(torch.arange(B, device=hidden.device), counts)
-        steps = torch.cat([torch.arange(int(n), device=hidden.device) for n in counts])
-        talker_logits = talker.codec_head(hidden[rows, batch.bos_pos[rows] + steps]).float()
-        eos = torch.full((1,), talker.config.codec_eos_token_id, dtype=torch.long, device=hidden.device)
-        targets0 = torch.cat([t for b in range(B) for t in (batch.frames[batch.frame_sample == b, 0], eos)])
+        talker_logits = talker.codec_head(hidden[batch.talker_rows, batch.talker_pos]).float()
+        targets0 = batch.talker_targets
         ce0 = F.cross_entropy(talker_logits, targets0, reduction="sum")
 
         # Codebooks 1..15: the sub-talker sees [hidden at bos+t, codebook 0, codebooks 1..14].
@@ -211,8 +214,7 @@ class AlignedForward(torch.nn.Module):
         ce_sub = ce.view(sub_targets.shape).sum(0)
 
         sums = torch.cat([ce0.reshape(1), ce_sub])
-        n = torch.tensor([float(targets0.numel())] + [float(sub_targets.shape[0])] * (NUM_CODEBOOKS - 1),
-                         device=sums.device)
+        n = torch.tensor([float(targets0.numel())] + [float(sub_targets.shape[0])] * (NUM_CODEBOOKS - 1)).to(sums.device)
         out = ForwardOutput(sums, n)
         if keep_logits:
             out.talker_logits, out.talker_targets = talker_logits.detach(), targets0

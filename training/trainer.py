@@ -226,6 +226,35 @@ class Dist:
                 td.destroy_process_group()
 
 
+# ------------------------------------------------------------------------------------------ a step
+
+def train_step(module, optimizer, params, batches, n_batches: int, sub_talker_weight: float, clip: float,
+               autocast=contextlib.nullcontext, no_sync=None):
+    """Forward and backward over `n_batches` micro-batches (each loss divided by their number), clip the
+    gradient norm, update. Shared by the trainer and bench/train_throughput.py. Returns this process's
+    (layer sums [16], layer counts [16], samples, frames, gradient norm before clipping)."""
+    import torch
+
+    from training.forward import objective
+
+    sums = counts = None
+    samples = frames = 0
+    for i, batch in enumerate(batches):
+        # With several processes, gradients are averaged across them only on the step's last micro-batch.
+        with (no_sync() if no_sync is not None and i < n_batches - 1 else contextlib.nullcontext()):
+            with autocast():
+                out = module(batch)
+            (objective(out.layer_means(), sub_talker_weight) / n_batches).backward()
+        sums = out.layer_sums.detach() if sums is None else sums + out.layer_sums.detach()
+        counts = out.layer_counts.detach() if counts is None else counts + out.layer_counts.detach()
+        samples += batch.samples
+        frames += batch.tokens
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return sums.double().cpu(), counts.double().cpu(), samples, frames, float(grad_norm)
+
+
 # --------------------------------------------------------------------------------------- the trainer
 
 def _oom_advice(hyper: Hyper, longest_s: float, step: int) -> str:
@@ -488,35 +517,13 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_autocast else contextlib.nullcontext()
 
     def optimizer_step(self, group: list[list[int]]):
-        """Forward and backward over the step's micro-batches, clip, update. Returns (layer sums,
-        layer counts, samples, frames, gradient norm, learning rate) of this process."""
-        import torch
-
-        from training.forward import objective
-
-        h = self.hyper
-        sums = torch.zeros(16, dtype=torch.float64)
-        counts = torch.zeros(16, dtype=torch.float64)
-        samples = frames = 0
-        module = self.ddp or self.forward_module
-        for i, indices in enumerate(group):
-            batch = self.collate(indices)
-            sync = self.ddp is None or i == len(group) - 1
-            with (contextlib.nullcontext() if sync else self.ddp.no_sync()):
-                with self.autocast():
-                    out = module(batch)
-                loss = objective(out.layer_means(), h.sub_talker_weight) / len(group)
-                loss.backward()
-            sums += out.layer_sums.detach().double().cpu()
-            counts += out.layer_counts.detach().double().cpu()
-            samples += batch.samples
-            frames += batch.tokens
+        """One optimizer step over the micro-batches in `group` (see `train_step`), then the LR schedule."""
         lr = self.optimizer.param_groups[0]["lr"]
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, h.clip if h.clip > 0 else float("inf"))
-        self.optimizer.step()
+        result = train_step(self.ddp or self.forward_module, self.optimizer, self.trainable,
+                            (self.collate(indices) for indices in group), len(group), self.hyper.sub_talker_weight,
+                            self.hyper.clip, self.autocast, no_sync=self.ddp.no_sync if self.ddp else None)
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return sums, counts, samples, frames, float(grad_norm), lr
+        return (*result, lr)
 
     def evaluate(self) -> dict | None:
         """Validation objective, layer sum and per-layer losses over the held-out clips (token-weighted)."""
