@@ -572,7 +572,12 @@ class Trainer:
             rf.update_state(self.run_dir, **fields)
 
     def write_run_json(self) -> None:
-        if self.run_json is not None or not self.dist.is_main:
+        if not self.dist.is_main:
+            return
+        if self.run_json is not None:
+            if self.run_json.get("hyper") != asdict(self.hyper):  # --resume with new --epochs/--patience
+                self.run_json["hyper"] = asdict(self.hyper)
+                rf.write_json_atomic(self.run_dir / rf.RUN_JSON, self.run_json)
             return
         import milo_tui
 

@@ -33,7 +33,7 @@ def build_tiny_whisper(out: Path) -> Path:
         vocab_size=len(tok), num_mel_bins=80, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, d_model=16, max_source_positions=1500,
         max_target_positions=32, decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids[SPECIALS[0]],
-        pad_token_id=ids[SPECIALS[0]], bos_token_id=ids[SPECIALS[0]], suppress_tokens=[], begin_suppress_tokens=[])
+        pad_token_id=ids[SPECIALS[0]], bos_token_id=ids[SPECIALS[0]])
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(cfg)
     letter = vocab[byte_chars[ord("a")]]
@@ -48,6 +48,7 @@ def build_tiny_whisper(out: Path) -> Path:
     gc = model.generation_config
     gc.max_length, gc.no_timestamps_token_id, gc.is_multilingual, gc.forced_decoder_ids = \
         MAX_LENGTH, ids["<|notimestamps|>"], False, None
+    gc.suppress_tokens, gc.begin_suppress_tokens = [], []
     model.save_pretrained(out)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tok).save_pretrained(out)
     return out
