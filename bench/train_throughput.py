@@ -61,13 +61,13 @@ class Peak:
     """Peak memory of this process: CUDA max allocated, or the highest RSS seen at each step."""
 
     def __init__(self, device):
-        import psutil
-
-        self.device, self.proc, self.rss = device, psutil.Process(), 0
+        self.device, self.rss = device, 0
 
     def sample(self) -> None:
         if self.device.type != "cuda":
-            self.rss = max(self.rss, self.proc.memory_info().rss)
+            import psutil
+
+            self.rss = max(self.rss, psutil.Process().memory_info().rss)
 
     def value(self) -> int:
         import torch
@@ -177,8 +177,6 @@ def main() -> int:
     if args.procedure:  # a child: measure one procedure, print its JSON last
         print(json.dumps(measure(args.procedure, args)))
         return 0
-
-    from inference.qwen import import_qwen_tts  # noqa: F401 - fail here, not in both children
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
