@@ -22,16 +22,9 @@ from pathlib import Path
 import torch
 
 from milo_tui.runfolder import RESUME_DIR
+from training.checkpoint import fsync_dir
 
 MARKER = "trainer.json"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:
@@ -53,14 +46,14 @@ def save_resume_point(run_dir: Path, weights: dict, optimizer_state: dict, train
             _fsync_file(tmp / name)
         (tmp / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         _fsync_file(tmp / MARKER)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         final = run_dir / RESUME_DIR
         old = None
         if final.exists():
             old = run_dir / f".resume.old-{info.get('step', 0)}-{os.getpid()}"
             os.rename(final, old)
         os.rename(tmp, final)
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
