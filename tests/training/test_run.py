@@ -120,3 +120,21 @@ def test_best_checkpoint_synthesizes(finished_run):
     tts = import_qwen_tts().Qwen3TTSModel.from_pretrained(str(best.absolute()))
     wavs, sr = tts.generate_custom_voice("Every checkpoint deserves a listen.", speaker=SPEAKER, max_new_tokens=20)
     assert sr == 24000 and 0 < len(wavs[0]) <= 20 * 1920
+
+
+def test_early_stopping_ends_the_run_at_its_patience(tiny_base, demo_data, tmp_path):
+    # A large learning rate overfits 13 clips within a few epochs, so validation turns up early.
+    run = tmp_path / "early"
+    proc = run_training("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), "--epochs", "8",
+                        "--lr", "0.05", "--patience", "1", "--val-fraction", "0.2", "--grad-accum", "1")
+    assert proc.returncode == 0, proc.stderr
+    records = metrics(run)
+    val = [r for r in records if r["kind"] == "validation"]
+    assert 2 <= len(val) < 8
+    assert val[-1]["best"] is False and min(v["objective"] for v in val[:-1]) <= val[-1]["objective"]
+    stop = [r for r in records if r.get("event") == "stop"]
+    assert len(stop) == 1 and stop[0]["reason"] == "early_stopping"
+    st = state(run)
+    best = min(val, key=lambda r: r["objective"])
+    assert st["status"] == "finished" and st["best_epoch"] == best["epoch"] and st["epoch"] == len(val)
+    assert sorted(p.name for p in run.glob("epoch-*")) == [rf.epoch_dir_name(e) for e in range(1, len(val) + 1)]
