@@ -313,7 +313,8 @@ class Trainer:
         self.args, self.dist, self.log = args, dist, log
         self.run_dir = Path(args.run).absolute()
         self.stop_requested = False
-        self.stop_announced = False
+        self.stop_announced = self.stop_state_written = self.writing_state = False
+        self.took_over = False  # state.json is ours to write once we said "running"
         self.hooks = TestHooks.from_env(self.run_dir)
         self.step = 0
         self.saves = 0  # checkpoints written by this process
@@ -322,7 +323,14 @@ class Trainer:
     # ---------------------------------------------------------------- setup
 
     def on_signal(self, signum, frame) -> None:
+        """Only sets the flag, and says `stopping` in state.json at once unless the main code is in the middle
+        of a state write (the handler runs between its bytecodes): then the loop says it after the step.
+        No logging here: a print interrupted by a print raises."""
         self.stop_requested = True
+        if self.took_over and not self.writing_state and not self.stop_state_written:
+            with contextlib.suppress(Exception):
+                self.state(status=rf.STOPPING)
+                self.stop_state_written = True
 
     def resolve(self) -> None:
         """Settle base, data and hyper-parameters, from the command line and (on --resume) run.json."""
@@ -375,7 +383,8 @@ class Trainer:
                       error=None, ended_at=None)
         if not state.get("pid"):
             fields.update(pid=os.getpid(), pid_start_time=psutil.Process(os.getpid()).create_time())
-        rf.update_state(self.run_dir, **fields)
+        self.state(**fields)
+        self.took_over = True
 
     def load(self) -> None:
         from training.data import DataError, read_jsonl, split_indices
@@ -569,7 +578,11 @@ class Trainer:
 
     def state(self, **fields) -> None:
         if self.dist.is_main:
-            rf.update_state(self.run_dir, **fields)
+            self.writing_state = True
+            try:
+                rf.update_state(self.run_dir, **fields)
+            finally:
+                self.writing_state = False
 
     def write_run_json(self) -> None:
         if not self.dist.is_main:
@@ -681,7 +694,9 @@ class Trainer:
         if self.stop_requested and not self.stop_announced:
             self.stop_announced = True
             self.log.info("stop requested: finishing the step, then saving a resume point")
-            self.state(status=rf.STOPPING)
+            if not self.stop_state_written:
+                self.state(status=rf.STOPPING)
+                self.stop_state_written = True
 
     def train(self) -> int:
         import torch
@@ -871,7 +886,10 @@ def run(args) -> int:
             signal.signal(s, handler)
     if message is not None:
         log.error(message, trace)
-        if dist.is_main:
+        # The run's files tell of this failure when this process had taken the run over, or when a supervisor
+        # launched it (status "starting"); a mistyped command against someone else's run leaves it as it was.
+        launched = (rf.read_json(run_dir / rf.STATE_JSON) or {}).get("status") == rf.STARTING
+        if dist.is_main and (trainer.took_over or launched):
             with contextlib.suppress(OSError):
                 trainer.event("error", message)
             with contextlib.suppress(OSError):

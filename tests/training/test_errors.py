@@ -108,16 +108,31 @@ def test_base_folder_must_be_a_base_model(case, tiny_custom_voice, demo_data, tm
     assert not (run / "run.json").exists() and not list(run.glob("epoch-*")), "nothing half-made"
 
 
-def test_resume_refuses_other_settings(earlier_run):
+def test_a_mistyped_command_leaves_an_earlier_run_as_it_was(earlier_run):
     run, _ = earlier_run
-    before = tree_digest(run)
+    before = {k: v for k, v in tree_digest(run).items() if k != "train.log"}
     proc = run_training("--run", str(run), "--resume", "--lr", "0.5")
-    assert proc.returncode == 2 and "--lr cannot change" in proc.stderr
-    assert state(run)["status"] == "crashed" and state(run)["exit_code"] == 2
-    assert {k: v for k, v in tree_digest(run).items() if k.startswith(("epoch-", "resume/"))} == \
-        {k: v for k, v in before.items() if k.startswith(("epoch-", "resume/"))}
+    assert proc.returncode == 2 and _error_lines(proc.stderr) == [
+        "milo-train: error: --resume: --lr cannot change (the run has 0.001); only --epochs, --patience can"]
     fresh = run_training("--base", "x", "--data", "y", "--run", str(run))
     assert fresh.returncode == 2 and "already holds a run" in fresh.stderr
+    assert {k: v for k, v in tree_digest(run).items() if k != "train.log"} == before
+    assert state(run)["status"] == "finished"
+
+
+def test_a_supervised_start_that_fails_says_so_in_state_json(earlier_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(earlier_run[0], run)
+    from milo_tui import runfolder as rf
+
+    rf.update_state(run, status="starting", pid=12345, pid_start_time=1.0, restarts=2)
+    proc = run_training("--run", str(run), "--resume", "--batch-size", "64")
+    assert proc.returncode == 2
+    st = state(run)
+    assert st["status"] == "crashed" and st["exit_code"] == 2 and "--batch-size cannot change" in st["error"]
+    assert st["restarts"] == 2 and st["pid"] == 12345, "the supervisor's fields are kept"
 
 
 def _short_run(tiny_base, demo_data, run, hooks, *extra):
