@@ -213,7 +213,7 @@ def report_text(rep: dict) -> str:
                      f"silence {s['mean'] * 100:.0f}% of the time on average")
         lines.append(f"  clipping: {rep['clipping']['clips_with_clipping']} clip(s)"
                      + (f", worst {rep['clipping']['worst']}" if rep['clipping']['clips_with_clipping'] else ""))
-    lines.append(f"  transcripts: " + ", ".join(f"{n} from {src}" for src, n in rep["transcripts"].items()))
+    lines.append("  transcripts: " + ", ".join(f"{n} from {src}" for src, n in rep["transcripts"].items()))
     lines.append(f"  reference audio: {rep['reference']}")
     for s in rep["skipped"]:
         lines.append(f"  skipped {s['clip']}: {s['reason']}")

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -345,7 +345,7 @@ class Trainer:
                     raise UsageError(f"--resume: this run was started with {key} {run_json[key]}, not {Path(given).absolute()}")
             if a.speaker and a.speaker.strip().lower() != run_json["speaker"]:
                 raise UsageError(f"--resume: this run's speaker is {run_json['speaker']!r}")
-            hyper = dict(run_json["hyper"])
+            hyper = {**DEFAULTS, **run_json["hyper"]}  # a setting newer than the run takes its default
             for k, v in typed.items():
                 if k not in CHANGEABLE_ON_RESUME and v != hyper.get(k):
                     raise UsageError(f"--resume: --{k.replace('_', '-')} cannot change (the run has {hyper.get(k)!r}); "
