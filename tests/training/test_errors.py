@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.training.conftest import metrics, run_training, state, steps, tree_digest
+from tests.training.conftest import metrics, run_training, state, steps, train_in_process, tree_digest
 
 QUICK = ("--batch-size", "2", "--grad-accum", "2", "--val-fraction", "0.2", "--lr", "1e-3")
 
@@ -42,7 +42,7 @@ def earlier_run(tiny_base, demo_data, tmp_path_factory):
     data = folder / "train.jsonl"
     shutil.copy(demo_data, data)
     run = folder / "run"
-    proc = run_training("--base", str(tiny_base), "--data", str(data), "--run", str(run), "--epochs", "1", *QUICK)
+    proc = train_in_process("--base", str(tiny_base), "--data", str(data), "--run", str(run), "--epochs", "1", *QUICK)
     assert proc.returncode == 0, proc.stderr
     return run, data
 
@@ -136,7 +136,7 @@ def test_a_supervised_start_that_fails_says_so_in_state_json(earlier_run, tmp_pa
 
 
 def _short_run(tiny_base, demo_data, run, hooks, *extra):
-    return run_training("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), "--epochs", "3",
+    return train_in_process("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), "--epochs", "3",
                         *QUICK, *extra, hooks=hooks)
 
 
@@ -159,11 +159,11 @@ def test_unexpected_error_keeps_the_traceback_in_train_log(tiny_base, demo_data,
 
 def test_crash_once_then_resume_continues(tiny_base, demo_data, tmp_path):
     run = tmp_path / "once"
-    proc = run_training("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), "--epochs", "2",
-                        *QUICK, hooks="crash_once_at_step=6")
+    proc = train_in_process("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), "--epochs", "2",
+                            *QUICK, hooks="crash_once_at_step=6")
     assert_failed(run, proc, 1, "crash once at step 6")
     # The restarted run goes on past the hook's step, and --resume may extend the run.
-    proc = run_training("--run", str(run), "--resume", "--epochs", "3", hooks="crash_once_at_step=6")
+    proc = train_in_process("--run", str(run), "--resume", "--epochs", "3", hooks="crash_once_at_step=6")
     assert proc.returncode == 0, proc.stderr
     st = state(run)
     assert st["status"] == "finished" and st["error"] is None and st["exit_code"] == 0 and st["step"] == 12

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from tests.training.conftest import metrics, run_training, start_run, state, steps, wait_for
+from tests.training.conftest import metrics, run_training, start_run, state, steps, train_in_process, wait_for
 
 COMMON = ("--epochs", "2", "--lr", "2e-3", "--batch-size", "2", "--grad-accum", "1", "--val-fraction", "0.2",
           "--speaker", "milo", "--seed", "7")
@@ -22,7 +22,7 @@ def _args(tiny_base, demo_data, run):
 @pytest.fixture(scope="module")
 def reference(tiny_base, demo_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("resume") / "uninterrupted"
-    proc = run_training(*_args(tiny_base, demo_data, run))
+    proc = train_in_process(*_args(tiny_base, demo_data, run))
     assert proc.returncode == 0, proc.stderr
     return run
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from milo_tui import runfolder as rf
-from tests.training.conftest import metrics, run_training, state, steps
+from tests.training.conftest import metrics, run_training, state, steps, train_in_process
 
 SPEAKER = "Milo_Demo"
 
@@ -125,7 +125,7 @@ def test_best_checkpoint_synthesizes(finished_run):
 def test_early_stopping_ends_the_run_at_its_patience(tiny_base, demo_data, tmp_path):
     # A large learning rate overfits 13 clips within a few epochs, so validation turns up early.
     run = tmp_path / "early"
-    proc = run_training("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), "--epochs", "8",
+    proc = train_in_process("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), "--epochs", "8",
                         "--lr", "0.05", "--patience", "1", "--val-fraction", "0.2", "--grad-accum", "1")
     assert proc.returncode == 0, proc.stderr
     records = metrics(run)
