@@ -167,7 +167,7 @@ def build_random_model(shape: str = "1.7b", device: str = "cpu", dtype=None, see
     with torch.device(device):
         model = Qwen3TTSForConditionalGeneration(config).to(dtype)
         codec = Qwen3TTSTokenizerV2Model(codec_config)
-    _randomize_codebooks(codec, gen.manual_seed(seed) if device == "cpu" else torch.Generator(device).manual_seed(seed))
+    _randomize_codebooks(codec, gen.manual_seed(seed))  # a CPU generator; values are copied to `device`
     codec = codec.to(dtype)
     speech = qwen_tts.Qwen3TTSTokenizer()
     from transformers import EncodecFeatureExtractor
