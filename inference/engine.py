@@ -115,6 +115,17 @@ class Loaded:
     device: str
     dtype: str
     predictor: "_CodePredictor | None" = field(default=None, repr=False)
+    path: str = "lean"            # the frame loop this model runs: "lean" or "fast" (see Engine.path)
+    path_reason: str = ""         # why that one
+    fast: "object | None" = field(default=None, repr=False)  # inference.fastpath.FastPath
+    prepare_s: float = 0.0        # building the fast path and capturing its CUDA graph (once per model)
+
+    def describe(self) -> dict:
+        """The path in use, for events and logs."""
+        d = {"path": self.path, "path_reason": self.path_reason, "prepare_s": round(self.prepare_s, 3)}
+        if self.fast is not None:
+            d["graph"] = self.fast.status()
+        return d
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -137,17 +148,34 @@ class _Captured(Exception):
     pass
 
 
+# The frame loops. "lean": qwen-tts's layers called through HF with a DynamicCache (the reference).
+# "fast": inference/fastpath.py (static caches, layers written out, sync-free sampling, the code
+# predictor captured as a CUDA graph on CUDA). Both give the same codes. "auto": fast on CUDA; on a CPU
+# CPU_DEFAULT_PATH, whichever was faster on the tiny model here (docs/audition.md).
+PATHS = ("auto", "fast", "lean")
+CPU_DEFAULT_PATH = "fast"
+
+
 class Engine:
     """One checkpoint at a time. Not thread-safe: one caller thread uses it (the worker's job thread)."""
 
     def __init__(self, device: str = "auto", dtype: str | None = None, attn_implementation: str = "sdpa",
-                 tune_threads: bool = False) -> None:
+                 tune_threads: bool = False, path: str | None = None, graphs: bool | None = None) -> None:
         """`tune_threads`: set torch's CPU thread count for the loaded model (a process-wide setting, so
-        only for processes the engine owns: the worker, milo-say, the benchmark)."""
+        only for processes the engine owns: the worker, milo-say, the benchmark).
+        `path`: the frame loop, "auto" (default; $MILO_AUDITION_PATH overrides), "fast" or "lean" (see
+        PATHS). `graphs`: capture the fast path's code predictor as a CUDA graph (default: on CUDA,
+        unless $MILO_AUDITION_GRAPHS=0)."""
         self.device = resolve_device(device)
         self.tune_threads = tune_threads
         self.dtype_name = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         self.attn_implementation = attn_implementation
+        self.path = (path or os.environ.get("MILO_AUDITION_PATH") or "auto").lower()
+        if self.path not in PATHS:
+            raise EngineError(f"unknown engine path {self.path!r}: one of {', '.join(PATHS)}")
+        if graphs is None:
+            graphs = os.environ.get("MILO_AUDITION_GRAPHS", "1").strip().lower() not in ("0", "no", "false", "off")
+        self.graphs = bool(graphs) and self.device.startswith("cuda")
         self.loaded: Loaded | None = None
 
     # ---- loading -------------------------------------------------------------------------------
@@ -180,6 +208,7 @@ class Engine:
         self._sync()
         self.loaded = Loaded(info=info, tts=tts, load_s=time.perf_counter() - t0, device=self.device, dtype=self.dtype_name)
         self._tune_threads(tts)
+        self._choose_path(self.loaded)
         return self.loaded
 
     def _tune_threads(self, tts) -> None:
@@ -193,7 +222,34 @@ class Engine:
         self.unload()
         self.loaded = Loaded(info=info, tts=tts, load_s=0.0, device=str(tts.device), dtype=str(tts.model.dtype).replace("torch.", ""))
         self._tune_threads(tts)
+        self._choose_path(self.loaded)
         return self.loaded
+
+    def _choose_path(self, loaded: Loaded) -> None:
+        """Pick the frame loop for this model, and on CUDA capture the fast path's graph for the
+        checkpoint's own sampling settings now (once per model), not during the first audition."""
+        from inference import fastpath
+
+        talker = loaded.tts.model.talker
+        reason = fastpath.unsupported_reason(talker)
+        if self.path == "lean":
+            loaded.path, loaded.path_reason = "lean", "asked for"
+        elif reason is not None:
+            loaded.path, loaded.path_reason = "lean", f"the fast path cannot run this model: {reason}"
+            fastpath.log(loaded.path_reason)
+        elif self.path == "fast":
+            loaded.path, loaded.path_reason = "fast", "asked for"
+        elif self.device.startswith("cuda"):
+            loaded.path, loaded.path_reason = "fast", "default on CUDA"
+        else:
+            loaded.path, loaded.path_reason = CPU_DEFAULT_PATH, "default on CPU (measured on the tiny model)"
+        if loaded.path != "fast":
+            return
+        t0 = time.perf_counter()
+        loaded.fast = fastpath.FastPath(talker, graphs=self.graphs)
+        loaded.fast.prepare(fastpath.SubSampling.from_sampling(Sampling.from_config(loaded.info.generation)))
+        self._sync()
+        loaded.prepare_s = time.perf_counter() - t0
 
     def unload(self) -> None:
         if self.loaded is None:
@@ -255,18 +311,65 @@ class Engine:
                cancel: threading.Event | None = None) -> Iterator["object"]:
         """Codec frames (LongTensor [16] each, on the model's device) of one sentence, as generated.
         Seeding is the caller's (torch.manual_seed), as with stock generation."""
-        import torch
-        from transformers import DynamicCache
-
         sampling = sampling or self.sampling()
         speaker = self.speaker_for(speaker)
         p = self._prefill(text, speaker, language, sampling)
+        max_new = int(p["max_new_tokens"] if max_tokens is None else min(p["max_new_tokens"], max_tokens))
+        loaded = self._require()
+        if loaded.path == "fast":
+            yield from self._frames_fast(loaded, p, max_new, cancel)
+        else:
+            yield from self._frames_lean(p, max_new, cancel)
+
+    def _frames_fast(self, loaded: Loaded, p: dict, max_new: int, cancel) -> Iterator["object"]:
+        """The fast path (inference/fastpath.py): same tokens, same order of random draws as the lean loop."""
+        import torch
+
+        from inference.fastpath import SubSampling, sample_token
+
+        talker = loaded.tts.model.talker
+        fast = loaded.fast
+        device = p["inputs_embeds"].device
+        eos = int(p["eos_token_id"])
+        talker_procs, talker_sample = _talker_processors(p, device)
+        sub = SubSampling.from_prompt(p)
+        codec_embed = talker.get_input_embeddings()
+        trailing, pad = p["trailing_text_hidden"], p["tts_pad_embed"]
+        length = p["inputs_embeds"].shape[1]
+        if not bool(p["attention_mask"].all()):  # padding in the prompt: the static step assumes none
+            yield from self._frames_lean(p, max_new, cancel)
+            return
+        with torch.inference_mode():
+            past_hidden, logits = fast.talker.prefill(p, max_new)
+            generated = torch.zeros((1, 0), dtype=torch.long, device=device)
+            for step in range(max_new):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled
+                token = sample_token(_apply(talker_procs, generated, logits), talker_sample)
+                generated = torch.cat([generated, token[:, None]], dim=-1)
+                if step == max_new - 1 or int(token) == eos:  # the one host sync per frame
+                    return
+                token = token[:, None]
+                sub_codes, inputs_embeds = fast.predictor.codes(past_hidden, codec_embed(token), sub)
+                yield torch.cat((token, sub_codes), dim=-1)[0]
+                if step < trailing.shape[1]:
+                    inputs_embeds = inputs_embeds + trailing[:, step].unsqueeze(1)
+                else:
+                    inputs_embeds = inputs_embeds + pad
+                hidden = fast.talker.step(inputs_embeds, length + step)
+                past_hidden = hidden[:, -1:, :]
+                logits = talker.codec_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
+
+    def _frames_lean(self, p: dict, max_new: int, cancel) -> Iterator["object"]:
+        """The lean loop: qwen-tts's modules through HF with a DynamicCache (the reference path)."""
+        import torch
+        from transformers import DynamicCache
+
         model = self._require().tts.model
         talker = model.talker
         predictor = self._predictor()
         device = p["inputs_embeds"].device
         eos = int(p["eos_token_id"])
-        max_new = int(p["max_new_tokens"] if max_tokens is None else min(p["max_new_tokens"], max_tokens))
         talker_procs, talker_sample = _talker_processors(p, device)
         sub_procs, sub_sample = _warpers(p["subtalker_dosample"], p["subtalker_temperature"],
                                          p["subtalker_top_k"], p["subtalker_top_p"]), bool(p["subtalker_dosample"])
