@@ -254,6 +254,8 @@ class Engine:
     def unload(self) -> None:
         if self.loaded is None:
             return
+        if self.loaded.fast is not None:
+            self.loaded.fast.release()
         self.loaded = None
         gc.collect()
         if self.device.startswith("cuda"):

@@ -429,3 +429,8 @@ class FastPath:
 
     def status(self) -> dict:
         return self.predictor.status.as_dict()
+
+    def release(self) -> None:
+        """Drop the graphs and buffers (before the model itself goes)."""
+        self.predictor._graphs.clear()
+        self.talker.release()
