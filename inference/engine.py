@@ -45,6 +45,10 @@ SENTENCE_GAP_S = 0.2          # silence between sentences of one audition
 # Frame budget per sentence: a checkpoint that never says end-of-speech (an early epoch, random
 # weights) stops after about 3 s + 0.25 s per character instead of stock's 2048 frames (164 s).
 BUDGET_BASE_S, BUDGET_PER_CHAR_S = 3.0, 0.25
+# Expected length of speech for the player's start policy: English read aloud runs at about 14-15
+# characters a second (150 words a minute); a lower figure errs towards a longer clip, i.e. a later, safer
+# start.
+SPEECH_CHARS_PER_S, SPEECH_LEAD_S = 13.0, 0.4
 # On a CPU, a talker this narrow is all per-op overhead: extra intra-op threads only contend (measured
 # here: 4x real time on one thread, 0.3x-1.7x on two when the machine is busy).
 SMALL_MODEL_HIDDEN = 256
@@ -136,6 +140,19 @@ def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EngineError(f"device {device!r} asked for, but torch sees no CUDA GPU (use --device cpu)")
     return device
+
+
+def expected_audio_s(sentences: list[str], max_new_tokens: int, budget: bool = True) -> float:
+    """A guess at an audition's length from its text, for the player's start policy: speech at
+    SPEECH_CHARS_PER_S plus a short lead per sentence, never more than the frames allowed (the sentence
+    budget or max_new_tokens), plus the pauses between sentences. A guess: the policy also copes with a
+    wrong one (docs/audition.md, "Playback")."""
+    total = 0.0
+    for i, sentence in enumerate(sentences):
+        frames = frame_budget(sentence, max_new_tokens) if budget else max(1, int(max_new_tokens))
+        cap = frames * FRAME_SAMPLES / SAMPLE_RATE
+        total += min(SPEECH_LEAD_S + len(sentence) / SPEECH_CHARS_PER_S, cap) + (SENTENCE_GAP_S if i else 0.0)
+    return round(total, 3)
 
 
 def frame_budget(text: str, max_new_tokens: int) -> int:
