@@ -38,28 +38,11 @@ def log(line: str) -> None:
 
 
 # ---- the pieces, op for op as qwen-tts / transformers -------------------------------------------------
-def rms_norm(x, norm):
-    """Qwen3TTSRMSNorm.forward with `norm`'s weight and epsilon."""
-    import torch
-
-    dtype = x.dtype
-    h = x.to(torch.float32)
-    variance = h.pow(2).mean(-1, keepdim=True)
-    h = h * torch.rsqrt(variance + norm.variance_epsilon)
-    return norm.weight * h.to(dtype)
-
-
 def rotate_half(x):
     import torch
 
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def linear(x, module):
-    import torch.nn.functional as F
-
-    return F.linear(x, module.weight, module.bias)
 
 
 def sample_token(scores, sample: bool):
@@ -89,8 +72,65 @@ def attention_function(attn):
     return ALL_ATTENTION_FUNCTIONS[attn.config._attn_implementation]
 
 
-def mlp(x, m):
-    return linear(m.act_fn(linear(x, m.gate_proj)) * linear(x, m.up_proj), m.down_proj)
+class _Norm:
+    __slots__ = ("weight", "eps")
+
+    def __init__(self, norm) -> None:
+        self.weight, self.eps = norm.weight, norm.variance_epsilon
+
+
+def _rms(x, norm: _Norm):
+    """Qwen3TTSRMSNorm.forward, op for op, with the weight and epsilon held in a plain record."""
+    import torch
+
+    dtype = x.dtype
+    h = x.to(torch.float32)
+    variance = h.pow(2).mean(-1, keepdim=True)
+    h = h * torch.rsqrt(variance + norm.eps)
+    return norm.weight * h.to(dtype)
+
+
+class _Layer:
+    """References (not copies) to one decoder layer's weights, so the hot loop reads plain attributes
+    instead of going through nn.Module.__getattr__ a few dozen times per layer."""
+    __slots__ = ("attn", "in_norm", "post_norm", "q_norm", "k_norm", "q", "k", "v", "o", "gate", "up", "down", "act",
+                 "head_dim", "scaling", "sliding_window")
+
+    def __init__(self, layer) -> None:
+        attn = layer.self_attn
+        self.attn = attn
+        self.in_norm, self.post_norm = _Norm(layer.input_layernorm), _Norm(layer.post_attention_layernorm)
+        self.q_norm, self.k_norm = _Norm(attn.q_norm), _Norm(attn.k_norm)
+        self.q, self.k, self.v, self.o = ((m.weight, m.bias) for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj))
+        self.gate, self.up, self.down = ((m.weight, m.bias) for m in (layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj))
+        self.act = layer.mlp.act_fn
+        self.head_dim, self.scaling, self.sliding_window = attn.head_dim, attn.scaling, attn.sliding_window
+
+
+def _layer_forward(x, L: _Layer, n: int, cos, sin, k_cache, v_cache, start: int, attn_fn):
+    """One decoder layer (Qwen3TTSDecoderLayer / Qwen3TTSTalkerDecoderLayer with its attention) for `n` new
+    positions written at [start, start + n) of the static cache, attending over [0, start + n). `cos`/`sin`
+    are already shaped for the heads (what apply_rotary_pos_emb / apply_multimodal_rotary_pos_emb use)."""
+    import torch.nn.functional as F
+
+    end = start + n
+    residual = x
+    h = _rms(x, L.in_norm)
+    shape = (1, n, -1, L.head_dim)
+    q = _rms(F.linear(h, *L.q).view(shape), L.q_norm).transpose(1, 2)
+    k = _rms(F.linear(h, *L.k).view(shape), L.k_norm).transpose(1, 2)
+    v = F.linear(h, *L.v).view(shape).transpose(1, 2)
+    q = (q * cos) + (rotate_half(q) * sin)
+    k = (k * cos) + (rotate_half(k) * sin)
+    k_cache[:, :, start:end].copy_(k)
+    v_cache[:, :, start:end].copy_(v)
+    # Contiguous, as HF's cache hands them over (torch.cat): the same layout, so the same kernel.
+    out, _ = attn_fn(L.attn, q, k_cache[:, :, :end].contiguous(), v_cache[:, :, :end].contiguous(), None,
+                     dropout=0.0, scaling=L.scaling, sliding_window=L.sliding_window)
+    x = residual + F.linear(out.reshape(1, n, -1).contiguous(), *L.o)
+    residual = x
+    h = _rms(x, L.post_norm)
+    return residual + F.linear(L.act(F.linear(h, *L.gate)) * F.linear(h, *L.up), *L.down)
 
 
 def unsupported_reason(talker) -> str | None:
@@ -156,6 +196,8 @@ class StaticCodePredictor:
         self.groups = talker.config.num_code_groups
         self.sub_embeds = self.cp.get_input_embeddings()
         self.layers = list(self.model.layers[: self.model.config.num_hidden_layers])
+        self._layers = [_Layer(layer) for layer in self.layers]
+        self._norm = _Norm(self.model.norm)
         self.attn_fn = attention_function(self.layers[0].self_attn)
         param = next(self.cp.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -194,26 +236,10 @@ class StaticCodePredictor:
         h = self.cp.small_to_mtp_projection(embeds)
         n = h.shape[1]
         start = 0 if step == 0 else step + 1
-        end = start + n
         cos, sin = self.rope[step]
-        for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            residual = h
-            x = rms_norm(h, layer.input_layernorm)
-            shape = (1, n, -1, self.head_dim)
-            q = rms_norm(linear(x, attn.q_proj).view(shape), attn.q_norm).transpose(1, 2)
-            k = rms_norm(linear(x, attn.k_proj).view(shape), attn.k_norm).transpose(1, 2)
-            v = linear(x, attn.v_proj).view(shape).transpose(1, 2)
-            q = (q * cos) + (rotate_half(q) * sin)
-            k = (k * cos) + (rotate_half(k) * sin)
-            self.k[i][:, :, start:end].copy_(k)
-            self.v[i][:, :, start:end].copy_(v)
-            out, _ = self.attn_fn(attn, q, self.k[i][:, :, :end], self.v[i][:, :, :end], None, dropout=0.0,
-                                  scaling=attn.scaling, sliding_window=attn.sliding_window)
-            h = residual + linear(out.reshape(1, n, -1).contiguous(), attn.o_proj)
-            residual = h
-            h = residual + mlp(rms_norm(h, layer.post_attention_layernorm), layer.mlp)
-        h = rms_norm(h, self.model.norm)
+        for i, layer in enumerate(self._layers):
+            h = _layer_forward(h, layer, n, cos, sin, self.k[i], self.v[i], start, self.attn_fn)
+        h = _rms(h, self._norm)
         return self.cp.lm_head[step](h)[:, -1, :].to(copy=True, dtype=torch.float32)
 
     def _frame(self, past_hidden, last_id_hidden, sub: SubSampling):
@@ -315,6 +341,8 @@ class StaticTalker:
         self.talker = talker
         self.model = talker.model
         self.layers = list(self.model.layers)
+        self._layers = [_Layer(layer) for layer in self.layers]
+        self._norm = _Norm(self.model.norm)
         self.attn_fn = attention_function(self.layers[0].self_attn)
         param = next(self.model.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -388,25 +416,9 @@ class StaticTalker:
         """Hidden state [1, 1, H] (after the final norm) of the input at cache position `pos`."""
         cos, sin = self._rope(embeds, pos)
         h = embeds
-        end = pos + 1
-        for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            residual = h
-            x = rms_norm(h, layer.input_layernorm)
-            shape = (1, 1, -1, attn.head_dim)
-            q = rms_norm(linear(x, attn.q_proj).view(shape), attn.q_norm).transpose(1, 2)
-            k = rms_norm(linear(x, attn.k_proj).view(shape), attn.k_norm).transpose(1, 2)
-            v = linear(x, attn.v_proj).view(shape).transpose(1, 2)
-            q = (q * cos) + (rotate_half(q) * sin)
-            k = (k * cos) + (rotate_half(k) * sin)
-            self.k[i][:, :, pos:end].copy_(k)
-            self.v[i][:, :, pos:end].copy_(v)
-            out, _ = self.attn_fn(attn, q, self.k[i][:, :, :end], self.v[i][:, :, :end], None, dropout=0.0,
-                                  scaling=attn.scaling, sliding_window=attn.sliding_window)
-            h = residual + linear(out.reshape(1, 1, -1).contiguous(), attn.o_proj)
-            residual = h
-            h = residual + mlp(rms_norm(h, layer.post_attention_layernorm), layer.mlp)
-        return rms_norm(h, self.model.norm)
+        for i, layer in enumerate(self._layers):
+            h = _layer_forward(h, layer, 1, cos, sin, self.k[i], self.v[i], pos, self.attn_fn)
+        return _rms(h, self._norm)
 
     def release(self) -> None:
         self.k, self.v, self.capacity, self.positions = [], [], 0, None
