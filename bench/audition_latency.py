@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     dtype = str(tts.model.dtype).replace("torch.", "")
     cuda = args.device.startswith("cuda")
     gpu = torch.cuda.get_device_name(0) if cuda else "cpu"
-    print(f"built {args.shape} ({params / 1e6:.1f} M parameters) on {gpu} in {build_s:.1f} s; "
-          f"{torch.get_num_threads()} CPU thread(s); torch {torch.__version__}", flush=True)
+    print(f"built {args.shape} ({params / 1e6:.1f} M parameters) on {gpu} in {build_s:.1f} s; torch {torch.__version__}",
+          flush=True)
 
     # One engine per path on the same model. The fast engine captures its graph (CUDA) when it adopts the
     # model, once, for the checkpoint's sampling settings: timed here, apart from the runs.
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         prepared[name] = loaded.describe()
         print(f"{name}: {loaded.path} path ({loaded.path_reason}), prepared in {loaded.prepare_s:.2f} s"
               + (f"; graph {loaded.describe()['graph']}" if loaded.fast is not None else ""), flush=True)
+    print(f"{torch.get_num_threads()} CPU thread(s)", flush=True)
     lean = engines["lean"]
     # Same sampling for all, exactly --frames frames (stock keeps max_new_tokens - 1 of them).
     sampling = lean.sampling(max_new_tokens=args.frames + 1)

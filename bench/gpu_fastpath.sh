@@ -34,11 +34,13 @@ start=$(date +%s)
 timeout "$BENCH_TIMEOUT" "$PYTHON" bench/audition_latency.py --shape "$SHAPE" --device "$DEVICE" --frames "$FRAMES" \
   --runs "$RUNS" > "$OUT/audition-fastpath.log" 2>&1
 status=$?
-echo "audition fast path: exit $status after $(( $(date +%s) - start )) s" | tee -a "$OUT/audition-fastpath.log"
+took=$(( $(date +%s) - start ))
+echo "audition fast path: exit $status after $took s" >> "$OUT/audition-fastpath.log"
 
 echo "=== engine log (paths, graph capture, fallbacks)"
 grep -E "^\[engine\]|prepared in|^built" "$OUT/audition-fastpath.log" | cut -c1-400
 echo "=== audition ($SHAPE, $DEVICE)"
 grep -E "^run " "$OUT/audition-fastpath.log" | cut -c1-200
-grep -A12 "^Audition latency" "$OUT/audition-fastpath.log" || tail -25 "$OUT/audition-fastpath.log"
+grep -A8 "^Audition latency" "$OUT/audition-fastpath.log" || tail -25 "$OUT/audition-fastpath.log"
+echo "exit $status after $took s (0: codes equal and graph captured; 1: codes differ; 3: graph fell back; 124: timeout)"
 exit $status
