@@ -342,96 +342,91 @@ class Engine:
 
     def _frames_fast(self, loaded: Loaded, p: dict, max_new: int, cancel) -> Iterator["object"]:
         """The fast path (inference/fastpath.py): same tokens, same order of random draws as the lean loop."""
-        import torch
-
         from inference.fastpath import SubSampling, sample_token
 
-        talker = loaded.tts.model.talker
         fast = loaded.fast
-        device = p["inputs_embeds"].device
-        eos = int(p["eos_token_id"])
-        talker_procs, talker_sample = _talker_processors(p, device)
-        sub = SubSampling.from_prompt(p)
-        codec_embed = talker.get_input_embeddings()
-        trailing, pad = p["trailing_text_hidden"], p["tts_pad_embed"]
-        length = p["inputs_embeds"].shape[1]
         if not bool(p["attention_mask"].all()):  # padding in the prompt: the static step assumes none
             yield from self._frames_lean(p, max_new, cancel)
             return
-        with torch.inference_mode():
-            past_hidden, logits = fast.talker.prefill(p, max_new)
-            generated = torch.zeros((1, 0), dtype=torch.long, device=device)
-            for step in range(max_new):
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled
-                token = sample_token(_apply(talker_procs, generated, logits), talker_sample)
-                generated = torch.cat([generated, token[:, None]], dim=-1)
-                if step == max_new - 1 or int(token) == eos:  # the one host sync per frame
-                    return
-                token = token[:, None]
-                sub_codes, inputs_embeds = fast.predictor.codes(past_hidden, codec_embed(token), sub)
-                yield torch.cat((token, sub_codes), dim=-1)[0]
-                if step < trailing.shape[1]:
-                    inputs_embeds = inputs_embeds + trailing[:, step].unsqueeze(1)
-                else:
-                    inputs_embeds = inputs_embeds + pad
-                hidden = fast.talker.step(inputs_embeds, length + step)
-                past_hidden = hidden[:, -1:, :]
-                logits = talker.codec_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
+        sub = SubSampling.from_prompt(p)
+        length = p["inputs_embeds"].shape[1]
+        yield from self._frame_loop(
+            p, max_new, cancel, pick=sample_token,
+            prefill=lambda: fast.talker.prefill(p, max_new),
+            frame=lambda past_hidden, last_id_hidden: fast.predictor.codes(past_hidden, last_id_hidden, sub),
+            step=lambda inputs_embeds, step: fast.talker.step(inputs_embeds, length + step))
 
     def _frames_lean(self, p: dict, max_new: int, cancel) -> Iterator["object"]:
         """The lean loop: qwen-tts's modules through HF with a DynamicCache (the reference path)."""
         import torch
         from transformers import DynamicCache
 
-        model = self._require().tts.model
-        talker = model.talker
+        talker = self._require().tts.model.talker
         predictor = self._predictor()
         device = p["inputs_embeds"].device
-        eos = int(p["eos_token_id"])
-        talker_procs, talker_sample = _talker_processors(p, device)
         sub_procs, sub_sample = _warpers(p["subtalker_dosample"], p["subtalker_temperature"],
                                          p["subtalker_top_k"], p["subtalker_top_p"]), bool(p["subtalker_dosample"])
-        codec_embed = talker.get_input_embeddings()
-        trailing, pad = p["trailing_text_hidden"], p["tts_pad_embed"]
         length = p["inputs_embeds"].shape[1]
         # Positions as device tensors made once: a torch.tensor(...) per step would be a blocking copy on CUDA.
         positions = torch.arange(length + max_new + 1, device=device)
+        state = {"mask": p["attention_mask"], "cache": DynamicCache()}
+        ones = torch.ones((1, 1), dtype=state["mask"].dtype, device=device)
 
+        def prefill():
+            out = talker(inputs_embeds=p["inputs_embeds"], attention_mask=state["mask"], past_key_values=state["cache"],
+                         use_cache=True, cache_position=positions[:length],
+                         trailing_text_hidden=p["trailing_text_hidden"], tts_pad_embed=p["tts_pad_embed"])
+            return out.past_hidden, out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+
+        def frame(past_hidden, last_id_hidden):
+            sub_codes = predictor.codes(past_hidden, last_id_hidden, sub_procs, sub_sample)
+            return sub_codes, predictor.frame_embedding(last_id_hidden, sub_codes)
+
+        def step(inputs_embeds, step):
+            # The talker step, as Qwen3TTSTalkerForConditionalGeneration.forward's generate branch.
+            state["mask"] = torch.cat([state["mask"], ones], dim=-1)
+            cache_position = positions[length + step:length + step + 1]
+            delta = cache_position[0] + talker.rope_deltas
+            position_ids = torch.arange(1, device=device).view(1, -1).expand(1, -1).add(delta)
+            position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
+            return talker.model(inputs_embeds=inputs_embeds, attention_mask=state["mask"], position_ids=position_ids,
+                                past_key_values=state["cache"], use_cache=True,
+                                cache_position=cache_position).last_hidden_state
+
+        yield from self._frame_loop(p, max_new, cancel, pick=_pick, prefill=prefill, frame=frame, step=step)
+
+    def _frame_loop(self, p: dict, max_new: int, cancel, *, pick, prefill, frame, step) -> Iterator["object"]:
+        """The per-frame loop both paths share, in stock's order: pick the talker's token (transformers'
+        processors, then `pick`); stop on end-of-speech or the last allowed token (stock never feeds it);
+        codebooks 1-15 and the summed frame embedding (`frame`); yield the frame; add the text still to be
+        read; run the talker one position (`step`, returning the normed hidden state)."""
+        import torch
+
+        talker = self._require().tts.model.talker
+        device = p["inputs_embeds"].device
+        eos = int(p["eos_token_id"])
+        talker_procs, talker_sample = _talker_processors(p, device)
+        codec_embed = talker.get_input_embeddings()
+        trailing, pad = p["trailing_text_hidden"], p["tts_pad_embed"]
         with torch.inference_mode():
-            mask = p["attention_mask"]
-            ones = torch.ones((1, 1), dtype=mask.dtype, device=device)
-            cache = DynamicCache()
-            out = talker(inputs_embeds=p["inputs_embeds"], attention_mask=mask, past_key_values=cache, use_cache=True,
-                         cache_position=positions[:length], trailing_text_hidden=trailing, tts_pad_embed=pad)
-            past_hidden = out.past_hidden
-            logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+            past_hidden, logits = prefill()
             generated = torch.zeros((1, 0), dtype=torch.long, device=device)
-            for step in range(max_new):
+            for i in range(max_new):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled
-                token = _pick(_apply(talker_procs, generated, logits), talker_sample)
+                token = pick(_apply(talker_procs, generated, logits), talker_sample)
                 generated = torch.cat([generated, token[:, None]], dim=-1)
-                # Stock never feeds the token that ends generation (eos, or the last one allowed).
-                if step == max_new - 1 or int(token) == eos:
+                if i == max_new - 1 or int(token) == eos:  # int(): the loop's one host sync per frame
                     return
                 token = token[:, None]
                 last_id_hidden = codec_embed(token)
-                sub_codes = predictor.codes(past_hidden, last_id_hidden, sub_procs, sub_sample)
+                sub_codes, inputs_embeds = frame(past_hidden, last_id_hidden)
                 yield torch.cat((token, sub_codes), dim=-1)[0]
-                # The talker step, as Qwen3TTSTalkerForConditionalGeneration.forward's generate branch.
-                inputs_embeds = predictor.frame_embedding(last_id_hidden, sub_codes)
-                if step < trailing.shape[1]:
-                    inputs_embeds = inputs_embeds + trailing[:, step].unsqueeze(1)
+                if i < trailing.shape[1]:
+                    inputs_embeds = inputs_embeds + trailing[:, i].unsqueeze(1)
                 else:
                     inputs_embeds = inputs_embeds + pad
-                mask = torch.cat([mask, ones], dim=-1)
-                cache_position = positions[length + step:length + step + 1]
-                delta = cache_position[0] + talker.rope_deltas
-                position_ids = torch.arange(1, device=device).view(1, -1).expand(1, -1).add(delta)
-                position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
-                hidden = talker.model(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids,
-                                      past_key_values=cache, use_cache=True, cache_position=cache_position).last_hidden_state
+                hidden = step(inputs_embeds, i)
                 past_hidden = hidden[:, -1:, :]
                 logits = talker.codec_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
 

@@ -303,7 +303,8 @@ class StaticCodePredictor:
         import torch
 
         device = self.device
-        with torch.random.fork_rng(devices=[device], device_type=device.type), torch.inference_mode():
+        with torch.cuda.device(device), torch.random.fork_rng(devices=[device], device_type=device.type), \
+                torch.inference_mode():
             gen = torch.Generator(device=device).manual_seed(1234)
             past = torch.randn(self.in_past.shape, generator=gen, device=device).to(self.dtype)
             last = torch.randn(self.in_last.shape, generator=gen, device=device).to(self.dtype)

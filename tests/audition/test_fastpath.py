@@ -13,12 +13,7 @@ from inference.engine import CPU_DEFAULT_PATH, Engine, EngineError, _CodePredict
 TEXT = "hello world, this is milo."
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
