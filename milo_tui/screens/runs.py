@@ -1,0 +1,202 @@
+"""The runs view: every run, and for the selected one its loss chart, per-layer losses, train.log tail and
+the GPU's health. Compact below 110x36 (one pane at a time, `v` switches), everything at once above."""
+from __future__ import annotations
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, DataTable, Footer, Log, Static
+
+from milo_tui.format import fmt_duration, fmt_num
+from milo_tui.widgets.charts import LayerPanel, LossChart
+from milo_tui.widgets.tables import STATUS_STYLE, RunsTable
+from milo_tui.widgets.telemetry import TelemetryPanel
+
+VIEWS = ("chart", "layers", "log")
+WIDE = (110, 36)  # columns, rows from which every pane shows at once
+
+
+def _titled(widget, title: str):
+    widget.border_title = title
+    return widget
+
+
+class ExplainDisabled:
+    """Mixin for screens: a key whose action is dimmed says why in one line instead of doing nothing."""
+
+    def why_not(self, action: str) -> str | None:
+        return None
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        return None if self.why_not(action) else True
+
+    def on_key(self, event) -> None:
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            reason = self.why_not(binding.action)
+            if reason:
+                event.stop()
+                self.notify(reason, severity="warning", timeout=4)
+                return
+
+
+class RunsScreen(ExplainDisabled, Screen):
+    BINDINGS = [
+        Binding("n", "new_run", "New run", id="new_run", tooltip="Start a training run from a form"),
+        Binding("s", "stop", "Stop", id="stop", tooltip="Stop gracefully: the trainer saves a resume point"),
+        Binding("K", "kill", "Kill", id="kill", tooltip="Kill the run's whole process group (asks first)"),
+        Binding("r", "resume", "Resume", id="resume", tooltip="Continue from the newest resume point"),
+        Binding("c", "checkpoints", "Checkpoints", id="checkpoints", tooltip="The selected run's checkpoints"),
+        Binding("R", "restart_policy", "Restart policy", id="restart_policy", show=False,
+                tooltip="Restart this run when it crashes: off, or N times with back-off"),
+        Binding("m", "smooth", "Smooth", id="smooth", show=False, tooltip="EMA smoothing of the loss chart on/off"),
+        Binding("right_square_bracket", "overlay(1)", "Next layer", id="next_layer", show=False,
+                tooltip="Overlay the next codebook layer on the loss chart"),
+        Binding("left_square_bracket", "overlay(-1)", "Previous layer", id="previous_layer", show=False,
+                tooltip="Overlay the previous codebook layer on the loss chart"),
+        Binding("backslash", "overlay(0, True)", "No layer", id="no_layer", show=False,
+                tooltip="Remove the overlaid layer from the loss chart"),
+        Binding("v", "view", "View", id="view", tooltip="Show the chart, the layers or the log (compact layout)"),
+        Binding("z", "zoom", "Zoom", id="zoom", show=False, tooltip="Fill the screen with the focused pane"),
+    ]
+    wide = reactive(False, recompose=True)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield _titled(RunsTable(id="runs", classes="pane"), "Runs")
+        yield Static(id="detail")
+        with Horizontal(id="middle"):
+            if self.wide:
+                with Vertical(id="left"):
+                    yield LossChart(id="chart", classes="pane")
+                    yield LayerPanel(id="layers", classes="pane")
+                with Vertical(id="right"):
+                    yield TelemetryPanel(id="telemetry", classes="pane")
+                    yield _titled(Log(id="log", max_lines=1000, classes="pane"), "train.log")
+            else:
+                with ContentSwitcher(id="views", initial=self.app.view):
+                    yield LossChart(id="chart", classes="pane")
+                    yield LayerPanel(id="layers", classes="pane")
+                    yield _titled(Log(id="log", max_lines=1000, classes="pane"), "train.log")
+                yield TelemetryPanel(id="telemetry", classes="pane")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.app.mark_dirty()
+
+    def on_resize(self, event) -> None:
+        self.wide = event.size.width >= WIDE[0] and event.size.height >= WIDE[1]
+
+    def watch_wide(self, wide: bool) -> None:
+        self.set_class(wide, "-wide")
+        self.call_after_refresh(self.app.mark_dirty)
+
+    def on_screen_resume(self) -> None:
+        self.app.mark_dirty()
+
+    # ---------------------------------------------------------------- drawing (called by the app's draw timer)
+
+    def draw(self, parts: set[str]) -> None:
+        app = self.app
+        if not self.is_mounted or not self.query("#chart"):
+            return
+        if "runs" in parts:
+            table = self.query_one(RunsTable)
+            table.show(app.runs.values())
+            table.border_title = app.runs_title()
+            if app.selected is not None and str(app.selected) in table.rows:
+                index = table.get_row_index(str(app.selected))
+                if table.cursor_row != index:
+                    table.move_cursor(row=index)
+            self.query_one("#title", Static).update(app.title_line())
+            self.query_one("#detail", Static).update(self.detail_line())
+            self.refresh_bindings()
+        if "chart" in parts:
+            m = app.selected_metrics()
+            points, vals = (m.points, m.validations) if m else ([], [])
+            self.query_one(LossChart).show(points, vals, smooth=app.smooth, overlay=app.overlay, ascii=app.ascii)
+            self.query_one(LayerPanel).show(points, overlay=app.overlay, ascii=app.ascii)
+        if "log" in parts:
+            log = self.query_one("#log", Log)
+            lines, reset = app.take_log(self)
+            if reset:
+                log.clear()
+            if lines:
+                log.write_lines(lines)
+        if "telemetry" in parts:
+            self.query_one(TelemetryPanel).show(app.history, app.run_pids(), app.ascii)
+
+    def detail_line(self) -> str:
+        r = self.app.selected_summary()
+        if r is None:
+            return " no run selected: [b]n[/] starts one" if not self.app.runs else ""
+        style = STATUS_STYLE.get(r.status, "")
+        parts = [f" [b]{escape(r.name)}[/]", f"[{style}]{r.status}[/]" if style else r.status]
+        if r.live:
+            if r.pid:
+                parts.append(f"pid {r.pid}")
+            if r.step is not None:
+                parts.append(f"step {r.step}" + (f"/{r.total_steps}" if r.total_steps else ""))
+            if r.eta_s is not None:
+                parts.append(f"ETA {fmt_duration(r.eta_s)}")
+        elif r.error:
+            code = f" (exit {r.exit_code})" if r.exit_code not in (None, 0) else ""
+            parts.append(f"[#ff5f5f]{escape(r.error)}{code}[/]")
+        if r.best_val is not None:
+            parts.append(f"best {fmt_num(r.best_val)} @ epoch {r.best_epoch}")
+        if r.restart_limit:
+            parts.append(f"restarts {r.restarts}/{r.restart_limit}")
+        return " · ".join(parts)
+
+    # ---------------------------------------------------------------- input
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value is not None:
+            self.app.select_run(event.row_key.value)
+
+    def why_not(self, action: str) -> str | None:
+        return self.app.why_not(action)
+
+    def action_new_run(self) -> None:
+        self.app.open_new_run()
+
+    def action_stop(self) -> None:
+        self.app.stop_selected()
+
+    def action_kill(self) -> None:
+        self.app.kill_selected()
+
+    def action_resume(self) -> None:
+        self.app.resume_selected()
+
+    def action_restart_policy(self) -> None:
+        self.app.ask_restart_policy()
+
+    def action_checkpoints(self) -> None:
+        self.app.open_checkpoints()
+
+    def action_smooth(self) -> None:
+        self.app.toggle_smooth()
+
+    def action_overlay(self, delta: int, clear: bool = False) -> None:
+        self.app.move_overlay(None if clear else delta)
+
+    def action_view(self) -> None:
+        self.app.view = VIEWS[(VIEWS.index(self.app.view) + 1) % len(VIEWS)]
+        self.query_one("#views", ContentSwitcher).current = self.app.view
+        self.app.mark_dirty("chart", "log")
+
+    def action_zoom(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        elif self.focused is not None and self.focused.id != "runs":
+            self.maximize(self.focused)
+        else:
+            pane = self.query_one("#chart") if self.wide else self.query_one("#views", ContentSwitcher).visible_content
+            if pane is not None:
+                pane.focus()
+                self.maximize(pane)

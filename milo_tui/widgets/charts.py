@@ -1,0 +1,47 @@
+"""The loss chart and the per-layer small multiples."""
+from __future__ import annotations
+
+from rich.console import Group
+from textual.widget import Widget
+
+from milo_tui.chart import LAYER_SUM, OBJECTIVE, OVERLAY, VALIDATION, layer_rows, loss_chart
+
+
+class LossChart(Widget, can_focus=True):
+    """Objective and 16-layer sum over steps, validation points, one overlaid layer."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.points, self.validations = [], []
+        self.smooth, self.overlay, self.ascii = False, None, False
+
+    def show(self, points, validations, *, smooth: bool, overlay: int | None, ascii: bool) -> None:
+        self.points, self.validations = points, validations
+        self.smooth, self.overlay, self.ascii = smooth, overlay, ascii
+        legend = f"[{OBJECTIVE}]objective[/] [{LAYER_SUM}]layer sum[/] [{VALIDATION}]{'*' if ascii else '◆'} val[/]"
+        if overlay is not None:
+            legend += f" [{OVERLAY}]layer {overlay}[/]"
+        self.border_title = f"Loss{' (smoothed)' if smooth else ''}  {legend}"
+        self.refresh()
+
+    def render(self):
+        w, h = self.content_size
+        return Group(*loss_chart(self.points, self.validations, w, h, smooth=self.smooth, overlay=self.overlay,
+                                 ascii=self.ascii))
+
+
+class LayerPanel(Widget, can_focus=True):
+    """One labelled sparkline per codebook layer with its latest value (in columns when short)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.points, self.overlay, self.ascii = [], None, False
+        self.border_title = "Layers"
+
+    def show(self, points, *, overlay: int | None, ascii: bool) -> None:
+        self.points, self.overlay, self.ascii = points, overlay, ascii
+        self.refresh()
+
+    def render(self):
+        w, h = self.content_size
+        return Group(*layer_rows(self.points, w, h, overlay=self.overlay, ascii=self.ascii))
