@@ -272,14 +272,23 @@ def ended_error(run_dir: Path, state: dict, exit_code: int | None, requested: st
     """One line for a trainer that ended without recording why."""
     from milo_tui.runs import log_error_line
 
-    if requested == "kill" or exit_code == -signal.SIGKILL and requested is None:
-        who = "by the operator" if requested == "kill" else "by a signal (SIGKILL: out of host memory?)"
+    if requested == "kill" or (exit_code == -signal.SIGKILL and requested is None):
+        who = "by the operator" if requested == "kill" else "by SIGKILL (out of host memory?)"
         return f"killed {who}; resume continues from the newest resume point"
+    line = log_error_line(run_dir)
     if state.get("preparing") and state.get("status") == STARTING:
-        line = log_error_line(run_dir)
         return f"data preparation failed: {line}" if line else "data preparation failed; see train.log"
     if requested == "stop":
         return "stopped before the trainer could save a resume point"
-    line = log_error_line(run_dir)
-    code = f"exit {exit_code}" if exit_code is not None else "no exit code: it was started by another dashboard"
-    return f"the trainer ended without recording why ({code}): {line}" if line else f"the trainer ended ({code})"
+    if exit_code is not None and exit_code < 0:
+        try:
+            cause = f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            cause = f"killed by signal {-exit_code}"
+    elif exit_code is not None:
+        cause = f"exit {exit_code}"
+    elif state.get("pid"):
+        cause = f"its process {state['pid']} is gone"
+    else:
+        cause = "state.json names no process"
+    return f"the trainer ended without recording why ({cause})" + (f": {line}" if line else "")

@@ -17,6 +17,7 @@ from milo_tui.widgets.tables import CheckpointsTable
 
 
 class CheckpointsScreen(ExplainDisabled, Screen):
+    AUTO_FOCUS = "#checkpoints"
     BINDINGS = [
         Binding("a", "audition", "Audition", id="audition", tooltip="Listen to the highlighted checkpoint"),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the runs"),

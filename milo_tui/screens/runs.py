@@ -35,12 +35,15 @@ class ExplainDisabled:
         return None if self.why_not(action) else True
 
     def on_key(self, event) -> None:
-        for binding in self._bindings.key_to_bindings.get(event.key, ()):
-            reason = self.why_not(binding.action)
-            if reason:
-                event.stop()
-                self.notify(reason, severity="warning", timeout=4)
-                return
+        for node, bindings in self._binding_chain:  # keymap from config.toml applied
+            if node is not self:
+                continue
+            for binding in bindings.key_to_bindings.get(event.key, ()):
+                reason = self.why_not(binding.action.split("(")[0])
+                if reason:
+                    event.stop()
+                    self.notify(reason, severity="warning", timeout=4)
+                    return
 
 
 class RunsScreen(ExplainDisabled, Screen):
@@ -62,6 +65,7 @@ class RunsScreen(ExplainDisabled, Screen):
         Binding("v", "view", "View", id="view", tooltip="Show the chart, the layers or the log (compact layout)"),
         Binding("z", "zoom", "Zoom", id="zoom", show=False, tooltip="Fill the screen with the focused pane"),
     ]
+    AUTO_FOCUS = "#runs"
     wide = reactive(False, recompose=True)
 
     def compose(self) -> ComposeResult:
@@ -92,7 +96,11 @@ class RunsScreen(ExplainDisabled, Screen):
 
     def watch_wide(self, wide: bool) -> None:
         self.set_class(wide, "-wide")
-        self.call_after_refresh(self.app.mark_dirty)
+        self.call_after_refresh(self._recomposed)
+
+    def _recomposed(self) -> None:
+        self.query_one("#runs").focus()
+        self.app.mark_dirty()
 
     def on_screen_resume(self) -> None:
         self.app.mark_dirty()
@@ -136,8 +144,6 @@ class RunsScreen(ExplainDisabled, Screen):
         style = STATUS_STYLE.get(r.status, "")
         parts = [f" [b]{escape(r.name)}[/]", f"[{style}]{r.status}[/]" if style else r.status]
         if r.live:
-            if r.pid:
-                parts.append(f"pid {r.pid}")
             if r.step is not None:
                 parts.append(f"step {r.step}" + (f"/{r.total_steps}" if r.total_steps else ""))
             if r.eta_s is not None:
