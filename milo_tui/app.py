@@ -13,7 +13,7 @@ import time
 from collections import deque
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from rich.markup import escape
 from textual.app import App, SystemCommand
@@ -21,17 +21,21 @@ from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from milo_tui.config import Settings
-from milo_tui.messages import (
-    AuditionRequested, CheckpointsScanned, LaunchFailed, LogRead, MetricsRead, RunEnded, RunLaunched, RunsScanned,
-    TelemetrySampled,
-)
-from milo_tui.metrics import RunMetrics
-from milo_tui.runfolder import CRASHED, FINISHED, STOPPED
-from milo_tui.runs import UNREADABLE, RunSummary
-from milo_tui.supervisor import RunRequest, Supervisor, SupervisorError
 from milo_tui.telemetry.history import TelemetryHistory
-from milo_tui.telemetry.source import TelemetrySource
-from milo_tui.watcher import RunWatcher
+
+if TYPE_CHECKING:  # the sources' modules are imported once the first frame is up (on_ready)
+    from milo_tui.messages import (
+        AuditionRequested, CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunLaunched, RunsScanned,
+        TelemetrySampled,
+    )
+    from milo_tui.metrics import RunMetrics
+    from milo_tui.runs import RunSummary
+    from milo_tui.supervisor import RunRequest, Supervisor
+    from milo_tui.telemetry.source import TelemetrySource
+    from milo_tui.watcher import RunWatcher
+
+# state.json statuses, as in milo_tui.runfolder (not imported before the first frame)
+CRASHED, FINISHED, STOPPED, UNREADABLE = "crashed", "finished", "stopped", "unreadable"
 
 DRAW_HZ = 2  # redraws per second at most, and only of what changed
 PARTS = ("runs", "chart", "log", "telemetry", "checkpoints")
@@ -47,7 +51,7 @@ def locale_is_utf8(environ=os.environ) -> bool:
 
 
 class MiloApp(App):
-    CSS_PATH = "milo.tcss"
+    CSS_PATH = Path(__file__).parent / "milo.tcss"  # absolute: subclasses (bench, tests) live elsewhere
     TITLE = "milo-tui"
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit", tooltip="Quit the dashboard; runs keep going"),
@@ -63,16 +67,17 @@ class MiloApp(App):
         self.settings = settings
         self.clock = clock
         self.ascii = ascii if ascii is not None else (settings.ascii if settings.ascii is not None else not locale_is_utf8())
-        self.supervisor = Supervisor(python=python, env=env)
-        self.watcher = RunWatcher(Path(settings.checkpoints), self.post_message, self.supervisor, poll_s=poll_s,
-                                  use_watchfiles=watch_files)
-        self.telemetry = TelemetrySource(Path(settings.checkpoints), nvml, psutil_module, clock)
+        self._sources = dict(python=python, env=env, nvml=nvml, psutil_module=psutil_module, poll_s=poll_s,
+                             watch_files=watch_files)
+        self.supervisor: Supervisor | None = None  # these three start in on_ready
+        self.watcher: RunWatcher | None = None
+        self.telemetry: TelemetrySource | None = None
         self.telemetry_interval = telemetry_interval
         self.restart_backoff = settings.restart_backoff if restart_backoff is None else restart_backoff
         # the state, owned by the handlers below
         self.runs: dict[Path, RunSummary] = {}
         self.selected: Path | None = None
-        self.run_metrics = RunMetrics()
+        self.run_metrics: RunMetrics | None = None  # of the selected run
         self.log_lines: deque[str] = deque(maxlen=LOG_LINES)
         self.checkpoints: dict[Path, tuple] = {}
         self.history = TelemetryHistory()
@@ -80,6 +85,8 @@ class MiloApp(App):
         self.overlay: int | None = None
         self.view = "chart"
         self._dirty: set[str] = set(PARTS)
+        self._draw_timer = None
+        self._last_draw = 0.0
         self._log_pending: list[str] = []
         self._log_reset = True
         self._warned: set = set()
@@ -89,22 +96,40 @@ class MiloApp(App):
 
     # ------------------------------------------------------------------ life cycle
 
-    def on_mount(self) -> None:
+    def get_default_screen(self):
         from milo_tui.screens.runs import RunsScreen
 
+        return RunsScreen()
+
+    def on_mount(self) -> None:
         if self.ascii:
             self.add_class("-ascii")
         self._check_keymap()
-        self.push_screen(RunsScreen())
+        self.mark_dirty()
+
+    def on_ready(self) -> None:
+        # The sources start after the first frame, which their imports, file reads and NVML start-up
+        # would otherwise delay; their first messages follow within milliseconds.
+        from milo_tui.supervisor import Supervisor
+        from milo_tui.telemetry.source import TelemetrySource
+        from milo_tui.watcher import RunWatcher
+
+        src, checkpoints = self._sources, Path(self.settings.checkpoints)
+        self.supervisor = Supervisor(python=src["python"], env=src["env"])
+        psutil_module = src["psutil_module"]
+        self.watcher = RunWatcher(checkpoints, self.post_message, self.supervisor, poll_s=src["poll_s"],
+                                  use_watchfiles=src["watch_files"],
+                                  disk_usage=psutil_module.disk_usage if psutil_module is not None else None)
+        self.telemetry = TelemetrySource(checkpoints, src["nvml"], psutil_module, self.clock)
         self.run_worker(self._watch, thread=True, group="watcher", name="run watcher", exit_on_error=False)
         if self.telemetry_interval:
             self.run_worker(self._sample, thread=True, group="telemetry", name="telemetry", exit_on_error=False)
-        self.set_interval(1 / DRAW_HZ, self._draw, name="draw")
 
     def on_unmount(self) -> None:
-        self.watcher.close()
         self._stop_sampling.set()
-        self.supervisor.forget()
+        if self.watcher is not None:
+            self.watcher.close()
+            self.supervisor.forget()
 
     def _watch(self) -> None:
         worker = get_current_worker()
@@ -112,6 +137,8 @@ class MiloApp(App):
 
     def _sample(self) -> None:
         """Telemetry about once a second; the wait shortens by the sampling time, so polls never overlap."""
+        from milo_tui.messages import TelemetrySampled
+
         worker = get_current_worker()
         try:
             while not (worker.is_cancelled or self._stop_sampling.is_set()):
@@ -122,6 +149,8 @@ class MiloApp(App):
             self.telemetry.close()
 
     def _check_keymap(self) -> None:
+        if not self.settings.keys:
+            return
         from milo_tui.screens import all_binding_ids
 
         unknown = sorted(set(self.settings.keys) - all_binding_ids())
@@ -132,15 +161,21 @@ class MiloApp(App):
     # ------------------------------------------------------------------ drawing
 
     def mark_dirty(self, *parts: str) -> None:
-        """Redraw these parts on the next tick (all of them, for a new screen or layout, when none given)."""
+        """Redraw these parts soon (all of them, for a new screen or layout, when none given): at once
+        after a quiet spell, else 1/DRAW_HZ after the last draw. An idle dashboard runs no timer."""
         if not parts:
             parts = PARTS
             self._log_reset = True
         self._dirty.update(parts)
+        if self._draw_timer is None and self.is_running:
+            wait = max(0.01, self._last_draw + 1 / DRAW_HZ - time.monotonic())  # Textual timers need > 0
+            self._draw_timer = self.set_timer(wait, self._draw, name="draw")
 
     def _draw(self) -> None:
+        self._draw_timer = None
         if not self._dirty:
             return
+        self._last_draw = time.monotonic()
         parts, self._dirty = self._dirty, set()
         with self.batch_update():
             for screen in self.screen_stack:
@@ -182,7 +217,7 @@ class MiloApp(App):
         return max(live or self.runs.values(), key=lambda r: r.updated_at or 0).path
 
     def on_metrics_read(self, message: MetricsRead) -> None:
-        if message.run_dir != self.selected:
+        if message.run_dir != self.selected or self.run_metrics is None:
             return  # the watcher had not switched yet
         self.run_metrics.apply(message.batch)
         if self.run_metrics.bad_lines and ("bad", self.selected) not in self._warned:
@@ -245,7 +280,7 @@ class MiloApp(App):
         return self.runs.get(self.selected) if self.selected else None
 
     def selected_metrics(self) -> RunMetrics | None:
-        return self.run_metrics if self.selected else None
+        return self.run_metrics
 
     def run_pids(self) -> dict[int, str]:
         return {r.pid: r.name for r in self.runs.values() if r.live and r.pid}
@@ -262,8 +297,10 @@ class MiloApp(App):
         run_dir = Path(run_dir) if run_dir else None
         if run_dir == self.selected:
             return
+        from milo_tui.metrics import RunMetrics
+
         self.selected = run_dir
-        self.run_metrics = RunMetrics()
+        self.run_metrics = RunMetrics() if run_dir else None
         self.log_lines.clear()
         self.watcher.follow(run_dir)
         self.mark_dirty()
@@ -325,6 +362,9 @@ class MiloApp(App):
 
     def _launch(self, run_dir: Path, request: RunRequest | None = None, restart: bool = False) -> None:
         """Thread worker: start or resume a trainer (fork and exec stay off the event loop)."""
+        from milo_tui.messages import LaunchFailed, RunLaunched
+        from milo_tui.supervisor import SupervisorError
+
         try:
             if request is not None:
                 pid = self.supervisor.start(request)
@@ -345,6 +385,8 @@ class MiloApp(App):
                         name=f"restart {run_dir.name}", exit_on_error=False)
 
     def _signal(self, what: str) -> None:
+        from milo_tui.supervisor import SupervisorError
+
         r = self.selected_summary()
         if r is None:
             return

@@ -62,15 +62,21 @@ class Canvas:
         return {0: " ", 1: "'", 2: "-", 4: ".", 5: ":"}.get(bits, "|")
 
     def rows(self) -> list[Text]:
+        """One Text per row; runs of cells with the same style become one span (cheap to render)."""
         out = []
         for r in range(self.height):
             text = Text()
+            run_style, run = "", []
             for c in range(self.width):
                 mark = self.marks.get((r, c))
-                if mark:
-                    text.append(*mark)
-                else:
-                    text.append(self._char(self.bits[r][c]), self.styles[r][c] or "")
+                char, style = mark if mark else (self._char(self.bits[r][c]), self.styles[r][c] or "")
+                if style != run_style and run:
+                    text.append("".join(run), run_style)
+                    run = []
+                run_style = style
+                run.append(char)
+            if run:
+                text.append("".join(run), run_style)
             out.append(text)
         return out
 
@@ -102,6 +108,17 @@ def downsample(xs: Sequence[float], ys: Sequence[float], x0: float, x1: float, n
         acc[0] += y
         acc[1] += 1
     return [(b, s / c) for b, (s, c) in sorted(sums.items())]
+
+
+def decimate(points: Sequence, limit: int) -> Sequence:
+    """At most about `limit` points, taken evenly (the last one kept): what a chart of a given width
+    can show, before averaging into pixel columns."""
+    if len(points) <= limit:
+        return points
+    stride = len(points) / limit
+    picked = [points[int(i * stride)] for i in range(limit)]
+    picked[-1] = points[-1]
+    return picked
 
 
 def _range(values: Iterable[float]) -> tuple[float, float] | None:
@@ -146,6 +163,7 @@ def loss_chart(points, validations, width: int, height: int, *, smooth: bool = F
         lines = [Text(" " * width) for _ in range(height)]
         lines[height // 2] = Text("waiting for the first step…".center(width), AXIS)
         return lines
+    points = decimate(points, plot_w * 8)  # four points per braille dot column, averaged below
     xs = [p.step for p in points]
     x0, x1 = xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1
     objective = [p.objective for p in points]
@@ -209,7 +227,9 @@ def sparkline(values: Sequence[float], width: int, ascii: bool = False, lo: floa
     lo = min(vals) if lo is None else lo
     hi = max(vals) if hi is None else hi
     ramp = SPARK_ASCII if ascii else SPARK
-    span = (hi - lo) or 1.0
+    if hi - lo < 1e-12:  # a flat series sits in the middle, not on the floor
+        lo, hi = lo - 1.0, hi + 1.0
+    span = hi - lo
     chars = [ramp[min(len(ramp) - 1, max(0, int((v - lo) / span * (len(ramp) - 1) + 0.5)))] for v in vals]
     return "".join(chars).ljust(width)
 
@@ -221,7 +241,9 @@ def layer_rows(points, width: int, height: int, *, overlay: int | None = None, a
     cols = math.ceil(layers / max(1, min(layers, height)))
     per_col = math.ceil(layers / cols)
     col_w = max(12, width // cols)
-    series = [[p.layers[i] for p in points if p.layers] for i in range(layers)]
+    spark_w = max(1, col_w - 4 - 8)
+    points = decimate([p for p in points if p.layers], spark_w * 4)
+    series = [[p.layers[i] for p in points] for i in range(layers)]
     lines = [Text() for _ in range(per_col)]
     for i in range(layers):
         col, row = divmod(i, per_col)
@@ -229,7 +251,6 @@ def layer_rows(points, width: int, height: int, *, overlay: int | None = None, a
             break
         vals = series[i]
         latest = fmt_value(vals[-1]) if vals else "-"
-        spark_w = max(1, col_w - 4 - 7 - 1)
         style = "reverse" if overlay == i else ""
         cell = Text(f"L{i:<2} ", style or AXIS)
         cell.append(sparkline(vals, spark_w, ascii), style or OBJECTIVE)

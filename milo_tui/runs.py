@@ -144,8 +144,9 @@ class CheckpointScanner:
     """Checkpoint folders are complete once renamed into place and never change after: sizes and eval.json
     are read once per folder (and eval.json again until it appears)."""
 
-    def __init__(self) -> None:
+    def __init__(self, disk_usage=shutil.disk_usage) -> None:
         self._cache: dict[Path, CheckpointInfo] = {}
+        self._disk_usage = disk_usage
 
     def scan(self, run_dir: Path) -> tuple[list[CheckpointInfo], int | None]:
         found = []
@@ -165,8 +166,8 @@ class CheckpointScanner:
                 self._cache[path] = info
             found.append(info)
         try:
-            free = shutil.disk_usage(run_dir).free
-        except OSError:
+            free = self._disk_usage(str(run_dir)).free
+        except Exception:
             free = None
         return sorted(found, key=lambda c: (c.created, c.name)), free
 

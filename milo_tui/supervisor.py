@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from milo_tui.runfolder import (
     CRASHED, EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_OOM, EXIT_USAGE, LIVE_STATUSES, RUN_JSON, STARTING, STATE_JSON,
     TRAIN_LOG, read_json, update_state,
@@ -71,6 +69,8 @@ def prepare_argv(python: str, req: RunRequest) -> list[str]:
 
 
 def start_time(pid: int) -> float | None:
+    import psutil  # here, not at import: the dashboard's first frame does not wait for it
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -81,6 +81,8 @@ def is_same_process(pid, started) -> bool:
     """True when `pid` runs and is the process that started at `started` (not a reuse of its number)."""
     if not isinstance(pid, int) or pid <= 0 or not isinstance(started, (int, float)):
         return False
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:

@@ -11,6 +11,7 @@ import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from milo_tui.metrics import MetricsBatch, decode_lines, sample_span
 
@@ -24,6 +25,7 @@ class FileTail:
     path: Path
     offset: int = 0
     _ident: tuple[int, int] | None = None
+    _file: BinaryIO | None = None  # kept open between reads (reopened when the file is replaced)
 
     def _check(self) -> tuple[int, bool] | None:
         """(size, reset) of the file now, or None when it does not exist."""
@@ -35,8 +37,15 @@ class FileTail:
         reset = False
         if self._ident is not None and (ident != self._ident or st.st_size < self.offset):
             self.offset, reset = 0, True
+        if ident != self._ident:
+            self.close()
         self._ident = ident
         return st.st_size, reset
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def pending(self) -> tuple[int, int, bool] | None:
         """(offset, size, reset): what is there to read, without reading it."""
@@ -56,10 +65,12 @@ class FileTail:
         if size <= self.offset:
             return b"", reset
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                buf = f.read(min(size - self.offset, limit))
+            if self._file is None:
+                self._file = open(self.path, "rb")
+            self._file.seek(self.offset)
+            buf = self._file.read(min(size - self.offset, limit))
         except OSError:
+            self.close()
             return b"", reset
         end = buf.rfind(b"\n")
         if end < 0:

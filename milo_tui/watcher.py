@@ -22,6 +22,7 @@ from milo_tui.tail import LogReader, MetricsReader
 
 RUN_FILES = (STATE_JSON, RUN_JSON, METRICS, RESUME_DIR)
 SUMMARY_EVERY = 1.0  # s: a run whose only change is new metrics is re-summarised at most this often
+PROCESS_EVERY = 1.0  # s: live trainers are looked at this often (and when their state.json changes)
 FREE_SPACE_EVERY = 10.0  # s: the checkpoints view's free space when nothing else changed
 
 
@@ -35,7 +36,7 @@ def _stamp(path: Path) -> tuple:
 
 class RunWatcher:
     def __init__(self, checkpoints: Path, post: Callable, supervisor: Supervisor, poll_s: float = 1.0,
-                 use_watchfiles: bool = True) -> None:
+                 use_watchfiles: bool = True, disk_usage: Callable | None = None) -> None:
         self.root = Path(checkpoints)
         self.post = post
         self.supervisor = supervisor
@@ -48,7 +49,7 @@ class RunWatcher:
         self._followed: Path | None = None
         self._metrics: MetricsReader | None = None
         self._log: LogReader | None = None
-        self._scanner = CheckpointScanner()
+        self._scanner = CheckpointScanner(disk_usage) if disk_usage else CheckpointScanner()
         self._ckpt_seen: tuple = ()
         self._ckpt_posted = 0.0
         self._stamps: dict[Path, tuple] = {}
@@ -56,6 +57,8 @@ class RunWatcher:
         self._summaries: dict[Path, RunSummary] = {}
         self._posted: tuple[RunSummary, ...] | None = None
         self._cancelled: Callable[[], bool] = lambda: False
+        self._processes_checked = 0.0
+        self._state_stamps: dict[Path, tuple] = {}
 
     # ----------------------------------------------------------------- called from the event loop
 
@@ -102,7 +105,7 @@ class RunWatcher:
                 try:
                     import watchfiles
 
-                    for _changes in watchfiles.watch(self.root, watch_filter=self._relevant, debounce=300, step=80,
+                    for _changes in watchfiles.watch(self.root, watch_filter=self._relevant, debounce=500, step=200,
                                                      rust_timeout=int(self.poll_s * 1000), yield_on_timeout=True,
                                                      stop_event=self, raise_interrupt=False):
                         self.poll()
@@ -126,18 +129,35 @@ class RunWatcher:
             self._tail_followed()
 
     def _start_following(self, run_dir: Path | None) -> None:
+        for reader in (self._metrics, self._log):
+            if reader is not None:
+                reader.tail.close()
         self._followed = run_dir
         self._metrics = MetricsReader(run_dir / METRICS) if run_dir else None
         self._log = LogReader(run_dir / TRAIN_LOG) if run_dir else None
         self._ckpt_seen, self._ckpt_posted = (), 0.0
 
     def _check_processes(self) -> None:
+        now = time.monotonic()
+        if now - self._processes_checked < PROCESS_EVERY and not self._state_changed():
+            return
+        self._processes_checked = now
         for run_dir, summary in list(self._summaries.items()):
             if summary.live or self.supervisor.watching(run_dir):
                 ended = self.supervisor.check(run_dir)
                 if ended is not None:
                     self._stamps.pop(run_dir, None)  # re-read its summary in this pass
                     self.post(RunEnded(ended))
+
+    def _state_changed(self) -> bool:
+        """Did any live run's state.json change since the last look (a trainer's last words)?"""
+        changed = False
+        for run_dir, summary in self._summaries.items():
+            if summary.live or self.supervisor.watching(run_dir):
+                stamp = _stamp(run_dir / STATE_JSON)
+                changed |= self._state_stamps.get(run_dir) != stamp
+                self._state_stamps[run_dir] = stamp
+        return changed
 
     def _scan_runs(self) -> None:
         now = time.monotonic()

@@ -7,6 +7,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, DataTable, Footer, Log, Static
@@ -18,6 +19,18 @@ from milo_tui.widgets.telemetry import TelemetryPanel
 
 VIEWS = ("chart", "layers", "log")
 WIDE = (110, 36)  # columns, rows from which every pane shows at once
+
+
+def _set(widget, attribute: str, value) -> None:
+    """Assign only a new value: every assignment costs a repaint, some a layout."""
+    if getattr(widget, attribute) != value:
+        setattr(widget, attribute, value)
+
+
+def _update(static: Static, text: str) -> None:
+    if getattr(static, "_milo_text", None) != text:
+        static._milo_text = text
+        static.update(text, layout=False)  # one line, fixed height: no reflow of the screen
 
 
 def _titled(widget, title: str):
@@ -67,6 +80,7 @@ class RunsScreen(ExplainDisabled, Screen):
     ]
     AUTO_FOCUS = "#runs"
     wide = reactive(False, recompose=True)
+    _bindings_state: tuple = (None, None, None, False)  # what the footer was last drawn for
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -108,20 +122,28 @@ class RunsScreen(ExplainDisabled, Screen):
     # ---------------------------------------------------------------- drawing (called by the app's draw timer)
 
     def draw(self, parts: set[str]) -> None:
+        try:
+            self._draw(parts)
+        except NoMatches:  # between two layouts (recompose): draw everything once the new one is up
+            self.call_after_refresh(self.app.mark_dirty)
+
+    def _draw(self, parts: set[str]) -> None:
         app = self.app
-        if not self.is_mounted or not self.query("#chart"):
-            return
         if "runs" in parts:
             table = self.query_one(RunsTable)
             table.show(app.runs.values())
-            table.border_title = app.runs_title()
+            _set(table, "border_title", app.runs_title())
             if app.selected is not None and str(app.selected) in table.rows:
                 index = table.get_row_index(str(app.selected))
                 if table.cursor_row != index:
                     table.move_cursor(row=index)
-            self.query_one("#title", Static).update(app.title_line())
-            self.query_one("#detail", Static).update(self.detail_line())
-            self.refresh_bindings()
+            _update(self.query_one("#title", Static), app.title_line())
+            _update(self.query_one("#detail", Static), self.detail_line())
+            r = app.selected_summary()
+            state = (app.selected, r and r.status, r and r.has_resume, self.wide)
+            if state != self._bindings_state:  # the footer redraws only when what is possible changed
+                self._bindings_state = state
+                self.refresh_bindings()
         if "chart" in parts:
             m = app.selected_metrics()
             points, vals = (m.points, m.validations) if m else ([], [])

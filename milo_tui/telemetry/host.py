@@ -8,10 +8,15 @@ from milo_tui.telemetry import HostSample
 
 class HostSampler:
     def __init__(self, disk_path: Path, psutil_module=None) -> None:
-        if psutil_module is None:
-            import psutil as psutil_module
-        self.psutil = psutil_module
+        self.psutil = psutil_module  # imported on the first sample (in the sampling thread) when None
         self.disk_path = str(disk_path)
+        self.cpu_count = None
+
+    def _start(self) -> None:
+        if self.psutil is None:
+            import psutil
+
+            self.psutil = psutil
         self.cpu_count = self._get(lambda: self.psutil.cpu_count())
         self._get(lambda: self.psutil.cpu_percent(None))  # the first call only starts the measurement
 
@@ -23,6 +28,8 @@ class HostSampler:
             return None
 
     def sample(self) -> HostSample:
+        if self.cpu_count is None:
+            self._start()
         vm = self._get(self.psutil.virtual_memory)
         du = self._get(lambda: self.psutil.disk_usage(self.disk_path))
         return HostSample(

@@ -21,7 +21,9 @@ class LossChart(Widget, can_focus=True):
         legend = f"[{OBJECTIVE}]objective[/] [{LAYER_SUM}]layer sum[/] [{VALIDATION}]{'*' if ascii else '◆'} val[/]"
         if overlay is not None:
             legend += f" [{OVERLAY}]layer {overlay}[/]"
-        self.border_title = f"Loss{' (smoothed)' if smooth else ''}  {legend}"
+        title = f"Loss{' (smoothed)' if smooth else ''}  {legend}"
+        if title != self.border_title:
+            self.border_title = title
         self.refresh()
 
     def render(self):

@@ -15,14 +15,16 @@ STATUS_STYLE = {
 
 def _update_rows(table: DataTable, rows: dict[str, tuple]) -> None:
     """Make the table hold exactly `rows` (key -> cells), touching only what changed."""
-    columns = list(table.columns)
+    columns = list(table.columns.values())
     for key in [k.value for k in table.rows if k.value not in rows]:
         table.remove_row(key)
     for key, cells in rows.items():
         if key in table.rows:
             for column, value in zip(columns, cells):
-                if table.get_cell(key, column) != value:
-                    table.update_cell(key, column, value, update_width=True)
+                if table.get_cell(key, column.key) != value:
+                    wider = Text.from_markup(value).cell_len > column.content_width if isinstance(value, str) \
+                        else value.cell_len > column.content_width
+                    table.update_cell(key, column.key, value, update_width=wider)  # a reflow only when wider
         else:
             table.add_row(*cells, key=key)
 

@@ -43,7 +43,9 @@ class TelemetryPanel(Widget, can_focus=True):
         lines: list[Text] = []
         if t.gpus:
             g = t.gpus[0]
-            self.border_title = (g.name or "GPU") + (f" (+{len(t.gpus) - 1})" if len(t.gpus) > 1 else "")
+            title = (g.name or "GPU") + (f" (+{len(t.gpus) - 1})" if len(t.gpus) > 1 else "")
+            if title != self.border_title:
+                self.border_title = title
             na = "N/A"
             lines.append(self._line("temp", f"{g.temperature_c:.0f}°C" if g.temperature_c is not None else na, "temp", w))
             power = f"{g.power_w:.0f}" if g.power_w is not None else na
@@ -51,8 +53,8 @@ class TelemetryPanel(Widget, can_focus=True):
             lines.append(self._line("power", f"{power}{limit} W", "power", w))
             lines.append(self._line("util", f"{g.util_percent:.0f}%" if g.util_percent is not None else na, "util", w))
             sm = f"{g.sm_clock_mhz}" if g.sm_clock_mhz is not None else na
-            mem = f" mem {g.mem_clock_mhz}" if g.mem_clock_mhz is not None else ""
-            lines.append(self._line("clocks", f"sm {sm}{mem} MHz", None, w))
+            mem = f"{g.mem_clock_mhz}" if g.mem_clock_mhz is not None else na
+            lines.append(self._line("sm/mem", f"{sm}/{mem} MHz", None, w))
             if g.memory_supported:
                 used = f"{fmt_bytes(g.memory_used)}/{fmt_bytes(g.memory_total)}" if g.memory_used is not None else na
                 lines.append(self._line("memory", used, "gpu_mem", w))
@@ -69,7 +71,8 @@ class TelemetryPanel(Widget, can_focus=True):
                 who = self.run_pids.get(p.pid, f"pid {p.pid}")
                 lines.append(self._line("", f"{who} {fmt_bytes(p.used_bytes)}", None, w))
         else:
-            self.border_title = "Host"
+            if self.border_title != "Host":
+                self.border_title = "Host"
             lines.append(Text(t.gpu_error or "no GPU", "bold #ffaf00"))
         h = t.host
         cpus = f" of {h.cpu_count}" if h.cpu_count else ""

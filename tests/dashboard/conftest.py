@@ -94,6 +94,12 @@ def make_app(checkpoints: Path, profile: str = "nodriver", *, demo: bool = False
                    telemetry_interval=telemetry_interval, **kw)
 
 
+def latest_step(app) -> int | None:
+    """The newest step the app has read for the selected run."""
+    latest = app.run_metrics.latest if app.run_metrics else None
+    return latest["step"] if latest else None
+
+
 async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
     """Let the app run until condition() is true (draws pending parts as it goes)."""
     deadline = time.monotonic() + timeout

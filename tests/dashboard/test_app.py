@@ -9,7 +9,7 @@ import pytest
 
 from milo_tui.messages import AuditionRequested
 from milo_tui.runfolder import append_records, write_json_atomic
-from tests.dashboard.conftest import make_app, screen_text, step_records, wait_for, write_run
+from tests.dashboard.conftest import latest_step, make_app, screen_text, step_records, wait_for, write_run
 
 
 def _notes(app) -> list[str]:
@@ -28,17 +28,16 @@ def three_runs(runs_root, live_process):
 async def test_runs_chart_layers_and_log_of_the_selected_run(three_runs):
     app = make_app(three_runs)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: len(app.runs) == 3 and app.run_metrics.latest, what="runs and metrics")
+        await wait_for(pilot, lambda: len(app.runs) == 3 and latest_step(app), what="runs and metrics")
         assert app.selected.name == "alpha"  # the live one
         await wait_for(pilot, lambda: len(app.log_lines) > 5, what="log")
         text = screen_text(app)
         for words in ("alpha", "bravo", "charlie", "running", "finished", "crashed", "Runs (3, 1 running)",
                       "L15", "objective", "(#250)", "waiting for" if False else "step"):
             assert words in text, words
-        assert app.run_metrics.latest["step"] == 250 and len(app.run_metrics.validations) == 2
+        assert latest_step(app) == 250 and len(app.run_metrics.validations) == 2
         await pilot.press("down", "down")  # to charlie, the crashed run
-        await wait_for(pilot, lambda: app.selected.name == "charlie" and app.run_metrics.latest
-                       and app.run_metrics.latest["step"] == 120, what="charlie's metrics")
+        await wait_for(pilot, lambda: app.selected.name == "charlie" and latest_step(app) == 120, what="charlie's metrics")
         assert "CUDA error: an illegal memory access (exit 1)" in screen_text(app)
 
 
@@ -75,7 +74,7 @@ async def test_palette_offers_the_possible_actions(three_runs):
 async def test_chart_keys_overlay_and_smoothing(three_runs):
     app = make_app(three_runs)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.run_metrics.latest)
+        await wait_for(pilot, lambda: latest_step(app))
         await pilot.press("right_square_bracket", "right_square_bracket", "m")
         await wait_for(pilot, lambda: app.overlay == 1 and app.smooth)
         chart = app.screen.query_one("#chart")
@@ -108,7 +107,7 @@ async def test_garbage_state_and_metrics_give_one_line_and_nothing_breaks(runs_r
     append_records(bad / "metrics.jsonl", step_records(1, 3))
     app = make_app(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.runs and app.run_metrics.latest, what="the broken run")
+        await wait_for(pilot, lambda: app.runs and latest_step(app), what="the broken run")
         notes = _notes(app)
         assert any("state.json is not readable JSON" in n for n in notes)
         assert any("not JSON were skipped" in n for n in notes)
@@ -149,7 +148,7 @@ async def test_checkpoints_view_updates_in_place_and_asks_for_audition(three_run
 async def test_ascii_mode_draws_no_braille_and_no_box_corners(three_runs):
     app = make_app(three_runs, ascii=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.run_metrics.latest)
+        await wait_for(pilot, lambda: latest_step(app))
         text = screen_text(app)
         assert not any(0x2800 <= ord(ch) <= 0x28FF for ch in text)
         assert "╭" not in text and "◆" not in text and "+" in text
