@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -353,7 +354,8 @@ class MiloApp(App):
 
     def _launch_from_form(self, request: RunRequest | None) -> None:
         if request is not None:
-            self.launch(request)
+            device = self.settings.device
+            self.launch(replace(request, device=None if device == "auto" else device))
 
     def launch(self, request: RunRequest) -> None:
         self._select_when_seen = request.run_dir

@@ -49,6 +49,7 @@ class RunRequest:
     speaker: str = ""
     attention: str = "sdpa"
     restart_limit: int = 0
+    device: str | None = None  # cpu, cuda, cuda:N; None: the trainer decides (cuda when available)
 
     @property
     def prepare_first(self) -> bool:
@@ -60,12 +61,14 @@ def trainer_argv(python: str, req: RunRequest) -> list[str]:
     argv = [python, "-m", "training", "run", "--base", str(req.base_model), "--data", str(data), "--run", str(req.run_dir),
             "--epochs", str(req.epochs), "--lr", repr(req.lr), "--batch-size", str(req.batch_size),
             "--grad-accum", str(req.grad_accum), "--attn", req.attention]
-    return argv + (["--speaker", req.speaker] if req.speaker else [])
+    argv += ["--speaker", req.speaker] if req.speaker else []
+    return argv + (["--device", req.device] if req.device else [])
 
 
 def prepare_argv(python: str, req: RunRequest) -> list[str]:
-    return [python, "-m", "training", "prepare", str(req.data), "--base", str(req.base_model),
+    argv = [python, "-m", "training", "prepare", str(req.data), "--base", str(req.base_model),
             "--out", str(req.run_dir / PREPARED_DATA)]
+    return argv + (["--device", req.device.split(":")[0]] if req.device else [])
 
 
 def start_time(pid: int) -> float | None:

@@ -59,9 +59,10 @@ class TelemetryPanel(Widget, can_focus=True):
                 used = f"{fmt_bytes(g.memory_used)}/{fmt_bytes(g.memory_total)}" if g.memory_used is not None else na
                 lines.append(self._line("memory", used, "gpu_mem", w))
             else:
-                lines.append(self._line("memory", "shared with CPU (NVML N/A)", None, w))
+                # GB10: one memory for CPU and GPU; NVML has no device figure, the system's is the one
+                lines.append(self._line("memory", "N/A (unified)", None, w))
                 h = t.host
-                lines.append(self._line("system", f"{fmt_bytes(h.memory_used)}/{fmt_bytes(h.memory_total)} shared",
+                lines.append(self._line("shared", f"{fmt_bytes(h.memory_used)}/{fmt_bytes(h.memory_total)}",
                                         "host_mem", w))
             procs = sorted(g.processes, key=lambda p: -(p.used_bytes or 0))
             total = g.process_bytes

@@ -172,3 +172,26 @@ def test_locale_decides_ascii():
 
     assert locale_is_utf8({"LANG": "en_US.UTF-8"}) and locale_is_utf8({"LC_ALL": "C.utf8", "LANG": "C"})
     assert not locale_is_utf8({"LANG": "C"}) and not locale_is_utf8({})
+
+
+@pytest.mark.parametrize("profile, shown, absent", [
+    ("h100", ["NVIDIA H100 80GB HBM3", "61.0 GiB/80.0 GiB", "/700 W", "1980/2619 MHz", "58.0 GiB GPU mem"],
+     ["N/A (unified)"]),
+    ("gb10", ["NVIDIA GB10", "N/A (unified)", "shared 61.7 GiB/119.7 GiB", "18.2 GiB GPU mem", "2405/4266 MHz"],
+     ["80.0 GiB", "/700 W"]),
+    ("nodriver", ["no NVIDIA driver", "cpu", "1.2 TiB free"], ["temp"]),
+])
+async def test_telemetry_panel_per_gpu(runs_root, profile, shown, absent):
+    from milo_tui.messages import TelemetrySampled
+
+    app = make_app(runs_root, profile)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.telemetry is not None)
+        app.post_message(TelemetrySampled(app.telemetry.sample()))
+        await wait_for(pilot, lambda: app.history.latest is not None)
+        panel = screen_text(app).split("\n")[7:]
+        text = "\n".join(line[52:] for line in panel)
+        for words in shown:
+            assert words in text, (words, text)
+        for words in absent:
+            assert words not in text, (words, text)

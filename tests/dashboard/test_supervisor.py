@@ -155,3 +155,11 @@ def test_a_second_run_with_the_same_name_is_refused(sup, tmp_path):
         sup.start(req)
     argv = trainer_argv("py", req)
     assert argv[:4] == ["py", "-m", "training", "run"] and "--run" in argv and "--attn" in argv
+    assert "--device" not in argv
+    from dataclasses import replace
+
+    from milo_tui.supervisor import prepare_argv
+
+    argv = trainer_argv("py", replace(req, device="cuda:1", data=tmp_path))  # a corpus folder: prepared first
+    assert argv[argv.index("--device") + 1] == "cuda:1" and argv[argv.index("--data") + 1].endswith("prepared.jsonl")
+    assert prepare_argv("py", replace(req, device="cuda:1", data=tmp_path))[-2:] == ["--device", "cuda"]
