@@ -1,5 +1,6 @@
 """The runs view: every run, and for the selected one its loss chart, per-layer losses, train.log tail and
-the GPU's health. Compact below 110x36 (one pane at a time, `v` switches), everything at once above."""
+the GPU's health. Compact below 110x36 (one pane at a time, `v` switches), everything at once above:
+the same widgets, arranged by milo.tcss from the screen's classes."""
 from __future__ import annotations
 
 from rich.markup import escape
@@ -7,10 +8,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Footer, Log, Static
 
 from milo_tui.format import fmt_duration, fmt_num
 from milo_tui.widgets.charts import LayerPanel, LossChart
@@ -79,30 +79,25 @@ class RunsScreen(ExplainDisabled, Screen):
         Binding("z", "zoom", "Zoom", id="zoom", show=False, tooltip="Fill the screen with the focused pane"),
     ]
     AUTO_FOCUS = "#runs"
-    wide = reactive(False, recompose=True)
+    wide = reactive(False)
     _bindings_state: tuple = (None, None, None, False)  # what the footer was last drawn for
 
     def compose(self) -> ComposeResult:
+        # One tree for both layouts; milo.tcss arranges it by the classes -wide and -view-<pane>.
         yield Static(id="title")
         yield _titled(RunsTable(id="runs", classes="pane"), "Runs")
         yield Static(id="detail")
         with Horizontal(id="middle"):
-            if self.wide:
-                with Vertical(id="left"):
-                    yield LossChart(id="chart", classes="pane")
-                    yield LayerPanel(id="layers", classes="pane")
-                with Vertical(id="right"):
-                    yield TelemetryPanel(id="telemetry", classes="pane")
-                    yield _titled(Log(id="log", max_lines=1000, classes="pane"), "train.log")
-            else:
-                with ContentSwitcher(id="views", initial=self.app.view):
-                    yield LossChart(id="chart", classes="pane")
-                    yield LayerPanel(id="layers", classes="pane")
-                    yield _titled(Log(id="log", max_lines=1000, classes="pane"), "train.log")
+            with Vertical(id="left"):
+                yield LossChart(id="chart", classes="pane")
+                yield LayerPanel(id="layers", classes="pane")
+            with Vertical(id="right"):
                 yield TelemetryPanel(id="telemetry", classes="pane")
+                yield _titled(Log(id="log", max_lines=1000, classes="pane"), "train.log")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.set_view(self.app.view)
         self.app.mark_dirty()
 
     def on_resize(self, event) -> None:
@@ -110,11 +105,12 @@ class RunsScreen(ExplainDisabled, Screen):
 
     def watch_wide(self, wide: bool) -> None:
         self.set_class(wide, "-wide")
-        self.call_after_refresh(self._recomposed)
+        self.app.mark_dirty("chart", "telemetry")
 
-    def _recomposed(self) -> None:
-        self.query_one("#runs").focus()
-        self.app.mark_dirty()
+    def set_view(self, view: str) -> None:
+        """The pane the compact layout shows (the wide one shows them all)."""
+        for name in VIEWS:
+            self.set_class(name == view, f"-view-{name}")
 
     def on_screen_resume(self) -> None:
         self.app.mark_dirty()
@@ -122,12 +118,6 @@ class RunsScreen(ExplainDisabled, Screen):
     # ---------------------------------------------------------------- drawing (called by the app's draw timer)
 
     def draw(self, parts: set[str]) -> None:
-        try:
-            self._draw(parts)
-        except NoMatches:  # between two layouts (recompose): draw everything once the new one is up
-            self.call_after_refresh(self.app.mark_dirty)
-
-    def _draw(self, parts: set[str]) -> None:
         app = self.app
         if "runs" in parts:
             table = self.query_one(RunsTable)
@@ -215,7 +205,7 @@ class RunsScreen(ExplainDisabled, Screen):
 
     def action_view(self) -> None:
         self.app.view = VIEWS[(VIEWS.index(self.app.view) + 1) % len(VIEWS)]
-        self.query_one("#views", ContentSwitcher).current = self.app.view
+        self.set_view(self.app.view)
         self.app.mark_dirty("chart", "log")
 
     def action_zoom(self) -> None:
@@ -224,7 +214,6 @@ class RunsScreen(ExplainDisabled, Screen):
         elif self.focused is not None and self.focused.id != "runs":
             self.maximize(self.focused)
         else:
-            pane = self.query_one("#chart") if self.wide else self.query_one("#views", ContentSwitcher).visible_content
-            if pane is not None:
-                pane.focus()
-                self.maximize(pane)
+            pane = self.query_one("#chart" if self.wide else f"#{self.app.view}")
+            pane.focus()
+            self.maximize(pane)

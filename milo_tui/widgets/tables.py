@@ -13,6 +13,34 @@ STATUS_STYLE = {
 }
 
 
+class KeyedTable(DataTable):
+    """A DataTable whose rows are kept by key: `show` adds, updates and removes only what changed."""
+    COLUMNS: tuple[tuple[str, str], ...] = ()
+
+    def _ensure_columns(self) -> None:
+        # before any row: columns added after rows would keep their label widths
+        if not self.columns:
+            self.cursor_type = "row"
+            for key, label in self.COLUMNS:
+                self.add_column(label, key=key)
+
+    def on_mount(self) -> None:
+        self._ensure_columns()
+        self._widths: list[int] = []
+
+    def on_idle(self) -> None:
+        # DataTable measures new rows when idle, but its row caches do not key on column widths
+        # (Textual 8.2): a row drawn before the measurement would stay cut at the old widths.
+        widths = [column.content_width for column in self.columns.values()]
+        if widths != self._widths:
+            self._widths = widths
+            self.notify_style_update()
+
+    def show_rows(self, rows: dict[str, tuple]) -> None:
+        self._ensure_columns()
+        _update_rows(self, rows)
+
+
 def _update_rows(table: DataTable, rows: dict[str, tuple]) -> None:
     """Make the table hold exactly `rows` (key -> cells), touching only what changed."""
     columns = list(table.columns.values())
@@ -29,15 +57,9 @@ def _update_rows(table: DataTable, rows: dict[str, tuple]) -> None:
             table.add_row(*cells, key=key)
 
 
-class RunsTable(DataTable):
+class RunsTable(KeyedTable):
     COLUMNS = (("run", "run"), ("status", "status"), ("epoch", "epoch"), ("step", "step"), ("speed", "samples/s"),
                ("eta", "ETA"), ("best", "best val"))
-
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = False
-        for key, label in self.COLUMNS:
-            self.add_column(label, key=key)
 
     def show(self, runs) -> None:
         rows = {}
@@ -48,17 +70,12 @@ class RunsTable(DataTable):
             rows[str(r.path)] = (r.name, Text(r.status, STATUS_STYLE.get(r.status, "")), epoch, step,
                                  fmt_num(r.samples_per_s, 1) if r.live else "-",
                                  fmt_duration(r.eta_s) if r.live else "-", best)
-        _update_rows(self, rows)
+        self.show_rows(rows)
 
 
-class CheckpointsTable(DataTable):
+class CheckpointsTable(KeyedTable):
     COLUMNS = (("name", "checkpoint"), ("epoch", "epoch"), ("step", "step"), ("size", "size"),
                ("val", "val loss"), ("created", "created"))
-
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        for key, label in self.COLUMNS:
-            self.add_column(label, key=key)
 
     def show(self, checkpoints) -> None:
         known = [c.val_loss for c in checkpoints if c.val_loss is not None]
@@ -69,4 +86,4 @@ class CheckpointsTable(DataTable):
             rows[str(c.path)] = (c.name, str(c.epoch or "-"), str(c.step or "-"), fmt_bytes(c.bytes),
                                  Text(val + " *", "bold #87d787") if best is not None and c.val_loss == best else val,
                                  fmt_time(c.created))
-        _update_rows(self, rows)
+        self.show_rows(rows)

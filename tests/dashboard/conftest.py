@@ -107,8 +107,16 @@ async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "conditi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await pilot.pause(0.05)
+    await settle(pilot)
+
+
+async def settle(pilot) -> None:
+    """Draw what is pending now, then let every widget process what that caused (a DataTable measures
+    its new rows' widths when idle)."""
     pilot.app.draw_now()
-    await pilot.pause()
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.pause(0.05)
 
 
 def screen_text(app) -> str:
@@ -155,6 +163,16 @@ def runs_root(tmp_path) -> Path:
     root = tmp_path / "checkpoints"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def three_runs(runs_root, live_process) -> Path:
+    """alpha: running (a live process holds its pid), bravo: finished, charlie: crashed."""
+    write_run(runs_root, "alpha", 250, status="running", state=live_process())
+    write_run(runs_root, "bravo", 500, status="finished")
+    write_run(runs_root, "charlie", 120, status="crashed",
+              state={"exit_code": 1, "error": "RuntimeError: test hook: crash at step 120"})
+    return runs_root
 
 
 @pytest.fixture(autouse=True)

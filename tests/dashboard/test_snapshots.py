@@ -6,16 +6,7 @@ from __future__ import annotations
 import pytest
 
 from milo_tui.messages import TelemetrySampled
-from tests.dashboard.conftest import latest_step, make_app, wait_for, write_run
-
-
-@pytest.fixture
-def runs(runs_root, live_process):
-    write_run(runs_root, "alpha", 250, status="running", state=live_process())
-    write_run(runs_root, "bravo", 500, status="finished")
-    write_run(runs_root, "charlie", 120, status="crashed",
-              state={"exit_code": 1, "error": "RuntimeError: test hook: crash at step 120"})
-    return runs_root
+from tests.dashboard.conftest import latest_step, make_app, settle, wait_for
 
 
 async def _settle(pilot, samples: int = 40) -> None:
@@ -24,29 +15,25 @@ async def _settle(pilot, samples: int = 40) -> None:
                    and app.checkpoints.get(app.selected), what="the runs to load")
     for _ in range(samples):
         app.post_message(TelemetrySampled(app.telemetry.sample()))
-    await pilot.pause()
-    app.draw_now()
-    await pilot.pause()
+    await settle(pilot)
 
 
 @pytest.mark.parametrize("profile", ["h100", "gb10", "nodriver"])
-def test_runs_80x24(snap_compare, runs, profile):
-    assert snap_compare(make_app(runs, profile), terminal_size=(80, 24), run_before=_settle)
+def test_runs_80x24(snap_compare, three_runs, profile):
+    assert snap_compare(make_app(three_runs, profile), terminal_size=(80, 24), run_before=_settle)
 
 
 @pytest.mark.parametrize("profile", ["gb10", "nodriver"])
-def test_runs_120x40(snap_compare, runs, profile):
-    assert snap_compare(make_app(runs, profile), terminal_size=(120, 40), run_before=_settle)
+def test_runs_120x40(snap_compare, three_runs, profile):
+    assert snap_compare(make_app(three_runs, profile), terminal_size=(120, 40), run_before=_settle)
 
 
-def test_checkpoints_80x24(snap_compare, runs):
+def test_checkpoints_80x24(snap_compare, three_runs):
     async def open_checkpoints(pilot):
         await _settle(pilot, samples=1)
         await pilot.press("down")  # bravo: five epochs, five checkpoints
         await wait_for(pilot, lambda: len(pilot.app.checkpoints.get(pilot.app.selected, ((),))[0]) == 5)
         await pilot.press("c")
-        await pilot.pause()
-        pilot.app.draw_now()
-        await pilot.pause()
+        await settle(pilot)
 
-    assert snap_compare(make_app(runs, "gb10"), terminal_size=(80, 24), run_before=open_checkpoints)
+    assert snap_compare(make_app(three_runs, "gb10"), terminal_size=(80, 24), run_before=open_checkpoints)
