@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-WORKSPACE_VERSION = 1
+WORKSPACE_VERSION = 2  # 2: data/train.jsonl prepared from the corpus
 SAMPLE_RATE = 24000
 SPEAKER = "milo_demo"
 SENTENCES = [
@@ -61,6 +61,10 @@ class DemoWorkspace:
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    @property
+    def train_jsonl(self) -> Path:
+        return self.data / "train.jsonl"
 
     @property
     def checkpoints(self) -> Path:
@@ -146,9 +150,10 @@ def ensure_demo_workspace(root: Path, progress: Callable[[str], None] = lambda s
             progress(f"Creating the demo workspace in {root} (once)…")
             progress("  synthetic corpus: 16 clips of 1-3 s at 24 kHz")
             write_corpus(tmp / "corpus")
-            progress("  tiny random-weight Qwen3-TTS Base model")
-            _python_module(["training", "tiny-model", str(tmp / "base"), "--seed", "0"], cwd=tmp)
-            (tmp / "data").mkdir()
+            progress("  tiny random-weight Qwen3-TTS Base model, and the corpus prepared as training data")
+            # One child for both (torch + qwen_tts import once); data paths are relative to data/, since the
+            # workspace is renamed into place after this.
+            _python_module(["training", "demo-assets", str(tmp), "--seed", "0"], cwd=tmp)
             (tmp / "checkpoints").mkdir()
             (tmp / "workspace.json").write_text(json.dumps(
                 {"version": WORKSPACE_VERSION, "created": time.time(), "speaker": SPEAKER}, indent=2) + "\n")

@@ -94,14 +94,14 @@ def save_custom_voice(state_dict: dict, base_dir: str | os.PathLike, out_dir: st
         if out.exists():
             shutil.rmtree(out)
         os.rename(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -114,4 +114,4 @@ def _fsync_tree(root: Path) -> None:
         if p.is_file() and p.stat().st_nlink == 1:  # linked files are already durable
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-    _fsync_dir(root)
+    fsync_dir(root)

@@ -1,6 +1,12 @@
 """`milo-train`: the trainer's command line.
 
+    milo-train prepare CORPUS --base BASE --out DATA.jsonl [--ref REF.wav] [--whisper MODEL]
+    milo-train run --base BASE --data DATA.jsonl --run RUN_DIR [hyper-parameters] [--resume]
     milo-train tiny-model OUT_DIR [--seed N]     a tiny random-weight Base model for tests and the demo
+    milo-train demo-assets WORKSPACE             tiny model + prepared data of a demo workspace
+
+Exit codes of `run` (and `prepare`): docs/run-folder.md (0 ok or clean stop, 1 unexpected error, 2 bad
+command line, 3 bad input, 4 out of memory, 5 disk full).
 """
 from __future__ import annotations
 
@@ -19,15 +25,124 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo_assets(args: argparse.Namespace) -> int:
+    """The demo workspace's engine-made parts in one process (one torch + qwen_tts import, not two)."""
+    from pathlib import Path
+
+    from training.prepare import PrepareError, prepare
+
+    root = Path(args.workspace)
+    if _cmd_tiny_model(argparse.Namespace(out_dir=str(root / "base"), seed=args.seed)) != 0:
+        return 1
+    try:
+        prepare(root / "corpus", root / "base", root / "data" / "train.jsonl", device="cpu", relative_paths=True,
+                say=lambda s: None)
+    except PrepareError as exc:
+        print(f"milo-train: error: {exc}", file=sys.stderr)
+        return 3
+    print(f"training data written to {root / 'data' / 'train.jsonl'}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from training.trainer import run
+
+    return run(args)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from training.prepare import main
+
+    return main(args)
+
+
+def _add_run(sub) -> None:
+    from training.trainer import DEFAULTS as D
+
+    p = sub.add_parser(
+        "run", help="fine-tune a Base model into a custom voice, writing a run folder",
+        description="Fine-tune Qwen3-TTS-12Hz Base into a custom-voice model. Writes RUN_DIR as docs/run-folder.md "
+                    "describes (run.json, state.json, metrics.jsonl, train.log, epoch-NNNN/, resume/). SIGTERM or "
+                    "SIGINT: finish the step, save a resume point, exit 0. Works the same under torchrun or "
+                    "accelerate launch (only rank 0 writes).",
+    )
+    p.add_argument("--base", metavar="DIR", help="the Base model folder (local path)")
+    p.add_argument("--data", metavar="JSONL", help="training JSONL (milo-train prepare's, or the official format)")
+    p.add_argument("--run", "--run-dir", dest="run", metavar="RUN_DIR", required=True,
+                   help="run folder to create (or continue, with --resume); under torchrun spell it --run-dir "
+                        "(torchrun takes --run for its own --run-path)")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue RUN_DIR from its resume point (base, data and settings come from its run.json)")
+    p.add_argument("--speaker", metavar="NAME", help="speaker name in the checkpoints (lower-cased; default: the run folder's name)")
+    p.add_argument("--ref", metavar="WAV", help="reference clip for the speaker embedding (default: the data's ref_audio)")
+    g = p.add_argument_group("hyper-parameters (defaults in brackets)")
+    g.add_argument("--epochs", type=int, help=f"epochs [{D['epochs']}]")
+    g.add_argument("--lr", type=float, help=f"peak learning rate [{D['lr']}]")
+    g.add_argument("--batch-size", type=int, help=f"clips per micro-batch and process [{D['batch_size']}]")
+    g.add_argument("--grad-accum", type=int, help=f"micro-batches per optimizer step [{D['grad_accum']}]")
+    g.add_argument("--val-fraction", type=float, help=f"share of clips held out for validation [{D['val_fraction']}]")
+    g.add_argument("--patience", type=int, help=f"stop after this many epochs without a better validation; 0: never [{D['patience']}]")
+    g.add_argument("--sub-talker-weight", type=float, help=f"w in objective = layer 0 + w * mean(layers 1-15) [{D['sub_talker_weight']}]")
+    g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay [{D['weight_decay']}]")
+    g.add_argument("--warmup-steps", type=int, help=f"linear learning-rate warm-up [{D['warmup_steps']}]")
+    g.add_argument("--schedule", choices=("constant", "cosine"), help=f"learning rate after warm-up [{D['schedule']}]")
+    g.add_argument("--clip", type=float, help=f"gradient-norm clipping; 0: none [{D['clip']}]")
+    g.add_argument("--seed", type=int, help=f"seed of split, order and RNGs [{D['seed']}]")
+    g.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), help=f"attention kernel [{D['attn']}]")
+    g.add_argument("--language", help=f"language tag of the prompt, as generation will use it [{D['language']}]")
+    g.add_argument("--no-autocast", dest="autocast", action="store_const", const=False,
+                   help="on CUDA, compute in fp32 instead of bf16 autocast (weights are fp32 either way)")
+    g.add_argument("--gradient-checkpointing", action="store_const", const=True, help="trade compute for memory")
+    g.add_argument("--save-dtype", choices=("base", "float32", "bfloat16", "float16"),
+                   help=f"dtype of checkpoint weights; base: as the base model stores them [{D['save_dtype']}]")
+    g.add_argument("--save-every-steps", type=int, help="also save a checkpoint (step-NNNNNNNN/) and resume point every N steps")
+    g.add_argument("--resume-every-steps", type=int, help="save a resume point every N steps (always at each epoch's end)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: 1 for a small model, else torch's default)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare", help="turn a folder of clips + transcripts into a training JSONL with codec codes",
+        description="Read every audio file under CORPUS (any sample rate, channels or bit depth; converted to 24 kHz "
+                    "mono), take its transcript from a .txt/.lab file beside it or from metadata.csv (or transcribe "
+                    "it with --whisper), encode it with the base model's speech tokenizer and write one JSONL line "
+                    "per clip. Clips that cannot be used are skipped with a reason. A corpus report is written "
+                    "beside the JSONL (.report.json and .report.txt) and printed.")
+    p.add_argument("corpus", metavar="CORPUS", help="folder of audio clips")
+    p.add_argument("--base", metavar="DIR", required=True, help="the Base model folder (its speech tokenizer encodes the clips)")
+    p.add_argument("--out", metavar="JSONL", required=True, help="training JSONL to write")
+    p.add_argument("--ref", metavar="WAV", help="reference clip for the speaker (default: the longest clip kept)")
+    p.add_argument("--whisper", metavar="MODEL",
+                   help="Whisper model (a local folder, or a Hugging Face name: downloaded only because you named it) "
+                        "to transcribe clips that have no transcript")
+    p.add_argument("--language", help="language given to Whisper (default: detected)")
+    p.add_argument("--min-seconds", type=float, default=0.5, help="skip shorter clips (default 0.5)")
+    p.add_argument("--max-seconds", type=float, default=20.0, help="skip longer clips (default 20)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--relative-paths", action="store_true",
+                   help="write audio paths relative to the JSONL's folder (so corpus and JSONL move together)")
+    p.set_defaults(func=_cmd_prepare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="milo-train", description="Fine-tune Qwen3-TTS-12Hz voices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_prepare(sub)
+    _add_run(sub)
     p = sub.add_parser("tiny-model", help="write a tiny random-weight Qwen3-TTS Base model folder",
                        description="Write a tiny random-weight Qwen3-TTS Base model (real qwen_tts classes) "
                                    "that Qwen3TTSModel.from_pretrained loads with no network. Same seed, same weights.")
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to create (replaced if it exists)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the weights (default 0)")
     p.set_defaults(func=_cmd_tiny_model)
+    p = sub.add_parser("demo-assets", help="tiny model + prepared data of a demo workspace (used by milo-tui --demo)",
+                       description="In WORKSPACE (which holds corpus/), write base/ (the tiny model) and "
+                                   "data/train.jsonl (corpus/ prepared with it, paths relative to data/).")
+    p.add_argument("workspace", metavar="WORKSPACE")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the tiny model's weights (default 0)")
+    p.set_defaults(func=_cmd_demo_assets)
     return parser
 
 

@@ -17,6 +17,12 @@ def test_demo_workspace_contents(demo_workspace):
         assert 1.0 <= info.duration <= 3.0, (wav.name, info.duration)
         assert wav.with_suffix(".txt").read_text().strip()
     assert ws.checkpoints.is_dir()
+    # The training data, prepared from the corpus with paths that survived the rename into place.
+    from training.data import read_jsonl
+
+    examples = read_jsonl(ws.train_jsonl)
+    assert len(examples) == len(SENTENCES) and all(e.ref_audio.is_file() for e in examples)
+    assert (ws.data / "train.report.txt").is_file()
     assert not [p for p in ws.root.parent.iterdir() if ".tmp-" in p.name]
 
 

@@ -1,0 +1,126 @@
+"""milo-train prepare: any sample rate, channel count and bit depth becomes 24 kHz mono codes; unusable
+clips are skipped with a reason each; the report describes the corpus; Whisper transcribes clips that
+have no transcript, from a local folder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from milo_tui.demo import synth_clip
+from tests.conftest import run_module
+
+
+def _clip(seconds: float, sr: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    audio = np.concatenate([synth_clip("a sentence of some length here", rng) for _ in range(6)])
+    import soxr
+
+    audio = soxr.resample(audio, 24000, sr) if sr != 24000 else audio
+    return audio[: int(seconds * sr)].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    loud = _clip(2.0, 44100, 1)
+    loud[1000:1100] = 1.0  # clipped
+    sf.write(d / "a_stereo44k.wav", np.stack([loud, 0.5 * loud], axis=1), 44100, subtype="PCM_24")
+    (d / "a_stereo44k.txt").write_text("Forty four kilohertz in stereo.\n")
+    sf.write(d / "b_16k.flac", _clip(1.5, 16000, 2), 16000, subtype="PCM_16")
+    (d / "b_16k.lab").write_text("Sixteen kilohertz flac.")
+    sf.write(d / "c_8bit.wav", _clip(2.5, 22050, 3), 22050, subtype="PCM_U8")
+    (d / "metadata.csv").write_text("c_8bit|Eight bit audio.|Eight bit audio, normalized.\n")
+    (d / "d_garbage.wav").write_bytes(b"RIFF not really a wave file")
+    (d / "d_garbage.txt").write_text("garbage")
+    sf.write(d / "e_empty.wav", np.zeros(0, np.float32), 24000)
+    (d / "e_empty.txt").write_text("empty")
+    sf.write(d / "f_short.wav", _clip(0.2, 24000, 4), 24000)
+    (d / "f_short.txt").write_text("short")
+    sf.write(d / "g_long.wav", _clip(5.0, 24000, 5), 24000)
+    (d / "g_long.txt").write_text("long")
+    sf.write(d / "h_untranscribed.wav", _clip(1.2, 24000, 6), 24000)
+    sf.write(d / "i_silent.wav", np.zeros(24000, np.float32), 24000)
+    (d / "i_silent.txt").write_text("silence")
+    (d / ".hidden.wav").write_bytes(b"ignored")
+    return d
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus, tiny_base, tmp_path_factory):
+    from training.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "train.jsonl"
+    said = []
+    report = prepare(corpus, tiny_base, out, max_seconds=4.0, say=said.append)
+    return out, report, "\n".join(said)
+
+
+def test_kept_clips_become_24k_mono_codes(prepared, corpus):
+    out, report, _ = prepared
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["audio"].split("/")[-1] for r in rows] == ["a_stereo44k.wav", "b_16k.flac", "c_8bit.wav"]
+    assert [r["text"] for r in rows] == ["Forty four kilohertz in stereo.", "Sixteen kilohertz flac.",
+                                         "Eight bit audio, normalized."]
+    for r, seconds in zip(rows, (2.0, 1.5, 2.5)):
+        codes = np.array(r["audio_codes"])
+        assert codes.shape[1] == 16 and codes.min() >= 0 and codes.max() < 2048
+        assert r["duration"] == pytest.approx(seconds, abs=0.01)
+        assert codes.shape[0] == pytest.approx(seconds * 12.5, abs=1)
+        assert r["ref_audio"] == str(corpus / "c_8bit.wav"), "default reference: the longest clip kept"
+    assert [r["text_source"] for r in rows] == ["txt", "lab", "metadata.csv"]
+    from training.data import read_jsonl
+
+    assert [e.frames for e in read_jsonl(out)] == [len(r["audio_codes"]) for r in rows]
+
+
+def test_each_skipped_clip_has_its_reason(prepared):
+    _, report, _ = prepared
+    reasons = {s["clip"].split("/")[-1]: s["reason"] for s in report["skipped"]}
+    assert reasons.keys() == {"d_garbage.wav", "e_empty.wav", "f_short.wav", "g_long.wav", "h_untranscribed.wav",
+                              "i_silent.wav"}
+    assert reasons["d_garbage.wav"].startswith("unreadable")
+    assert reasons["e_empty.wav"] == "empty: no samples"
+    assert reasons["i_silent.wav"] == "empty: silent"
+    assert reasons["f_short.wav"].startswith("too short: 0.20 s")
+    assert reasons["g_long.wav"].startswith("too long: 5.0 s")
+    assert reasons["h_untranscribed.wav"].startswith("no transcript")
+
+
+def test_report_describes_the_corpus(prepared):
+    out, report, printed = prepared
+    assert report["clips_found"] == 9 and report["clips_kept"] == 3 and report["clips_skipped"] == 6
+    assert report["total_duration_s"] == pytest.approx(6.0, abs=0.05)
+    assert report["duration_s"]["min"] == pytest.approx(1.5, abs=0.01) and report["duration_s"]["max"] == pytest.approx(2.5, abs=0.01)
+    assert report["clipping"] == {"clips_with_clipping": 1, "worst": "a_stereo44k.wav"}
+    assert -40 < report["loudness_rms_dbfs"]["median"] < 0
+    assert 0 < report["silence_fraction"]["mean"] < 1
+    assert report["sample_rates"] == [16000, 22050, 44100] and report["channels"] == [1, 2]
+    assert report["skip_reasons"] == {"unreadable": 1, "empty": 2, "too short": 1, "too long": 1, "no transcript": 1}
+    saved = json.loads(out.with_name("train.report.json").read_text())
+    assert saved["clips_kept"] == 3
+    text = out.with_name("train.report.txt").read_text()
+    assert "3 kept, 6 skipped of 9" in text and "skipped" in text and text.strip() in printed
+
+
+def test_whisper_transcribes_clips_without_transcript(corpus, tiny_base, tmp_path):
+    from tests.training.tiny_whisper import TRANSCRIPT, build_tiny_whisper
+    from training.prepare import prepare
+
+    whisper = build_tiny_whisper(tmp_path / "tiny-whisper")
+    out = tmp_path / "whispered.jsonl"
+    report = prepare(corpus, tiny_base, out, max_seconds=4.0, whisper=str(whisper), say=lambda s: None)
+    rows = {json.loads(l)["audio"].split("/")[-1]: json.loads(l) for l in out.read_text().splitlines()}
+    assert rows["h_untranscribed.wav"]["text"] == TRANSCRIPT and rows["h_untranscribed.wav"]["text_source"] == "whisper"
+    assert rows["a_stereo44k.wav"]["text_source"] == "txt", "a transcript beside the clip wins over Whisper"
+    assert report["clips_kept"] == 4 and report["transcripts"]["whisper"] == 1
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, tiny_base):
+    proc = run_module("training", "prepare", str(tmp_path / "nothing"), "--base", str(tiny_base),
+                      "--out", str(tmp_path / "x.jsonl"))
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == f"milo-train: error: corpus folder not found: {tmp_path / 'nothing'}"
+    assert not (tmp_path / "x.jsonl").exists()

@@ -1,0 +1,98 @@
+"""Stops and resumes: SIGTERM finishes the step, saves a resume point and exits 0; --resume then ends
+with the same metrics and weights as the same run uninterrupted. After SIGKILL, --resume loses only the
+steps since the last resume point."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from tests.training.conftest import metrics, run_training, start_run, state, steps, train_in_process, wait_for
+
+COMMON = ("--epochs", "2", "--lr", "2e-3", "--batch-size", "2", "--grad-accum", "1", "--val-fraction", "0.2",
+          "--speaker", "milo", "--seed", "7")
+
+
+def _args(tiny_base, demo_data, run):
+    return ("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), *COMMON)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_base, demo_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("resume") / "uninterrupted"
+    proc = train_in_process(*_args(tiny_base, demo_data, run))
+    assert proc.returncode == 0, proc.stderr
+    return run
+
+
+def _last_per_step(run):
+    """A resumed run repeats the steps after its resume point: the newest record of a step counts."""
+    by_step = {}
+    for r in steps(run):
+        by_step[r["step"]] = r
+    return by_step
+
+
+def _assert_same_run(run, reference):
+    from safetensors.torch import load_file
+
+    ours, ref = _last_per_step(run), _last_per_step(reference)
+    assert sorted(ours) == sorted(ref) == list(range(1, 15))
+    for step in ref:
+        assert ours[step]["objective"] == pytest.approx(ref[step]["objective"], rel=1e-5, abs=1e-6), step
+        assert ours[step]["layers"] == pytest.approx(ref[step]["layers"], rel=1e-5, abs=1e-6), step
+        assert ours[step]["lr"] == ref[step]["lr"]
+    val = lambda r: [(v["epoch"], v["objective"]) for v in metrics(r) if v["kind"] == "validation"]  # noqa: E731
+    assert val(run) == pytest.approx(val(reference), rel=1e-5)
+    a = load_file(str(run / "epoch-0002" / "model.safetensors"))
+    b = load_file(str(reference / "epoch-0002" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst < 1e-5, worst
+    assert state(run)["status"] == "finished" and state(run)["best_epoch"] == state(reference)["best_epoch"]
+
+
+def test_sigterm_stops_cleanly_and_resume_matches_uninterrupted(tiny_base, demo_data, reference, tmp_path):
+    run = tmp_path / "stopped"
+    proc = start_run(*_args(tiny_base, demo_data, run), hooks="step_delay=0.3")
+    wait_for(lambda: len(steps(run)) >= 4, what="step 4", proc=proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # as the dashboard's supervisor signals the process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    last = steps(run)[-1]["step"]
+    assert 4 <= last < 14
+    st = state(run)
+    assert st["status"] == "stopped" and st["exit_code"] == 0 and st["error"] is None and st["step"] == last
+    stop = [r for r in metrics(run) if r.get("event") == "stop"]
+    assert len(stop) == 1 and stop[0]["reason"] == "signal" and stop[0]["step"] == last
+    point = json.loads((run / "resume" / "trainer.json").read_text())
+    assert point["step"] == last and point["epoch"] == 1 and point["micro"] == last
+    assert "stop requested" in (run / "train.log").read_text()
+
+    proc = run_training("--run", str(run), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    start = [r for r in metrics(run) if r.get("event") == "start"]
+    assert [s["resumed_from_step"] for s in start] == [None, last]
+    assert [r["step"] for r in steps(run)] == list(range(1, 15)), "no step lost, none repeated"
+    _assert_same_run(run, reference)
+
+
+def test_after_sigkill_resume_repeats_only_the_steps_since_the_resume_point(tiny_base, demo_data, reference, tmp_path):
+    run = tmp_path / "killed"
+    proc = start_run(*_args(tiny_base, demo_data, run), "--resume-every-steps", "3", hooks="step_delay=0.3")
+    wait_for(lambda: len(steps(run)) >= 8, what="step 8", proc=proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = steps(run)[-1]["step"]
+    saved = json.loads((run / "resume" / "trainer.json").read_text())["step"]
+    # Resume points: every 3 steps and at each epoch's end (7 steps an epoch).
+    assert saved == max(s for s in range(1, killed_at + 1) if s % 3 == 0 or s % 7 == 0)
+    assert state(run)["status"] == "running"  # nobody was left to say otherwise (the supervisor would)
+
+    proc = run_training("--run", str(run), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    start = [r for r in metrics(run) if r.get("event") == "start"]
+    assert start[-1]["resumed_from_step"] == saved
+    _assert_same_run(run, reference)

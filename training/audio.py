@@ -1,0 +1,52 @@
+"""Reading audio the way the 12 Hz codec and the speaker encoder want it: 24 kHz, mono, float32."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 24000
+
+
+class AudioError(Exception):
+    """An audio file that cannot be read (the message says why)."""
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int, int]:
+    """(samples [n, channels] float32, sample rate, channels) of any file soundfile can read (WAV, FLAC,
+    OGG, MP3 ... at any bit depth); other formats go through librosa's audioread fallback."""
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        try:
+            import warnings
+
+            import librosa
+
+            with warnings.catch_warnings():  # librosa warns on every audioread fallback
+                warnings.simplefilter("ignore")
+                mono, sr = librosa.load(str(path), sr=None, mono=False)
+        except Exception:
+            raise AudioError(f"unreadable audio ({str(exc).split(':')[-1].strip() or exc})") from None
+        data = np.atleast_2d(mono).T.astype(np.float32)
+    except OSError as exc:
+        raise AudioError(f"cannot read ({exc.strerror or exc})") from None
+    return data, int(sr), int(data.shape[1])
+
+
+def to_24k_mono(data: np.ndarray, sr: int) -> np.ndarray:
+    """Average the channels and resample to 24 kHz (soxr, high quality)."""
+    mono = data.mean(axis=1) if data.ndim == 2 else data
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if sr != SAMPLE_RATE and mono.size:
+        import soxr
+
+        mono = soxr.resample(mono, sr, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return mono
+
+
+def load_24k_mono(path: str | Path) -> np.ndarray:
+    data, sr, _ = read_audio(path)
+    return to_24k_mono(data, sr)

@@ -1,0 +1,899 @@
+"""`milo-train run`: the training loop, validation, early stopping, checkpoints, resume points and stops.
+
+One code path for one process and for many: under `torchrun` or `accelerate launch` (RANK, WORLD_SIZE,
+LOCAL_RANK in the environment) every process trains on its own shard and gradients are averaged by
+DistributedDataParallel; only rank 0 writes files. Everything written follows docs/run-folder.md, through
+milo_tui.runfolder. docs/training.md explains the choices.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+import random
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from milo_tui import runfolder as rf
+
+DEFAULTS = dict(
+    epochs=10, lr=2e-5, batch_size=2, grad_accum=4, val_fraction=0.05, patience=3, sub_talker_weight=0.3,
+    attn="sdpa", seed=0, save_every_steps=0, resume_every_steps=0, weight_decay=0.01, warmup_steps=0,
+    schedule="constant", clip=1.0, autocast=True, save_dtype="base", language="auto",
+    gradient_checkpointing=False,
+)
+# What a resume may change: the run can be extended, and its stopping rule relaxed or tightened.
+CHANGEABLE_ON_RESUME = ("epochs", "patience")
+
+
+class UsageError(Exception):
+    """Bad command line (exit 2)."""
+
+
+class BadInput(Exception):
+    """Bad base model, data or audio (exit 3): the message names the file and line."""
+
+
+class DiskFull(Exception):
+    """No space left while saving (exit 5)."""
+
+
+@dataclass
+class Hyper:
+    epochs: int
+    lr: float
+    batch_size: int
+    grad_accum: int
+    val_fraction: float
+    patience: int
+    sub_talker_weight: float
+    attn: str
+    seed: int
+    save_every_steps: int
+    resume_every_steps: int
+    weight_decay: float
+    warmup_steps: int
+    schedule: str
+    clip: float
+    autocast: bool
+    save_dtype: str
+    language: str
+    gradient_checkpointing: bool
+    dtype: str = "float32"  # master weights, always
+
+
+# ---------------------------------------------------------------------------------------------- log
+
+class RunLog:
+    """Lines to the console and to train.log. A supervisor may already send our stdout/stderr to
+    train.log; then each line is written once (we notice that the descriptor is the same file)."""
+
+    def __init__(self, path: Path | None, prefix: str = "", quiet: bool = False):
+        self.path, self.prefix, self.file, self.quiet = path, prefix, None, quiet
+        self.stdout_is_log = self.stderr_is_log = False
+        if path is not None:
+            self.file = open(path, "a", encoding="utf-8", buffering=1)
+            mine = os.fstat(self.file.fileno())
+            for name in ("stdout", "stderr"):
+                try:
+                    st = os.fstat(getattr(sys, name).fileno())
+                    same = (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+                except (OSError, ValueError, AttributeError):
+                    same = False
+                setattr(self, f"{name}_is_log", same)
+
+    def _to_file(self, text: str) -> None:
+        if self.file is not None:
+            try:
+                self.file.write(text)
+            except OSError:
+                pass  # a full disk must not turn a log line into a second error
+
+    def info(self, msg: str, all_ranks: bool = False) -> None:
+        if self.quiet and not all_ranks:
+            return
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.prefix}{msg}\n"
+        if not self.stdout_is_log:
+            self._to_file(line)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def error(self, msg: str, trace: str | None = None) -> None:
+        """One line on stderr; the traceback (if any) only to train.log."""
+        line = f"milo-train: error: {self.prefix}{msg}\n"
+        if not self.stderr_is_log:
+            self._to_file(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")
+        if trace and self.file is not None:
+            self._to_file(trace if trace.endswith("\n") else trace + "\n")
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+
+
+# --------------------------------------------------------------------------------------- test hooks
+
+class TestHooks:
+    """MILO_TEST_HOOKS=step_delay=S,crash_at_step=N,crash_once_at_step=N,oom_at_step=N[,disk_full_at_save=N]
+    Only for tests of the dashboard and of the trainer; absent, it costs nothing per step."""
+
+    KEYS = ("step_delay", "crash_at_step", "crash_once_at_step", "oom_at_step", "disk_full_at_save")
+
+    def __init__(self, spec: str, run_dir: Path):
+        self.run_dir, self.values = run_dir, {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            key, _, value = part.partition("=")
+            if key not in self.KEYS:
+                raise UsageError(f"MILO_TEST_HOOKS: unknown hook {key!r} (known: {', '.join(self.KEYS)})")
+            try:
+                self.values[key] = float(value) if key == "step_delay" else int(value)
+            except ValueError:
+                raise UsageError(f"MILO_TEST_HOOKS: {key} needs a number, got {value!r}") from None
+
+    def before_save(self, count: int) -> None:
+        """Only where a small tmpfs cannot be mounted: the disk-full test's stand-in for a real ENOSPC."""
+        if self.values.get("disk_full_at_save") == count:
+            raise OSError(errno.ENOSPC, f"No space left on device (test hook disk_full_at_save={count})")
+
+    @classmethod
+    def from_env(cls, run_dir: Path) -> "TestHooks | None":
+        spec = os.environ.get("MILO_TEST_HOOKS", "").strip()
+        return cls(spec, run_dir) if spec else None
+
+    def after_step(self, step: int, is_main: bool) -> None:
+        import torch
+
+        v = self.values
+        if v.get("step_delay"):
+            time.sleep(v["step_delay"])
+        if v.get("crash_at_step") == step:
+            raise RuntimeError(f"test hook: crash at step {step}")
+        if v.get("crash_once_at_step") == step:
+            marker = self.run_dir / f".test-hook-crashed-once-at-step-{step}"
+            if not marker.exists():
+                if is_main:
+                    marker.write_text("crashed here once\n")
+                raise RuntimeError(f"test hook: crash once at step {step}")
+        if v.get("oom_at_step") == step:
+            raise torch.cuda.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate 2.00 GiB (test hook oom_at_step={step})")
+
+
+# ------------------------------------------------------------------------------------ distribution
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def init(self, device_type: str) -> None:
+        if self.world > 1:
+            import torch.distributed as td
+
+            td.init_process_group("nccl" if device_type == "cuda" else "gloo")
+
+    def all_sum(self, tensor):
+        if self.world > 1:
+            import torch.distributed as td
+
+            td.all_reduce(tensor, op=td.ReduceOp.SUM)
+        return tensor
+
+    def gather_objects(self, obj) -> list:
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as td
+
+        out = [None] * self.world
+        td.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as td
+
+            if td.is_initialized():
+                td.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------ a step
+
+def train_step(module, optimizer, params, batches, n_batches: int, sub_talker_weight: float, clip: float,
+               autocast=contextlib.nullcontext, no_sync=None):
+    """Forward and backward over `n_batches` micro-batches (each loss divided by their number), clip the
+    gradient norm, update. Shared by the trainer and bench/train_throughput.py. Returns this process's
+    (layer sums [16], layer counts [16], samples, frames, gradient norm before clipping)."""
+    import torch
+
+    from training.forward import objective
+
+    sums = counts = None
+    samples = frames = 0
+    for i, batch in enumerate(batches):
+        # With several processes, gradients are averaged across them only on the step's last micro-batch.
+        with (no_sync() if no_sync is not None and i < n_batches - 1 else contextlib.nullcontext()):
+            with autocast():
+                out = module(batch)
+            (objective(out.layer_means(), sub_talker_weight) / n_batches).backward()
+        sums = out.layer_sums.detach() if sums is None else sums + out.layer_sums.detach()
+        counts = out.layer_counts.detach() if counts is None else counts + out.layer_counts.detach()
+        samples += batch.samples
+        frames += batch.tokens
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return sums.double().cpu(), counts.double().cpu(), samples, frames, float(grad_norm)
+
+
+# --------------------------------------------------------------------------------------- the trainer
+
+def _oom_advice(hyper: Hyper, longest_s: float, step: int) -> str:
+    return (f"CUDA out of memory at step {step + 1} (batch size {hyper.batch_size}, longest clip {longest_s:.1f} s): lower --batch-size "
+            f"(raise --grad-accum to keep the effective batch), add --gradient-checkpointing, or drop clips longer "
+            f"than about {max(1.0, longest_s / 2):.0f} s (milo-train prepare --max-seconds)")
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    # safetensors reports a full disk as its own SafetensorError ("... No space left on device (os error 28)")
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def _base_dtype(base: Path):
+    """The dtype the base model's weights are stored in (checkpoints are saved in it by default)."""
+    import torch
+
+    names = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
+    with open(base / "model.safetensors", "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    for key, meta in header.items():
+        if key != "__metadata__" and meta.get("dtype") in names:
+            return names[meta["dtype"]]
+    return torch.float32
+
+
+def check_base(base: Path) -> dict:
+    """The base model folder's config, or BadInput saying what is wrong with it."""
+    if not base.is_dir():
+        raise BadInput(f"base model folder not found: {base}")
+    try:
+        cfg = json.loads((base / "config.json").read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{base} is not a model folder (no config.json)") from None
+    except ValueError as exc:
+        raise BadInput(f"{base}/config.json is not valid JSON ({exc})") from None
+    if cfg.get("model_type") != "qwen3_tts":
+        raise BadInput(f"{base} is not a Qwen3-TTS model (model_type {cfg.get('model_type')!r})")
+    if cfg.get("tts_model_type") != "base":
+        raise BadInput(f"{base} is a {cfg.get('tts_model_type')!r} model, not a Base model: fine-tune from "
+                       "Qwen3-TTS-12Hz-1.7B-Base (only a Base model has the speaker encoder)")
+    for need in ("model.safetensors", "speech_tokenizer/config.json"):
+        if not (base / need).is_file():
+            raise BadInput(f"{base} lacks {need}")
+    groups = cfg.get("talker_config", {}).get("num_code_groups", 16)
+    if groups != 16:
+        raise BadInput(f"{base} predicts {groups} codebooks per frame; this trainer handles the 16 of the 12 Hz codec")
+    return cfg
+
+
+class Trainer:
+    def __init__(self, args, dist: Dist, log: RunLog):
+        self.args, self.dist, self.log = args, dist, log
+        self.run_dir = Path(args.run).absolute()
+        self.stop_requested = False
+        self.stop_announced = self.stop_state_written = self.writing_state = False
+        self.took_over = False  # state.json is ours to write once we said "running"
+        self.hooks = TestHooks.from_env(self.run_dir)
+        self.step = 0
+        self.saves = 0  # checkpoints written by this process
+        self.last_state_write = 0.0
+
+    # ---------------------------------------------------------------- setup
+
+    def on_signal(self, signum, frame) -> None:
+        """Only sets the flag, and says `stopping` in state.json at once unless the main code is in the middle
+        of a state write (the handler runs between its bytecodes): then the loop says it after the step.
+        No logging here: a print interrupted by a print raises."""
+        self.stop_requested = True
+        if self.took_over and not self.writing_state and not self.stop_state_written:
+            with contextlib.suppress(Exception):
+                self.state(status=rf.STOPPING)
+                self.stop_state_written = True
+
+    def resolve(self) -> None:
+        """Settle base, data and hyper-parameters, from the command line and (on --resume) run.json."""
+        a = self.args
+        run_json = rf.read_json(self.run_dir / rf.RUN_JSON)
+        typed = {k: getattr(a, k) for k in DEFAULTS if getattr(a, k, None) is not None}
+        if run_json and not a.resume:
+            raise UsageError(f"{self.run_dir} already holds a run: add --resume to continue it, or give another --run")
+        if a.resume and run_json:
+            for key, given in (("base_model", a.base), ("data", a.data)):
+                if given and str(Path(given).absolute()) != run_json[key]:
+                    raise UsageError(f"--resume: this run was started with {key} {run_json[key]}, not {Path(given).absolute()}")
+            if a.speaker and a.speaker.strip().lower() != run_json["speaker"]:
+                raise UsageError(f"--resume: this run's speaker is {run_json['speaker']!r}")
+            hyper = {**DEFAULTS, **run_json["hyper"]}  # a setting newer than the run takes its default
+            for k, v in typed.items():
+                if k not in CHANGEABLE_ON_RESUME and v != hyper.get(k):
+                    raise UsageError(f"--resume: --{k.replace('_', '-')} cannot change (the run has {hyper.get(k)!r}); "
+                                     f"only {', '.join('--' + c for c in CHANGEABLE_ON_RESUME)} can")
+                hyper[k] = v
+            self.base, self.data = Path(run_json["base_model"]), Path(run_json["data"])
+            self.speaker, self.ref_audio = run_json["speaker"], run_json.get("ref_audio")
+            self.run_json = run_json
+        else:
+            if not a.base or not a.data:
+                raise UsageError("--base and --data are needed to start a run")
+            hyper = {**DEFAULTS, **typed}
+            self.base, self.data = Path(a.base).absolute(), Path(a.data).absolute()
+            self.speaker = (a.speaker or self.run_dir.name).strip().lower()
+            self.ref_audio = str(Path(a.ref).absolute()) if a.ref else None
+            self.run_json = None
+        self.hyper = Hyper(**{k: hyper[k] for k in DEFAULTS})
+        h = self.hyper
+        for name, value, low in (("epochs", h.epochs, 1), ("batch-size", h.batch_size, 1), ("grad-accum", h.grad_accum, 1)):
+            if value < low:
+                raise UsageError(f"--{name} must be at least {low}")
+        if not 0 <= h.val_fraction < 1:
+            raise UsageError("--val-fraction must be in [0, 1)")
+        if h.lr <= 0:
+            raise UsageError("--lr must be positive")
+        if not self.speaker or any(c.isspace() for c in self.speaker):
+            raise UsageError("--speaker must be one word (generate_custom_voice looks it up by name)")
+
+    def start_state(self) -> None:
+        """state.json: running. The supervisor may have written starting + pid; a hand-started run records its own."""
+        import psutil
+
+        state = rf.read_json(self.run_dir / rf.STATE_JSON) or {}
+        fields = dict(status=rf.RUNNING, started_at=time.time(), host=socket.gethostname(), exit_code=None,
+                      error=None, ended_at=None)
+        if not state.get("pid"):
+            fields.update(pid=os.getpid(), pid_start_time=psutil.Process(os.getpid()).create_time())
+        self.state(**fields)
+        self.took_over = True
+
+    def load(self) -> None:
+        from training.data import DataError, read_jsonl, split_indices
+
+        # Bad input is found before torch is imported: the answer comes in a fraction of a second.
+        h = self.hyper
+        self.base_config = check_base(self.base)
+        try:
+            self.examples = read_jsonl(self.data)
+        except DataError as exc:
+            raise BadInput(str(exc)) from None
+        if self.ref_audio and not Path(self.ref_audio).is_file():
+            raise BadInput(f"reference audio not found: {self.ref_audio}")
+
+        import torch
+
+        from inference.qwen import import_qwen_tts
+        from training.forward import AlignedForward, Layout, text_token_ids
+
+        want = self.args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if want.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise UsageError("--device cuda, but no CUDA device is visible")
+            self.device = torch.device("cuda", self.dist.local_rank if want == "cuda" else torch.device(want).index)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        self.dist.init(self.device.type)
+        self.use_autocast = h.autocast and self.device.type == "cuda"
+
+        qwen_tts = import_qwen_tts()
+        self.log.info(f"loading {self.base} (fp32 weights, attention {h.attn}) on {self.device}")
+        try:
+            tts = qwen_tts.Qwen3TTSModel.from_pretrained(str(self.base), dtype=torch.float32,
+                                                         attn_implementation=h.attn)
+        except (ImportError, ValueError) as exc:
+            if h.attn != "sdpa":
+                raise UsageError(f"--attn {h.attn}: {str(exc).splitlines()[0]}") from None
+            raise
+        self.model, self.processor = tts.model.to(self.device), tts.processor
+        if self.device.type == "cpu":
+            # A small model's matrices are too small for several threads to pay off, and OpenMP threads that
+            # share cores with other processes spin: measured here, 2 threads made the tiny model 75x slower.
+            small = self.model.config.talker_config.hidden_size <= 256
+            torch.set_num_threads(self.args.threads or (1 if small else torch.get_num_threads()))
+        self.model.speech_tokenizer = None  # codes are precomputed; the codec is not needed to train
+        if self.model.speaker_encoder is not None:
+            self.model.speaker_encoder.requires_grad_(False)
+        if h.gradient_checkpointing:
+            self.model.talker.gradient_checkpointing_enable()
+        try:
+            self.layout = Layout.from_model(self.model, self.processor, h.language)
+        except ValueError as exc:
+            raise UsageError(f"--language: {exc}") from None
+
+        self.train_idx, self.val_idx = split_indices(len(self.examples), h.val_fraction, h.seed)
+        if not self.train_idx:
+            raise BadInput(f"{self.data}: no clips left to train on")
+        self.items = [(text_token_ids(self.processor, ex.text), torch.from_numpy(ex.codes.astype(np.int64)))
+                      for ex in self.examples]
+        self.resume_path = None
+        if self.args.resume:
+            from training.resume import find_resume_point
+
+            self.resume_path = find_resume_point(self.run_dir)
+        self.speaker_embedding = None
+        if self.resume_path is not None:
+            training_state = torch.load(self.resume_path / "training.pt", map_location="cpu", weights_only=False)
+            self.speaker_embedding = training_state["speaker_embedding"]
+        else:
+            self.speaker_embedding = self.compute_speaker_embedding()
+        self.forward_module = AlignedForward(self.model, self.speaker_embedding).to(self.device)
+        self.trainable = [p for n, p in self.model.named_parameters()
+                          if p.requires_grad and not n.startswith("speaker_encoder.")]
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=h.lr, weight_decay=h.weight_decay, **fused)
+        from training.data import steps_per_epoch
+
+        self.steps_per_epoch = steps_per_epoch(len(self.train_idx), h.batch_size, h.grad_accum, self.dist.world)
+        self.total_steps = self.steps_per_epoch * h.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            import warnings
+
+            with warnings.catch_warnings():  # newer torch renames broadcast_buffers; the old name works in both
+                warnings.simplefilter("ignore", FutureWarning)
+                self.ddp = DistributedDataParallel(
+                    self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    broadcast_buffers=False)
+        else:
+            self.ddp = None
+
+    def lr_factor(self, step: int) -> float:
+        h = self.hyper
+        if h.warmup_steps and step < h.warmup_steps:
+            return (step + 1) / h.warmup_steps
+        if h.schedule == "cosine":
+            span = max(1, self.total_steps - h.warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - h.warmup_steps) / span)))
+        return 1.0
+
+    def reference_files(self) -> list[Path]:
+        if self.ref_audio:
+            return [Path(self.ref_audio)]
+        return sorted({ex.ref_audio for ex in self.examples})
+
+    def compute_speaker_embedding(self):
+        """Once per run: the Base speaker encoder on the reference audio (the mean when the data names
+        several reference clips). Training feeds exactly this vector, and each checkpoint stores it in
+        row 3000, which generation looks up: both see the same speaker."""
+        import torch
+
+        from training.audio import AudioError, load_24k_mono
+
+        vectors = []
+        for path in self.reference_files():
+            try:
+                wav = load_24k_mono(path)
+            except AudioError as exc:
+                raise BadInput(f"reference audio {path}: {exc}") from None
+            if wav.size < 24000 // 4:
+                raise BadInput(f"reference audio {path} is shorter than 0.25 s")
+            vectors.append(self.model.extract_speaker_embedding(wav, 24000).float().cpu())
+        self.log.info(f"speaker embedding from {len(vectors)} reference clip{'s' * (len(vectors) > 1)}")
+        return torch.stack(vectors).mean(0)
+
+    # ---------------------------------------------------------------- steps
+
+    def collate(self, indices):
+        from training.forward import collate
+
+        return collate([self.items[i] for i in indices], self.layout).to(self.device)
+
+    def autocast(self):
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_autocast else contextlib.nullcontext()
+
+    def optimizer_step(self, group: list[list[int]]):
+        """One optimizer step over the micro-batches in `group` (see `train_step`), then the LR schedule."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        result = train_step(self.ddp or self.forward_module, self.optimizer, self.trainable,
+                            (self.collate(indices) for indices in group), len(group), self.hyper.sub_talker_weight,
+                            self.hyper.clip, self.autocast, no_sync=self.ddp.no_sync if self.ddp else None)
+        self.scheduler.step()
+        return (*result, lr)
+
+    def evaluate(self) -> dict | None:
+        """Validation objective, layer sum and per-layer losses over the held-out clips (token-weighted)."""
+        import torch
+
+        from training.forward import objective
+
+        if not self.val_idx:
+            return None
+        h = self.hyper
+        mine = self.val_idx[self.dist.rank::self.dist.world]
+        totals = torch.zeros(33, dtype=torch.float64)
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            for i in range(0, len(mine), h.batch_size):
+                out = self.forward_module(self.collate(mine[i:i + h.batch_size]))
+                totals[:16] += out.layer_sums.double().cpu()
+                totals[16:32] += out.layer_counts.double().cpu()
+                totals[32] += len(mine[i:i + h.batch_size])
+        self.model.train()
+        self.dist.all_sum(totals)
+        layers = totals[:16] / totals[16:32].clamp(min=1)
+        return dict(objective=float(objective(layers, h.sub_talker_weight)), layer_sum=float(layers.sum()),
+                    layers=[float(x) for x in layers], samples=int(totals[32]))
+
+    def memory_bytes(self) -> int:
+        import torch
+
+        if self.device.type == "cuda":
+            return int(torch.cuda.memory_allocated(self.device))
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+
+    # ---------------------------------------------------------------- files (rank 0)
+
+    def append(self, *records: dict) -> None:
+        if self.dist.is_main:
+            rf.append_records(self.run_dir / rf.METRICS, records)
+
+    def event(self, event: str, message: str, **fields) -> None:
+        self.append(rf.record("event", event=event, message=message, **fields))
+
+    def state(self, **fields) -> None:
+        if self.dist.is_main:
+            self.writing_state = True
+            try:
+                rf.update_state(self.run_dir, **fields)
+            finally:
+                self.writing_state = False
+
+    def write_run_json(self) -> None:
+        if not self.dist.is_main:
+            return
+        if self.run_json is not None:
+            if self.run_json.get("hyper") != asdict(self.hyper):  # --resume with new --epochs/--patience
+                self.run_json["hyper"] = asdict(self.hyper)
+                rf.write_json_atomic(self.run_dir / rf.RUN_JSON, self.run_json)
+            return
+        import milo_tui
+
+        self.run_json = dict(
+            base_model=str(self.base), data=str(self.data), speaker=self.speaker, ref_audio=self.ref_audio,
+            hyper=asdict(self.hyper), command=sys.argv, created_at=time.time(),
+            milo_version=getattr(milo_tui, "__version__", "0.1.0"), world_size=self.dist.world,
+            device=str(self.device))
+        rf.write_json_atomic(self.run_dir / rf.RUN_JSON, self.run_json)
+
+    def save_checkpoint(self, name: str, evaluation: dict | None, epoch: int) -> None:
+        """A custom-voice folder loadable by Qwen3TTSModel.from_pretrained, with eval.json (rank 0)."""
+        import torch
+
+        from training.checkpoint import save_custom_voice
+
+        if not self.dist.is_main:
+            return
+        started = time.monotonic()
+        dtype = _base_dtype(self.base) if self.hyper.save_dtype == "base" else getattr(torch, self.hyper.save_dtype)
+        weights = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype)
+                   for k, v in self.model.state_dict().items() if not k.startswith("speaker_encoder.")}
+        eval_json = dict(epoch=epoch, step=self.step, speaker=self.speaker, **(evaluation or {}))
+        self.saves += 1
+        try:
+            if self.hooks is not None:
+                self.hooks.before_save(self.saves)
+            out = save_custom_voice(weights, self.base, self.run_dir / name, self.speaker, self.speaker_embedding,
+                                    extra_files={rf.EVAL_JSON: json.dumps(eval_json, indent=2) + "\n"})
+        except Exception as exc:
+            if _is_disk_full(exc):
+                raise DiskFull(f"disk full while saving {name} in {self.run_dir}: earlier checkpoints are intact; "
+                               "free space, then continue with --resume") from None
+            raise
+        written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.stat().st_nlink == 1)
+        seconds = time.monotonic() - started
+        self.event("checkpoint", f"saved {name} ({written / 1e6:.1f} MB in {seconds:.1f} s)",
+                   path=name, epoch=epoch, step=self.step, bytes=written, seconds=round(seconds, 3))
+        self.log.info(f"checkpoint {name} saved ({written / 1e6:.1f} MB, {seconds:.1f} s)")
+
+    def save_resume_point(self, epoch: int, micro: int) -> None:
+        """Every process takes part (RNG states are gathered); rank 0 writes."""
+        import torch
+
+        from training.resume import save_resume_point
+
+        rng = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+                   cuda=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+        rngs = self.dist.gather_objects(rng)
+        if self.dist.is_main:
+            info = dict(epoch=epoch, micro=micro, step=self.step, best_epoch=self.best_epoch, best_val=self.best_val,
+                        bad_epochs=self.bad_epochs, world_size=self.dist.world, saved_at=time.time())
+            weights = {k: v for k, v in self.model.state_dict().items() if not k.startswith("speaker_encoder.")}
+            try:
+                save_resume_point(self.run_dir, weights,
+                                  dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict()),
+                                  dict(speaker_embedding=self.speaker_embedding, rng=rngs), info)
+            except Exception as exc:
+                if _is_disk_full(exc):
+                    raise DiskFull(f"disk full while saving the resume point in {self.run_dir}: the previous one "
+                                   "and the checkpoints are intact; free space, then continue with --resume") from None
+                raise
+        self.dist.barrier()
+
+    def restore(self) -> tuple[int, int]:
+        """Load the resume point; returns (epoch, next micro-batch)."""
+        import torch
+
+        from training.resume import load_resume_point
+
+        weights, opt, training, info = load_resume_point(self.resume_path, self.device)
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not k.startswith("speaker_encoder.")]
+        if missing or unexpected:
+            raise BadInput(f"{self.resume_path} does not match the base model (missing {missing[:2]}, unexpected {unexpected[:2]})")
+        self.optimizer.load_state_dict(opt["optimizer"])
+        self.scheduler.load_state_dict(opt["scheduler"])
+        rngs = training["rng"]
+        if len(rngs) != self.dist.world:
+            # The data position counts this many processes' shards.
+            raise UsageError(f"--resume: this run was trained by {len(rngs)} process(es); resume it with as many")
+        rng = rngs[self.dist.rank]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.step = info["step"]
+        self.best_epoch, self.best_val, self.bad_epochs = info["best_epoch"], info["best_val"], info["bad_epochs"]
+        return info["epoch"], info["micro"]
+
+    # ---------------------------------------------------------------- the loop
+
+    def agree_to_stop(self, totals) -> bool:
+        """All processes stop at the same step: the stop flag travels with the step's metrics."""
+        totals[-1] = 1.0 if self.stop_requested else 0.0
+        self.dist.all_sum(totals)
+        return bool(totals[-1] > 0)
+
+    def announce_stop(self) -> None:
+        if self.stop_requested and not self.stop_announced:
+            self.stop_announced = True
+            self.log.info("stop requested: finishing the step, then saving a resume point")
+            if not self.stop_state_written:
+                self.state(status=rf.STOPPING)
+                self.stop_state_written = True
+
+    def train(self) -> int:
+        import torch
+
+        from training.data import epoch_order, rank_batches
+
+        h = self.hyper
+        self.best_epoch, self.best_val, self.bad_epochs = None, None, 0
+        start_epoch, start_micro = 1, 0
+        if self.resume_path is not None:
+            start_epoch, start_micro = self.restore()
+            self.log.info(f"resumed from {self.resume_path.name}: epoch {start_epoch}, step {self.step}")
+        elif self.args.resume:
+            self.log.info("no resume point in this run folder yet: starting from the beginning")
+        if self.resume_path is None:
+            random.seed(h.seed)
+            np.random.seed(h.seed)
+            torch.manual_seed(h.seed)
+        self.write_run_json()
+        resumed_from = self.step if self.resume_path is not None else None
+        longest = max(ex.frames for ex in self.examples) / 12.5
+        self.event("start", f"training {len(self.train_idx)} clips ({len(self.val_idx)} held out) for {h.epochs} "
+                   f"epochs of {self.steps_per_epoch} steps" + (f", resumed at step {self.step}" if resumed_from is not None else ""),
+                   epochs=h.epochs, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
+                   train_samples=len(self.train_idx), val_samples=len(self.val_idx), resumed_from_step=resumed_from,
+                   world_size=self.dist.world, device=str(self.device))
+        self.state(epoch=start_epoch - 1, step=self.step,
+                   best_epoch=self.best_epoch, best_val=self.best_val)
+        self.log.info(f"{len(self.train_idx)} training clips, {len(self.val_idx)} held out; {self.steps_per_epoch} "
+                      f"steps per epoch; longest clip {longest:.1f} s; device {self.device}, {self.dist.world} process(es)")
+        if self.dist.world > 1:
+            self.log.info(f"process {self.dist.rank} of {self.dist.world} trains its own shard", all_ranks=True)
+        if self.best_epoch is not None and self.bad_epochs >= h.patience > 0 and start_micro == 0:
+            return self.finish("early stopping had already ended this run")
+        self.model.train()
+        totals = torch.zeros(35, dtype=torch.float64)
+        for epoch in range(start_epoch, h.epochs + 1):
+            batches = rank_batches(epoch_order(self.train_idx, h.seed, epoch), h.batch_size, self.dist.rank, self.dist.world)
+            micro = start_micro if epoch == start_epoch else 0
+            since_resume_point = 0
+            while micro < len(batches):
+                self.announce_stop()
+                if self.stop_requested and since_resume_point == 0 and self.dist.world == 1:
+                    return self.stopped(epoch, micro, save=False)  # nothing new since the last resume point
+                started = time.perf_counter()
+                group = batches[micro:micro + h.grad_accum]
+                sums, counts, samples, frames, grad_norm, lr = self.optimizer_step(group)
+                micro += len(group)
+                self.step += 1
+                since_resume_point += 1
+                totals.zero_()
+                totals[:16], totals[16:32], totals[32], totals[33] = sums, counts, samples, frames
+                self.announce_stop()
+                stop = self.agree_to_stop(totals)
+                elapsed = time.perf_counter() - started
+                self.record_step(epoch, micro, len(batches), totals, grad_norm, lr, elapsed)
+                if self.hooks is not None:
+                    self.hooks.after_step(self.step, self.dist.is_main)
+                if micro < len(batches):
+                    if h.save_every_steps and self.step % h.save_every_steps == 0:
+                        evaluation = self.evaluate()
+                        if evaluation is not None:
+                            self.append(rf.record("validation", epoch=epoch, step=self.step, best=False,
+                                                  mid_epoch=True, **evaluation))
+                        self.save_checkpoint(rf.step_dir_name(self.step), evaluation, epoch)
+                        self.save_resume_point(epoch, micro)
+                        since_resume_point = 0
+                    elif h.resume_every_steps and self.step % h.resume_every_steps == 0:
+                        self.save_resume_point(epoch, micro)
+                        since_resume_point = 0
+                if stop:
+                    return self.stopped(epoch, micro, save=True)
+            if self.end_of_epoch(epoch):
+                return self.finish(f"early stopping: no better validation for {h.patience} epochs", early=True)
+            if epoch < h.epochs and self.agree_to_stop(totals.zero_()):
+                return self.stopped(epoch + 1, 0, save=False)  # the epoch's end saved a resume point
+        return self.finish("all epochs done")
+
+    def record_step(self, epoch, micro, n_micro, totals, grad_norm, lr, elapsed) -> None:
+        from training.forward import objective
+
+        h = self.hyper
+        layers = totals[:16] / totals[16:32].clamp(min=1)
+        obj = float(objective(layers, h.sub_talker_weight))
+        if not math.isfinite(obj):
+            raise RuntimeError(f"the loss is {obj} at step {self.step}: lower --lr")
+        epoch_steps = math.ceil(n_micro / h.grad_accum)
+        epoch_step = math.ceil(micro / h.grad_accum)
+        rec = rf.record("step", epoch=epoch, step=self.step, epoch_step=epoch_step, epoch_steps=epoch_steps,
+                        objective=obj, layer_sum=float(layers.sum()), layers=[float(x) for x in layers], lr=lr,
+                        grad_norm=grad_norm, samples_per_s=float(totals[32]) / elapsed,
+                        tokens_per_s=float(totals[33]) / elapsed, memory_bytes=self.memory_bytes(),
+                        samples=int(totals[32]), tokens=int(totals[33]), seconds=round(elapsed, 4))
+        if not self.dist.is_main:
+            return
+        self.append(rec)
+        self.log.info(f"epoch {epoch} step {epoch_step}/{epoch_steps} (#{self.step}) objective {obj:.4f} layer sum "
+                      f"{rec['layer_sum']:.3f} lr {lr:.2e} grad {grad_norm:.3f} {rec['samples_per_s']:.1f} samples/s")
+        now = time.monotonic()
+        if now - self.last_state_write >= 1.0 or epoch_step == epoch_steps:
+            self.last_state_write = now
+            self.state(step=self.step, epoch=epoch - 1)
+
+    def end_of_epoch(self, epoch: int) -> bool:
+        """Validate, track the best epoch, save the epoch's checkpoint and a resume point. True when
+        early stopping ends the run."""
+        h = self.hyper
+        evaluation = self.evaluate()
+        best = False
+        if evaluation is not None:
+            best = self.best_val is None or evaluation["objective"] < self.best_val
+            if best:
+                self.best_epoch, self.best_val, self.bad_epochs = epoch, evaluation["objective"], 0
+            else:
+                self.bad_epochs += 1
+            self.append(rf.record("validation", epoch=epoch, step=self.step, best=best, **evaluation))
+            self.log.info(f"epoch {epoch} validation objective {evaluation['objective']:.4f} layer sum "
+                          f"{evaluation['layer_sum']:.3f}{' (best)' if best else ''}")
+        self.save_checkpoint(rf.epoch_dir_name(epoch), evaluation, epoch)
+        self.save_resume_point(epoch + 1, 0)
+        self.state(epoch=epoch, step=self.step, best_epoch=self.best_epoch, best_val=self.best_val)
+        return evaluation is not None and h.patience > 0 and self.bad_epochs >= h.patience and epoch < h.epochs
+
+    def stopped(self, epoch: int, micro: int, save: bool) -> int:
+        if save:
+            self.save_resume_point(epoch, micro)
+        self.event("stop", f"stopped at step {self.step} on a signal; continue with --resume", reason="signal",
+                   step=self.step)
+        self.state(status=rf.STOPPED, exit_code=rf.EXIT_OK, ended_at=time.time(), step=self.step)
+        self.log.info(f"stopped at step {self.step}; resume point saved" if save else f"stopped at step {self.step}")
+        return rf.EXIT_OK
+
+    def finish(self, why: str, early: bool = False) -> int:
+        if early:
+            self.event("stop", why, reason="early_stopping", step=self.step)
+        self.event("finish", f"finished: {why}; best epoch {self.best_epoch}", best_epoch=self.best_epoch,
+                   best_val=self.best_val)
+        self.state(status=rf.FINISHED, exit_code=rf.EXIT_OK, ended_at=time.time(), step=self.step, best_epoch=self.best_epoch,
+                   best_val=self.best_val)
+        self.log.info(f"finished ({why}); best epoch {self.best_epoch} (validation {self.best_val})")
+        return rf.EXIT_OK
+
+
+def run(args) -> int:
+    """`milo-train run`. Returns the exit code (docs/run-folder.md)."""
+    dist = Dist.from_env()
+    run_dir = Path(args.run).absolute()
+    if dist.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"milo-train: error: cannot create {run_dir}: {exc.strerror}", file=sys.stderr)
+            return rf.EXIT_USAGE
+    # Other ranks say little (their shard at the start, and errors) on their own console.
+    log = RunLog(run_dir / rf.TRAIN_LOG if dist.is_main else None, prefix="" if dist.is_main else f"[rank {dist.rank}] ",
+                 quiet=not dist.is_main)
+    trainer = Trainer(args, dist, log)
+    previous = {s: signal.signal(s, trainer.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    code, message, trace = rf.EXIT_OK, None, None
+    try:
+        trainer.resolve()
+        if dist.is_main:
+            from training.resume import remove_leftovers
+
+            remove_leftovers(run_dir)
+            trainer.start_state()
+        trainer.load()
+        code = trainer.train()
+    except UsageError as exc:
+        code, message = rf.EXIT_USAGE, str(exc)
+    except BadInput as exc:
+        code, message = rf.EXIT_BAD_INPUT, str(exc)
+    except DiskFull as exc:
+        code, message = rf.EXIT_DISK_FULL, str(exc)
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line + exit code
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
+            longest = max((ex.frames for ex in getattr(trainer, "examples", [])), default=0) / 12.5
+            code, message = rf.EXIT_OOM, _oom_advice(trainer.hyper, longest, trainer.step) if hasattr(trainer, "hyper") else str(exc)
+        elif _is_disk_full(exc):
+            code, message = rf.EXIT_DISK_FULL, f"disk full: {exc}; free space, then continue with --resume"
+        else:
+            code, message = rf.EXIT_ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+            trace = traceback.format_exc()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if message is not None:
+        log.error(message, trace)
+        # The run's files tell of this failure when this process had taken the run over, or when a supervisor
+        # launched it (status "starting"); a mistyped command against someone else's run leaves it as it was.
+        launched = (rf.read_json(run_dir / rf.STATE_JSON) or {}).get("status") == rf.STARTING
+        if dist.is_main and (trainer.took_over or launched):
+            with contextlib.suppress(OSError):
+                trainer.event("error", message)
+            with contextlib.suppress(OSError):
+                rf.update_state(run_dir, status=rf.CRASHED, exit_code=code, error=message, ended_at=time.time())
+    log.close()
+    dist.close()
+    return code
