@@ -288,7 +288,7 @@ class MiloApp(App):
 
     def title_line(self) -> str:
         kind = "demo workspace" if self.settings.demo else "workspace"
-        return f" [b]milo-tui[/] · {kind} · base model {escape(str(self.settings.base_model or 'not set'))}"
+        return f" [b]milo-tui[/] · {kind} · {escape(str(self.settings.base_model or 'no base model set'))}"
 
     def runs_title(self) -> str:
         live = sum(r.live for r in self.runs.values())

@@ -130,6 +130,13 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
                                     placeholder="the run name" if key == "speaker" else "")
             yield Static("", id="errors")
 
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._show_ends)
+
+    def _show_ends(self) -> None:
+        for field in self.query(Input):  # a long path shows its end: the names that tell paths apart
+            field.scroll_to(x=max(0, len(field.value) + 1 - field.content_size.width), animate=False)
+
     def values(self) -> dict[str, str]:
         out = {key: self.query_one(f"#{key}", Input).value for key in FIELDS if key != "attention"}
         out["attention"] = str(self.query_one("#attention", Select).value)
