@@ -3,7 +3,7 @@ app's handlers own (on the loop).
 
 A run can log millions of steps; a chart draws about two points per column. So the store keeps at most
 `CAP` step points, thinned evenly by step, and a large backlog (a long run opened for the first time) is
-not parsed line by line: `sample_span` parses about `CAP` step lines spread evenly over the file, every
+not parsed line by line: `sample_span` parses about `CAP / 2` step lines spread evenly over the file, every
 validation and event line (found by a regular expression running in C), and the last few step lines.
 A live run's new lines are small and parsed whole.
 """
@@ -129,7 +129,7 @@ def _parse(mm, start: int, stop: int) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
-def sample_span(mm: mmap.mmap | bytes, start: int, end: int, reset: bool = False, points: int = CAP) -> MetricsBatch:
+def sample_span(mm: mmap.mmap | bytes, start: int, end: int, reset: bool = False, points: int = CAP // 2) -> MetricsBatch:
     """A batch for the complete lines in mm[start:end] without parsing every line (see module doc)."""
     batch = MetricsBatch(reset=reset, sampled=True)
     others: dict[int, dict] = {}
