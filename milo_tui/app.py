@@ -161,15 +161,19 @@ class MiloApp(App):
 
     # ------------------------------------------------------------------ drawing
 
-    def mark_dirty(self, *parts: str) -> None:
+    def mark_dirty(self, *parts: str, now: bool = False) -> None:
         """Redraw these parts soon (all of them, for a new screen or layout, when none given): at once
-        after a quiet spell, else 1/DRAW_HZ after the last draw. An idle dashboard runs no timer."""
+        after a quiet spell (or when `now`: a run's history just arrived), else 1/DRAW_HZ after the last
+        draw. An idle dashboard runs no timer."""
         if not parts:
             parts = PARTS
             self._log_reset = True
         self._dirty.update(parts)
+        if now and self._draw_timer is not None:
+            self._draw_timer.stop()
+            self._draw_timer = None
         if self._draw_timer is None and self.is_running:
-            wait = max(0.01, self._last_draw + 1 / DRAW_HZ - time.monotonic())  # Textual timers need > 0
+            wait = 0.01 if now else max(0.01, self._last_draw + 1 / DRAW_HZ - time.monotonic())  # timers need > 0
             self._draw_timer = self.set_timer(wait, self._draw, name="draw")
 
     def _draw(self) -> None:
@@ -225,7 +229,7 @@ class MiloApp(App):
             self._warned.add(("bad", self.selected))
             self.notify(f"{self.selected.name}: lines of metrics.jsonl that are not JSON were skipped",
                         severity="warning")
-        self.mark_dirty("chart")
+        self.mark_dirty("chart", now=message.batch.reset)
 
     def on_log_read(self, message: LogRead) -> None:
         if message.run_dir != self.selected:

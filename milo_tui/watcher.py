@@ -23,6 +23,7 @@ from milo_tui.tail import LogReader, MetricsReader
 RUN_FILES = (STATE_JSON, RUN_JSON, METRICS, RESUME_DIR)
 SUMMARY_EVERY = 1.0  # s: a run whose only change is new metrics is re-summarised at most this often
 PROCESS_EVERY = 1.0  # s: live trainers are looked at this often (and when their state.json changes)
+MIN_PASS_INTERVAL = 0.5  # s: at most two passes a second (the draw rate) however fast files change; a follow request waits not
 FREE_SPACE_EVERY = 10.0  # s: the checkpoints view's free space when nothing else changed
 
 
@@ -105,10 +106,13 @@ class RunWatcher:
                 try:
                     import watchfiles
 
-                    for _changes in watchfiles.watch(self.root, watch_filter=self._relevant, debounce=500, step=200,
+                    # step: how often the watch looks at stop_event (a follow request); the pace of passes is
+                    # set by MIN_PASS_INTERVAL, while the watch keeps collecting changes
+                    for _changes in watchfiles.watch(self.root, watch_filter=self._relevant, debounce=500, step=50,
                                                      rust_timeout=int(self.poll_s * 1000), yield_on_timeout=True,
                                                      stop_event=self, raise_interrupt=False):
                         self.poll()
+                        self._wake.wait(MIN_PASS_INTERVAL)
                 except Exception:  # no inotify (limits, odd file systems): poll instead
                     self.use_watchfiles = False
             else:

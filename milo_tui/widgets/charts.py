@@ -1,13 +1,11 @@
 """The loss chart and the per-layer small multiples."""
 from __future__ import annotations
 
-from rich.console import Group
-from textual.widget import Widget
-
 from milo_tui.chart import LAYER_SUM, OBJECTIVE, OVERLAY, VALIDATION, layer_rows, loss_chart
+from milo_tui.widgets.lines import LinesWidget
 
 
-class LossChart(Widget, can_focus=True):
+class LossChart(LinesWidget, can_focus=True):
     """Objective and 16-layer sum over steps, validation points, one overlaid layer."""
 
     def __init__(self, **kw) -> None:
@@ -24,15 +22,14 @@ class LossChart(Widget, can_focus=True):
         title = f"Loss{' (smoothed)' if smooth else ''}  {legend}"
         if title != self.border_title:
             self.border_title = title
-        self.refresh()
+        self.redraw()
 
-    def render(self):
-        w, h = self.content_size
-        return Group(*loss_chart(self.points, self.validations, w, h, smooth=self.smooth, overlay=self.overlay,
-                                 ascii=self.ascii))
+    def lines(self, width: int, height: int):
+        return loss_chart(self.points, self.validations, width, height, smooth=self.smooth, overlay=self.overlay,
+                          ascii=self.ascii)
 
 
-class LayerPanel(Widget, can_focus=True):
+class LayerPanel(LinesWidget, can_focus=True):
     """One labelled sparkline per codebook layer with its latest value (in columns when short)."""
 
     def __init__(self, **kw) -> None:
@@ -42,8 +39,7 @@ class LayerPanel(Widget, can_focus=True):
 
     def show(self, points, *, overlay: int | None, ascii: bool) -> None:
         self.points, self.overlay, self.ascii = points, overlay, ascii
-        self.refresh()
+        self.redraw()
 
-    def render(self):
-        w, h = self.content_size
-        return Group(*layer_rows(self.points, w, h, overlay=self.overlay, ascii=self.ascii))
+    def lines(self, width: int, height: int):
+        return layer_rows(self.points, width, height, overlay=self.overlay, ascii=self.ascii)

@@ -1,18 +1,17 @@
 """GPU and host health: one line a field, N/A where a field is not available, a sparkline of the history."""
 from __future__ import annotations
 
-from rich.console import Group
 from rich.text import Text
-from textual.widget import Widget
 
 from milo_tui.chart import AXIS, sparkline
 from milo_tui.format import fmt_bytes
 from milo_tui.telemetry.history import TelemetryHistory
+from milo_tui.widgets.lines import LinesWidget
 
 LABEL = 7
 
 
-class TelemetryPanel(Widget, can_focus=True):
+class TelemetryPanel(LinesWidget, can_focus=True):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.history: TelemetryHistory | None = None
@@ -22,7 +21,7 @@ class TelemetryPanel(Widget, can_focus=True):
 
     def show(self, history: TelemetryHistory, run_pids: dict[int, str], ascii: bool) -> None:
         self.history, self.run_pids, self.ascii = history, run_pids, ascii
-        self.refresh()
+        self.redraw()
 
     def _line(self, label: str, value: str, key: str | None, width: int) -> Text:
         text = Text(label.ljust(LABEL), AXIS)
@@ -35,11 +34,11 @@ class TelemetryPanel(Widget, can_focus=True):
         text.truncate(width)
         return text
 
-    def render(self):
-        w, _h = self.content_size
+    def lines(self, width: int, height: int) -> list[Text]:
+        w = width
         t = self.history.latest if self.history else None
         if t is None:
-            return Text("sampling…", AXIS)
+            return [Text("sampling…", AXIS)]
         lines: list[Text] = []
         if t.gpus:
             g = t.gpus[0]
@@ -74,7 +73,7 @@ class TelemetryPanel(Widget, can_focus=True):
         else:
             if self.border_title != "Host":
                 self.border_title = "Host"
-            lines.append(Text(t.gpu_error or "no GPU", "bold #ffaf00"))
+            lines.extend(Text(t.gpu_error or "no GPU", "bold #ffaf00").wrap(self.app.console, max(1, w)))
         h = t.host
         cpus = f" of {h.cpu_count}" if h.cpu_count else ""
         lines.append(self._line("cpu", f"{h.cpu_percent:.0f}%{cpus}" if h.cpu_percent is not None else "N/A", "cpu", w))
@@ -84,4 +83,4 @@ class TelemetryPanel(Widget, can_focus=True):
             lines.append(self._line("memory" if not t.gpus else "host", f"{fmt_bytes(h.memory_used)}/{fmt_bytes(h.memory_total)}",
                                     "host_mem", w))
         lines.append(self._line("disk", f"{fmt_bytes(h.disk_free)} free" if h.disk_free is not None else "N/A", None, w))
-        return Group(*lines)
+        return lines

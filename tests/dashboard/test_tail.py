@@ -98,3 +98,13 @@ def test_last_lines(tmp_path):
     path.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(5000)) + '{"torn"')
     lines = last_lines(path, 3)
     assert [json.loads(x)["i"] for x in lines] == [4997, 4998, 4999]
+
+
+def test_a_large_backlog_not_in_compact_json_is_sampled_too(tmp_path):
+    """Files written by other tools (json.dumps with spaces) go through the regular-expression search."""
+    path = tmp_path / "metrics.jsonl"
+    records = step_records(1, 9000) + [validation_record(9, 9000, 2.5, True, 0.0)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert path.stat().st_size > SAMPLE_ABOVE
+    batch = MetricsReader(path).read()
+    assert batch.sampled and [v.step for v in batch.validations] == [9000] and batch.points[-1].step == 9000
