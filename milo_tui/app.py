@@ -88,8 +88,7 @@ class MiloApp(App):
         self._dirty: set[str] = set(PARTS)
         self._draw_timer = None
         self._last_draw = 0.0
-        self._log_pending: list[str] = []
-        self._log_reset = True
+        self._started = False  # no draws before the first frame (which shows the composed screen)
         self._warned: set = set()
         self._select_when_seen: Path | None = None
         self._stop_sampling = threading.Event()
@@ -106,7 +105,6 @@ class MiloApp(App):
         if self.ascii:
             self.add_class("-ascii")
         self._check_keymap()
-        self.mark_dirty()
 
     def on_ready(self) -> None:
         # The sources start after the first frame, which their imports, file reads and NVML start-up
@@ -115,6 +113,7 @@ class MiloApp(App):
         from milo_tui.telemetry.source import TelemetrySource
         from milo_tui.watcher import RunWatcher
 
+        self._started = True
         src, checkpoints = self._sources, Path(self.settings.checkpoints)
         self.supervisor = Supervisor(python=src["python"], env=src["env"])
         psutil_module = src["psutil_module"]
@@ -125,6 +124,7 @@ class MiloApp(App):
         self.run_worker(self._watch, thread=True, group="watcher", name="run watcher", exit_on_error=False)
         if self.telemetry_interval:
             self.run_worker(self._sample, thread=True, group="telemetry", name="telemetry", exit_on_error=False)
+        self.mark_dirty()
 
     def on_unmount(self) -> None:
         self._stop_sampling.set()
@@ -167,12 +167,11 @@ class MiloApp(App):
         draw. An idle dashboard runs no timer."""
         if not parts:
             parts = PARTS
-            self._log_reset = True
         self._dirty.update(parts)
         if now and self._draw_timer is not None:
             self._draw_timer.stop()
             self._draw_timer = None
-        if self._draw_timer is None and self.is_running:
+        if self._draw_timer is None and self._started:
             wait = 0.01 if now else max(0.01, self._last_draw + 1 / DRAW_HZ - time.monotonic())  # timers need > 0
             self._draw_timer = self.set_timer(wait, self._draw, name="draw")
 
@@ -191,14 +190,6 @@ class MiloApp(App):
     def draw_now(self) -> None:
         """Draw what is pending at once (tests and snapshots: no waiting for the timer)."""
         self._draw()
-
-    def take_log(self, _screen) -> tuple[list[str], bool]:
-        if self._log_reset:
-            lines, reset = list(self.log_lines), True
-        else:
-            lines, reset = self._log_pending, False
-        self._log_pending, self._log_reset = [], False
-        return lines, reset
 
     # ------------------------------------------------------------------ handlers: the state changes here
 
@@ -236,10 +227,7 @@ class MiloApp(App):
             return
         if message.reset:
             self.log_lines.clear()
-            self._log_pending, self._log_reset = [], True
         self.log_lines.extend(message.lines)
-        if not self._log_reset:
-            self._log_pending = (self._log_pending + message.lines)[-LOG_LINES:]
         self.mark_dirty("log")
 
     def on_checkpoints_scanned(self, message: CheckpointsScanned) -> None:

@@ -10,10 +10,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Footer, Static
 
 from milo_tui.format import fmt_duration, fmt_num
 from milo_tui.widgets.charts import LayerPanel, LossChart
+from milo_tui.widgets.log_tail import LogTail
 from milo_tui.widgets.tables import STATUS_STYLE, RunsTable
 from milo_tui.widgets.telemetry import TelemetryPanel
 
@@ -84,7 +85,7 @@ class RunsScreen(ExplainDisabled, Screen):
 
     def compose(self) -> ComposeResult:
         # One tree for both layouts; milo.tcss arranges it by the classes -wide and -view-<pane>.
-        yield Static(id="title")
+        yield Static(self.app.title_line(), id="title")
         yield _titled(RunsTable(id="runs", classes="pane"), "Runs")
         yield Static(id="detail")
         with Horizontal(id="middle"):
@@ -93,7 +94,7 @@ class RunsScreen(ExplainDisabled, Screen):
                 yield LayerPanel(id="layers", classes="pane")
             with Vertical(id="right"):
                 yield TelemetryPanel(id="telemetry", classes="pane")
-                yield _titled(Log(id="log", max_lines=1000, classes="pane"), "train.log")
+                yield _titled(LogTail(id="log", classes="pane"), "train.log")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -140,12 +141,7 @@ class RunsScreen(ExplainDisabled, Screen):
             self.query_one(LossChart).show(points, vals, smooth=app.smooth, overlay=app.overlay, ascii=app.ascii)
             self.query_one(LayerPanel).show(points, overlay=app.overlay, ascii=app.ascii)
         if "log" in parts:
-            log = self.query_one("#log", Log)
-            lines, reset = app.take_log(self)
-            if reset:
-                log.clear()
-            if lines:
-                log.write_lines(lines)
+            self.query_one(LogTail).show(app.log_lines)
         if "telemetry" in parts:
             self.query_one(TelemetryPanel).show(app.history, app.run_pids(), app.ascii)
 
