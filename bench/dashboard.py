@@ -58,8 +58,6 @@ def _milo_app(checkpoints: Path):
 
 
 def child_milo(checkpoints: Path) -> None:
-    import psutil
-
     MiloApp, settings = _milo_app(checkpoints)
 
     class Bench(MiloApp):
@@ -68,6 +66,8 @@ def child_milo(checkpoints: Path) -> None:
             self.set_timer(1.0, self._done)  # let the watcher's first pass land
 
         def _done(self) -> None:
+            import psutil  # not before the first frame: it is not part of the dashboard's start
+
             _report(rss=psutil.Process().memory_info().rss)
             self.exit()
 
@@ -184,8 +184,9 @@ def bench_start(work: Path, repeat: int) -> dict:
         out, t0 = _child("milo", str(empty))
         milo.append(out["ready"] - t0)
         rss.append(out["rss"])
+    # medians of alternating runs: a neighbour's burst on the shared cores moves single pairs a lot
     return {"bare": statistics.median(bare), "milo": statistics.median(milo), "bare_all": bare, "milo_all": milo,
-            "ratio": statistics.median(m / b for m, b in zip(milo, bare)), "rss_idle": statistics.median(rss)}
+            "ratio": statistics.median(milo) / statistics.median(bare), "rss_idle": statistics.median(rss)}
 
 
 def bench_load(work: Path, repeat: int) -> dict:
@@ -254,7 +255,7 @@ def bench_follow(work: Path, seconds: float) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--follow-seconds", type=float, default=30.0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/milo-bench"))
     args = ap.parse_args()
@@ -283,7 +284,7 @@ def main() -> int:
     rows = [
         ("cold start to first frame, bare Textual app", f"{start['bare']:.3f} s", ""),
         ("cold start to first frame, milo-tui", f"{start['milo']:.3f} s", ""),
-        ("start ratio (milo-tui / bare, same run)", f"{start['ratio']:.2f}", "<= 1.5"),
+        ("start ratio (medians, same run)", f"{start['ratio']:.2f}", "<= 1.5"),
         ("resident memory, idle / after the 1M-line run", f"{start['rss_idle'] / mib:.0f} / {load['rss_loaded'] / mib:.0f} MiB", ""),
         ("1,000,000-line metrics.jsonl shown", f"{load['shown']:.2f} s", "<= 2 s"),
         ("CPU while following 10 lines/s", f"{follow['cpu_percent']:.1f} % of one core", "< 5 %"),
