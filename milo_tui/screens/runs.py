@@ -49,15 +49,12 @@ class ExplainDisabled:
         return None if self.why_not(action) else True
 
     def on_key(self, event) -> None:
-        for node, bindings in self._binding_chain:  # keymap from config.toml applied
-            if node is not self:
-                continue
-            for binding in bindings.key_to_bindings.get(event.key, ()):
-                reason = self.why_not(binding.action.split("(")[0])
-                if reason:
-                    event.stop()
-                    self.notify(reason, severity="warning", timeout=4)
-                    return
+        active = self.active_bindings.get(event.key)  # the keymap from config.toml applied
+        if active is not None and active.node is self and not active.enabled:
+            reason = self.why_not(active.binding.action.split("(")[0])
+            if reason:
+                event.stop()
+                self.notify(reason, severity="warning", timeout=4)
 
 
 class RunsScreen(ExplainDisabled, Screen):
