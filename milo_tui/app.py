@@ -298,6 +298,10 @@ class MiloApp(App):
         self.watcher.follow(run_dir)
         self.mark_dirty()
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        """Dim (None) what cannot act now: its key then says why (RunsScreen.on_key)."""
+        return None if self.why_not(action) else True
+
     def why_not(self, action: str) -> str | None:
         """Why an action cannot be done now (its key is dimmed and says this), or None."""
         r = self.selected_summary()
@@ -316,7 +320,7 @@ class MiloApp(App):
             return "every pane is on screen at this size"
         return None
 
-    def open_new_run(self) -> None:
+    def action_new_run(self) -> None:
         from milo_tui.screens.new_run import NewRunScreen
 
         s = self.settings
@@ -395,10 +399,10 @@ class MiloApp(App):
             self.notify(f"killed {r.name} (SIGKILL to its process group)", severity="warning")
         self.watcher.wake()
 
-    def stop_selected(self) -> None:
+    def action_stop(self) -> None:
         self._signal("stop")
 
-    def kill_selected(self) -> None:
+    def action_kill(self) -> None:
         from milo_tui.screens.dialogs import ConfirmScreen
 
         r = self.selected_summary()
@@ -408,14 +412,14 @@ class MiloApp(App):
                                        "last resume point is lost. s (Stop) saves it first."),
                          lambda yes: self._signal("kill") if yes else None)
 
-    def resume_selected(self) -> None:
+    def action_resume(self) -> None:
         r = self.selected_summary()
         if r is None:
             return
         self.run_worker(partial(self._launch, r.path), thread=True, group="launch", name=f"resume {r.name}",
                         exit_on_error=False)
 
-    def ask_restart_policy(self) -> None:
+    def action_restart_policy(self) -> None:
         from milo_tui.screens.dialogs import NumberPrompt
 
         r = self.selected_summary()
@@ -435,18 +439,18 @@ class MiloApp(App):
 
         self.push_screen(NumberPrompt(f"Restarts on crash for {r.name} (0 = off)", r.restart_limit, 0, 100), apply)
 
-    def open_checkpoints(self) -> None:
+    def action_checkpoints(self) -> None:
         from milo_tui.screens.checkpoints import CheckpointsScreen
 
         self.push_screen(CheckpointsScreen())
 
-    def toggle_smooth(self) -> None:
+    def action_smooth(self) -> None:
         self.smooth = not self.smooth
         self.mark_dirty("chart")
 
-    def move_overlay(self, delta: int | None) -> None:
-        """Overlay the next/previous layer (delta), or none (None)."""
-        if delta is None:
+    def action_overlay(self, delta: int, clear: bool = False) -> None:
+        """Overlay the next/previous codebook layer (delta) on the loss chart, or none (clear)."""
+        if clear:
             self.overlay = None
         elif self.overlay is None:
             self.overlay = 0 if delta > 0 else 15
@@ -467,6 +471,8 @@ class MiloApp(App):
     # ------------------------------------------------------------------ command palette: every action
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        from milo_tui.screens.runs import action_name
+
         for command in super().get_system_commands(screen):
             if command.title not in ("Keys", "Quit"):
                 yield command
@@ -474,12 +480,11 @@ class MiloApp(App):
             for binding in getattr(node, "BINDINGS", ()):
                 if not isinstance(binding, Binding) or not binding.id or binding.id == "quit_ctrl_c":
                     continue
-                name = binding.action.split("(")[0]
-                if hasattr(node, "why_not") and node.why_not(name):
+                if hasattr(node, "why_not") and node.why_not(action_name(binding.action)):
                     continue
                 yield SystemCommand(binding.description, binding.tooltip or binding.description,
                                     partial(self.run_action, binding.action, node))
-        if getattr(screen, "draw", None) is not None and hasattr(screen, "action_overlay"):
+        if screen.query("#chart"):
             for layer in range(16):
                 yield SystemCommand(f"Overlay layer {layer}", f"Draw codebook layer {layer}'s loss on the chart",
                                     partial(self.set_overlay, layer), discover=False)

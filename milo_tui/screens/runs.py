@@ -39,6 +39,11 @@ def _titled(widget, title: str):
     return widget
 
 
+def action_name(action: str) -> str:
+    """"app.overlay(1)" -> "overlay"."""
+    return action.split("(")[0].rsplit(".", 1)[-1]
+
+
 class ExplainDisabled:
     """Mixin for screens: a key whose action is dimmed says why in one line instead of doing nothing."""
 
@@ -51,7 +56,7 @@ class ExplainDisabled:
     def on_key(self, event) -> None:
         active = self.active_bindings.get(event.key)  # the keymap from config.toml applied
         if active is not None and active.node is self and not active.enabled:
-            reason = self.why_not(active.binding.action.split("(")[0])
+            reason = self.why_not(action_name(active.binding.action))
             if reason:
                 event.stop()
                 self.notify(reason, severity="warning", timeout=4)
@@ -59,19 +64,19 @@ class ExplainDisabled:
 
 class RunsScreen(ExplainDisabled, Screen):
     BINDINGS = [
-        Binding("n", "new_run", "New run", id="new_run", tooltip="Start a training run from a form"),
-        Binding("s", "stop", "Stop", id="stop", tooltip="Stop gracefully: the trainer saves a resume point"),
-        Binding("K", "kill", "Kill", id="kill", tooltip="Kill the run's whole process group (asks first)"),
-        Binding("r", "resume", "Resume", id="resume", tooltip="Continue from the newest resume point"),
-        Binding("c", "checkpoints", "Checkpoints", id="checkpoints", tooltip="The selected run's checkpoints"),
-        Binding("R", "restart_policy", "Restart policy", id="restart_policy", show=False,
+        Binding("n", "app.new_run", "New run", id="new_run", tooltip="Start a training run from a form"),
+        Binding("s", "app.stop", "Stop", id="stop", tooltip="Stop gracefully: the trainer saves a resume point"),
+        Binding("K", "app.kill", "Kill", id="kill", tooltip="Kill the run's whole process group (asks first)"),
+        Binding("r", "app.resume", "Resume", id="resume", tooltip="Continue from the newest resume point"),
+        Binding("c", "app.checkpoints", "Checkpoints", id="checkpoints", tooltip="The selected run's checkpoints"),
+        Binding("R", "app.restart_policy", "Restart policy", id="restart_policy", show=False,
                 tooltip="Restart this run when it crashes: off, or N times with back-off"),
-        Binding("m", "smooth", "Smooth", id="smooth", show=False, tooltip="EMA smoothing of the loss chart on/off"),
-        Binding("right_square_bracket", "overlay(1)", "Next layer", id="next_layer", show=False,
+        Binding("m", "app.smooth", "Smooth", id="smooth", show=False, tooltip="EMA smoothing of the loss chart on/off"),
+        Binding("right_square_bracket", "app.overlay(1)", "Next layer", id="next_layer", show=False,
                 tooltip="Overlay the next codebook layer on the loss chart"),
-        Binding("left_square_bracket", "overlay(-1)", "Previous layer", id="previous_layer", show=False,
+        Binding("left_square_bracket", "app.overlay(-1)", "Previous layer", id="previous_layer", show=False,
                 tooltip="Overlay the previous codebook layer on the loss chart"),
-        Binding("backslash", "overlay(0, True)", "No layer", id="no_layer", show=False,
+        Binding("backslash", "app.overlay(0, True)", "No layer", id="no_layer", show=False,
                 tooltip="Remove the overlaid layer from the loss chart"),
         Binding("v", "view", "View", id="view", tooltip="Show the chart, the layers or the log (compact layout)"),
         Binding("z", "zoom", "Zoom", id="zoom", show=False, tooltip="Fill the screen with the focused pane"),
@@ -170,31 +175,7 @@ class RunsScreen(ExplainDisabled, Screen):
             self.app.select_run(event.row_key.value)
 
     def why_not(self, action: str) -> str | None:
-        return self.app.why_not(action)
-
-    def action_new_run(self) -> None:
-        self.app.open_new_run()
-
-    def action_stop(self) -> None:
-        self.app.stop_selected()
-
-    def action_kill(self) -> None:
-        self.app.kill_selected()
-
-    def action_resume(self) -> None:
-        self.app.resume_selected()
-
-    def action_restart_policy(self) -> None:
-        self.app.ask_restart_policy()
-
-    def action_checkpoints(self) -> None:
-        self.app.open_checkpoints()
-
-    def action_smooth(self) -> None:
-        self.app.toggle_smooth()
-
-    def action_overlay(self, delta: int, clear: bool = False) -> None:
-        self.app.move_overlay(None if clear else delta)
+        return self.app.why_not(action)  # the run actions are the app's (its state decides)
 
     def action_view(self) -> None:
         self.app.view = VIEWS[(VIEWS.index(self.app.view) + 1) % len(VIEWS)]

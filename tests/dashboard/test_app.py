@@ -38,8 +38,8 @@ async def test_keys_that_cannot_act_say_why(three_runs):
         await wait_for(pilot, lambda: len(app.runs) == 3)
         app.select_run(three_runs / "bravo")
         await pilot.pause()
-        assert app.screen.check_action("stop", ()) is None  # dimmed in the footer
-        assert app.screen.check_action("new_run", ()) is True
+        assert app.check_action("stop", ()) is None  # dimmed in the footer
+        assert app.check_action("new_run", ()) is True
         await pilot.press("s")
         await pilot.press("K")
         await pilot.press("r")
