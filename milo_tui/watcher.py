@@ -64,7 +64,7 @@ class RunWatcher:
     # ----------------------------------------------------------------- called from the event loop
 
     def follow(self, run_dir: Path | None) -> None:
-        """Tail this run (None: none); takes effect on the next pass, which this wakes."""
+        """Tail this run from the start (None: none); takes effect on the next pass, which this wakes."""
         with self._lock:
             self._follow_request = (Path(run_dir) if run_dir else None,)
         self._wake.set()
@@ -125,7 +125,7 @@ class RunWatcher:
         """One pass (see the module doc). Public so that tests can drive it without a thread."""
         with self._lock:
             request, self._follow_request = self._follow_request, None
-        if request is not None and request[0] != self._followed:
+        if request is not None:  # even the same run again: the app has started its store afresh
             self._start_following(request[0])
         self._check_processes()
         self._scan_runs()

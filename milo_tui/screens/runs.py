@@ -171,7 +171,9 @@ class RunsScreen(ExplainDisabled, Screen):
 
     @on(DataTable.RowHighlighted, "#runs")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value is not None:
+        # Only the cursor's current row counts: the table also reports row 0 when its first rows arrive,
+        # before draw() has moved the cursor to the selected run.
+        if event.cursor_row == event.data_table.cursor_row and event.row_key.value is not None:
             self.app.select_run(event.row_key.value)
 
     def why_not(self, action: str) -> str | None:

@@ -186,3 +186,16 @@ async def test_telemetry_panel_per_gpu(runs_root, profile, shown, absent):
             assert words in text, (words, text)
         for words in absent:
             assert words not in text, (words, text)
+
+
+async def test_the_live_run_is_selected_and_loaded_when_it_is_not_the_first_row(runs_root, live_process):
+    write_run(runs_root, "a-done", 300, status="finished")
+    write_run(runs_root, "b-live", 250, status="running", state=live_process())
+    app = make_app(runs_root)
+    selected, original = [], app.select_run
+    app.select_run = lambda run: (selected.append(str(run)), original(run))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: latest_step(app) == 250, what="b-live's metrics")
+        await pilot.pause(0.5)
+        assert app.selected.name == "b-live" and app.screen.query_one("#runs").cursor_row == 1
+        assert not any(s.endswith("a-done") for s in selected)  # the table's first row did not take over
