@@ -167,7 +167,7 @@ def build_random_model(shape: str = "1.7b", device: str = "cpu", dtype=None, see
     with torch.device(device):
         model = Qwen3TTSForConditionalGeneration(config).to(dtype)
         codec = Qwen3TTSTokenizerV2Model(codec_config)
-    _randomize_codebooks(codec, gen.manual_seed(seed) if device == "cpu" else torch.Generator(device).manual_seed(seed))
+    _randomize_codebooks(codec, gen.manual_seed(seed))  # a CPU generator; values are copied to `device`
     codec = codec.to(dtype)
     speech = qwen_tts.Qwen3TTSTokenizer()
     from transformers import EncodecFeatureExtractor
@@ -206,7 +206,9 @@ def _make_decoder_audible(codec, generator) -> None:
                 hidden = block(hidden)
         for block in decoder.decoder:
             hidden = block(hidden)
-        last.weight.mul_(0.1 / float(hidden.pow(2).mean().sqrt()))
+        # Rounded so that the last bits of a thread-count-dependent reduction cannot change the
+        # weights: same seed, same bytes on any machine.
+        last.weight.mul_(float(f"{0.1 / float(hidden.pow(2).mean().sqrt()):.3g}"))
 
 
 def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:

@@ -52,9 +52,16 @@ def test_loads_offline_through_from_pretrained(tiny_base):
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_base):
+    import torch
+
     from training.tiny_model import build_tiny_model
 
-    again = build_tiny_model(tmp_path / "again", seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)  # the bytes must not depend on the thread count
+    try:
+        again = build_tiny_model(tmp_path / "again", seed=0)
+    finally:
+        torch.set_num_threads(threads)
     other = build_tiny_model(tmp_path / "other", seed=1)
     assert _digest(again) == _digest(tiny_base)
     assert _digest(other) != _digest(tiny_base)
@@ -89,6 +96,10 @@ def test_custom_voice_folder_generates_audio(tiny_custom_voice, tiny_base):
     # Unchanged files are hard links to the base, not copies.
     assert (tiny_custom_voice / "speech_tokenizer" / "model.safetensors").stat().st_ino == \
         (tiny_base / "speech_tokenizer" / "model.safetensors").stat().st_ino
+
+    # Readable by others, as the base model is (safetensors and mkdtemp create owner-only files).
+    assert (tiny_custom_voice / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert tiny_custom_voice.stat().st_mode & 0o777 == 0o755
 
     tts = _model(tiny_custom_voice)
     wavs, sr = tts.generate_custom_voice("Hello there.", speaker=SPEAKER, max_new_tokens=12)

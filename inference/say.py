@@ -1,0 +1,147 @@
+"""`milo-say CHECKPOINT "text" [-o out.wav] [--play] [--seed N]`: one audition from a script.
+
+Writes a 24 kHz mono 16-bit WAV: to `-o` when given; otherwise into the run's samples/ with an index
+line (source "milo-say") when the checkpoint sits in a run folder, else ./milo-say-<checkpoint>-<seed>.wav.
+With --play the audio plays here while it is generated; with --laptop it streams to milo-listen. Timings go to stderr, the WAV path to stdout.
+
+Exit codes: 0 done; 1 unexpected error; 2 bad command line; 3 bad input (checkpoint, text, speaker,
+sampling option); 4 the WAV is saved but could not be played (no or lost audio device).
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_NOT_PLAYED = 0, 1, 2, 3, 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="milo-say", description="Speak a sentence with a custom-voice checkpoint.")
+    p.add_argument("checkpoint", help="checkpoint folder (e.g. checkpoints/run/epoch-0004)")
+    p.add_argument("text", help="what to say (long texts are split into sentences; limit in docs/audition.md)")
+    p.add_argument("-o", "--output", metavar="WAV", help="where to write the WAV")
+    p.add_argument("--play", action="store_true", help="play it on this machine while it is generated")
+    p.add_argument("--audio-device", metavar="DEV", help="output device for --play (name or index)")
+    p.add_argument("--laptop", action="store_true",
+                   help="stream it to milo-listen through the SSH tunnel (README: Listening on your laptop)")
+    p.add_argument("--port", type=int, default=None, help="milo-listen's tunnel port (default 8768)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same audio); default: random")
+    p.add_argument("--speaker", help="speaker name (default: the checkpoint's own)")
+    p.add_argument("--language", default="auto", help="language tag (default auto)")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--greedy", action="store_true", help="no sampling (talker and sub-talker)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--repetition-penalty", type=float)
+    p.add_argument("--max-new-tokens", type=int, help="codec frames per sentence at most (12.5 a second)")
+    p.add_argument("--no-budget", action="store_true",
+                   help="no per-sentence length budget (stock behaviour: up to --max-new-tokens)")
+    return p
+
+
+def _run_dir_of(checkpoint: Path) -> Path | None:
+    from milo_tui.runfolder import RUN_JSON, STATE_JSON
+
+    parent = checkpoint.parent
+    return parent if (parent / RUN_JSON).is_file() or (parent / STATE_JSON).is_file() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def say(line: str) -> None:
+        print(f"milo-say: {line}", file=sys.stderr, flush=True)
+
+    from milo_tui.audition.text import TextError, split_sentences
+
+    try:
+        split_sentences(args.text)
+    except TextError as exc:
+        say(str(exc))
+        return EXIT_BAD_INPUT
+    from inference.checkpoint import CheckpointError, validate_checkpoint
+
+    try:
+        info = validate_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        say(f"{exc.path} cannot be auditioned:")
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    import numpy as np
+
+    from inference.engine import SAMPLE_RATE, Engine, EngineError, Timings
+    from milo_tui.audition.samples import append_sample, save_sample, write_wav
+
+    try:
+        engine = Engine(device=args.device, tune_threads=True)
+        loaded = engine.load(info.path)
+        greedy = {"do_sample": False, "subtalker_dosample": False} if args.greedy else {}
+        sampling = engine.sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                   repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
+                                   subtalker_temperature=args.temperature, subtalker_top_k=args.top_k,
+                                   subtalker_top_p=args.top_p, **greedy)
+        speaker = engine.speaker_for(args.speaker)
+    except (CheckpointError, EngineError) as exc:
+        say(str(exc))
+        return EXIT_BAD_INPUT
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+
+    output, playback = None, {}
+    if args.play or args.laptop:
+        from milo_tui.audition.listen import DEFAULT_PORT, parse_device
+        from milo_tui.audition.playback import make_output
+
+        output = make_output("laptop" if args.laptop else "local", device=parse_device(args.audio_device),
+                             port=args.port or DEFAULT_PORT, on_event=lambda e: playback.update({e["state"]: e}))
+        output.start("milo-say", {"checkpoint": loaded.info.name, "text": args.text})
+
+    timings = Timings(load_s=loaded.load_s)
+    chunks = []
+    try:
+        for chunk in engine.stream(args.text, seed=seed, sampling=sampling, speaker=speaker, language=args.language,
+                                   budget=not args.no_budget, timings=timings):
+            chunks.append(chunk)
+            if output is not None:
+                output.feed(chunk)
+    except (TextError, EngineError) as exc:
+        say(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        say("interrupted")
+        return EXIT_ERROR
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+    run_dir = None if args.output else _run_dir_of(loaded.info.path)
+    if args.output:
+        out = write_wav(Path(args.output), audio, SAMPLE_RATE)
+    elif run_dir is not None:
+        sample_id, out = save_sample(run_dir, loaded.info.name, seed, audio, SAMPLE_RATE)
+        append_sample(run_dir, id=sample_id, wav=out.name, checkpoint=loaded.info.name,
+                      checkpoint_path=str(loaded.info.path), speaker=speaker, text=args.text, seed=seed,
+                      sampling=sampling.as_dict(), language=args.language, device=loaded.device, dtype=loaded.dtype,
+                      source="milo-say", **timings.as_dict())
+    else:
+        out = write_wav(Path(f"milo-say-{loaded.info.name}-{seed}.wav"), audio, SAMPLE_RATE)
+    say(f"{loaded.info.name} ({speaker}, seed {seed}): {timings.audio_s:.2f} s of audio in {timings.wall_s:.2f} s "
+        f"({timings.rtf:.2f}x real time), first audio after {timings.first_audio_s or 0:.2f} s, "
+        f"load {loaded.load_s:.2f} s on {loaded.device}")
+    print(out)
+
+    if output is not None:
+        output.end()
+        output.wait_idle()
+        output.close()
+    problem = playback.get("no_device") or playback.get("device_lost")
+    if output is not None and problem:
+        say(f"not played: {problem.get('message')}; the WAV is saved: {out}")
+        return EXIT_NOT_PLAYED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

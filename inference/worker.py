@@ -1,0 +1,335 @@
+"""`python -m inference.worker`: the long-lived audition worker, a child process of the dashboard.
+
+One checkpoint loaded at a time; commands arrive as JSON lines on stdin, events leave as JSON lines on
+the protocol channel; audio is played here (Spark speakers, or streamed to milo-listen on the laptop)
+and saved under the run's samples/. The protocol is docs/worker-protocol.md.
+
+The protocol channel is the stdout the parent gave us, but only through a private duplicate: at start
+fd 1 is pointed at stderr (the worker's log file), so whatever a library prints, from Python or from C
+(qwen-tts's notices, PortAudio and ALSA complaints), lands in the log and never in the protocol.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import TextIO
+
+PROTOCOL = 1
+
+
+def protect_stdout() -> TextIO:
+    """Return a writer on the original stdout and send everything else written to fd 1 to stderr."""
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(proto_fd, "w", buffering=1, encoding="utf-8")
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or exc.__class__.__name__
+
+
+class Worker:
+    def __init__(self, proto: TextIO, device: str, output: str, audio_device, port: int) -> None:
+        self.proto = proto
+        self._write_lock = threading.Lock()
+        self.jobs: queue.Queue = queue.Queue()
+        self.cancel = threading.Event()
+        self.current: str | None = None
+        self.device_arg = device
+        self.engine = None
+        self.output = None
+        self._output_args = (output, audio_device, port)
+
+    # ---- events --------------------------------------------------------------------------------
+    def emit(self, event: str, **fields) -> None:
+        line = json.dumps({"event": event, "time": round(time.time(), 3), **fields}, default=str)
+        with self._write_lock:
+            try:
+                self.proto.write(line + "\n")
+                self.proto.flush()
+            except (BrokenPipeError, ValueError):
+                os._exit(0)  # the dashboard is gone: nothing left to do
+
+    def error(self, job_id, message: str, lines: list[str] | None = None, **extra) -> None:
+        print(f"[worker] error {job_id}: {message}", file=sys.stderr, flush=True)
+        self.emit("error", id=job_id, message=message, lines=lines or [message], **extra)
+
+    def _on_playback(self, event: dict) -> None:
+        fields = {k: v for k, v in event.items() if k not in ("event", "clip")}
+        self.emit("playback", id=event.get("clip"), **fields)
+
+    # ---- setup ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        from inference.engine import Engine
+
+        self.engine = Engine(device=self.device_arg, tune_threads=True)
+        self.engine.warm_up()
+        target, audio_device, port = self._output_args
+        description = self._set_output(target, audio_device, port)
+        import torch
+
+        self.emit("ready", pid=os.getpid(), protocol=PROTOCOL, device=self.engine.device, dtype=self.engine.dtype_name,
+                  torch=torch.__version__, output=target, output_detail=description)
+
+    def _set_output(self, target: str, audio_device, port: int) -> str:
+        from milo_tui.audition.listen import AudioDeviceError, parse_device
+        from milo_tui.audition.playback import make_output
+
+        if self.output is not None:
+            self.output.stop()
+            self.output.close()
+        self.output = make_output(target, device=parse_device(audio_device), port=int(port), on_event=self._on_playback)
+        try:
+            return self.output.describe()
+        except AudioDeviceError as exc:
+            return f"{exc} (auditions are still saved)"
+
+    # ---- command intake (main thread) -----------------------------------------------------------
+    def serve(self, stdin: TextIO) -> int:
+        threading.Thread(target=self._job_loop, name="audition-jobs", daemon=True).start()
+        for raw in stdin:
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                cmd = json.loads(raw)
+                if not isinstance(cmd, dict) or not isinstance(cmd.get("cmd"), str):
+                    raise ValueError("not an object with a string 'cmd'")
+            except ValueError as exc:
+                self.error(None, f"bad command line ({exc}): {raw[:80]}")
+                continue
+            name = cmd["cmd"]
+            if name == "ping":
+                self.emit("pong", id=cmd.get("id"))
+            elif name == "stop":
+                self.stop_all()
+                self.emit("stopped", id=cmd.get("id"))
+            elif name == "quit":
+                break
+            elif name in ("load", "unload", "say", "play", "output"):
+                self.jobs.put(cmd)
+            else:
+                self.error(cmd.get("id"), f"unknown command {name!r}")
+        self.stop_all()
+        if self.output is not None:
+            self.output.wait_idle(2.0)
+            self.output.close()
+        return 0
+
+    def stop_all(self) -> None:
+        """Cancel the running job, drop queued ones, silence playback."""
+        self.cancel.set()
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            self.emit("cancelled", id=job.get("id"), cmd=job.get("cmd"))
+        if self.output is not None:
+            self.output.stop()
+
+    # ---- jobs (one thread, one at a time) -------------------------------------------------------
+    def _job_loop(self) -> None:
+        while True:
+            cmd = self.jobs.get()
+            self.cancel.clear()
+            self.current = cmd.get("id")
+            try:
+                getattr(self, f"_do_{cmd['cmd']}")(cmd)
+            except Exception as exc:  # one job failing never ends the worker
+                traceback.print_exc(file=sys.stderr)
+                self.error(cmd.get("id"), f"{cmd['cmd']} failed: {exc.__class__.__name__}: {one_line(exc)}")
+            finally:
+                self.current = None
+
+    def _load(self, job_id, checkpoint: str) -> tuple[bool, float]:
+        """Load `checkpoint` unless it is loaded already. Returns (ok, seconds spent loading)."""
+        from inference.checkpoint import CheckpointError
+        from inference.engine import EngineError
+
+        path = Path(checkpoint).expanduser().absolute()
+        loaded = self.engine.loaded
+        if loaded is not None and loaded.info.path == path:
+            return True, 0.0
+        self.emit("loading", id=job_id, checkpoint=str(path), previous=str(loaded.info.path) if loaded else None)
+        try:
+            info = self.engine.load(path)
+        except CheckpointError as exc:
+            self.error(job_id, f"cannot load {path.name}: {exc.problems[0]}" + (
+                f" (+{len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""), lines=exc.problems,
+                checkpoint=str(path))
+            return False, 0.0
+        except EngineError as exc:
+            self.error(job_id, str(exc), checkpoint=str(path))
+            return False, 0.0
+        print(f"[worker] loaded {path} in {info.load_s:.2f} s", file=sys.stderr, flush=True)
+        self.emit("loaded", id=job_id, checkpoint=str(path), name=path.name, speakers=list(info.info.speakers),
+                  load_s=round(info.load_s, 3), device=info.device, dtype=info.dtype)
+        return True, info.load_s
+
+    def _do_load(self, cmd: dict) -> None:
+        if not cmd.get("checkpoint"):
+            self.error(cmd.get("id"), "load needs a checkpoint path")
+            return
+        self._load(cmd.get("id"), cmd["checkpoint"])
+
+    def _do_unload(self, cmd: dict) -> None:
+        self.engine.unload()
+        self.emit("unloaded", id=cmd.get("id"))
+
+    def _do_output(self, cmd: dict) -> None:
+        from milo_tui.audition.listen import DEFAULT_PORT
+        from milo_tui.audition.playback import TARGETS
+
+        target = cmd.get("target", "local")
+        if target not in TARGETS:
+            self.error(cmd.get("id"), f"unknown output {target!r}: one of {', '.join(TARGETS)}")
+            return
+        detail = self._set_output(target, cmd.get("device"), cmd.get("port") or DEFAULT_PORT)
+        self.emit("output", id=cmd.get("id"), target=target, detail=detail)
+
+    def _do_say(self, cmd: dict) -> None:
+        import numpy as np
+
+        from inference.engine import SAMPLE_RATE, Cancelled, EngineError, Timings
+        from milo_tui.audition.samples import append_sample, save_sample
+        from milo_tui.audition.text import TextError, split_sentences
+
+        job_id = cmd.get("id")
+        text = cmd.get("text", "")
+        try:
+            sentences = split_sentences(text)
+        except TextError as exc:
+            self.error(job_id, str(exc))
+            return
+        load_s = 0.0
+        if cmd.get("checkpoint"):
+            ok, load_s = self._load(job_id, cmd["checkpoint"])
+            if not ok:
+                return
+        loaded = self.engine.loaded
+        if loaded is None:
+            self.error(job_id, "no checkpoint loaded: choose one first")
+            return
+        try:
+            sampling = self.engine.sampling(**(cmd.get("sampling") or {}))
+            speaker = self.engine.speaker_for(cmd.get("speaker"))
+        except EngineError as exc:
+            self.error(job_id, str(exc))
+            return
+        seed = int(cmd["seed"]) if cmd.get("seed") is not None else random.randrange(2**31)
+        play = bool(cmd.get("play", True))
+        name = loaded.info.name
+        timings = Timings(load_s=load_s)
+        self.emit("started", id=job_id, checkpoint=name, seed=seed, sentences=len(sentences), speaker=speaker,
+                  sampling=sampling.as_dict())
+        if play:
+            self.output.start(job_id, {"checkpoint": cmd.get("label") or name, "text": text})
+
+        def on_sentence(i: int, n: int, sentence: str) -> None:
+            self.emit("sentence", id=job_id, index=i, count=n, text=sentence)
+
+        chunks = []
+        try:
+            for chunk in self.engine.stream(text, seed=seed, sampling=sampling, speaker=speaker,
+                                            language=cmd.get("language", "auto"), budget=cmd.get("budget", True),
+                                            cancel=self.cancel, timings=timings, on_sentence=on_sentence):
+                if not chunks:
+                    self.emit("first_audio", id=job_id, first_audio_s=round(timings.first_audio_s, 4))
+                chunks.append(chunk)
+                if play:
+                    self.output.feed(chunk)
+        except Cancelled:
+            if play:
+                self.output.stop()
+            self.emit("cancelled", id=job_id, cmd="say")
+            return
+        except (EngineError, TextError) as exc:
+            if play:
+                self.output.stop()
+            self.error(job_id, str(exc))
+            return
+        except Exception as exc:
+            if play:
+                self.output.stop()
+            if exc.__class__.__name__ == "OutOfMemoryError":
+                self.error(job_id, "out of GPU memory while speaking (is a trainer using the GPU?)")
+                return
+            raise
+        if play:
+            self.output.end()
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        result = dict(checkpoint=name, checkpoint_path=str(loaded.info.path), speaker=speaker, text=text, seed=seed,
+                      sampling=sampling.as_dict(), language=cmd.get("language", "auto"), device=loaded.device,
+                      dtype=loaded.dtype, source=cmd.get("source", "audition"), **timings.as_dict())
+        run_dir = cmd.get("run_dir")
+        if run_dir and cmd.get("save", True):
+            sample_id, wav = save_sample(Path(run_dir), name, seed, audio, SAMPLE_RATE)
+            rec = append_sample(Path(run_dir), id=sample_id, wav=wav.name, ab_group=cmd.get("ab_group"),
+                                ab_label=cmd.get("ab_label"), blind=bool(cmd.get("blind", False)), **result)
+            result = {**rec, "wav_path": str(wav)}
+        print(f"[worker] said {job_id} on {name}: {timings.audio_s:.2f} s audio in {timings.wall_s:.2f} s "
+              f"(first audio {timings.first_audio_s}, {timings.frames} frames)", file=sys.stderr, flush=True)
+        self.emit("done", id=job_id, sample=result)
+
+    def _do_play(self, cmd: dict) -> None:
+        import numpy as np
+        import soundfile as sf
+
+        job_id = cmd.get("id")
+        wavs = cmd.get("wavs") or ([cmd["wav"]] if cmd.get("wav") else [])
+        if not wavs:
+            self.error(job_id, "play needs a wav path")
+            return
+        parts = []
+        gap = np.zeros(int(float(cmd.get("gap_s", 0.6)) * 24000), dtype=np.float32)
+        for i, path in enumerate(wavs):
+            try:
+                audio, rate = sf.read(path, dtype="float32", always_2d=True)
+            except (OSError, RuntimeError) as exc:
+                self.error(job_id, f"cannot read {Path(path).name}: {one_line(exc)}")
+                return
+            if rate != 24000:
+                self.error(job_id, f"{Path(path).name} is {rate} Hz, expected 24000")
+                return
+            parts += ([gap] if i else []) + [audio.mean(axis=1)]
+        self.emit("replaying", id=job_id, wavs=[str(w) for w in wavs])
+        self.output.start(job_id, {"checkpoint": cmd.get("label") or "replay", "text": cmd.get("text", "")})
+        for part in parts:
+            self.output.feed(part)
+        self.output.end()
+
+
+def main(argv: list[str] | None = None) -> int:
+    proto = protect_stdout()
+    p = argparse.ArgumentParser(prog="python -m inference.worker", description="milo-tui's audition worker "
+                                "(JSON lines on stdin, events on stdout; see docs/worker-protocol.md)")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--output", default="local", help="local | laptop | none")
+    p.add_argument("--audio-device", default=None, help="sounddevice output device (name or index)")
+    p.add_argument("--port", type=int, default=None, help="milo-listen tunnel port on 127.0.0.1")
+    args = p.parse_args(argv)
+    from milo_tui.audition.listen import DEFAULT_PORT
+
+    worker = Worker(proto, args.device, args.output, args.audio_device, args.port or DEFAULT_PORT)
+    try:
+        worker.start()
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        worker.emit("fatal", message=f"the audition worker cannot start: {exc.__class__.__name__}: {one_line(exc)}")
+        return 1
+    return worker.serve(sys.stdin)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

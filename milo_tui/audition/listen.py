@@ -1,0 +1,434 @@
+"""milo-listen: play on your laptop what milo-tui's audition worker sends from the Spark.
+
+    laptop$ python3 listen.py --port 8768          (or `milo-listen --port 8768` where milo-tui is installed)
+    laptop$ ssh -R 8768:127.0.0.1:8768 op@spark    (the Spark's 127.0.0.1:8768 now reaches this listener)
+
+Self-contained on purpose: only the standard library, numpy and sounddevice (PortAudio), so the one file
+can be copied to a laptop that has neither torch nor milo-tui. The Spark side imports the wire format and
+the `Player` from here, so both ends speak and play the same way (docs/audition.md, "Laptop wire format").
+
+Wire format (TCP, one connection carries any number of clips): every frame is
+    4-byte big-endian payload length | 1 byte kind | payload
+kind b"J": a UTF-8 JSON object;  kind b"P": PCM samples of the current clip (little-endian, mono).
+The listener speaks first: {"type": "hello", "role": "listener", "protocol": 1, "device": "..."}.
+The sender then sends, per clip: {"type": "start", "clip": id, "rate": 24000, "format": "s16le" | "f32le",
+"channels": 1, "checkpoint": ..., "text": ...}, any number of P frames, {"type": "end", "clip": id}.
+{"type": "stop"} silences the listener at once (the operator pressed stop); {"type": "bye"} closes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+PROTOCOL = 1
+DEFAULT_PORT = 8768       # 8767 is the operator's planned voice server
+SAMPLE_RATE = 24000
+KIND_JSON, KIND_PCM = b"J", b"P"
+_HEADER = struct.Struct(">IB")
+MAX_FRAME = 16 * 1024 * 1024
+BLOCK = 1200              # samples written per call (50 ms at 24 kHz): stop answers within one block
+
+
+# ---- wire format ------------------------------------------------------------------------------------
+def send_frame(sock: socket.socket, kind: bytes, payload: bytes) -> None:
+    sock.sendall(_HEADER.pack(len(payload), kind[0]) + payload)
+
+
+def send_json(sock: socket.socket, obj: dict) -> None:
+    send_frame(sock, KIND_JSON, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        part = sock.recv(n - len(buf))
+        if not part:
+            return None
+        buf += part
+    return bytes(buf)
+
+
+def recv_frame(sock: socket.socket) -> tuple[bytes, bytes] | None:
+    """(kind, payload), or None when the peer closed the connection."""
+    head = _recv_exact(sock, _HEADER.size)
+    if head is None:
+        return None
+    length, kind = _HEADER.unpack(head)
+    if length > MAX_FRAME:
+        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}: not a milo-listen peer?")
+    payload = _recv_exact(sock, length) if length else b""
+    if payload is None:
+        return None
+    return bytes([kind]), payload
+
+
+def pcm_bytes(chunk: np.ndarray, fmt: str = "s16le") -> bytes:
+    chunk = np.asarray(chunk, dtype=np.float32)
+    if fmt == "f32le":
+        return chunk.astype("<f4").tobytes()
+    return (np.clip(chunk, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def pcm_samples(payload: bytes, fmt: str = "s16le") -> np.ndarray:
+    if fmt == "f32le":
+        return np.frombuffer(payload, dtype="<f4").astype(np.float32)
+    return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32767.0
+
+
+# ---- playback ---------------------------------------------------------------------------------------
+class AudioDeviceError(RuntimeError):
+    """No usable output device, or it went away; the message is one line."""
+
+
+def describe_output(device=None) -> str:
+    """Name of the output device `device` (None: the default) or raise AudioDeviceError."""
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # PortAudio library missing
+        raise AudioDeviceError(f"no audio output: {exc} (install libportaudio2)") from None
+    try:
+        info = sd.query_devices(device, kind="output") if device is None else sd.query_devices(device)
+    except (ValueError, sd.PortAudioError) as exc:
+        what = "no default audio output device" if device is None else f"no audio output device {device!r}"
+        raise AudioDeviceError(f"{what} ({exc})") from None
+    if info.get("max_output_channels", 0) < 1:
+        raise AudioDeviceError(f"audio device {info.get('name')!r} has no output channels")
+    return str(info.get("name"))
+
+
+def parse_device(value):
+    """A device given on a command line or in a message: an index ("3"), a name, or None (the default)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return int(value)
+    return value
+
+
+def _resample(chunk: np.ndarray, src: int, dst: int) -> np.ndarray:
+    if src == dst or len(chunk) == 0:
+        return chunk
+    n = int(round(len(chunk) * dst / src))
+    return np.interp(np.linspace(0, len(chunk) - 1, n), np.arange(len(chunk)), chunk).astype(np.float32)
+
+
+class Player:
+    """Plays clips of float32 mono audio, chunk by chunk as they arrive, one sounddevice stream per clip.
+
+    The stream runs in callback mode: PortAudio pulls audio at its own pace and gets silence while the
+    next chunk is still being generated, so a slow generator causes gaps, never a wedged device (blocking
+    writes through ALSA's PulseAudio plugin were seen to hang after an underrun). The stream opens at
+    `start()`, while the first chunk is being made. A control thread takes ("start"|"audio"|"end"|"stop")
+    items from a queue and watches the stream: a stream that dies mid-clip is a lost device. `stop()`
+    drops everything queued at once. Events go to `on_event` (from the control thread):
+    {"event": "playback", "clip": id, "state": "started" | "finished" | "stopped" | "device_lost" |
+    "no_device", "message": "...", "played_s": x}."""
+
+    LATENCY_S = 0.1
+
+    def __init__(self, device=None, samplerate: int = SAMPLE_RATE, on_event: Callable[[dict], None] | None = None) -> None:
+        self.device = device
+        self.samplerate = samplerate
+        self.on_event = on_event or (lambda e: None)
+        self._queue: queue.Queue = queue.Queue()
+        self._generation = 0            # bumped by stop(): items queued before it are dropped
+        self._lock = threading.Lock()
+        self._buffer: list[np.ndarray] = []   # audio waiting for the callback (guarded by _buf_lock)
+        self._offset = 0
+        self._played = 0
+        self._buf_lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="milo-player", daemon=True)
+        self._thread.start()
+
+    # producer side
+    def start(self, clip) -> None:
+        self._idle.clear()
+        self._put(("start", clip))
+
+    def feed(self, chunk: np.ndarray) -> None:
+        self._put(("audio", np.asarray(chunk, dtype=np.float32)))
+
+    def end(self) -> None:
+        self._put(("end", None))
+
+    def play(self, clip, audio: np.ndarray) -> None:
+        self.start(clip)
+        self.feed(audio)
+        self.end()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._generation += 1
+        self._put(("stop", None))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return self._idle.wait(timeout)
+
+    def close(self) -> None:
+        self.stop()
+        self._put(("quit", None))
+        self._thread.join(timeout=5)
+
+    def _put(self, item) -> None:
+        with self._lock:
+            self._queue.put((self._generation, item))
+
+    # PortAudio's thread
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        out = outdata[:, 0]
+        n = 0
+        with self._buf_lock:
+            while n < frames and self._buffer:
+                head = self._buffer[0]
+                take = min(frames - n, len(head) - self._offset)
+                out[n:n + take] = head[self._offset:self._offset + take]
+                n += take
+                self._offset += take
+                if self._offset >= len(head):
+                    self._buffer.pop(0)
+                    self._offset = 0
+            self._played += n
+        out[n:] = 0.0
+
+    def _pending(self) -> int:
+        with self._buf_lock:
+            return sum(len(b) for b in self._buffer) - self._offset
+
+    # control thread
+    def _emit(self, clip, state: str, **extra) -> None:
+        try:
+            self.on_event({"event": "playback", "clip": clip, "state": state, **extra})
+        except Exception:  # a broken listener must not kill the player
+            pass
+
+    def _open(self):
+        import sounddevice as sd
+
+        describe_output(self.device)
+        kwargs = dict(channels=1, dtype="float32", device=self.device, callback=self._callback, latency=self.LATENCY_S)
+        try:
+            stream, rate = sd.OutputStream(samplerate=self.samplerate, **kwargs), self.samplerate
+        except sd.PortAudioError:
+            # Some devices (WASAPI shared mode, some USB DACs) refuse 24 kHz: play at the device's rate.
+            rate = int(sd.query_devices(self.device, kind="output")["default_samplerate"])
+            stream = sd.OutputStream(samplerate=rate, **kwargs)
+        return stream, rate  # started by the first chunk: silence queued ahead of it would delay the sound
+
+    def _run(self) -> None:
+        stream, rate, clip, ending, started = None, self.samplerate, None, False, False
+
+        def close(abort: bool) -> None:
+            nonlocal stream
+            if stream is not None:
+                try:
+                    (stream.abort if abort else stream.stop)()
+                    stream.close()
+                except Exception:
+                    pass
+                stream = None
+            with self._buf_lock:
+                self._buffer.clear()
+                self._offset = 0
+
+        def played() -> float:
+            return round(self._played / rate, 3)
+
+        while True:
+            try:
+                generation, (kind, value) = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                kind = None
+            if stream is not None and started and not stream.active:  # PortAudio gave up: the device went away
+                close(abort=True)
+                self._emit(clip, "device_lost", message="the audio device stopped working mid-play (unplugged, "
+                           "or its sound server went away)", played_s=played())
+                clip, ending = None, False
+            if kind is None:
+                if ending and stream is not None and (self._pending() <= 0 or not started):
+                    close(abort=False)  # stop() lets the device's own buffer play out
+                    self._emit(clip, "finished", played_s=played())
+                    clip, ending = None, False
+                if clip is None and self._queue.empty():
+                    self._idle.set()
+                continue
+            with self._lock:
+                current = self._generation
+            if kind == "quit":
+                close(abort=True)
+                self._idle.set()
+                return
+            if kind == "stop" or generation != current:
+                if clip is not None:
+                    was_open = stream is not None
+                    close(abort=True)
+                    if was_open:
+                        self._emit(clip, "stopped", played_s=played())
+                    clip, ending = None, False
+                continue
+            if kind == "start":
+                if stream is not None:  # a new clip before the last one ended: finish that one first
+                    while self._pending() > 0 and stream.active:
+                        time.sleep(0.02)
+                    close(abort=False)
+                    self._emit(clip, "finished", played_s=played())
+                clip, ending, started = value, False, False
+                with self._buf_lock:
+                    self._played = 0
+                try:
+                    stream, rate = self._open()
+                    self._emit(clip, "started")
+                except Exception as exc:  # AudioDeviceError or PortAudioError: one line, keep going
+                    close(abort=True)
+                    self._emit(clip, "no_device", message=_one_line(exc))
+                    clip = None
+            elif kind == "audio" and stream is not None:
+                with self._buf_lock:
+                    self._buffer.append(_resample(value, self.samplerate, rate))
+                if not started:
+                    try:
+                        stream.start()
+                        started = True
+                    except Exception as exc:
+                        close(abort=True)
+                        self._emit(clip, "device_lost", message=_one_line(exc), played_s=0.0)
+                        clip, ending = None, False
+            elif kind == "end":
+                ending = stream is not None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return text if isinstance(exc, AudioDeviceError) else f"{exc.__class__.__name__}: {text}"
+
+
+# ---- the listener -----------------------------------------------------------------------------------
+class Listener:
+    """Accepts the Spark's connections on 127.0.0.1:port (the tunnel's end) and plays their clips.
+    One connection at a time; when it drops, the next one is accepted (reconnects)."""
+
+    def __init__(self, port: int = DEFAULT_PORT, device=None, host: str = "127.0.0.1",
+                 log: Callable[[str], None] = print) -> None:
+        self.log = log
+        self.player = Player(device=device, on_event=self._on_playback)
+        self.server = socket.create_server((host, port), reuse_port=False)
+        self.port = self.server.getsockname()[1]
+        self.device = device
+        self._closing = threading.Event()
+
+    def _on_playback(self, event: dict) -> None:
+        state = event["state"]
+        if state in ("no_device", "device_lost"):
+            self.log(f"milo-listen: {event.get('message')} (clip {event.get('clip')})")
+        elif state == "finished":
+            self.log(f"  played {event.get('played_s', 0):.1f} s")
+
+    def serve_forever(self) -> None:
+        self.log(f"milo-listen: waiting for the Spark on 127.0.0.1:{self.port} "
+                 f"(ssh -R {self.port}:127.0.0.1:{self.port} <you>@<spark>)")
+        while not self._closing.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                break
+            with conn:
+                self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            name = describe_output(self.device)
+        except AudioDeviceError as exc:
+            name = f"none ({exc})"
+        try:
+            send_json(conn, {"type": "hello", "role": "listener", "protocol": PROTOCOL, "device": name})
+        except OSError:
+            return
+        self.log(f"milo-listen: connected; playing on {name}")
+        fmt, open_clip = "s16le", None
+        try:
+            while True:
+                frame = recv_frame(conn)
+                if frame is None:
+                    break
+                kind, payload = frame
+                if kind == KIND_PCM:
+                    if open_clip is not None:
+                        self.player.feed(pcm_samples(payload, fmt))
+                    continue
+                msg = json.loads(payload)
+                typ = msg.get("type")
+                if typ == "start":
+                    fmt, open_clip = msg.get("format", "s16le"), msg.get("clip")
+                    self.player.start(open_clip)
+                    label = msg.get("checkpoint") or ""
+                    self.log(f"> {label}: {msg.get('text', '')!r}")
+                elif typ == "end":
+                    self.player.end()
+                    open_clip = None
+                elif typ == "stop":
+                    self.player.stop()
+                    open_clip = None
+                elif typ == "bye":
+                    break
+        except (OSError, ValueError) as exc:
+            self.log(f"milo-listen: connection lost ({exc})")
+        if open_clip is not None:
+            self.player.end()  # play what arrived of a clip cut short
+        self.log("milo-listen: disconnected; waiting for the Spark to reconnect")
+
+    def close(self) -> None:
+        self._closing.set()
+        try:
+            self.server.close()
+        except OSError:
+            pass
+        self.player.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="milo-listen",
+        description="Play milo-tui auditions from a DGX Spark on this machine, through an SSH tunnel: "
+                    "run this, then `ssh -R PORT:127.0.0.1:PORT you@spark` and choose the laptop output "
+                    "in milo-tui's audition screen (key o).")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"local port to listen on (default {DEFAULT_PORT})")
+    p.add_argument("--device", default=None, help="output device name or index (default: the system default)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    args = p.parse_args(argv)
+    if args.list_devices:
+        import sounddevice as sd
+
+        print(sd.query_devices())
+        return 0
+    device = parse_device(args.device)
+    try:
+        print(f"milo-listen: output device: {describe_output(device)}", flush=True)
+    except AudioDeviceError as exc:
+        print(f"milo-listen: {exc}", file=sys.stderr)
+        return 1
+    try:
+        listener = Listener(port=args.port, device=device, log=lambda s: print(s, flush=True))
+    except OSError as exc:
+        print(f"milo-listen: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        listener.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

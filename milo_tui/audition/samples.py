@@ -1,0 +1,165 @@
+"""A run's auditions on disk: samples/NNNN-<checkpoint>-<seed>.wav and the append-only samples/index.jsonl.
+
+Torch-free: the worker and milo-say write samples, the audition screen reads them and appends ratings.
+Nothing is ever rewritten: a rating or an A/B preference is a new line naming the sample (or the A/B
+group), and `read_samples` folds the lines into one record per sample (the latest rating wins).
+docs/run-folder.md ("samples/") is the human-readable version of this module.
+
+Lines (every line has `v` 1, `kind`, `time`, as in metrics.jsonl):
+  kind "sample"      id, wav, checkpoint, checkpoint_path, speaker, text, seed, sampling, language,
+                     load_s, first_audio_s, audio_s, wall_s, rtf, frames, sentences, device, dtype,
+                     source ("audition" | "milo-say"), rating (null), ab_group, ab_label ("A"|"B"), blind
+  kind "rating"      sample (id), rating (1..5, or null to clear)
+  kind "preference"  ab_group, preferred (sample id, or null for "no difference")
+"""
+from __future__ import annotations
+
+import errno
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from milo_tui.runfolder import SAMPLES_DIR, append_records, parse_lines, record
+
+INDEX = "index.jsonl"
+WAV_RE = re.compile(r"^(?P<id>\d{4,})-")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def samples_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / SAMPLES_DIR
+
+
+def _next_id(folder: Path) -> int:
+    ids = [int(m.group("id")) for p in folder.iterdir() if (m := WAV_RE.match(p.name))]
+    return max(ids, default=0) + 1
+
+
+def wav_bytes(audio: np.ndarray, samplerate: int) -> bytes:
+    """24 kHz mono 16-bit PCM WAV, like the operator's other pipelines use."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(audio, dtype=np.float32), samplerate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def write_wav(path: Path, audio: np.ndarray, samplerate: int) -> Path:
+    """Write a WAV atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(wav_bytes(audio, samplerate))
+    os.replace(tmp, path)
+    return path
+
+
+def save_sample(run_dir: Path, checkpoint: str, seed: int, audio: np.ndarray, samplerate: int) -> tuple[int, Path]:
+    """Write the WAV under the next free number; returns (id, path). The number is claimed by creating
+    the file exclusively, so two writers (the worker and a milo-say) never take the same one."""
+    folder = samples_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = wav_bytes(audio, samplerate)
+    name = _UNSAFE.sub("_", checkpoint) or "checkpoint"
+    sample_id = _next_id(folder)
+    while True:
+        path = folder / f"{sample_id:04d}-{name}-{int(seed)}.wav"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+            sample_id += 1
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return sample_id, path
+
+
+def _append(run_dir: Path, rec: dict) -> dict:
+    folder = samples_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    append_records(folder / INDEX, [rec])
+    return rec
+
+
+def append_sample(run_dir: Path, **fields) -> dict:
+    return _append(run_dir, record("sample", **{"rating": None, "ab_group": None, "ab_label": None, "blind": False,
+                                                **fields}))
+
+
+def append_rating(run_dir: Path, sample_id: int, rating: int | None) -> dict:
+    if rating is not None and not (1 <= int(rating) <= 5):
+        raise ValueError("a rating is 1 to 5")
+    return _append(run_dir, record("rating", sample=int(sample_id), rating=None if rating is None else int(rating)))
+
+
+def append_preference(run_dir: Path, ab_group: str, preferred: int | None) -> dict:
+    return _append(run_dir, record("preference", ab_group=str(ab_group),
+                                   preferred=None if preferred is None else int(preferred)))
+
+
+@dataclass
+class Sample:
+    """One audition, folded: its sample line plus the latest rating and A/B preference."""
+    id: int
+    wav: Path
+    checkpoint: str
+    text: str
+    seed: int
+    time: float = 0.0
+    rating: int | None = None
+    ab_group: str | None = None
+    ab_label: str | None = None
+    blind: bool = False
+    preferred: bool | None = None     # A/B only: True for the preferred one, False for the other, None: unset
+    decided: bool = False             # A/B only: a preference (or "no difference") was recorded
+    fields: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def revealed(self) -> bool:
+        """A blind A/B sample shows its checkpoint only once the pair has been judged."""
+        return not self.blind or self.decided
+
+    def get(self, key: str, default=None):
+        return self.fields.get(key, default)
+
+
+def fold(records: list[dict], run_dir: Path) -> list[Sample]:
+    samples: dict[int, Sample] = {}
+    preferences: dict[str, int | None] = {}
+    for rec in records:
+        kind = rec.get("kind")
+        try:
+            if kind == "sample":
+                sid = int(rec["id"])
+                samples[sid] = Sample(
+                    id=sid, wav=samples_dir(run_dir) / str(rec["wav"]), checkpoint=str(rec.get("checkpoint", "?")),
+                    text=str(rec.get("text", "")), seed=int(rec.get("seed", 0)), time=float(rec.get("time", 0.0)),
+                    rating=rec.get("rating"), ab_group=rec.get("ab_group"), ab_label=rec.get("ab_label"),
+                    blind=bool(rec.get("blind", False)), fields=rec)
+            elif kind == "rating" and int(rec["sample"]) in samples:
+                samples[int(rec["sample"])].rating = rec.get("rating")
+            elif kind == "preference":
+                preferences[str(rec["ab_group"])] = rec.get("preferred")
+        except (KeyError, TypeError, ValueError):
+            continue  # a malformed line is skipped, as everywhere in the run folder
+    for s in samples.values():
+        if s.ab_group is not None and s.ab_group in preferences:
+            s.decided = True
+            chosen = preferences[s.ab_group]
+            s.preferred = None if chosen is None else (chosen == s.id)
+    return sorted(samples.values(), key=lambda s: s.id)
+
+
+def read_samples(run_dir: Path) -> list[Sample]:
+    """Every audition of the run, oldest first (a torn last line is ignored until it is complete)."""
+    try:
+        data = (samples_dir(run_dir) / INDEX).read_bytes()
+    except OSError:
+        return []
+    records, _tail, _bad = parse_lines(data)
+    return fold(records, run_dir)

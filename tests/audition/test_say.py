@@ -1,0 +1,54 @@
+"""milo-say as a real command: a 24 kHz WAV, the run's samples index, and one line for bad input."""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from milo_tui.audition.samples import read_samples
+from tests.conftest import run_module
+
+
+def test_milo_say_writes_a_24khz_wav(tiny_custom_voice, tmp_path):
+    out = tmp_path / "out.wav"
+    proc = run_module("inference.say", str(tiny_custom_voice), "Hello, this is milo.", "-o", str(out), "--seed", "7",
+                      "--max-new-tokens", "30", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out)
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")
+    audio, _ = sf.read(out)
+    assert info.duration == pytest.approx(29 * 1920 / 24000) and np.sqrt(np.mean(audio ** 2)) > 0.01
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("milo-say: epoch-0001 (milo_demo, seed 7): 2.32 s of audio in") and "first audio after" in line
+
+
+def test_milo_say_into_a_run_keeps_the_index_and_reports_a_missing_device(audition_run, no_audio_env):
+    before = {s.id for s in read_samples(audition_run)}
+    proc = run_module("inference.say", str(audition_run / "epoch-0002"), "Saved in the run.", "--seed", "3",
+                      "--max-new-tokens", "20", "--device", "cpu", "--play", env=no_audio_env)
+    assert proc.returncode == 4, proc.stderr  # saved, not played
+    assert "not played: no default audio output device" in proc.stderr and "the WAV is saved" in proc.stderr
+    new = [s for s in read_samples(audition_run) if s.id not in before]
+    assert len(new) == 1 and new[0].wav.is_file() and str(new[0].wav) == proc.stdout.strip()
+    assert new[0].checkpoint == "epoch-0002" and new[0].seed == 3 and new[0].get("source") == "milo-say"
+    assert new[0].wav.name == f"{new[0].id:04d}-epoch-0002-3.wav"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["{ckpt}", "  "], "milo-say: nothing to say: the text is empty"),
+    (["{ckpt}", "word " * 400], "the limit is 1200"),
+    (["{base}", "Hi."], "not a custom-voice checkpoint"),
+    (["{tmp}", "Hi."], "not a checkpoint folder: config.json is missing"),
+])
+def test_milo_say_bad_input_exits_3_with_a_clear_line(tiny_custom_voice, tiny_base, tmp_path, args, expected):
+    args = [a.format(ckpt=tiny_custom_voice, base=tiny_base, tmp=tmp_path) for a in args]
+    proc = run_module("inference.say", *args)
+    assert proc.returncode == 3 and expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_milo_say_unknown_speaker(tiny_custom_voice):
+    proc = run_module("inference.say", str(tiny_custom_voice), "Hi.", "--speaker", "bob", "--device", "cpu")
+    assert proc.returncode == 3 and "unknown speaker 'bob': epoch-0001 has milo_demo" in proc.stderr, proc.stderr

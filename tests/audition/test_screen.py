@@ -1,0 +1,163 @@
+"""The audition screen in a small host app, driven by keys through Textual's Pilot, through the real
+worker to real sound in the null sink: speak, rate, replay, blind A/B with a preference, a crash."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+from textual.app import App
+from textual.widgets import DataTable
+
+from milo_tui.audition.samples import read_samples
+from milo_tui.audition.screen import AuditionScreen, CheckpointPicker, WorkerEvent
+from tests.audition.conftest import sound_stats
+
+pytestmark = [pytest.mark.audio, pytest.mark.xdist_group("audio")]
+
+
+class Host(App):
+    """Stands in for the dashboard: pushes the screen as the checkpoints view will."""
+
+    def __init__(self, screen: AuditionScreen) -> None:
+        super().__init__()
+        self.audition = screen
+        self.worker_events: list[dict] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.audition)
+
+    def on_worker_event(self, message: WorkerEvent) -> None:
+        # The screen's handler has run; the message bubbles up here, where the test reads it.
+        self.audition.seen_events.append(message.event)
+
+
+async def until(pilot, predicate, timeout: float = 120.0, what: str = "", seen: list | None = None) -> None:
+    """Poll `predicate`; with `seen`, also collect every status and info line shown meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if seen is not None:
+            seen.append(pilot.app.audition.status)
+            seen.append(str(pilot.app.audition.query_one("#audition-info").render()).split("\n")[0])
+        if time.monotonic() > deadline:
+            screen = pilot.app.audition
+            raise AssertionError(f"timed out waiting for {what}; status: {screen.status!r}")
+        await pilot.pause(0.1)
+
+
+@pytest.fixture
+def screen_factory(audition_run, pulse, tmp_path):
+    def make(**kw) -> AuditionScreen:
+        screen = AuditionScreen(audition_run, audition_run / "epoch-0001", device="cpu", output="local",
+                                sampling={"max_new_tokens": 40}, worker_env=pulse.env,
+                                log_path=tmp_path / "worker.log", **kw)
+        screen.seen_events = []
+        return screen
+    return make
+
+
+def _saw(screen, kind: str, **match) -> bool:
+    return any(e.get("event") == kind and all(e.get(k) == v for k, v in match.items()) for e in screen.seen_events)
+
+
+def test_type_enter_hear_rate_replay_then_blind_ab(screen_factory, audition_run, pulse, tmp_path):
+    asyncio.run(asyncio.wait_for(_speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path), 400))
+
+
+async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
+    screen = screen_factory()
+    app = Host(screen)
+    before = {s.id for s in read_samples(audition_run)}
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: _saw(screen, "loaded"), what="the checkpoint to load")
+        assert "epoch-0001 (loaded)" in str(screen.query_one("#audition-info").render())
+
+        # Type a sentence, Enter: it plays through sounddevice into the null sink.
+        rec = pulse.record(tmp_path / "screen.raw")
+        await pilot.press(*"Hello from the dashboard.")
+        await pilot.press("enter")
+        await until(pilot, lambda: _saw(screen, "done"), what="the audition")
+        await until(pilot, lambda: _saw(screen, "playback", state="finished"), what="playback to finish")
+        done = next(e for e in screen.seen_events if e.get("event") == "done")["sample"]
+        heard = sound_stats(rec.stop())
+        print(f"\nscreen audition: {done['audio_s']:.2f} s generated, recorded {heard}")
+        assert heard["sound_s"] >= 0.8 * done["audio_s"] and heard["rms"] > 0.02, (heard, done["audio_s"])
+        first = next(e for e in screen.seen_events if e.get("event") == "first_audio")
+        assert 0 < first["first_audio_s"] < done["wall_s"]
+        table = screen.query_one(DataTable)
+        new = [s for s in read_samples(audition_run) if s.id not in before]
+        assert len(new) == 1 and new[0].text == "Hello from the dashboard." and new[0].checkpoint == "epoch-0001"
+        assert table.get_row(str(new[0].id))[1] == "epoch-0001"
+        assert "real time" in screen.status and f"#{new[0].id:04d}" in screen.status
+
+        # Leave the text box, rate the selected (newest) audition 4, replay it.
+        await pilot.press("escape", "4")
+        assert {s.id: s for s in read_samples(audition_run)}[new[0].id].rating == 4
+        assert table.get_row(str(new[0].id))[5] == "****"
+        await pilot.press("r")
+        await until(pilot, lambda: _saw(screen, "replaying"), what="the replay")
+        await until(pilot, lambda: sum(1 for e in screen.seen_events if e.get("event") == "playback"
+                                       and e.get("state") == "finished") >= 2, what="the replay to finish")
+
+        # A/B against epoch-0002, blind: pick B in the picker, blind on, speak once, both play.
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, CheckpointPicker), what="the picker")
+        await pilot.press("down", "enter")
+        assert screen.ab_mode and screen.checkpoint_b.name == "epoch-0002"
+        await pilot.press("v", "t")
+        assert screen.blind
+        await pilot.press("enter")  # the same sentence is still in the box
+        shown: list[str] = []
+        await until(pilot, lambda: _saw(screen, "replaying") and
+                    sum(1 for e in screen.seen_events if e.get("event") == "replaying") >= 2, what="A then B",
+                    seen=shown)
+        leaks = [line for line in shown if "epoch-0001 (loaded)" in line or
+                 ("epoch-000" in line and not line.startswith("run "))]
+        assert len(shown) > 5 and not leaks, leaks  # blind: nothing on screen tells which is which
+        pair = [s for s in read_samples(audition_run) if s.ab_group is not None and s.id not in before]
+        assert sorted(s.ab_label for s in pair) == ["A", "B"] and {s.checkpoint for s in pair} == {"epoch-0001", "epoch-0002"}
+        assert len({s.seed for s in pair}) == 1 and all(s.blind for s in pair)
+        cells = {table.get_row(str(s.id))[1] for s in pair}
+        assert cells == {"A:?", "B:?"}, cells  # hidden until judged
+        await pilot.press("escape", "a")       # prefer A
+        folded = {s.ab_label: s for s in read_samples(audition_run) if s.ab_group == pair[0].ab_group}
+        assert folded["A"].preferred is True and folded["B"].preferred is False
+        cells = {table.get_row(str(s.id))[1] for s in folded.values()}
+        assert cells == {f"A:{folded['A'].checkpoint} +", f"B:{folded['B'].checkpoint}"}, cells
+        assert "A preferred" in screen.status
+
+        # The worker dies: the screen says so, a new worker comes up, the app never went down.
+        os.kill(screen.client.pid, signal.SIGKILL)
+        await until(pilot, lambda: _saw(screen, "crashed"), what="the crash report")
+        assert "killed by signal 9" in screen.status and screen.status_error
+        await until(pilot, lambda: _saw(screen, "restarted") and sum(
+            1 for e in screen.seen_events if e.get("event") == "loaded") >= 3, what="restart and reload")
+        await pilot.press("t", "enter")
+        await until(pilot, lambda: sum(1 for e in screen.seen_events if e.get("event") == "done") >= 4,
+                    what="an audition after the restart")
+        assert app.is_running
+    assert not screen.client.alive()
+
+
+def test_bad_input_in_the_screen_is_one_line(screen_factory):
+    asyncio.run(asyncio.wait_for(_bad_input(screen_factory), 120))
+
+
+async def _bad_input(screen_factory):
+    screen = screen_factory()
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("enter")
+        assert screen.status == "nothing to say: the text is empty" and screen.status_error
+        screen.query_one("#audition-text").value = "la " * 500
+        await pilot.press("enter")
+        assert "the limit is 1200" in screen.status
+        assert not [j for j in screen.jobs.values() if j.kind == "say"], "nothing was sent to the worker"
+        # dimmed actions: nothing to stop, no A/B to blind
+        assert screen.check_action("stop", ()) is None and screen.check_action("toggle_blind", ()) is None
+        # the dashboard reuses the screen for another checkpoint: it loads that one
+        screen.retarget(screen.run_dir, screen.run_dir / "epoch-0002")
+        await until(pilot, lambda: _saw(screen, "loaded", name="epoch-0002"), what="the retargeted checkpoint")
+        assert "epoch-0002 (loaded)" in str(screen.query_one("#audition-info").render())
