@@ -263,9 +263,16 @@ class MiloApp(App):
             self.notify(f"{name} finished")
 
     def on_audition_requested(self, message: AuditionRequested) -> None:
-        # Wired to milo_tui.audition at integration.
-        self.notify(f"audition is not wired in this build ({message.run_dir.name}/{message.checkpoint.name})",
-                    severity="warning")
+        """Open the audition screen on this checkpoint. The screen is installed once and reused, so its
+        worker (and the checkpoint it has loaded) lives on between visits; it stops with the app."""
+        from milo_tui.audition.screen import AuditionScreen
+
+        if not self.is_screen_installed("audition"):
+            self.install_screen(AuditionScreen(message.run_dir, message.checkpoint, device=self.settings.device),
+                                name="audition")
+        else:
+            self.get_screen("audition").retarget(message.run_dir, message.checkpoint)
+        self.push_screen("audition")
 
     # ------------------------------------------------------------------ what the screens ask for
 

@@ -73,6 +73,6 @@ class TelemetrySampled(Message):
 
 @dataclass
 class AuditionRequested(Message):
-    """Audition this checkpoint (wired to milo_tui.audition at integration)."""
+    """Audition this checkpoint (the app opens milo_tui.audition.screen.AuditionScreen)."""
     run_dir: Path
     checkpoint: Path
