@@ -1,36 +1,497 @@
-"""The Textual application: screens, bindings and the state that handlers own."""
+"""The Textual application: the state that handlers own, the actions, the draw timer.
+
+Data flows one way (docs/architecture.md, "The dashboard"): RunWatcher and the telemetry sampler run in
+threads and post messages (milo_tui.messages); the handlers here update the state; a timer draws at
+DRAW_HZ what changed since the last draw; widgets only render what they are given.
+"""
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
+import os
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from rich.markup import escape
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Static
+from textual.worker import get_current_worker
 
 from milo_tui.config import Settings
-from milo_tui.runfolder import list_runs
+from milo_tui.telemetry.history import TelemetryHistory
+
+if TYPE_CHECKING:  # the sources' modules are imported once the first frame is up (on_ready)
+    from milo_tui.messages import (
+        AuditionRequested, CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunLaunched, RunsScanned,
+        TelemetrySampled,
+    )
+    from milo_tui.metrics import RunMetrics
+    from milo_tui.runs import RunSummary
+    from milo_tui.supervisor import RunRequest, Supervisor
+    from milo_tui.telemetry.source import TelemetrySource
+    from milo_tui.watcher import RunWatcher
+
+# state.json statuses, as in milo_tui.runfolder (not imported before the first frame)
+CRASHED, FINISHED, STOPPED, UNREADABLE = "crashed", "finished", "stopped", "unreadable"
+
+DRAW_HZ = 2  # redraws per second at most, and only of what changed
+PARTS = ("runs", "chart", "log", "telemetry", "checkpoints")
+LOG_LINES = 1000
+
+
+def locale_is_utf8(environ=os.environ) -> bool:
+    for var in ("LC_ALL", "LC_CTYPE", "LANG"):
+        value = environ.get(var)
+        if value:
+            return "utf-8" in value.lower() or "utf8" in value.lower()
+    return False  # no locale set: the C locale, ASCII
 
 
 class MiloApp(App):
+    CSS_PATH = Path(__file__).parent / "milo.tcss"  # absolute: subclasses (bench, tests) live elsewhere
     TITLE = "milo-tui"
     BINDINGS = [
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding("q", "quit", "Quit", id="quit", tooltip="Quit the dashboard; runs keep going"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),
+        Binding("question_mark", "help", "Keys", id="help", tooltip="Every key of this screen"),
     ]
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, nvml=None, psutil_module=None, clock: Callable[[], float] = time.time,
+                 telemetry_interval: float | None = 1.0, ascii: bool | None = None, python: str = sys.executable,
+                 env: dict | None = None, watch_files: bool = True, poll_s: float = 1.0,
+                 restart_backoff: float | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.clock = clock
+        self.ascii = ascii if ascii is not None else (settings.ascii if settings.ascii is not None else not locale_is_utf8())
+        self._sources = dict(python=python, env=env, nvml=nvml, psutil_module=psutil_module, poll_s=poll_s,
+                             watch_files=watch_files)
+        self.supervisor: Supervisor | None = None  # these three start in on_ready
+        self.watcher: RunWatcher | None = None
+        self.telemetry: TelemetrySource | None = None
+        self.telemetry_interval = telemetry_interval
+        self.restart_backoff = settings.restart_backoff if restart_backoff is None else restart_backoff
+        # the state, owned by the handlers below
+        self.runs: dict[Path, RunSummary] = {}
+        self.selected: Path | None = None
+        self.run_metrics: RunMetrics | None = None  # of the selected run
+        self.log_lines: deque[str] = deque(maxlen=LOG_LINES)
+        self.checkpoints: dict[Path, tuple] = {}
+        self.history = TelemetryHistory()
+        self.smooth = False
+        self.overlay: int | None = None
+        self.view = "chart"
+        self._dirty: set[str] = set(PARTS)
+        self._draw_timer = None
+        self._last_draw = 0.0
+        self._started = False  # no draws before the first frame (which shows the composed screen)
+        self._warned: set = set()
+        self._select_when_seen: Path | None = None
+        self._stop_sampling = threading.Event()
+        self.set_keymap(settings.keys)
 
-    def compose(self) -> ComposeResult:
+    # ------------------------------------------------------------------ life cycle
+
+    def get_default_screen(self):
+        from milo_tui.screens.runs import RunsScreen
+
+        return RunsScreen()
+
+    def on_mount(self) -> None:
+        if self.ascii:
+            self.add_class("-ascii")
+        self._check_keymap()
+
+    def on_ready(self) -> None:
+        # The sources start after the first frame, which their imports, file reads and NVML start-up
+        # would otherwise delay; their first messages follow within milliseconds.
+        from milo_tui.supervisor import Supervisor
+        from milo_tui.telemetry.source import TelemetrySource
+        from milo_tui.watcher import RunWatcher
+
+        self._started = True
+        src, checkpoints = self._sources, Path(self.settings.checkpoints)
+        self.supervisor = Supervisor(python=src["python"], env=src["env"])
+        psutil_module = src["psutil_module"]
+        self.watcher = RunWatcher(checkpoints, self.post_message, self.supervisor, poll_s=src["poll_s"],
+                                  use_watchfiles=src["watch_files"],
+                                  disk_usage=psutil_module.disk_usage if psutil_module is not None else None)
+        self.telemetry = TelemetrySource(checkpoints, src["nvml"], psutil_module, self.clock)
+        self.run_worker(self._watch, thread=True, group="watcher", name="run watcher", exit_on_error=False)
+        if self.telemetry_interval:
+            self.run_worker(self._sample, thread=True, group="telemetry", name="telemetry", exit_on_error=False)
+        self.mark_dirty()
+
+    def on_unmount(self) -> None:
+        self._stop_sampling.set()
+        if self.watcher is not None:
+            self.watcher.close()
+            self.supervisor.forget()
+
+    def _watch(self) -> None:
+        worker = get_current_worker()
+        self.watcher.run(cancelled=lambda: worker.is_cancelled)
+
+    def _sample(self) -> None:
+        """Telemetry about once a second; the wait shortens by the sampling time, so polls never overlap."""
+        from milo_tui.messages import TelemetrySampled
+
+        worker = get_current_worker()
+        try:
+            while not (worker.is_cancelled or self._stop_sampling.is_set()):
+                started = time.monotonic()
+                self.post_message(TelemetrySampled(self.telemetry.sample()))
+                self._stop_sampling.wait(max(0.05, self.telemetry_interval - (time.monotonic() - started)))
+        finally:
+            self.telemetry.close()
+
+    def _check_keymap(self) -> None:
+        if not self.settings.keys:
+            return
+        from milo_tui.screens import all_binding_ids
+
+        unknown = sorted(set(self.settings.keys) - all_binding_ids())
+        if unknown:
+            self.notify(f"config.toml [keys]: unknown action(s) {', '.join(unknown)}; see docs/keys.md",
+                        severity="warning", timeout=8)
+
+    # ------------------------------------------------------------------ drawing
+
+    def mark_dirty(self, *parts: str, now: bool = False) -> None:
+        """Redraw these parts soon (all of them, for a new screen or layout, when none given): at once
+        after a quiet spell (or when `now`: a run's history just arrived), else 1/DRAW_HZ after the last
+        draw. An idle dashboard runs no timer."""
+        if not parts:
+            parts = PARTS
+        self._dirty.update(parts)
+        if now and self._draw_timer is not None:
+            self._draw_timer.stop()
+            self._draw_timer = None
+        if self._draw_timer is None and self._started:
+            wait = 0.01 if now else max(0.01, self._last_draw + 1 / DRAW_HZ - time.monotonic())  # timers need > 0
+            self._draw_timer = self.set_timer(wait, self._draw, name="draw")
+
+    def _draw(self) -> None:
+        self._draw_timer = None
+        if not self._dirty:
+            return
+        self._last_draw = time.monotonic()
+        parts, self._dirty = self._dirty, set()
+        with self.batch_update():
+            for screen in self.screen_stack:
+                draw = getattr(screen, "draw", None)
+                if draw is not None:
+                    draw(parts)
+
+    def draw_now(self) -> None:
+        """Draw what is pending at once (tests and snapshots: no waiting for the timer)."""
+        self._draw()
+
+    # ------------------------------------------------------------------ handlers: the state changes here
+
+    def on_runs_scanned(self, message: RunsScanned) -> None:
+        self.runs = {r.path: r for r in message.runs}
+        for r in message.runs:
+            if r.status == UNREADABLE and r.path not in self._warned:
+                self._warned.add(r.path)
+                self.notify(f"{r.name}: state.json is not readable JSON; shown as unreadable", severity="warning")
+        if self._select_when_seen in self.runs:
+            self.select_run(self._select_when_seen)
+            self._select_when_seen = None
+        elif self.selected not in self.runs:
+            self.select_run(self._default_selection())
+        self.mark_dirty("runs", "checkpoints")
+
+    def _default_selection(self) -> Path | None:
+        if not self.runs:
+            return None
+        live = [r for r in self.runs.values() if r.live]
+        return max(live or self.runs.values(), key=lambda r: r.updated_at or 0).path
+
+    def on_metrics_read(self, message: MetricsRead) -> None:
+        if message.run_dir != self.selected or self.run_metrics is None:
+            return  # the watcher had not switched yet
+        self.run_metrics.apply(message.batch)
+        if self.run_metrics.bad_lines and ("bad", self.selected) not in self._warned:
+            self._warned.add(("bad", self.selected))
+            self.notify(f"{self.selected.name}: lines of metrics.jsonl that are not JSON were skipped",
+                        severity="warning")
+        self.mark_dirty("chart", now=message.batch.reset)
+
+    def on_log_read(self, message: LogRead) -> None:
+        if message.run_dir != self.selected:
+            return
+        if message.reset:
+            self.log_lines.clear()
+        self.log_lines.extend(message.lines)
+        self.mark_dirty("log")
+
+    def on_checkpoints_scanned(self, message: CheckpointsScanned) -> None:
+        self.checkpoints[message.run_dir] = (message.checkpoints, message.free_bytes)
+        self.mark_dirty("checkpoints")
+
+    def on_telemetry_sampled(self, message: TelemetrySampled) -> None:
+        self.history.add(message.telemetry)
+        self.mark_dirty("telemetry")
+
+    def on_run_launched(self, message: RunLaunched) -> None:
+        what = "resumed" if message.resumed else "started"
+        self.notify(f"{message.run_dir.name}: trainer {what} (pid {message.pid})")
+        self.watcher.wake()
+
+    def on_launch_failed(self, message: LaunchFailed) -> None:
+        self.notify(message.error, severity="error", timeout=8)
+        self.watcher.wake()
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        e = message.ended
+        name = e.run_dir.name
+        if e.status == CRASHED and e.restartable:
+            delay = self.restart_backoff * 2 ** e.restarts
+            self.notify(f"{name} crashed: {e.error}. Restart {e.restarts + 1} of {e.restart_limit} in {delay:.0f} s",
+                        severity="warning", timeout=8)
+            self.set_timer(delay, partial(self._restart, e.run_dir), name=f"restart {name}")
+        elif e.status == CRASHED:
+            self.notify(f"{name}: {e.error or 'crashed'}", severity="error", timeout=10)
+        elif e.status == STOPPED:
+            self.notify(f"{name} stopped; resume with r")
+        elif e.status == FINISHED:
+            self.notify(f"{name} finished")
+
+    def on_audition_requested(self, message: AuditionRequested) -> None:
+        """Open the audition screen on this checkpoint. The screen is installed once and reused, so its
+        worker (and the checkpoint it has loaded) lives on between visits; it stops with the app."""
+        from milo_tui.audition.screen import AuditionScreen
+
+        if not self.is_screen_installed("audition"):
+            self.install_screen(AuditionScreen(message.run_dir, message.checkpoint, device=self.settings.device),
+                                name="audition")
+        else:
+            self.get_screen("audition").retarget(message.run_dir, message.checkpoint)
+        self.push_screen("audition")
+
+    # ------------------------------------------------------------------ what the screens ask for
+
+    def selected_summary(self) -> RunSummary | None:
+        return self.runs.get(self.selected) if self.selected else None
+
+    def selected_metrics(self) -> RunMetrics | None:
+        return self.run_metrics
+
+    def run_pids(self) -> dict[int, str]:
+        return {r.pid: r.name for r in self.runs.values() if r.live and r.pid}
+
+    def title_line(self) -> str:
+        kind = "demo workspace" if self.settings.demo else "workspace"
+        return f" [b]milo-tui[/] · {kind} · {escape(str(self.settings.base_model or 'no base model set'))}"
+
+    def runs_title(self) -> str:
+        live = sum(r.live for r in self.runs.values())
+        return f"Runs ({len(self.runs)}" + (f", {live} running)" if live else ")")
+
+    def select_run(self, run_dir: Path | str | None) -> None:
+        run_dir = Path(run_dir) if run_dir else None
+        if run_dir == self.selected:
+            return
+        from milo_tui.metrics import RunMetrics
+
+        self.selected = run_dir
+        self.run_metrics = RunMetrics() if run_dir else None
+        self.log_lines.clear()
+        self.watcher.follow(run_dir)
+        self.mark_dirty()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        """Dim (None) what cannot act now: its key then says why (RunsScreen.on_key)."""
+        return None if self.why_not(action) else True
+
+    def why_not(self, action: str) -> str | None:
+        """Why an action cannot be done now (its key is dimmed and says this), or None."""
+        r = self.selected_summary()
+        if action in ("stop", "kill", "resume", "checkpoints", "restart_policy") and r is None:
+            return "no run selected"
+        if action in ("stop", "kill") and not r.live:
+            return f"{r.name} is not running (it is {r.status})"
+        if action == "resume":
+            if r.live:
+                return f"{r.name} is already running"
+            if r.status == FINISHED:
+                return f"{r.name} has finished"
+            if not r.has_resume:
+                return f"{r.name} has no resume point yet; start a new run"
+        if action == "view" and getattr(self.screen, "wide", False):
+            return "every pane is on screen at this size"
+        return None
+
+    def action_new_run(self) -> None:
+        from milo_tui.screens.new_run import NewRunScreen
+
         s = self.settings
-        kind = "demo workspace" if s.demo else "workspace"
-        runs = list_runs(s.checkpoints)
-        yield Header()
-        yield Static(
-            f"{kind}\n"
-            f"  base model   {s.base_model}  ({s.source('base_model')})\n"
-            f"  checkpoints  {s.checkpoints}  ({len(runs)} runs)\n"
-            f"  data         {s.data}\n"
-            f"  device       {s.device}",
-            id="workspace",
-        )
-        yield Footer()
+        name = time.strftime("run-%Y%m%d-%H%M", time.localtime(self.clock()))
+        defaults = {
+            "base_model": str(s.base_model or ""), "data": str(self.default_data() or ""), "run_name": name,
+            "lr": "2e-05", "epochs": "10", "batch_size": "2", "grad_accum": "4",
+            "speaker": self.default_speaker(), "attention": "sdpa", "restart_limit": str(s.restart_on_crash),
+        }
+        self.push_screen(NewRunScreen(defaults, Path(s.checkpoints)), self._launch_from_form)
+
+    def default_data(self) -> Path | None:
+        """The configured data; in the demo workspace its prepared JSONL when there is one, else the corpus."""
+        s = self.settings
+        if s.demo and s.base_model is not None:
+            prepared = Path(s.base_model).parent / "data" / "train.jsonl"
+            if prepared.is_file():
+                return prepared
+        return s.data
+
+    def default_speaker(self) -> str:
+        if self.settings.demo:
+            from milo_tui.demo import SPEAKER
+
+            return SPEAKER
+        return ""
+
+    def _launch_from_form(self, request: RunRequest | None) -> None:
+        if request is not None:
+            device = self.settings.device
+            self.launch(replace(request, device=None if device == "auto" else device))
+
+    def launch(self, request: RunRequest) -> None:
+        self._select_when_seen = request.run_dir
+        self.run_worker(partial(self._launch, request.run_dir, request), thread=True, group="launch",
+                        name=f"start {request.run_dir.name}", exit_on_error=False)
+
+    def _launch(self, run_dir: Path, request: RunRequest | None = None, restart: bool = False) -> None:
+        """Thread worker: start or resume a trainer (fork and exec stay off the event loop)."""
+        from milo_tui.messages import LaunchFailed, RunLaunched
+        from milo_tui.supervisor import SupervisorError
+
+        try:
+            if request is not None:
+                pid = self.supervisor.start(request)
+            else:
+                pid = self.supervisor.resume(run_dir, restart=restart)
+        except SupervisorError as exc:
+            self.post_message(LaunchFailed(run_dir, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one line, never a crashed dashboard
+            self.post_message(LaunchFailed(run_dir, f"{run_dir.name}: cannot start the trainer: {exc}"))
+        else:
+            self.post_message(RunLaunched(run_dir, pid, resumed=request is None))
+
+    def _restart(self, run_dir: Path) -> None:
+        r = self.runs.get(run_dir)
+        if r is None or r.status != CRASHED:
+            return  # the operator resumed or removed it meanwhile
+        self.run_worker(partial(self._launch, run_dir, None, True), thread=True, group="launch",
+                        name=f"restart {run_dir.name}", exit_on_error=False)
+
+    def _signal(self, what: str) -> None:
+        from milo_tui.supervisor import SupervisorError
+
+        r = self.selected_summary()
+        if r is None:
+            return
+        try:
+            getattr(self.supervisor, what)(r.path)
+        except SupervisorError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if what == "stop":
+            self.notify(f"stopping {r.name}: the trainer finishes its step and saves a resume point")
+        else:
+            self.notify(f"killed {r.name} (SIGKILL to its process group)", severity="warning")
+        self.watcher.wake()
+
+    def action_stop(self) -> None:
+        self._signal("stop")
+
+    def action_kill(self) -> None:
+        from milo_tui.screens.dialogs import ConfirmScreen
+
+        r = self.selected_summary()
+        if r is None:
+            return
+        self.push_screen(ConfirmScreen(f"Kill {r.name}?", "SIGKILL to its whole process group: the work since the "
+                                       "last resume point is lost. s (Stop) saves it first."),
+                         lambda yes: self._signal("kill") if yes else None)
+
+    def action_resume(self) -> None:
+        r = self.selected_summary()
+        if r is None:
+            return
+        self.run_worker(partial(self._launch, r.path), thread=True, group="launch", name=f"resume {r.name}",
+                        exit_on_error=False)
+
+    def action_restart_policy(self) -> None:
+        from milo_tui.screens.dialogs import NumberPrompt
+
+        r = self.selected_summary()
+        if r is None:
+            return
+
+        def apply(limit: int | None) -> None:
+            if limit is None:
+                return
+            try:
+                self.supervisor.set_restart_limit(r.path, limit)
+            except OSError as exc:
+                self.notify(f"{r.name}: cannot write state.json: {exc}", severity="error")
+                return
+            self.notify(f"{r.name}: " + (f"restart up to {limit} times on a crash" if limit else "no restarts on a crash"))
+            self.watcher.wake()
+
+        self.push_screen(NumberPrompt(f"Restarts on crash for {r.name} (0 = off)", r.restart_limit, 0, 100), apply)
+
+    def action_checkpoints(self) -> None:
+        from milo_tui.screens.checkpoints import CheckpointsScreen
+
+        self.push_screen(CheckpointsScreen())
+
+    def action_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.mark_dirty("chart")
+
+    def action_overlay(self, delta: int, clear: bool = False) -> None:
+        """Overlay the next/previous codebook layer (delta) on the loss chart, or none (clear)."""
+        if clear:
+            self.overlay = None
+        elif self.overlay is None:
+            self.overlay = 0 if delta > 0 else 15
+        else:
+            self.overlay = (self.overlay + delta) % 16
+        self.mark_dirty("chart")
+
+    def set_overlay(self, layer: int | None) -> None:
+        self.overlay = layer
+        self.mark_dirty("chart")
+
+    def action_help(self) -> None:
+        from milo_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    # ------------------------------------------------------------------ command palette: every action
+
+    def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        from milo_tui.screens.runs import action_name
+
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Keys", "Quit"):
+                yield command
+        for node in (screen, self):
+            for binding in getattr(node, "BINDINGS", ()):
+                if not isinstance(binding, Binding) or not binding.id or binding.id == "quit_ctrl_c":
+                    continue
+                if hasattr(node, "why_not") and node.why_not(action_name(binding.action)):
+                    continue
+                yield SystemCommand(binding.description, binding.tooltip or binding.description,
+                                    partial(self.run_action, binding.action, node))
+        if screen.query("#chart"):
+            for layer in range(16):
+                yield SystemCommand(f"Overlay layer {layer}", f"Draw codebook layer {layer}'s loss on the chart",
+                                    partial(self.set_overlay, layer), discover=False)

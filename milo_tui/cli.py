@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="corpus folder or training JSONL")
     p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--demo-dir", metavar="DIR", help="where the demo workspace lives")
+    p.add_argument("--ascii", action="store_true", default=None,
+                   help="ASCII charts and borders (default: when the locale is not UTF-8, or ui.ascii in config.toml)")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--version", action="version", version=f"milo-tui {__version__}")
     return p
@@ -60,5 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(settings.checkpoints).mkdir(parents=True, exist_ok=True)
     from milo_tui.app import MiloApp
 
-    MiloApp(settings).run()
+    app = MiloApp(settings, ascii=args.ascii)
+    app.run()
+    live = [r.name for r in app.runs.values() if r.live]
+    if live:
+        print(f"milo-tui: still training in the background: {', '.join(live)} (open milo-tui again to watch)")
     return 0

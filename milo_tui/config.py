@@ -7,6 +7,14 @@
         device      = "cuda"            # auto | cpu | cuda | cuda:N
         demo_dir    = "~/.local/share/milo-tui/demo"
 
+        [ui]
+        ascii            = false        # ASCII charts and borders (default: auto, from the locale)
+        restart_on_crash = 0            # the new-run form's default restart policy (0 = off)
+        restart_backoff  = 5.0          # seconds before the first restart; doubles each time
+
+        [keys]                          # action id -> key(s), see docs/keys.md
+        stop = "x"
+
     MILO_BASE_MODEL, MILO_CHECKPOINTS, MILO_DATA, MILO_DEVICE, MILO_DEMO_DIR
     --base, --checkpoints, --data, --device, --demo-dir
 
@@ -36,6 +44,12 @@ ENV = {
     "demo_dir": "MILO_DEMO_DIR",
 }
 PATH_KEYS = ("base_model", "checkpoints", "data", "demo_dir")
+# [ui] table: key -> (type, check, what is expected)
+UI_KEYS = {
+    "ascii": (bool, lambda v: True, "true or false"),
+    "restart_on_crash": (int, lambda v: 0 <= v <= 100, "a whole number from 0 (off) to 100"),
+    "restart_backoff": ((int, float), lambda v: 0 <= v <= 3600, "seconds from 0 to 3600"),
+}
 
 
 class ConfigError(ValueError):
@@ -61,6 +75,12 @@ class Settings:
     device: str = "auto"
     demo_dir: Path = field(default_factory=lambda: user_data_path(APP) / "demo")
     demo: bool = False
+    # [ui] table; ascii None means "decide from the locale"
+    ascii: bool | None = None
+    restart_on_crash: int = 0
+    restart_backoff: float = 5.0
+    # [keys] table: binding id -> key string(s), applied with App.set_keymap
+    keys: dict = field(default_factory=dict, compare=False)
     # key -> "default" | "file <path>" | "env NAME" | "flag --x" | "demo workspace"
     sources: dict = field(default_factory=dict, compare=False)
 
@@ -88,6 +108,30 @@ def _coerce(key: str, value, origin: str):
     return Path(value).expanduser()
 
 
+def _ui_table(table, path: Path) -> dict:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [ui] must be a table")
+    unknown = sorted(set(table) - set(UI_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) in [ui]: {', '.join(unknown)}; valid keys are {', '.join(UI_KEYS)}")
+    out = {}
+    for key, value in table.items():
+        kind, ok, expected = UI_KEYS[key]
+        # bool is an int in Python: refuse true/false where a number is expected, and the reverse
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind) or not ok(value):
+            raise ConfigError(f"{path}: [ui] {key} = {value!r} must be {expected}")
+        out[key] = float(value) if key == "restart_backoff" else value
+    return out
+
+
+def _keys_table(table, path: Path) -> dict:
+    """[keys]: action id -> key string (a comma list binds several keys). Unknown ids are reported by the
+    dashboard, which knows its actions; here only the shape is checked."""
+    if not isinstance(table, dict) or not all(isinstance(v, str) and v.strip() for v in table.values()):
+        raise ConfigError(f"{path}: [keys] must map action ids to key names, e.g. stop = \"x\"")
+    return {str(k): v.strip() for k, v in table.items()}
+
+
 def load_settings(flags: dict | None = None, environ: dict | None = None, path: Path | None = None) -> Settings:
     """Resolve settings: defaults < config file < environment < flags (non-None flag values)."""
     environ = os.environ if environ is None else environ
@@ -104,6 +148,9 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
         values = {k: _coerce(k, data[k], f"{path}") for k in ENV if k in data}
+        values.update(_ui_table(data.get("ui", {}), path))
+        if "keys" in data:
+            values["keys"] = _keys_table(data["keys"], path)
         settings = settings.with_values(f"file {path}", **values) if values else settings
     for key, name in ENV.items():
         if environ.get(name):

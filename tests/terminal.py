@@ -26,7 +26,10 @@ class Tmux:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
                            if k in ("PYTHONPATH", "PATH", "HOME", "TERM", "COLORTERM") or k.startswith(("XDG_", "MILO_", "HF_", "PULSE")))
         # `; sleep` keeps the pane open after the program exits so its last screen can be read.
-        cmd = f"cd {shlex.quote(cwd or os.getcwd())} && env {exports} {shlex.join(argv)}; echo EXITED:$?; sleep 30"
+        # COLUMNS/LINES are dropped: a pytest process can carry them in its C environment (80x24) without
+        # os.environ showing them, and programs would believe them rather than the pane's real size.
+        cmd = (f"cd {shlex.quote(cwd or os.getcwd())} && env -u COLUMNS -u LINES {exports} {shlex.join(argv)}; "
+               f"echo EXITED:$?; sleep 30")
         self._tmux("-f", "/dev/null", "new-session", "-d", "-s", self.session,
                    "-x", str(self.width), "-y", str(self.height), cmd)
         return self

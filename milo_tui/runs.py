@@ -1,0 +1,182 @@
+"""What the dashboard knows about each run folder, read from disk: a RunSummary per run (runs table) and a
+CheckpointInfo per checkpoint (checkpoints view). Plain functions, run off the event loop by RunWatcher."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from milo_tui.metrics import RECENT, speed
+from milo_tui.runfolder import (
+    CHECKPOINT_RE, EVAL_JSON, LIVE_STATUSES, METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_checkpoints,
+    read_json,
+)
+from milo_tui.tail import last_lines
+
+UNREADABLE = "unreadable"  # shown as the status of a run whose state.json is not a JSON object
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    name: str
+    path: Path
+    status: str
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    samples_per_s: float | None = None
+    eta_s: float | None = None
+    best_val: float | None = None
+    best_epoch: int | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+    pid_start_time: float | None = None
+    restarts: int = 0
+    restart_limit: int = 0
+    has_resume: bool = False
+    has_run_json: bool = False
+    updated_at: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+
+def _int(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _float(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def recent_steps(run_dir: Path) -> list[dict]:
+    """The last step records of a run's metrics.jsonl (read from the end of the file)."""
+    out = []
+    for line in last_lines(Path(run_dir) / METRICS, RECENT * 2):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("kind") == "step":
+            out.append(rec)
+    return out[-RECENT:]
+
+
+def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: list[dict]) -> RunSummary:
+    """One run's row: state.json first, the newest step records for what state.json lacks (speed, ETA)."""
+    run_dir = Path(run_dir)
+    state_ok = state is not None or not (run_dir / STATE_JSON).exists()
+    st = state or {}
+    status = st.get("status") if isinstance(st.get("status"), str) else None
+    if status is None:
+        status = UNREADABLE if not state_ok else "unknown"
+    last = recent[-1] if recent else {}
+    hyper = (run_json or {}).get("hyper") if isinstance((run_json or {}).get("hyper"), dict) else {}
+    epochs = _int(hyper.get("epochs"))
+    epoch = _int(last.get("epoch")) or _int(st.get("epoch"))
+    step = _int(last.get("step")) or _int(st.get("step"))
+    epoch_steps, epoch_step = _int(last.get("epoch_steps")), _int(last.get("epoch_step"))
+    total = epochs * epoch_steps if epochs and epoch_steps else None
+    eta = None
+    rate = speed(recent)
+    if status in LIVE_STATUSES and rate and epochs and epoch_steps and epoch and epoch_step is not None:
+        remaining = (epochs - epoch) * epoch_steps + max(0, epoch_steps - epoch_step)
+        eta = remaining / rate
+    error = st.get("error") if isinstance(st.get("error"), str) else None
+    if status == UNREADABLE:
+        error = "state.json is not readable JSON"
+    return RunSummary(
+        name=run_dir.name, path=run_dir, status=status, epoch=epoch, epochs=epochs, step=step, total_steps=total,
+        samples_per_s=_float(last.get("samples_per_s")), eta_s=eta,
+        best_val=_float(st.get("best_val")), best_epoch=_int(st.get("best_epoch")),
+        error=error, exit_code=_int(st.get("exit_code")), pid=_int(st.get("pid")),
+        pid_start_time=_float(st.get("pid_start_time")), restarts=_int(st.get("restarts")) or 0,
+        restart_limit=_int(st.get("restart_limit")) or 0, has_resume=(run_dir / RESUME_DIR).is_dir(),
+        has_run_json=run_json is not None, updated_at=_float(st.get("updated_at")),
+    )
+
+
+def read_summary(run_dir: Path) -> RunSummary:
+    return summarize(run_dir, read_json(Path(run_dir) / STATE_JSON), read_json(Path(run_dir) / RUN_JSON),
+                     recent_steps(run_dir))
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    name: str
+    path: Path
+    epoch: int | None
+    step: int | None
+    bytes: int
+    val_loss: float | None
+    created: float
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes on disk of the files in a folder (allocated blocks, so sparse files count what they use)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def eval_loss(ev: dict | None) -> float | None:
+    """The validation objective from a checkpoint's eval.json (tolerant of where the trainer puts it)."""
+    if not ev:
+        return None
+    for key in ("objective", "val_objective", "val_loss", "loss"):
+        if _float(ev.get(key)) is not None:
+            return _float(ev[key])
+    nested = ev.get("validation")
+    return eval_loss(nested) if isinstance(nested, dict) else None
+
+
+class CheckpointScanner:
+    """Checkpoint folders are complete once renamed into place and never change after: sizes and eval.json
+    are read once per folder (and eval.json again until it appears)."""
+
+    def __init__(self, disk_usage=shutil.disk_usage) -> None:
+        self._cache: dict[Path, CheckpointInfo] = {}
+        self._disk_usage = disk_usage
+
+    def scan(self, run_dir: Path) -> tuple[list[CheckpointInfo], int | None]:
+        found = []
+        for path in list_checkpoints(run_dir):
+            info = self._cache.get(path)
+            if info is None or info.val_loss is None:
+                m = CHECKPOINT_RE.match(path.name)
+                ev = read_json(path / EVAL_JSON)
+                epoch = int(m["epoch"]) if m["epoch"] else (_int((ev or {}).get("epoch")))
+                step = int(m["step"]) if m["step"] else _int((ev or {}).get("step"))
+                try:
+                    created = path.stat().st_mtime
+                except OSError:
+                    continue
+                bytes_ = info.bytes if info else folder_bytes(path)
+                info = CheckpointInfo(path.name, path, epoch, step, bytes_, eval_loss(ev), created)
+                self._cache[path] = info
+            found.append(info)
+        try:
+            free = self._disk_usage(str(run_dir)).free
+        except Exception:
+            free = None
+        return sorted(found, key=lambda c: (c.created, c.name)), free
+
+
+def log_error_line(run_dir: Path) -> str | None:
+    """The last line of train.log that reads like an error (else its last non-empty line)."""
+    lines = [l.decode("utf-8", "replace").strip() for l in last_lines(Path(run_dir) / TRAIN_LOG, 60)]
+    lines = [l for l in lines if l]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line or line.lower().startswith("error"):
+            return line[:300]
+    return lines[-1][:300] if lines else None

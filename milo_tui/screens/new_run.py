@@ -1,0 +1,161 @@
+"""The new-run form: every field validated before anything is launched (validate_form is a plain
+function, tested on its own). Defaults come from the configuration."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Select, Static
+
+from milo_tui.supervisor import ATTENTION, RunRequest
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SPEAKER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+AUDIO = (".wav", ".flac", ".mp3", ".ogg")
+
+# field id -> (label, kind)
+FIELDS = {
+    "base_model": "Base model folder",
+    "data": "Data (JSONL or corpus folder)",
+    "run_name": "Run name",
+    "lr": "Learning rate",
+    "epochs": "Epochs",
+    "batch_size": "Batch size",
+    "grad_accum": "Gradient accumulation",
+    "speaker": "Speaker name",
+    "attention": "Attention",
+    "restart_limit": "Restarts on crash (0 = off)",
+}
+
+
+def check_base_model(path: Path) -> str | None:
+    if not path.is_dir():
+        return f"{path} is not a folder"
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{path} has no readable config.json: not a Qwen3-TTS model folder"
+    if not isinstance(config, dict) or config.get("tts_model_type") != "base":
+        kind = config.get("tts_model_type") if isinstance(config, dict) else None
+        return f"{path.name} is a {kind or 'non-Qwen3-TTS'} model; fine-tuning starts from a Base model"
+    if not (path / "speech_tokenizer").is_dir():
+        return f"{path} has no speech_tokenizer/ folder"
+    return None
+
+
+def check_data(path: Path) -> str | None:
+    if path.is_file():
+        return None if path.suffix == ".jsonl" else f"{path.name} is not a .jsonl file"
+    if path.is_dir():
+        if any(p.suffix.lower() in AUDIO for p in path.iterdir() if p.is_file()):
+            return None
+        return f"{path} holds no audio files ({', '.join(AUDIO)})"
+    return f"{path} does not exist"
+
+
+def _number(text: str, kind, low, high, name: str):
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        return None, f"{name} must be {'a whole number' if kind is int else 'a number'}"
+    if not low <= value <= high:
+        return None, f"{name} must be from {low:g} to {high:g}"
+    return value, None
+
+
+def validate_form(values: dict[str, str], checkpoints: Path) -> tuple[RunRequest | None, dict[str, str]]:
+    """(request, {}) when every field is right, else (None, {field: one-line error})."""
+    errors: dict[str, str] = {}
+    paths = {}
+    for key in ("base_model", "data"):
+        text = values.get(key, "").strip()
+        if not text:
+            errors[key] = f"{FIELDS[key]} is required"
+            continue
+        paths[key] = Path(text).expanduser().absolute()
+        err = (check_base_model if key == "base_model" else check_data)(paths[key])
+        if err:
+            errors[key] = err
+    name = values.get("run_name", "").strip()
+    if not RUN_NAME.match(name):
+        errors["run_name"] = "run name: letters, digits, . _ - (up to 64), starting with a letter or digit"
+    elif (Path(checkpoints) / name).exists():
+        errors["run_name"] = f"a run named {name!r} already exists"
+    numbers = {}
+    for key, kind, low, high in (("lr", float, 1e-9, 1e-2), ("epochs", int, 1, 10000), ("batch_size", int, 1, 1024),
+                                 ("grad_accum", int, 1, 1024), ("restart_limit", int, 0, 100)):
+        numbers[key], err = _number(values.get(key, ""), kind, low, high, FIELDS[key].split(" (")[0].lower())
+        if err:
+            errors[key] = err
+    speaker = values.get("speaker", "").strip()
+    if speaker and not SPEAKER.match(speaker):
+        errors["speaker"] = "speaker name: one word of letters, digits, _ or - (up to 32)"
+    attention = values.get("attention") or "sdpa"
+    if attention not in ATTENTION:
+        errors["attention"] = f"attention must be one of {', '.join(ATTENTION)}"
+    if errors:
+        return None, errors
+    return RunRequest(run_dir=Path(checkpoints).absolute() / name, base_model=paths["base_model"], data=paths["data"],
+                      epochs=numbers["epochs"], lr=numbers["lr"], batch_size=numbers["batch_size"],
+                      grad_accum=numbers["grad_accum"], speaker=speaker.lower(), attention=attention,
+                      restart_limit=numbers["restart_limit"]), {}
+
+
+class NewRunScreen(ModalScreen[RunRequest | None]):
+    BINDINGS = [
+        Binding("ctrl+s", "launch", "Launch", id="form_launch"),
+        Binding("escape", "cancel", "Cancel", id="form_cancel"),
+    ]
+
+    def __init__(self, defaults: dict[str, str], checkpoints: Path) -> None:
+        super().__init__()
+        self.defaults, self.checkpoints = defaults, checkpoints
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="form"):
+            yield Label("[b]New run[/]  tab moves, enter or ctrl+s launches, esc cancels", classes="title")
+            for key, label in FIELDS.items():
+                with Horizontal(classes="field"):
+                    yield Label(label, classes="label")
+                    if key == "attention":
+                        yield Select([(a, a) for a in ATTENTION], value=self.defaults.get(key, "sdpa"), allow_blank=False,
+                                     compact=True, id=key)
+                    else:
+                        yield Input(self.defaults.get(key, ""), compact=True, id=key,
+                                    placeholder="the run name" if key == "speaker" else "")
+            yield Static("", id="errors")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._show_ends)
+
+    def _show_ends(self) -> None:
+        for field in self.query(Input):  # a long path shows its end: the names that tell paths apart
+            field.scroll_to(x=max(0, len(field.value) + 1 - field.content_size.width), animate=False)
+
+    def values(self) -> dict[str, str]:
+        out = {key: self.query_one(f"#{key}", Input).value for key in FIELDS if key != "attention"}
+        out["attention"] = str(self.query_one("#attention", Select).value)
+        return out
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.action_launch()
+
+    def action_launch(self) -> None:
+        request, errors = validate_form(self.values(), self.checkpoints)
+        for key in FIELDS:
+            self.query_one(f"#{key}").set_class(key in errors, "-invalid")
+        if errors:
+            self.query_one("#errors", Static).update("\n".join(errors.values()))
+            first = next(iter(errors))
+            self.query_one(f"#{first}").focus()
+            self.notify(errors[first], severity="error")
+            return
+        self.dismiss(request)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,195 @@
+"""The runs view: every run, and for the selected one its loss chart, per-layer losses, train.log tail and
+the GPU's health. Compact below 110x36 (one pane at a time, `v` switches), everything at once above:
+the same widgets, arranged by milo.tcss from the screen's classes."""
+from __future__ import annotations
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from milo_tui.format import fmt_duration, fmt_num
+from milo_tui.widgets.charts import LayerPanel, LossChart
+from milo_tui.widgets.log_tail import LogTail
+from milo_tui.widgets.tables import STATUS_STYLE, RunsTable
+from milo_tui.widgets.telemetry import TelemetryPanel
+
+VIEWS = ("chart", "layers", "log")
+WIDE = (110, 36)  # columns, rows from which every pane shows at once
+
+
+def _set(widget, attribute: str, value) -> None:
+    """Assign only a new value: every assignment costs a repaint, some a layout."""
+    if getattr(widget, attribute) != value:
+        setattr(widget, attribute, value)
+
+
+def _update(static: Static, text: str) -> None:
+    if getattr(static, "_milo_text", None) != text:
+        static._milo_text = text
+        static.update(text, layout=False)  # one line, fixed height: no reflow of the screen
+
+
+def _titled(widget, title: str):
+    widget.border_title = title
+    return widget
+
+
+def action_name(action: str) -> str:
+    """"app.overlay(1)" -> "overlay"."""
+    return action.split("(")[0].rsplit(".", 1)[-1]
+
+
+class ExplainDisabled:
+    """Mixin for screens: a key whose action is dimmed says why in one line instead of doing nothing."""
+
+    def why_not(self, action: str) -> str | None:
+        return None
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        return None if self.why_not(action) else True
+
+    def on_key(self, event) -> None:
+        active = self.active_bindings.get(event.key)  # the keymap from config.toml applied
+        if active is not None and active.node is self and not active.enabled:
+            reason = self.why_not(action_name(active.binding.action))
+            if reason:
+                event.stop()
+                self.notify(reason, severity="warning", timeout=4)
+
+
+class RunsScreen(ExplainDisabled, Screen):
+    BINDINGS = [
+        Binding("n", "app.new_run", "New run", id="new_run", tooltip="Start a training run from a form"),
+        Binding("s", "app.stop", "Stop", id="stop", tooltip="Stop gracefully: the trainer saves a resume point"),
+        Binding("K", "app.kill", "Kill", id="kill", tooltip="Kill the run's whole process group (asks first)"),
+        Binding("r", "app.resume", "Resume", id="resume", tooltip="Continue from the newest resume point"),
+        Binding("c", "app.checkpoints", "Checkpoints", id="checkpoints", tooltip="The selected run's checkpoints"),
+        Binding("R", "app.restart_policy", "Restart policy", id="restart_policy", show=False,
+                tooltip="Restart this run when it crashes: off, or N times with back-off"),
+        Binding("m", "app.smooth", "Smooth", id="smooth", show=False, tooltip="EMA smoothing of the loss chart on/off"),
+        Binding("right_square_bracket", "app.overlay(1)", "Next layer", id="next_layer", show=False,
+                tooltip="Overlay the next codebook layer on the loss chart"),
+        Binding("left_square_bracket", "app.overlay(-1)", "Previous layer", id="previous_layer", show=False,
+                tooltip="Overlay the previous codebook layer on the loss chart"),
+        Binding("backslash", "app.overlay(0, True)", "No layer", id="no_layer", show=False,
+                tooltip="Remove the overlaid layer from the loss chart"),
+        Binding("v", "view", "View", id="view", tooltip="Show the chart, the layers or the log (compact layout)"),
+        Binding("z", "zoom", "Zoom", id="zoom", show=False, tooltip="Fill the screen with the focused pane"),
+    ]
+    AUTO_FOCUS = "#runs"
+    wide = reactive(False)
+    _bindings_state: tuple = (None, None, None, False)  # what the footer was last drawn for
+
+    def compose(self) -> ComposeResult:
+        # One tree for both layouts; milo.tcss arranges it by the classes -wide and -view-<pane>.
+        yield Static(self.app.title_line(), id="title")
+        yield _titled(RunsTable(id="runs", classes="pane"), "Runs")
+        yield Static(id="detail")
+        with Horizontal(id="middle"):
+            with Vertical(id="left"):
+                yield LossChart(id="chart", classes="pane")
+                yield LayerPanel(id="layers", classes="pane")
+            with Vertical(id="right"):
+                yield TelemetryPanel(id="telemetry", classes="pane")
+                yield _titled(LogTail(id="log", classes="pane"), "train.log")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.set_view(self.app.view)
+        self.app.mark_dirty()
+
+    def on_resize(self, event) -> None:
+        self.wide = event.size.width >= WIDE[0] and event.size.height >= WIDE[1]
+
+    def watch_wide(self, wide: bool) -> None:
+        self.set_class(wide, "-wide")
+        self.app.mark_dirty("chart", "telemetry")
+
+    def set_view(self, view: str) -> None:
+        """The pane the compact layout shows (the wide one shows them all)."""
+        for name in VIEWS:
+            self.set_class(name == view, f"-view-{name}")
+
+    def on_screen_resume(self) -> None:
+        self.app.mark_dirty()
+
+    # ---------------------------------------------------------------- drawing (called by the app's draw timer)
+
+    def draw(self, parts: set[str]) -> None:
+        app = self.app
+        if "runs" in parts:
+            table = self.query_one(RunsTable)
+            table.show(app.runs.values())
+            _set(table, "border_title", app.runs_title())
+            if app.selected is not None and str(app.selected) in table.rows:
+                index = table.get_row_index(str(app.selected))
+                if table.cursor_row != index:
+                    table.move_cursor(row=index)
+            _update(self.query_one("#title", Static), app.title_line())
+            _update(self.query_one("#detail", Static), self.detail_line())
+            r = app.selected_summary()
+            state = (app.selected, r and r.status, r and r.has_resume, self.wide)
+            if state != self._bindings_state:  # the footer redraws only when what is possible changed
+                self._bindings_state = state
+                self.refresh_bindings()
+        if "chart" in parts:
+            m = app.selected_metrics()
+            points, vals = (m.points, m.validations) if m else ([], [])
+            self.query_one(LossChart).show(points, vals, smooth=app.smooth, overlay=app.overlay, ascii=app.ascii)
+            self.query_one(LayerPanel).show(points, overlay=app.overlay, ascii=app.ascii)
+        if "log" in parts:
+            self.query_one(LogTail).show(app.log_lines)
+        if "telemetry" in parts:
+            self.query_one(TelemetryPanel).show(app.history, app.run_pids(), app.ascii)
+
+    def detail_line(self) -> str:
+        r = self.app.selected_summary()
+        if r is None:
+            return " no run selected: [b]n[/] starts one" if not self.app.runs else ""
+        style = STATUS_STYLE.get(r.status, "")
+        parts = [f" [b]{escape(r.name)}[/]", f"[{style}]{r.status}[/]" if style else r.status]
+        if r.live:
+            if r.step is not None:
+                parts.append(f"step {r.step}" + (f"/{r.total_steps}" if r.total_steps else ""))
+            if r.eta_s is not None:
+                parts.append(f"ETA {fmt_duration(r.eta_s)}")
+        elif r.error:
+            code = f" (exit {r.exit_code})" if r.exit_code not in (None, 0) else ""
+            parts.append(f"[#ff5f5f]{escape(r.error)}{code}[/]")
+        if r.best_val is not None:
+            parts.append(f"best {fmt_num(r.best_val)} @ epoch {r.best_epoch}")
+        if r.restart_limit:
+            parts.append(f"restarts {r.restarts}/{r.restart_limit}")
+        return " · ".join(parts)
+
+    # ---------------------------------------------------------------- input
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        # Only the cursor's current row counts: the table also reports row 0 when its first rows arrive,
+        # before draw() has moved the cursor to the selected run.
+        if event.cursor_row == event.data_table.cursor_row and event.row_key.value is not None:
+            self.app.select_run(event.row_key.value)
+
+    def why_not(self, action: str) -> str | None:
+        return self.app.why_not(action)  # the run actions are the app's (its state decides)
+
+    def action_view(self) -> None:
+        self.app.view = VIEWS[(VIEWS.index(self.app.view) + 1) % len(VIEWS)]
+        self.set_view(self.app.view)
+        self.app.mark_dirty("chart", "log")
+
+    def action_zoom(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        elif self.focused is not None and self.focused.id != "runs":
+            self.maximize(self.focused)
+        else:
+            pane = self.query_one("#chart" if self.wide else f"#{self.app.view}")
+            pane.focus()
+            self.maximize(pane)

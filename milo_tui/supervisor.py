@@ -1,0 +1,299 @@
+"""Starting, signalling and watching trainers (docs/supervision.md).
+
+A trainer runs detached: its own session (so neither a closed SSH session nor a dead dashboard takes it
+down), stdin from /dev/null, stdout and stderr appended to the run's train.log. state.json records its pid
+and the process's start time; a dashboard started later re-attaches by reading them, and a live pid with
+another start time is another process that happens to have the number (PID reuse): never signalled.
+
+No Textual here: the app calls `start`/`resume` from a thread worker, `stop`/`kill` directly (one
+syscall), and RunWatcher calls `check` from its thread.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from milo_tui.runfolder import (
+    CRASHED, EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_OOM, EXIT_USAGE, LIVE_STATUSES, RUN_JSON, STARTING, STATE_JSON,
+    TRAIN_LOG, read_json, update_state,
+)
+
+ATTENTION = ("sdpa", "eager", "flash_attention_2")
+PREPARED_DATA = "prepared.jsonl"  # where a corpus folder is prepared to, inside the run folder
+# Exit codes a restart cannot cure: bad command line, bad input, out of memory, disk full.
+NO_RESTART = frozenset({EXIT_USAGE, EXIT_BAD_INPUT, EXIT_OOM, EXIT_DISK_FULL})
+START_TIME_TOLERANCE = 0.05  # s; psutil's create_time has clock-tick (10 ms) resolution
+
+
+class SupervisorError(Exception):
+    """An action the operator asked for cannot be done; the message is one line saying why."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the new-run form asks for (validated by milo_tui.screens.new_run before it gets here)."""
+    run_dir: Path
+    base_model: Path
+    data: Path  # a training JSONL, or a corpus folder to prepare first
+    epochs: int = 10
+    lr: float = 2e-5
+    batch_size: int = 2
+    grad_accum: int = 4
+    speaker: str = ""
+    attention: str = "sdpa"
+    restart_limit: int = 0
+    device: str | None = None  # cpu, cuda, cuda:N; None: the trainer decides (cuda when available)
+
+    @property
+    def prepare_first(self) -> bool:
+        return Path(self.data).is_dir()
+
+
+def trainer_argv(python: str, req: RunRequest) -> list[str]:
+    data = req.run_dir / PREPARED_DATA if req.prepare_first else req.data
+    argv = [python, "-m", "training", "run", "--base", str(req.base_model), "--data", str(data), "--run", str(req.run_dir),
+            "--epochs", str(req.epochs), "--lr", repr(req.lr), "--batch-size", str(req.batch_size),
+            "--grad-accum", str(req.grad_accum), "--attn", req.attention]
+    argv += ["--speaker", req.speaker] if req.speaker else []
+    return argv + (["--device", req.device] if req.device else [])
+
+
+def prepare_argv(python: str, req: RunRequest) -> list[str]:
+    argv = [python, "-m", "training", "prepare", str(req.data), "--base", str(req.base_model),
+            "--out", str(req.run_dir / PREPARED_DATA)]
+    return argv + (["--device", req.device.split(":")[0]] if req.device else [])
+
+
+def start_time(pid: int) -> float | None:
+    import psutil  # here, not at import: the dashboard's first frame does not wait for it
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def is_same_process(pid, started) -> bool:
+    """True when `pid` runs and is the process that started at `started` (not a reuse of its number)."""
+    if not isinstance(pid, int) or pid <= 0 or not isinstance(started, (int, float)):
+        return False
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return abs(proc.create_time() - started) < START_TIME_TOLERANCE
+    except psutil.Error:
+        return False
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A watched trainer is gone. `status` is what state.json says now (after `check` fixed it up)."""
+    run_dir: Path
+    status: str
+    exit_code: int | None
+    error: str | None
+    requested: str | None  # "stop" or "kill" when the operator asked for it
+    restarts: int = 0
+    restart_limit: int = 0
+
+    @property
+    def restartable(self) -> bool:
+        return (self.status == CRASHED and self.requested is None and self.restarts < self.restart_limit
+                and self.exit_code not in NO_RESTART)
+
+
+@dataclass
+class Supervisor:
+    python: str = sys.executable
+    env: dict | None = None
+    _children: dict = field(default_factory=dict)  # run_dir -> Popen (trainers this dashboard started)
+    _watched: set = field(default_factory=set)  # run dirs seen alive: report their end once
+    _requested: dict = field(default_factory=dict)  # run_dir -> "stop" | "kill"
+    _launching: set = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------------ launching (thread workers)
+
+    def start(self, req: RunRequest) -> int:
+        run_dir = Path(req.run_dir)
+        try:
+            run_dir.mkdir(parents=True)
+        except FileExistsError:
+            raise SupervisorError(f"a run named {run_dir.name!r} already exists; choose another name") from None
+        except OSError as exc:
+            raise SupervisorError(f"cannot create {run_dir}: {exc.strerror}") from None
+        run = trainer_argv(self.python, req)
+        argv = run
+        if req.prepare_first:
+            # one process group: the shell runs prepare, then becomes the trainer (exec keeps pid and start time)
+            argv = ["/bin/sh", "-c", f"{shlex.join(prepare_argv(self.python, req))} && exec {shlex.join(run)}"]
+        return self._spawn(run_dir, argv, launch_command=run, restarts=0, restart_limit=req.restart_limit,
+                           preparing=req.prepare_first)
+
+    def resume(self, run_dir: Path, restart: bool = False) -> int:
+        """Continue a stopped or crashed run from its newest resume point (the trainer finds it)."""
+        run_dir = Path(run_dir)
+        state = read_json(run_dir / STATE_JSON) or {}
+        if state.get("status") in LIVE_STATUSES and is_same_process(state.get("pid"), state.get("pid_start_time")):
+            raise SupervisorError(f"run {run_dir.name!r} is still running")
+        command = state.get("launch_command")
+        if isinstance(command, list) and command and all(isinstance(a, str) for a in command):
+            argv = [self.python, *command[1:]]  # the interpreter of this dashboard
+        elif (run_dir / RUN_JSON).is_file():
+            argv = [self.python, "-m", "training", "run", "--run", str(run_dir)]
+        else:
+            raise SupervisorError(f"run {run_dir.name!r} cannot be resumed: the trainer never started; start a new run")
+        argv = argv if "--resume" in argv else [*argv, "--resume"]
+        restarts = (state.get("restarts") or 0) + (1 if restart else 0)
+        return self._spawn(run_dir, argv, restarts=restarts, preparing=False)
+
+    def _spawn(self, run_dir: Path, argv: list[str], **fields) -> int:
+        with self._lock:
+            self._launching.add(run_dir)
+            self._requested.pop(run_dir, None)
+        try:
+            with open(run_dir / TRAIN_LOG, "ab") as log:
+                log.write(f"--- milo-tui {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n".encode())
+                log.flush()
+                update_state(run_dir, status=STARTING, pid=None, pid_start_time=None, exit_code=None, error=None,
+                             ended_at=None, started_at=time.time(), **fields)
+                try:
+                    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True, cwd=run_dir, env=self.env, close_fds=True)
+                except OSError as exc:
+                    update_state(run_dir, status=CRASHED, error=f"cannot start the trainer: {exc}", ended_at=time.time())
+                    raise SupervisorError(f"cannot start the trainer: {exc}") from None
+            # The trainer writes state.json only after importing torch (seconds): no lost update here.
+            update_state(run_dir, pid=proc.pid, pid_start_time=start_time(proc.pid))
+            with self._lock:
+                self._children[run_dir] = proc
+                self._watched.add(run_dir)
+            return proc.pid
+        finally:
+            with self._lock:
+                self._launching.discard(run_dir)
+
+    # ------------------------------------------------------------------ signals (on the loop: one syscall)
+
+    def stop(self, run_dir: Path) -> None:
+        """Graceful: the trainer finishes its step, saves a resume point and exits 0 (status stopped)."""
+        self._signal(Path(run_dir), signal.SIGTERM, "stop")
+
+    def kill(self, run_dir: Path) -> None:
+        """Force: SIGKILL to the whole process group. Work since the last resume point is lost."""
+        self._signal(Path(run_dir), signal.SIGKILL, "kill")
+
+    def _signal(self, run_dir: Path, sig: int, what: str) -> None:
+        state = read_json(run_dir / STATE_JSON)
+        if state is None:
+            raise SupervisorError(f"run {run_dir.name!r} has no readable state.json; nothing to {what}")
+        pid = state.get("pid")
+        if state.get("status") not in LIVE_STATUSES:
+            raise SupervisorError(f"run {run_dir.name!r} is not running (it is {state.get('status')})")
+        if not is_same_process(pid, state.get("pid_start_time")):
+            raise SupervisorError(f"run {run_dir.name!r}: its process {pid} is gone; nothing to {what}")
+        try:
+            # start_new_session made the trainer its group's leader; anything else gets the signal alone
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            raise SupervisorError(f"run {run_dir.name!r}: its process {pid} is gone; nothing to {what}") from None
+        except PermissionError:
+            raise SupervisorError(f"run {run_dir.name!r}: not allowed to signal process {pid}") from None
+        with self._lock:
+            self._requested[run_dir] = what
+            self._watched.add(run_dir)
+
+    # ------------------------------------------------------------------ watching (RunWatcher's thread)
+
+    def watching(self, run_dir: Path) -> bool:
+        with self._lock:
+            return Path(run_dir) in self._watched
+
+    def set_restart_limit(self, run_dir: Path, limit: int) -> None:
+        """The restart policy of a run: restart it up to `limit` times when it crashes (0: never)."""
+        update_state(Path(run_dir), restart_limit=int(limit))
+
+    def alive(self, run_dir: Path, state: dict) -> bool:
+        with self._lock:
+            proc = self._children.get(run_dir)
+        if proc is not None and proc.pid == state.get("pid"):
+            return proc.poll() is None  # our child: poll() also reaps it
+        return is_same_process(state.get("pid"), state.get("pid_start_time"))
+
+    def check(self, run_dir: Path) -> Ended | None:
+        """Look at one run; when its process is gone while state.json says it is live, record the crash.
+        Returns Ended once per run that this supervisor saw alive (or started) and that has now ended."""
+        run_dir = Path(run_dir)
+        with self._lock:
+            if run_dir in self._launching:
+                return None
+            proc = self._children.get(run_dir)
+            watched = run_dir in self._watched
+        state = read_json(run_dir / STATE_JSON)
+        if state is None:
+            return None
+        if state.get("status") not in LIVE_STATUSES and not watched:
+            return None
+        if self.alive(run_dir, state):
+            with self._lock:
+                self._watched.add(run_dir)
+            return None
+        exit_code = proc.returncode if proc is not None and proc.pid == state.get("pid") else None
+        with self._lock:
+            requested = self._requested.pop(run_dir, None)
+            self._children.pop(run_dir, None)
+            self._watched.discard(run_dir)
+        state = read_json(run_dir / STATE_JSON) or state  # the trainer may have written its end just now
+        if state.get("status") in LIVE_STATUSES:
+            error = ended_error(run_dir, state, exit_code, requested)
+            state = update_state(run_dir, status=CRASHED, exit_code=exit_code, error=error, ended_at=time.time())
+        if not watched:
+            return None
+        return Ended(run_dir, state.get("status"), state.get("exit_code", exit_code), state.get("error"), requested,
+                     state.get("restarts") or 0, state.get("restart_limit") or 0)
+
+    def forget(self) -> None:
+        """Drop the Popen objects (the trainers keep running): for a dashboard that quits."""
+        with self._lock:
+            for proc in self._children.values():
+                proc.returncode = proc.returncode if proc.returncode is not None else 0  # no ResourceWarning
+            self._children.clear()
+
+
+def ended_error(run_dir: Path, state: dict, exit_code: int | None, requested: str | None) -> str:
+    """One line for a trainer that ended without recording why."""
+    from milo_tui.runs import log_error_line
+
+    if requested == "kill" or (exit_code == -signal.SIGKILL and requested is None):
+        who = "by the operator" if requested == "kill" else "by SIGKILL (out of host memory?)"
+        return f"killed {who}; resume continues from the newest resume point"
+    line = log_error_line(run_dir)
+    if state.get("preparing") and state.get("status") == STARTING:
+        return f"data preparation failed: {line}" if line else "data preparation failed; see train.log"
+    if requested == "stop":
+        return "stopped before the trainer could save a resume point"
+    if exit_code is not None and exit_code < 0:
+        try:
+            cause = f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            cause = f"killed by signal {-exit_code}"
+    elif exit_code is not None:
+        cause = f"exit {exit_code}"
+    elif state.get("pid"):
+        cause = f"its process {state['pid']} is gone"
+    else:
+        cause = "state.json names no process"
+    return f"the trainer ended without recording why ({cause})" + (f": {line}" if line else "")

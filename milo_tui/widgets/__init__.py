@@ -1,0 +1,1 @@
+"""Widgets render what they are given; the app's handlers own the state."""

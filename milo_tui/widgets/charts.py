@@ -1,0 +1,45 @@
+"""The loss chart and the per-layer small multiples."""
+from __future__ import annotations
+
+from milo_tui.chart import LAYER_SUM, OBJECTIVE, OVERLAY, VALIDATION, layer_rows, loss_chart
+from milo_tui.widgets.lines import LinesWidget
+
+
+class LossChart(LinesWidget, can_focus=True):
+    """Objective and 16-layer sum over steps, validation points, one overlaid layer."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.points, self.validations = [], []
+        self.smooth, self.overlay, self.ascii = False, None, False
+
+    def show(self, points, validations, *, smooth: bool, overlay: int | None, ascii: bool) -> None:
+        self.points, self.validations = points, validations
+        self.smooth, self.overlay, self.ascii = smooth, overlay, ascii
+        legend = f"[{OBJECTIVE}]objective[/] [{LAYER_SUM}]layer sum[/] [{VALIDATION}]{'*' if ascii else '◆'} val[/]"
+        if overlay is not None:
+            legend += f" [{OVERLAY}]layer {overlay}[/]"
+        title = f"Loss{' (smoothed)' if smooth else ''}  {legend}"
+        if title != self.border_title:
+            self.border_title = title
+        self.redraw()
+
+    def lines(self, width: int, height: int):
+        return loss_chart(self.points, self.validations, width, height, smooth=self.smooth, overlay=self.overlay,
+                          ascii=self.ascii)
+
+
+class LayerPanel(LinesWidget, can_focus=True):
+    """One labelled sparkline per codebook layer with its latest value (in columns when short)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.points, self.overlay, self.ascii = [], None, False
+        self.border_title = "Layers"
+
+    def show(self, points, *, overlay: int | None, ascii: bool) -> None:
+        self.points, self.overlay, self.ascii = points, overlay, ascii
+        self.redraw()
+
+    def lines(self, width: int, height: int):
+        return layer_rows(self.points, width, height, overlay=self.overlay, ascii=self.ascii)

@@ -1,0 +1,34 @@
+"""The tail of train.log: as many of the newest lines as fit, long ones wrapped, error lines in red."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from milo_tui.widgets.lines import LinesWidget
+
+ERROR_STYLE = "#ff5f5f"
+
+
+def _looks_like_error(line: str) -> bool:
+    return "Error" in line or "Traceback" in line or "error:" in line or "Exception" in line
+
+
+class LogTail(LinesWidget, can_focus=True):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.source: Sequence[str] = ()
+
+    def show(self, lines: Sequence[str]) -> None:
+        self.source = lines
+        self.redraw()
+
+    def lines(self, width: int, height: int) -> list[Text]:
+        out: list[Text] = []
+        console = self.app.console
+        for line in reversed(self.source):
+            text = Text(line.expandtabs(), ERROR_STYLE if _looks_like_error(line) else "")
+            out[:0] = text.wrap(console, max(1, width)) if line else [Text()]
+            if len(out) >= height:
+                break
+        return out[-height:] if height else []

@@ -1,0 +1,37 @@
+"""A dashboard in a process of its own (Textual's headless driver) that starts one run from the form and
+then keeps watching it; the re-attach test SIGKILLs it.
+
+    python -m tests.dashboard.headless_dashboard CHECKPOINTS BASE DATA RUN_NAME
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from milo_tui.app import MiloApp
+from milo_tui.config import Settings
+from milo_tui.screens.new_run import NewRunScreen
+
+
+def main() -> None:
+    checkpoints, base, data, name = sys.argv[1:5]
+    app = MiloApp(Settings(checkpoints=Path(checkpoints), base_model=Path(base), data=Path(data)),
+                  telemetry_interval=None, ascii=True)
+
+    async def auto_pilot(pilot) -> None:
+        await pilot.pause(0.5)
+        await pilot.press("n")
+        while not isinstance(app.screen, NewRunScreen):
+            await pilot.pause(0.05)
+        app.screen.query_one("#run_name").value = name
+        app.screen.query_one("#epochs").value = "500"
+        await pilot.press("ctrl+s")
+        print("form submitted", flush=True)
+        await asyncio.Event().wait()  # watch until killed
+
+    app.run(headless=True, size=(100, 30), auto_pilot=auto_pilot)
+
+
+if __name__ == "__main__":
+    main()

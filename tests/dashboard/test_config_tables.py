@@ -1,0 +1,35 @@
+"""config.toml's [ui] and [keys] tables: read, checked, one line when wrong."""
+from __future__ import annotations
+
+import pytest
+
+from milo_tui.config import ConfigError, load_settings
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return load_settings({}, environ={}, path=path)
+
+
+def test_ui_and_keys_tables(tmp_path):
+    s = _load(tmp_path, '[ui]\nascii = true\nrestart_on_crash = 3\nrestart_backoff = 2\n[keys]\nstop = "x"\nkill = "ctrl+k, K"\n')
+    assert s.ascii is True and s.restart_on_crash == 3 and s.restart_backoff == 2.0
+    assert s.keys == {"stop": "x", "kill": "ctrl+k, K"}
+    defaults = load_settings({}, environ={}, path=tmp_path / "none.toml")
+    assert defaults.ascii is None and defaults.restart_on_crash == 0 and defaults.keys == {}
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[ui]\nascii = 1\n", "[ui] ascii = 1 must be true or false"),
+    ("[ui]\nrestart_on_crash = true\n", "must be a whole number from 0 (off) to 100"),
+    ("[ui]\nrestart_on_crash = 500\n", "from 0 (off) to 100"),
+    ("[ui]\nrestart_backoff = -1\n", "seconds from 0 to 3600"),
+    ("[ui]\ncolour = 1\n", "unknown key(s) in [ui]: colour"),
+    ("ui = 3\n", "[ui] must be a table"),
+    ("[keys]\nstop = 3\n", "[keys] must map action ids to key names"),
+])
+def test_bad_values_give_one_line(tmp_path, text, words):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, text)
+    assert words in str(err.value) and "\n" not in str(err.value)

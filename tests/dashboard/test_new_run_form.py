@@ -1,0 +1,89 @@
+"""The new-run form: every field checked before anything starts; errors are one line each."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from milo_tui.screens.new_run import NewRunScreen, validate_form
+from tests.dashboard.conftest import make_app, screen_text, wait_for
+
+
+@pytest.fixture
+def base(tmp_path):
+    folder = tmp_path / "base"
+    (folder / "speech_tokenizer").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_tts", "tts_model_type": "base"}))
+    return folder
+
+
+def _values(base_dir, data_path, **over):
+    values = dict(base_model=str(base_dir), data=str(data_path), run_name="voice-1", lr="2e-5", epochs="3", batch_size="2",
+                  grad_accum="4", speaker="milo", attention="sdpa", restart_limit="1")
+    values.update(over)
+    return values
+
+
+def test_a_good_form_becomes_a_request(base, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    request, errors = validate_form(_values(base, data), tmp_path / "checkpoints")
+    assert errors == {}
+    assert request.run_dir == (tmp_path / "checkpoints" / "voice-1").absolute()
+    assert (request.epochs, request.lr, request.restart_limit, request.prepare_first) == (3, 2e-5, 1, False)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.wav").write_bytes(b"RIFF")
+    request, errors = validate_form(_values(base, corpus), tmp_path / "checkpoints")
+    assert errors == {} and request.prepare_first
+
+
+def test_each_bad_field_gets_its_line(base, tmp_path):
+    custom = tmp_path / "custom"
+    (custom / "speech_tokenizer").mkdir(parents=True)
+    (custom / "config.json").write_text(json.dumps({"tts_model_type": "custom_voice"}))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "ck" / "taken").mkdir(parents=True)
+    cases = {
+        "base_model": [(str(tmp_path / "nope"), "is not a folder"), (str(custom), "fine-tuning starts from a Base model"),
+                       (str(empty), "no readable config.json"), ("", "is required")],
+        "data": [(str(empty), "holds no audio files"), (str(tmp_path / "x.jsonl"), "does not exist")],
+        "run_name": [("../escape", "run name: letters"), ("taken", "already exists"), ("a b", "run name")],
+        "lr": [("fast", "must be a number"), ("1", "must be from")],
+        "epochs": [("0", "must be from 1"), ("2.5", "whole number")],
+        "batch_size": [("-1", "must be from")],
+        "speaker": [("two words", "one word")],
+        "restart_limit": [("101", "must be from 0")],
+        "attention": [("flash", "attention must be one of")],
+    }
+    for field, bad in cases.items():
+        for value, words in bad:
+            request, errors = validate_form(_values(base, empty, **{field: value}), tmp_path / "ck")
+            assert request is None and words in errors.get(field, ""), (field, value, errors)
+            assert all("\n" not in e for e in errors.values())
+
+
+async def test_the_form_shows_errors_and_launches_nothing_until_fixed(base, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    app = make_app(tmp_path / "ck", settings={"data": data})
+    app.settings = app.settings.with_values("test", base_model=base)
+    launched = []
+    app.launch = launched.append
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        form = app.screen
+        assert form.query_one("#base_model").value == str(base) and form.query_one("#data").value == str(data)
+        form.query_one("#epochs").value = "zero"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert launched == [] and "epochs must be a whole number" in screen_text(app)
+        assert app.focused.id == "epochs"
+        form.query_one("#epochs").value = "2"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: launched, what="the launch")
+        assert launched[0].epochs == 2 and launched[0].base_model == base.absolute()
+        assert not isinstance(app.screen, NewRunScreen)
