@@ -24,6 +24,13 @@ if ((${#missing[@]})); then
 fi
 
 py=${MILO_PYTHON:-python3}
+if [ ! -x .venv/bin/python ] && ! $py -c "import ensurepip, venv" 2>/dev/null; then
+  # Debian/Ubuntu ship venv's pip bootstrap separately (DGX OS included).
+  echo "milo: installing python3-venv" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "milo: creating .venv with $($py --version)" >&2
   $py -m venv .venv
@@ -31,12 +38,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  spec=${MILO_TORCH:-torch==2.13.0}
-  echo "milo: installing $spec" >&2
+  read -ra spec <<< "${MILO_TORCH:-torch==2.13.0}"   # one or more requirements, e.g. "torch torchaudio"
+  echo "milo: installing ${spec[*]}" >&2
   if [ -n "${MILO_TORCH_INDEX:-}" ]; then
-    .venv/bin/python -m pip install -q "$spec" --index-url "$MILO_TORCH_INDEX"
+    .venv/bin/python -m pip install -q "${spec[@]}" --index-url "$MILO_TORCH_INDEX"
   else
-    .venv/bin/python -m pip install -q "$spec"
+    .venv/bin/python -m pip install -q "${spec[@]}"
   fi
 fi
 
