@@ -54,6 +54,23 @@ SPEECH_CHARS_PER_S, SPEECH_LEAD_S = 13.0, 0.4
 SMALL_MODEL_HIDDEN = 256
 
 
+def _rng_state(device) -> tuple:
+    """The random state a synthesis draws from: the CPU generator's and, on CUDA, the device's."""
+    import torch
+
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda, device
+
+
+def _set_rng_state(state: tuple) -> None:
+    import torch
+
+    cpu, cuda, device = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+
+
 class Cancelled(Exception):
     """The caller asked to stop this synthesis."""
 
@@ -263,10 +280,24 @@ class Engine:
         if loaded.path != "fast":
             return
         t0 = time.perf_counter()
-        loaded.fast = fastpath.FastPath(talker, graphs=self.graphs)
-        loaded.fast.prepare(fastpath.SubSampling.from_sampling(Sampling.from_config(loaded.info.generation)))
-        self._sync()
+        try:
+            loaded.fast = fastpath.FastPath(talker, graphs=self.graphs)
+            loaded.fast.prepare(fastpath.SubSampling.from_sampling(Sampling.from_config(loaded.info.generation)))
+            self._sync()
+        except Exception as exc:  # noqa: BLE001 - any failure of the fast path leaves the reference loop
+            self._fall_back(loaded, "preparing", exc)
         loaded.prepare_s = time.perf_counter() - t0
+
+    def _fall_back(self, loaded: Loaded, when: str, exc: BaseException) -> None:
+        """The fast loop failed: this model runs the lean loop from now on, and the log says why."""
+        from inference import fastpath
+
+        if loaded.fast is not None:
+            loaded.fast.release()
+        loaded.fast = None
+        loaded.path = "lean"
+        loaded.path_reason = f"the fast path failed while {when} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); lean loop from now on"
+        fastpath.log(loaded.path_reason)
 
     def unload(self) -> None:
         if self.loaded is None:
@@ -336,9 +367,24 @@ class Engine:
         max_new = int(p["max_new_tokens"] if max_tokens is None else min(p["max_new_tokens"], max_tokens))
         loaded = self._require()
         if loaded.path == "fast":
-            yield from self._frames_fast(loaded, p, max_new, cancel)
-        else:
-            yield from self._frames_lean(p, max_new, cancel)
+            # A failure of the fast loop (a kernel or device problem it alone meets) moves this model to the
+            # lean loop for good. Before the first frame, the sentence is made again by the lean loop from
+            # the same random state, so the operator hears what the seed gives; after it, the error goes up.
+            rng = _rng_state(p["inputs_embeds"].device)
+            made = 0
+            try:
+                for codes in self._frames_fast(loaded, p, max_new, cancel):
+                    made += 1
+                    yield codes
+                return
+            except Cancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._fall_back(loaded, "generating", exc)
+                if made:
+                    raise
+            _set_rng_state(rng)
+        yield from self._frames_lean(p, max_new, cancel)
 
     def _frames_fast(self, loaded: Loaded, p: dict, max_new: int, cancel) -> Iterator["object"]:
         """The fast path (inference/fastpath.py): same tokens, same order of random draws as the lean loop."""

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         append_sample(run_dir, id=sample_id, wav=out.name, checkpoint=loaded.info.name,
                       checkpoint_path=str(loaded.info.path), speaker=speaker, text=args.text, seed=seed,
                       sampling=sampling.as_dict(), language=args.language, device=loaded.device, dtype=loaded.dtype,
-                      source="milo-say", **timings.as_dict())
+                      path=loaded.path, source="milo-say", **timings.as_dict())
     else:
         out = write_wav(Path(f"milo-say-{loaded.info.name}-{seed}.wav"), audio, SAMPLE_RATE)
     say(f"{loaded.info.name} ({speaker}, seed {seed}): {timings.audio_s:.2f} s of audio in {timings.wall_s:.2f} s "

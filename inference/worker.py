@@ -283,7 +283,7 @@ class Worker:
         audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         result = dict(checkpoint=name, checkpoint_path=str(loaded.info.path), speaker=speaker, text=text, seed=seed,
                       sampling=sampling.as_dict(), language=cmd.get("language", "auto"), device=loaded.device,
-                      dtype=loaded.dtype, source=cmd.get("source", "audition"), **timings.as_dict())
+                      dtype=loaded.dtype, path=loaded.path, source=cmd.get("source", "audition"), **timings.as_dict())
         run_dir = cmd.get("run_dir")
         if run_dir and cmd.get("save", True):
             sample_id, wav = save_sample(Path(run_dir), name, seed, audio, SAMPLE_RATE)

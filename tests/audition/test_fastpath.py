@@ -213,3 +213,62 @@ def test_a_model_the_fast_path_does_not_know_runs_the_lean_loop(tiny_custom_voic
         talker.code_predictor.config._attn_implementation = "sdpa"
     assert loaded.path == "lean" and "cannot run this model" in loaded.path_reason
     assert "cannot run this model" in capsys.readouterr().err
+
+
+def _fresh_fast(tiny_custom_voice):
+    e = Engine(device="cpu", path="fast")
+    e.load(tiny_custom_voice)
+    return e
+
+
+def test_a_fast_loop_failing_before_the_first_frame_is_redone_by_the_lean_loop(lean, tiny_custom_voice,
+                                                                                 monkeypatch, capsys):
+    """The fast loop's own failure (here its code predictor, as a kernel the GPU lacks would) costs the
+    operator nothing: the sentence comes from the lean loop with the same random state (the seed's
+    codes), and the model stays on the lean loop."""
+    e = _fresh_fast(tiny_custom_voice)
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("no kernel image is available for execution on the device\nsecond line")
+
+    monkeypatch.setattr(e.loaded.fast.predictor, "codes", broken)
+    sampling = lean.sampling(max_new_tokens=40)
+    got = _codes(e, sampling, seed=11)
+    assert len(calls) == 1 and torch.equal(got, _codes(lean, sampling, seed=11))
+    assert e.loaded.path == "lean" and e.loaded.fast is None
+    assert "failed while generating (RuntimeError: no kernel image is available" in e.loaded.path_reason
+    assert "second line" not in e.loaded.path_reason
+    assert capsys.readouterr().err.count("[engine] the fast path failed while generating") == 1
+    assert torch.equal(_codes(e, sampling, seed=12), _codes(lean, sampling, seed=12)) and len(calls) == 1
+
+
+def test_a_fast_loop_failing_mid_sentence_reports_the_error_and_the_next_sentence_runs_lean(
+        lean, tiny_custom_voice, monkeypatch):
+    e = _fresh_fast(tiny_custom_voice)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(e.loaded.fast.talker, "step", broken)
+    sampling = lean.sampling(max_new_tokens=40)
+    torch.manual_seed(5)
+    frames = e.frames(TEXT, sampling=sampling)
+    first = next(frames)  # made before the talker's first decode step
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        next(frames)
+    assert first.shape == (16,) and e.loaded.path == "lean"
+    assert torch.equal(_codes(e, sampling, seed=5), _codes(lean, sampling, seed=5))
+
+
+def test_a_fast_path_that_cannot_be_prepared_leaves_the_model_loaded_on_the_lean_loop(tiny_custom_voice,
+                                                                                       monkeypatch):
+    def broken(self, sub):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(fastpath.FastPath, "prepare", broken)
+    e = _fresh_fast(tiny_custom_voice)
+    assert e.loaded.path == "lean" and e.loaded.fast is None
+    assert "failed while preparing (OutOfMemoryError: CUDA out of memory" in e.loaded.path_reason
+    assert len(list(e.frames(TEXT, sampling=e.sampling(max_new_tokens=8)))) > 0
