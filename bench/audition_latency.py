@@ -1,11 +1,17 @@
 """Audition latency: time to first audio and audio seconds per wall second, ours against stock.
 
 Stock is `Qwen3TTSModel.generate_custom_voice` (talker.generate to the end, then one decode: the first
-audio is the whole clip). Ours is `inference.engine.Engine.stream` (the lean frame loop, chunked decode).
-Both run on the same model, device, text, sampling settings and seed, in this one process, alternating,
+audio is the whole clip). Ours is `inference.engine.Engine.stream` (chunked decode) with each frame loop:
+lean (qwen-tts's layers through HF, the reference) and fast (static caches, layers written out, the code
+predictor replayed as a CUDA graph on CUDA); on CUDA also "fast, no graph", to tell the graph's share.
+All run on the same model, device, text, sampling settings and seed, in this one process, alternating,
 after one untimed warm-up each; the median of --runs is reported. Random weights rarely say end-of-speech
-but may, so end-of-speech is disabled for both (`no_end_of_speech`) and every run makes exactly --frames
-codec frames (12.5 a second). The codes of the timed runs are compared: same seed, same codes.
+but may, so end-of-speech is disabled (`no_end_of_speech`) and every run makes exactly --frames codec
+frames (12.5 a second). The fast path is prepared (graph captured) once when its engine adopts the model;
+that time is printed apart. The codes of every timed run are compared with stock's: same seed, same codes.
+
+Exit status: 0 all codes equal stock's; 1 some differ; 3 all equal but on CUDA the graph fell back to the
+eager path (the reason is printed).
 
     python bench/audition_latency.py                                   # tiny model, CPU, seconds
     python bench/audition_latency.py --shape 1.7b --device cuda        # real 1.7B shape, random weights, bf16
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=100, help="codec frames per run (12.5 per second of audio)")
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--no-eager-row", action="store_true",
+                   help="on CUDA, skip the diagnostic row 'fast, no graph' (the fast path with its graph off)")
     args = p.parse_args(argv)
 
     import torch
@@ -94,52 +102,83 @@ def main(argv: list[str] | None = None) -> int:
     sync(args.device)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in tts.model.parameters())
-    engine = Engine(device=args.device, dtype=str(tts.model.dtype).replace("torch.", ""), tune_threads=True)
-    engine.adopt(tts, CheckpointInfo(path=Path(f"/memory/random-{args.shape}"), speakers=(SPEAKER,),
-                                     generation=dict(tts.model.generate_config or {})))
-    # Same sampling for both, exactly --frames frames (stock keeps max_new_tokens - 1 of them).
-    sampling = engine.sampling(max_new_tokens=args.frames + 1)
-    warm = engine.sampling(max_new_tokens=9)
-    gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
-    print(f"built {args.shape} ({params / 1e6:.1f} M parameters) on {gpu} in {build_s:.1f} s; "
-          f"{torch.get_num_threads()} CPU thread(s); torch {torch.__version__}", flush=True)
+    info = CheckpointInfo(path=Path(f"/memory/random-{args.shape}"), speakers=(SPEAKER,),
+                          generation=dict(tts.model.generate_config or {}))
+    dtype = str(tts.model.dtype).replace("torch.", "")
+    cuda = args.device.startswith("cuda")
+    gpu = torch.cuda.get_device_name(0) if cuda else "cpu"
+    print(f"built {args.shape} ({params / 1e6:.1f} M parameters) on {gpu} in {build_s:.1f} s; torch {torch.__version__}",
+          flush=True)
 
-    stock, ours, same = [], [], []
+    # One engine per path on the same model. The fast engine captures its graph (CUDA) when it adopts the
+    # model, once, for the checkpoint's sampling settings: timed here, apart from the runs.
+    engines = {"lean": Engine(device=args.device, dtype=dtype, tune_threads=True, path="lean")}
+    engines["fast"] = Engine(device=args.device, dtype=dtype, tune_threads=True, path="fast")
+    if cuda and not args.no_eager_row:
+        engines["fast, no graph"] = Engine(device=args.device, dtype=dtype, tune_threads=True, path="fast", graphs=False)
+    prepared = {}
+    for name, engine in engines.items():
+        loaded = engine.adopt(tts, info)
+        prepared[name] = loaded.describe()
+        print(f"{name}: {loaded.path} path ({loaded.path_reason}), prepared in {loaded.prepare_s:.2f} s"
+              + (f"; graph {loaded.describe()['graph']}" if loaded.fast is not None else ""), flush=True)
+    print(f"{torch.get_num_threads()} CPU thread(s)", flush=True)
+    lean = engines["lean"]
+    # Same sampling for all, exactly --frames frames (stock keeps max_new_tokens - 1 of them).
+    sampling = lean.sampling(max_new_tokens=args.frames + 1)
+    warm = lean.sampling(max_new_tokens=9)
+
+    rows = {"stock": [], **{name: [] for name in engines}}
+    same = {name: [] for name in engines}
     with no_end_of_speech(tts):
         run_stock(tts, warm, args.seed, args.device)
-        run_ours(engine, warm, args.seed, args.device)
+        for engine in engines.values():
+            run_ours(engine, warm, args.seed, args.device)
         for i in range(args.runs):
             seed = args.seed + i
-            s = run_stock(tts, sampling, seed, args.device)
-            o = run_ours(engine, sampling, seed, args.device)
-            same.append(torch.equal(s["codes"], o["codes"]))
-            for name, r in (("stock", s), ("ours", o)):
-                print(f"run {i + 1} {name:5}: first audio {r['first_audio_s']:.3f} s, {r['audio_s']:.2f} s of audio "
-                      f"in {r['wall_s']:.2f} s ({r['audio_s'] / r['wall_s']:.2f}x), {len(r['codes'])} frames", flush=True)
-            stock.append(s)
-            ours.append(o)
+            results = {"stock": run_stock(tts, sampling, seed, args.device)}
+            for name, engine in engines.items():
+                results[name] = run_ours(engine, sampling, seed, args.device)
+                same[name].append(torch.equal(results["stock"]["codes"], results[name]["codes"]))
+            for name, r in results.items():
+                rows[name].append(r)
+                print(f"run {i + 1} {name:14}: first audio {r['first_audio_s']:.3f} s, {r['audio_s']:.2f} s of audio "
+                      f"in {r['wall_s']:.2f} s ({r['audio_s'] / r['wall_s']:.2f}x), {len(r['codes'])} frames"
+                      + ("" if name == "stock" else f", codes {'equal to' if same[name][-1] else 'DIFFERENT from'} stock"),
+                      flush=True)
 
-    def med(rows, key):
-        return statistics.median(r[key] for r in rows)
+    def med(rs, key):
+        return statistics.median(r[key] for r in rs)
 
-    def rtf(rows):
-        return statistics.median(r["audio_s"] / r["wall_s"] for r in rows)
+    def rtf(rs):
+        return statistics.median(r["audio_s"] / r["wall_s"] for r in rs)
 
-    def ms(rows):
-        return statistics.median(1000 * r["wall_s"] / len(r["codes"]) for r in rows)
+    def ms(rs):
+        return statistics.median(1000 * r["wall_s"] / len(r["codes"]) for r in rs)
 
-    s_first, o_first = med(stock, "first_audio_s"), med(ours, "first_audio_s")
+    fast_graph = prepared["fast"].get("graph") or {}
+    fell_back = cuda and (fast_graph.get("fallback") or not fast_graph.get("captured"))
+    labels = {"stock": "stock generate_custom_voice", "lean": "lean (HF layers, streaming)",
+              "fast": "fast (static caches" + (", CUDA graph)" if cuda and not fell_back else ")"),
+              "fast, no graph": "fast, no graph (diagnostic)"}
     print()
-    print(f"Audition latency: shape {args.shape}, {args.device} ({gpu}), {engine.dtype_name}, sdpa, {args.frames} frames "
+    print(f"Audition latency: shape {args.shape}, {args.device} ({gpu}), {lean.dtype_name}, sdpa, {args.frames} frames "
           f"({args.frames / 12.5:.1f} s of audio), median of {args.runs} run(s)")
-    print(f"| path | first audio s | audio s / wall s | ms per frame |")
-    print(f"|---|---|---|---|")
-    print(f"| stock generate_custom_voice | {s_first:.3f} | {rtf(stock):.2f} | {ms(stock):.1f} |")
-    print(f"| ours (streaming) | {o_first:.3f} | {rtf(ours):.2f} | {ms(ours):.1f} |")
-    print(f"| ratio ours / stock | {s_first / o_first:.0f}x sooner | {rtf(ours) / rtf(stock):.2f}x | "
-          f"{ms(stock) / ms(ours):.2f}x less |")
-    print(f"same codes as stock (same seed): {'yes' if all(same) else 'NO'} ({sum(same)}/{len(same)} runs)")
-    return 0 if all(same) else 1
+    print("| path | first audio s | audio s / wall s | ms per frame | x stock speed | codes = stock |")
+    print("|---|---|---|---|---|---|")
+    for name, rs in rows.items():
+        equal = "-" if name == "stock" else f"{sum(same[name])}/{len(same[name])}"
+        print(f"| {labels[name]} | {med(rs, 'first_audio_s'):.3f} | {rtf(rs):.2f} | {ms(rs):.1f} | "
+              f"{rtf(rs) / rtf(rows['stock']):.2f}x | {equal} |")
+    print(f"fast path prepared once per model in {prepared['fast']['prepare_s']:.2f} s"
+          + (f", of which CUDA graph capture {fast_graph.get('capture_s', 0):.2f} s" if cuda else " (no graph on CPU)")
+          + (f"; GRAPH FELL BACK: {fast_graph.get('fallback')}" if fell_back else ""))
+    all_same = all(all(v) for v in same.values())
+    print(f"same codes as stock (same seed): {'yes' if all_same else 'NO'} "
+          f"({', '.join(f'{n} {sum(v)}/{len(v)}' for n, v in same.items())})")
+    if not all_same:
+        return 1
+    return 3 if fell_back else 0
 
 
 if __name__ == "__main__":

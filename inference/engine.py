@@ -45,9 +45,30 @@ SENTENCE_GAP_S = 0.2          # silence between sentences of one audition
 # Frame budget per sentence: a checkpoint that never says end-of-speech (an early epoch, random
 # weights) stops after about 3 s + 0.25 s per character instead of stock's 2048 frames (164 s).
 BUDGET_BASE_S, BUDGET_PER_CHAR_S = 3.0, 0.25
+# Expected length of speech for the player's start policy: English read aloud runs at about 14-15
+# characters a second (150 words a minute); a lower figure errs towards a longer clip, i.e. a later, safer
+# start.
+SPEECH_CHARS_PER_S, SPEECH_LEAD_S = 13.0, 0.4
 # On a CPU, a talker this narrow is all per-op overhead: extra intra-op threads only contend (measured
 # here: 4x real time on one thread, 0.3x-1.7x on two when the machine is busy).
 SMALL_MODEL_HIDDEN = 256
+
+
+def _rng_state(device) -> tuple:
+    """The random state a synthesis draws from: the CPU generator's and, on CUDA, the device's."""
+    import torch
+
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda, device
+
+
+def _set_rng_state(state: tuple) -> None:
+    import torch
+
+    cpu, cuda, device = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
 
 
 class Cancelled(Exception):
@@ -115,6 +136,17 @@ class Loaded:
     device: str
     dtype: str
     predictor: "_CodePredictor | None" = field(default=None, repr=False)
+    path: str = "lean"            # the frame loop this model runs: "lean" or "fast" (see Engine.path)
+    path_reason: str = ""         # why that one
+    fast: "object | None" = field(default=None, repr=False)  # inference.fastpath.FastPath
+    prepare_s: float = 0.0        # building the fast path and capturing its CUDA graph (once per model)
+
+    def describe(self) -> dict:
+        """The path in use, for events and logs."""
+        d = {"path": self.path, "path_reason": self.path_reason, "prepare_s": round(self.prepare_s, 3)}
+        if self.fast is not None:
+            d["graph"] = self.fast.status()
+        return d
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -127,6 +159,19 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def expected_audio_s(sentences: list[str], max_new_tokens: int, budget: bool = True) -> float:
+    """A guess at an audition's length from its text, for the player's start policy: speech at
+    SPEECH_CHARS_PER_S plus a short lead per sentence, never more than the frames allowed (the sentence
+    budget or max_new_tokens), plus the pauses between sentences. A guess: the policy also copes with a
+    wrong one (docs/audition.md, "Playback")."""
+    total = 0.0
+    for i, sentence in enumerate(sentences):
+        frames = frame_budget(sentence, max_new_tokens) if budget else max(1, int(max_new_tokens))
+        cap = frames * FRAME_SAMPLES / SAMPLE_RATE
+        total += min(SPEECH_LEAD_S + len(sentence) / SPEECH_CHARS_PER_S, cap) + (SENTENCE_GAP_S if i else 0.0)
+    return round(total, 3)
+
+
 def frame_budget(text: str, max_new_tokens: int) -> int:
     """Most talker tokens one sentence may take (see BUDGET_*); never more than `max_new_tokens`."""
     seconds = BUDGET_BASE_S + BUDGET_PER_CHAR_S * len(text)
@@ -137,17 +182,34 @@ class _Captured(Exception):
     pass
 
 
+# The frame loops. "lean": qwen-tts's layers called through HF with a DynamicCache (the reference).
+# "fast": inference/fastpath.py (static caches, layers written out, sync-free sampling, the code
+# predictor captured as a CUDA graph on CUDA). Both give the same codes. "auto": fast on CUDA; on a CPU
+# CPU_DEFAULT_PATH, whichever was faster on the tiny model here (docs/audition.md).
+PATHS = ("auto", "fast", "lean")
+CPU_DEFAULT_PATH = "fast"
+
+
 class Engine:
     """One checkpoint at a time. Not thread-safe: one caller thread uses it (the worker's job thread)."""
 
     def __init__(self, device: str = "auto", dtype: str | None = None, attn_implementation: str = "sdpa",
-                 tune_threads: bool = False) -> None:
+                 tune_threads: bool = False, path: str | None = None, graphs: bool | None = None) -> None:
         """`tune_threads`: set torch's CPU thread count for the loaded model (a process-wide setting, so
-        only for processes the engine owns: the worker, milo-say, the benchmark)."""
+        only for processes the engine owns: the worker, milo-say, the benchmark).
+        `path`: the frame loop, "auto" (default; $MILO_AUDITION_PATH overrides), "fast" or "lean" (see
+        PATHS). `graphs`: capture the fast path's code predictor as a CUDA graph (default: on CUDA,
+        unless $MILO_AUDITION_GRAPHS=0)."""
         self.device = resolve_device(device)
         self.tune_threads = tune_threads
         self.dtype_name = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         self.attn_implementation = attn_implementation
+        self.path = (path or os.environ.get("MILO_AUDITION_PATH") or "auto").lower()
+        if self.path not in PATHS:
+            raise EngineError(f"unknown engine path {self.path!r}: one of {', '.join(PATHS)}")
+        if graphs is None:
+            graphs = os.environ.get("MILO_AUDITION_GRAPHS", "1").strip().lower() not in ("0", "no", "false", "off")
+        self.graphs = bool(graphs) and self.device.startswith("cuda")
         self.loaded: Loaded | None = None
 
     # ---- loading -------------------------------------------------------------------------------
@@ -180,6 +242,7 @@ class Engine:
         self._sync()
         self.loaded = Loaded(info=info, tts=tts, load_s=time.perf_counter() - t0, device=self.device, dtype=self.dtype_name)
         self._tune_threads(tts)
+        self._choose_path(self.loaded)
         return self.loaded
 
     def _tune_threads(self, tts) -> None:
@@ -193,11 +256,54 @@ class Engine:
         self.unload()
         self.loaded = Loaded(info=info, tts=tts, load_s=0.0, device=str(tts.device), dtype=str(tts.model.dtype).replace("torch.", ""))
         self._tune_threads(tts)
+        self._choose_path(self.loaded)
         return self.loaded
+
+    def _choose_path(self, loaded: Loaded) -> None:
+        """Pick the frame loop for this model, and on CUDA capture the fast path's graph for the
+        checkpoint's own sampling settings now (once per model), not during the first audition."""
+        from inference import fastpath
+
+        talker = loaded.tts.model.talker
+        reason = fastpath.unsupported_reason(talker)
+        if self.path == "lean":
+            loaded.path, loaded.path_reason = "lean", "asked for"
+        elif reason is not None:
+            loaded.path, loaded.path_reason = "lean", f"the fast path cannot run this model: {reason}"
+            fastpath.log(loaded.path_reason)
+        elif self.path == "fast":
+            loaded.path, loaded.path_reason = "fast", "asked for"
+        elif self.device.startswith("cuda"):
+            loaded.path, loaded.path_reason = "fast", "default on CUDA"
+        else:
+            loaded.path, loaded.path_reason = CPU_DEFAULT_PATH, "default on CPU (measured on the tiny model)"
+        if loaded.path != "fast":
+            return
+        t0 = time.perf_counter()
+        try:
+            loaded.fast = fastpath.FastPath(talker, graphs=self.graphs)
+            loaded.fast.prepare(fastpath.SubSampling.from_sampling(Sampling.from_config(loaded.info.generation)))
+            self._sync()
+        except Exception as exc:  # noqa: BLE001 - any failure of the fast path leaves the reference loop
+            self._fall_back(loaded, "preparing", exc)
+        loaded.prepare_s = time.perf_counter() - t0
+
+    def _fall_back(self, loaded: Loaded, when: str, exc: BaseException) -> None:
+        """The fast loop failed: this model runs the lean loop from now on, and the log says why."""
+        from inference import fastpath
+
+        if loaded.fast is not None:
+            loaded.fast.release()
+        loaded.fast = None
+        loaded.path = "lean"
+        loaded.path_reason = f"the fast path failed while {when} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); lean loop from now on"
+        fastpath.log(loaded.path_reason)
 
     def unload(self) -> None:
         if self.loaded is None:
             return
+        if self.loaded.fast is not None:
+            self.loaded.fast.release()
         self.loaded = None
         gc.collect()
         if self.device.startswith("cuda"):
@@ -255,61 +361,118 @@ class Engine:
                cancel: threading.Event | None = None) -> Iterator["object"]:
         """Codec frames (LongTensor [16] each, on the model's device) of one sentence, as generated.
         Seeding is the caller's (torch.manual_seed), as with stock generation."""
-        import torch
-        from transformers import DynamicCache
-
         sampling = sampling or self.sampling()
         speaker = self.speaker_for(speaker)
         p = self._prefill(text, speaker, language, sampling)
-        model = self._require().tts.model
-        talker = model.talker
+        max_new = int(p["max_new_tokens"] if max_tokens is None else min(p["max_new_tokens"], max_tokens))
+        loaded = self._require()
+        if loaded.path == "fast":
+            # A failure of the fast loop (a kernel or device problem it alone meets) moves this model to the
+            # lean loop for good. Before the first frame, the sentence is made again by the lean loop from
+            # the same random state, so the operator hears what the seed gives; after it, the error goes up.
+            rng = _rng_state(p["inputs_embeds"].device)
+            made = 0
+            try:
+                for codes in self._frames_fast(loaded, p, max_new, cancel):
+                    made += 1
+                    yield codes
+                return
+            except Cancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._fall_back(loaded, "generating", exc)
+                if made:
+                    raise
+            _set_rng_state(rng)
+        yield from self._frames_lean(p, max_new, cancel)
+
+    def _frames_fast(self, loaded: Loaded, p: dict, max_new: int, cancel) -> Iterator["object"]:
+        """The fast path (inference/fastpath.py): same tokens, same order of random draws as the lean loop."""
+        from inference.fastpath import SubSampling, sample_token
+
+        fast = loaded.fast
+        if not bool(p["attention_mask"].all()):  # padding in the prompt: the static step assumes none
+            yield from self._frames_lean(p, max_new, cancel)
+            return
+        sub = SubSampling.from_prompt(p)
+        length = p["inputs_embeds"].shape[1]
+        yield from self._frame_loop(
+            p, max_new, cancel, pick=sample_token,
+            prefill=lambda: fast.talker.prefill(p, max_new),
+            frame=lambda past_hidden, last_id_hidden: fast.predictor.codes(past_hidden, last_id_hidden, sub),
+            step=lambda inputs_embeds, step: fast.talker.step(inputs_embeds, length + step))
+
+    def _frames_lean(self, p: dict, max_new: int, cancel) -> Iterator["object"]:
+        """The lean loop: qwen-tts's modules through HF with a DynamicCache (the reference path)."""
+        import torch
+        from transformers import DynamicCache
+
+        talker = self._require().tts.model.talker
         predictor = self._predictor()
         device = p["inputs_embeds"].device
-        eos = int(p["eos_token_id"])
-        max_new = int(p["max_new_tokens"] if max_tokens is None else min(p["max_new_tokens"], max_tokens))
-        talker_procs, talker_sample = _talker_processors(p, device)
         sub_procs, sub_sample = _warpers(p["subtalker_dosample"], p["subtalker_temperature"],
                                          p["subtalker_top_k"], p["subtalker_top_p"]), bool(p["subtalker_dosample"])
-        codec_embed = talker.get_input_embeddings()
-        trailing, pad = p["trailing_text_hidden"], p["tts_pad_embed"]
         length = p["inputs_embeds"].shape[1]
         # Positions as device tensors made once: a torch.tensor(...) per step would be a blocking copy on CUDA.
         positions = torch.arange(length + max_new + 1, device=device)
+        state = {"mask": p["attention_mask"], "cache": DynamicCache()}
+        ones = torch.ones((1, 1), dtype=state["mask"].dtype, device=device)
 
+        def prefill():
+            out = talker(inputs_embeds=p["inputs_embeds"], attention_mask=state["mask"], past_key_values=state["cache"],
+                         use_cache=True, cache_position=positions[:length],
+                         trailing_text_hidden=p["trailing_text_hidden"], tts_pad_embed=p["tts_pad_embed"])
+            return out.past_hidden, out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+
+        def frame(past_hidden, last_id_hidden):
+            sub_codes = predictor.codes(past_hidden, last_id_hidden, sub_procs, sub_sample)
+            return sub_codes, predictor.frame_embedding(last_id_hidden, sub_codes)
+
+        def step(inputs_embeds, step):
+            # The talker step, as Qwen3TTSTalkerForConditionalGeneration.forward's generate branch.
+            state["mask"] = torch.cat([state["mask"], ones], dim=-1)
+            cache_position = positions[length + step:length + step + 1]
+            delta = cache_position[0] + talker.rope_deltas
+            position_ids = torch.arange(1, device=device).view(1, -1).expand(1, -1).add(delta)
+            position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
+            return talker.model(inputs_embeds=inputs_embeds, attention_mask=state["mask"], position_ids=position_ids,
+                                past_key_values=state["cache"], use_cache=True,
+                                cache_position=cache_position).last_hidden_state
+
+        yield from self._frame_loop(p, max_new, cancel, pick=_pick, prefill=prefill, frame=frame, step=step)
+
+    def _frame_loop(self, p: dict, max_new: int, cancel, *, pick, prefill, frame, step) -> Iterator["object"]:
+        """The per-frame loop both paths share, in stock's order: pick the talker's token (transformers'
+        processors, then `pick`); stop on end-of-speech or the last allowed token (stock never feeds it);
+        codebooks 1-15 and the summed frame embedding (`frame`); yield the frame; add the text still to be
+        read; run the talker one position (`step`, returning the normed hidden state)."""
+        import torch
+
+        talker = self._require().tts.model.talker
+        device = p["inputs_embeds"].device
+        eos = int(p["eos_token_id"])
+        talker_procs, talker_sample = _talker_processors(p, device)
+        codec_embed = talker.get_input_embeddings()
+        trailing, pad = p["trailing_text_hidden"], p["tts_pad_embed"]
         with torch.inference_mode():
-            mask = p["attention_mask"]
-            ones = torch.ones((1, 1), dtype=mask.dtype, device=device)
-            cache = DynamicCache()
-            out = talker(inputs_embeds=p["inputs_embeds"], attention_mask=mask, past_key_values=cache, use_cache=True,
-                         cache_position=positions[:length], trailing_text_hidden=trailing, tts_pad_embed=pad)
-            past_hidden = out.past_hidden
-            logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+            past_hidden, logits = prefill()
             generated = torch.zeros((1, 0), dtype=torch.long, device=device)
-            for step in range(max_new):
+            for i in range(max_new):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled
-                token = _pick(_apply(talker_procs, generated, logits), talker_sample)
+                token = pick(_apply(talker_procs, generated, logits), talker_sample)
                 generated = torch.cat([generated, token[:, None]], dim=-1)
-                # Stock never feeds the token that ends generation (eos, or the last one allowed).
-                if step == max_new - 1 or int(token) == eos:
+                if i == max_new - 1 or int(token) == eos:  # int(): the loop's one host sync per frame
                     return
                 token = token[:, None]
                 last_id_hidden = codec_embed(token)
-                sub_codes = predictor.codes(past_hidden, last_id_hidden, sub_procs, sub_sample)
+                sub_codes, inputs_embeds = frame(past_hidden, last_id_hidden)
                 yield torch.cat((token, sub_codes), dim=-1)[0]
-                # The talker step, as Qwen3TTSTalkerForConditionalGeneration.forward's generate branch.
-                inputs_embeds = predictor.frame_embedding(last_id_hidden, sub_codes)
-                if step < trailing.shape[1]:
-                    inputs_embeds = inputs_embeds + trailing[:, step].unsqueeze(1)
+                if i < trailing.shape[1]:
+                    inputs_embeds = inputs_embeds + trailing[:, i].unsqueeze(1)
                 else:
                     inputs_embeds = inputs_embeds + pad
-                mask = torch.cat([mask, ones], dim=-1)
-                cache_position = positions[length + step:length + step + 1]
-                delta = cache_position[0] + talker.rope_deltas
-                position_ids = torch.arange(1, device=device).view(1, -1).expand(1, -1).add(delta)
-                position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
-                hidden = talker.model(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids,
-                                      past_key_values=cache, use_cache=True, cache_position=cache_position).last_hidden_state
+                hidden = step(inputs_embeds, i)
                 past_hidden = hidden[:, -1:, :]
                 logits = talker.codec_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
 

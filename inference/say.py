@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", help="speaker name (default: the checkpoint's own)")
     p.add_argument("--language", default="auto", help="language tag (default auto)")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--path", choices=("auto", "fast", "lean"), default=None,
+                   help="frame loop: fast (static caches, CUDA graph on CUDA) or lean (the reference); same "
+                        "codes either way (default auto: fast, or $MILO_AUDITION_PATH)")
     p.add_argument("--greedy", action="store_true", help="no sampling (talker and sub-talker)")
     p.add_argument("--temperature", type=float)
     p.add_argument("--top-k", type=int)
@@ -74,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from inference.engine import SAMPLE_RATE, Engine, EngineError, Timings
+    from inference.engine import SAMPLE_RATE, Engine, EngineError, Timings, expected_audio_s
     from milo_tui.audition.samples import append_sample, save_sample, write_wav
 
     try:
-        engine = Engine(device=args.device, tune_threads=True)
+        engine = Engine(device=args.device, tune_threads=True, path=args.path)
         loaded = engine.load(info.path)
         greedy = {"do_sample": False, "subtalker_dosample": False} if args.greedy else {}
         sampling = engine.sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -98,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
         output = make_output("laptop" if args.laptop else "local", device=parse_device(args.audio_device),
                              port=args.port or DEFAULT_PORT, on_event=lambda e: playback.update({e["state"]: e}))
-        output.start("milo-say", {"checkpoint": loaded.info.name, "text": args.text})
+        output.start("milo-say", {"checkpoint": loaded.info.name, "text": args.text,
+                                  "expected_s": expected_audio_s(split_sentences(args.text), sampling.max_new_tokens,
+                                                                 not args.no_budget)})
 
     timings = Timings(load_s=loaded.load_s)
     chunks = []
@@ -124,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         append_sample(run_dir, id=sample_id, wav=out.name, checkpoint=loaded.info.name,
                       checkpoint_path=str(loaded.info.path), speaker=speaker, text=args.text, seed=seed,
                       sampling=sampling.as_dict(), language=args.language, device=loaded.device, dtype=loaded.dtype,
-                      source="milo-say", **timings.as_dict())
+                      path=loaded.path, source="milo-say", **timings.as_dict())
     else:
         out = write_wav(Path(f"milo-say-{loaded.info.name}-{seed}.wav"), audio, SAMPLE_RATE)
     say(f"{loaded.info.name} ({speaker}, seed {seed}): {timings.audio_s:.2f} s of audio in {timings.wall_s:.2f} s "
         f"({timings.rtf:.2f}x real time), first audio after {timings.first_audio_s or 0:.2f} s, "
-        f"load {loaded.load_s:.2f} s on {loaded.device}")
+        f"load {loaded.load_s:.2f} s on {loaded.device}, {loaded.path} path")
     print(out)
 
     if output is not None:

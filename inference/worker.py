@@ -39,16 +39,18 @@ def one_line(exc: BaseException) -> str:
 
 
 class Worker:
-    def __init__(self, proto: TextIO, device: str, output: str, audio_device, port: int) -> None:
+    def __init__(self, proto: TextIO, device: str, output: str, audio_device, port: int, path: str | None = None) -> None:
         self.proto = proto
         self._write_lock = threading.Lock()
         self.jobs: queue.Queue = queue.Queue()
         self.cancel = threading.Event()
         self.current: str | None = None
         self.device_arg = device
+        self.path_arg = path
         self.engine = None
         self.output = None
         self._output_args = (output, audio_device, port)
+        self.rate_hint: dict[str, float] = {}   # checkpoint path -> production rate measured by its last say
 
     # ---- events --------------------------------------------------------------------------------
     def emit(self, event: str, **fields) -> None:
@@ -72,14 +74,14 @@ class Worker:
     def start(self) -> None:
         from inference.engine import Engine
 
-        self.engine = Engine(device=self.device_arg, tune_threads=True)
+        self.engine = Engine(device=self.device_arg, tune_threads=True, path=self.path_arg)
         self.engine.warm_up()
         target, audio_device, port = self._output_args
         description = self._set_output(target, audio_device, port)
         import torch
 
         self.emit("ready", pid=os.getpid(), protocol=PROTOCOL, device=self.engine.device, dtype=self.engine.dtype_name,
-                  torch=torch.__version__, output=target, output_detail=description)
+                  torch=torch.__version__, output=target, output_detail=description, path=self.engine.path)
 
     def _set_output(self, target: str, audio_device, port: int) -> str:
         from milo_tui.audition.listen import AudioDeviceError, parse_device
@@ -172,9 +174,9 @@ class Worker:
         except EngineError as exc:
             self.error(job_id, str(exc), checkpoint=str(path))
             return False, 0.0
-        print(f"[worker] loaded {path} in {info.load_s:.2f} s", file=sys.stderr, flush=True)
+        print(f"[worker] loaded {path} in {info.load_s:.2f} s ({info.describe()})", file=sys.stderr, flush=True)
         self.emit("loaded", id=job_id, checkpoint=str(path), name=path.name, speakers=list(info.info.speakers),
-                  load_s=round(info.load_s, 3), device=info.device, dtype=info.dtype)
+                  load_s=round(info.load_s, 3), device=info.device, dtype=info.dtype, **info.describe())
         return True, info.load_s
 
     def _do_load(self, cmd: dict) -> None:
@@ -201,7 +203,7 @@ class Worker:
     def _do_say(self, cmd: dict) -> None:
         import numpy as np
 
-        from inference.engine import SAMPLE_RATE, Cancelled, EngineError, Timings
+        from inference.engine import SAMPLE_RATE, Cancelled, EngineError, Timings, expected_audio_s
         from milo_tui.audition.samples import append_sample, save_sample
         from milo_tui.audition.text import TextError, split_sentences
 
@@ -233,8 +235,12 @@ class Worker:
         timings = Timings(load_s=load_s)
         self.emit("started", id=job_id, checkpoint=name, seed=seed, sentences=len(sentences), speaker=speaker,
                   sampling=sampling.as_dict())
+        budget = cmd.get("budget", True)
+        key = str(loaded.info.path)
         if play:
-            self.output.start(job_id, {"checkpoint": cmd.get("label") or name, "text": text})
+            self.output.start(job_id, {"checkpoint": cmd.get("label") or name, "text": text,
+                                       "expected_s": expected_audio_s(sentences, sampling.max_new_tokens, budget),
+                                       "rate_hint": self.rate_hint.get(key)})
 
         def on_sentence(i: int, n: int, sentence: str) -> None:
             self.emit("sentence", id=job_id, index=i, count=n, text=sentence)
@@ -242,10 +248,11 @@ class Worker:
         chunks = []
         try:
             for chunk in self.engine.stream(text, seed=seed, sampling=sampling, speaker=speaker,
-                                            language=cmd.get("language", "auto"), budget=cmd.get("budget", True),
+                                            language=cmd.get("language", "auto"), budget=budget,
                                             cancel=self.cancel, timings=timings, on_sentence=on_sentence):
                 if not chunks:
                     self.emit("first_audio", id=job_id, first_audio_s=round(timings.first_audio_s, 4))
+                    first_len = len(chunk)
                 chunks.append(chunk)
                 if play:
                     self.output.feed(chunk)
@@ -268,10 +275,15 @@ class Worker:
             raise
         if play:
             self.output.end()
+        if chunks and timings.first_audio_s is not None and timings.wall_s > timings.first_audio_s:
+            # Steady production rate (after the first chunk): the next say's start-policy hint.
+            steady = (timings.audio_s - first_len / SAMPLE_RATE) / (timings.wall_s - timings.first_audio_s)
+            if steady > 0:
+                self.rate_hint[key] = round(steady, 3)
         audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         result = dict(checkpoint=name, checkpoint_path=str(loaded.info.path), speaker=speaker, text=text, seed=seed,
                       sampling=sampling.as_dict(), language=cmd.get("language", "auto"), device=loaded.device,
-                      dtype=loaded.dtype, source=cmd.get("source", "audition"), **timings.as_dict())
+                      dtype=loaded.dtype, path=loaded.path, source=cmd.get("source", "audition"), **timings.as_dict())
         run_dir = cmd.get("run_dir")
         if run_dir and cmd.get("save", True):
             sample_id, wav = save_sample(Path(run_dir), name, seed, audio, SAMPLE_RATE)
@@ -304,7 +316,8 @@ class Worker:
                 return
             parts += ([gap] if i else []) + [audio.mean(axis=1)]
         self.emit("replaying", id=job_id, wavs=[str(w) for w in wavs])
-        self.output.start(job_id, {"checkpoint": cmd.get("label") or "replay", "text": cmd.get("text", "")})
+        self.output.start(job_id, {"checkpoint": cmd.get("label") or "replay", "text": cmd.get("text", ""),
+                                   "expected_s": round(sum(len(p) for p in parts) / 24000, 3)})
         for part in parts:
             self.output.feed(part)
         self.output.end()
@@ -318,10 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="local", help="local | laptop | none")
     p.add_argument("--audio-device", default=None, help="sounddevice output device (name or index)")
     p.add_argument("--port", type=int, default=None, help="milo-listen tunnel port on 127.0.0.1")
+    p.add_argument("--path", choices=("auto", "fast", "lean"), default=None,
+                   help="engine frame loop (default auto, or $MILO_AUDITION_PATH); docs/audition.md")
     args = p.parse_args(argv)
     from milo_tui.audition.listen import DEFAULT_PORT
 
-    worker = Worker(proto, args.device, args.output, args.audio_device, args.port or DEFAULT_PORT)
+    worker = Worker(proto, args.device, args.output, args.audio_device, args.port or DEFAULT_PORT, path=args.path)
     try:
         worker.start()
     except Exception as exc:

@@ -12,7 +12,8 @@ Wire format (TCP, one connection carries any number of clips): every frame is
 kind b"J": a UTF-8 JSON object;  kind b"P": PCM samples of the current clip (little-endian, mono).
 The listener speaks first: {"type": "hello", "role": "listener", "protocol": 1, "device": "..."}.
 The sender then sends, per clip: {"type": "start", "clip": id, "rate": 24000, "format": "s16le" | "f32le",
-"channels": 1, "checkpoint": ..., "text": ...}, any number of P frames, {"type": "end", "clip": id}.
+"channels": 1, "checkpoint": ..., "text": ..., optional "expected_s" and "rate_hint" (for the start policy)},
+any number of P frames, {"type": "end", "clip": id}.
 {"type": "stop"} silences the listener at once (the operator pressed stop); {"type": "bye"} closes.
 """
 from __future__ import annotations
@@ -84,6 +85,83 @@ def pcm_samples(payload: bytes, fmt: str = "s16le") -> np.ndarray:
     return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32767.0
 
 
+# ---- when to start playing ---------------------------------------------------------------------------
+class StartPolicy:
+    """When to start (or, after running dry, resume) playing a clip that is still being generated, so that
+    it then plays to the end without gaps. Pure: the caller passes the clock's readings.
+
+    Playback started with B seconds of audio buffered, while R more seconds arrive at r seconds of audio
+    per wall second in chunks of at most c seconds, never runs dry iff
+        B >= c / r                         (the next chunk arrives before the buffer is played), and
+        B >= R (1 - r) / r + c             (when r < 1: the shortfall over the rest of the clip, plus
+                                            the last chunk, which arrives in one piece).
+    So when generation is faster than real time it starts with the first chunk (first audio stays
+    fast); when it is slower it waits just long enough. r is measured from the chunks' arrival times
+    (from the clip's start for the first chunk, which includes the prompt's prefill: pessimistic; then
+    between chunks), or taken from `rate_hint` (the rate the producer measured last time) until two
+    chunks have arrived; it is discounted by `safety`. R comes from `expected_s`, the producer's estimate
+    of the clip's length (None: unknown, start at once). c is twice the largest chunk seen so far (the
+    engine's chunks double), at most `max_chunk_s`. Once everything has arrived, play."""
+
+    def __init__(self, expected_s: float | None = None, rate_hint: float | None = None, *, start: float = 0.0,
+                 safety: float = 0.85, margin_s: float = 0.05, max_chunk_s: float = 2.0) -> None:
+        self.expected_s = expected_s
+        self.rate_hint = rate_hint
+        self.safety, self.margin_s, self.max_chunk_s = safety, margin_s, max_chunk_s
+        self.t_start = start
+        self.arrivals: list[tuple[float, float]] = []   # (time, seconds of audio)
+        self.ended = False
+
+    @property
+    def received_s(self) -> float:
+        return sum(s for _, s in self.arrivals)
+
+    def arrived(self, now: float, seconds: float) -> None:
+        self.arrivals.append((now, seconds))
+
+    def end(self) -> None:
+        self.ended = True
+
+    def rate(self) -> float | None:
+        """Audio seconds produced per wall second (None before the first chunk)."""
+        if len(self.arrivals) >= 2:
+            (t0, _), (t1, _) = self.arrivals[0], self.arrivals[-1]
+            later = sum(s for _, s in self.arrivals[1:])
+            return later / (t1 - t0) if t1 > t0 else float("inf")
+        if self.rate_hint:
+            return self.rate_hint
+        if self.arrivals:
+            t, s = self.arrivals[0]
+            return s / (t - self.t_start) if t > self.t_start else float("inf")
+        return None
+
+    def needed_s(self) -> float:
+        """Audio that must be buffered (received, not yet played) before playing on is safe."""
+        if self.ended or self.expected_s is None:
+            return 0.0
+        rate = self.rate()
+        if rate is None:
+            return float("inf")
+        largest = max((s for _, s in self.arrivals), default=0.0)
+        chunk = min(self.max_chunk_s, 2.0 * largest) if largest else self.max_chunk_s
+        remaining = self.expected_s - self.received_s
+        if remaining <= 0.0:  # past the estimate, and the end not announced: at least one more chunk
+            remaining = chunk
+        chunk = min(chunk, remaining)
+        rate = rate * self.safety
+        if rate <= 0.0:
+            return float("inf")
+        need = chunk / rate
+        if rate < 1.0:
+            need = max(need, remaining * (1.0 - rate) / rate + chunk)
+        return need + self.margin_s
+
+    def ready(self, played_s: float = 0.0) -> bool:
+        """Start (or resume) now? `played_s`: audio of this clip already played."""
+        buffered = self.received_s - played_s
+        return buffered > 0.0 and (self.ended or buffered >= self.needed_s())
+
+
 # ---- playback ---------------------------------------------------------------------------------------
 class AudioDeviceError(RuntimeError):
     """No usable output device, or it went away; the message is one line."""
@@ -124,27 +202,38 @@ def _resample(chunk: np.ndarray, src: int, dst: int) -> np.ndarray:
 class Player:
     """Plays clips of float32 mono audio, chunk by chunk as they arrive, one sounddevice stream per clip.
 
-    The stream runs in callback mode: PortAudio pulls audio at its own pace and gets silence while the
-    next chunk is still being generated, so a slow generator causes gaps, never a wedged device (blocking
-    writes through ALSA's PulseAudio plugin were seen to hang after an underrun). The stream opens at
-    `start()`, while the first chunk is being made. A control thread takes ("start"|"audio"|"end"|"stop")
-    items from a queue and watches the stream: a stream that dies mid-clip is a lost device. `stop()`
-    drops everything queued at once. Events go to `on_event` (from the control thread):
-    {"event": "playback", "clip": id, "state": "started" | "finished" | "stopped" | "device_lost" |
-    "no_device", "message": "...", "played_s": x}."""
+    The stream runs in callback mode: PortAudio pulls audio at its own pace and gets silence when nothing
+    is buffered, so a slow generator never wedges the device (blocking writes through ALSA's PulseAudio
+    plugin were seen to hang after an underrun). The stream opens at `start()`, while the first chunk is
+    being made, and starts playing when `StartPolicy` says the buffered audio will last to the end of the
+    clip: at once when generation is faster than real time, later when it is slower, so a slow generator
+    delays the sound instead of chopping it. Should the buffer still run dry mid-clip (the estimate was
+    short, the machine got busy), playback holds (silence, nothing skipped) until the policy says go again:
+    one pause, not a stutter. A control thread takes ("start"|"audio"|"end"|"stop") items from a queue and
+    watches the stream: a stream that dies mid-clip is a lost device. `stop()` drops everything queued at
+    once. Events go to `on_event` (from the control thread):
+    {"event": "playback", "clip": id, "state": "started" | "playing" | "finished" | "stopped" | "device_lost"
+    | "no_device", "message": "...", "played_s": x, ...}. "playing" (sound starts) carries `start_delay_s`
+    (first chunk to sound: the wait the policy chose), `buffered_s`, `rate` and `expected_s`; "finished"
+    carries `start_delay_s`, `rebuffers` and `rebuffer_s` (pauses after running dry, and their length)."""
 
     LATENCY_S = 0.1
 
-    def __init__(self, device=None, samplerate: int = SAMPLE_RATE, on_event: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, device=None, samplerate: int = SAMPLE_RATE, on_event: Callable[[dict], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.device = device
         self.samplerate = samplerate
         self.on_event = on_event or (lambda e: None)
+        self.clock = clock
         self._queue: queue.Queue = queue.Queue()
         self._generation = 0            # bumped by stop(): items queued before it are dropped
         self._lock = threading.Lock()
         self._buffer: list[np.ndarray] = []   # audio waiting for the callback (guarded by _buf_lock)
         self._offset = 0
         self._played = 0
+        self._hold = False              # the callback plays silence without consuming (waiting to resume)
+        self._ending = False            # no more audio will come for this clip
+        self._ran_dry_at: float | None = None
         self._buf_lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
@@ -152,9 +241,11 @@ class Player:
         self._thread.start()
 
     # producer side
-    def start(self, clip) -> None:
+    def start(self, clip, expected_s: float | None = None, rate_hint: float | None = None) -> None:
+        """A new clip. `expected_s`: the producer's estimate of its length (None: start with the first
+        chunk); `rate_hint`: its last measured production rate (audio seconds per wall second)."""
         self._idle.clear()
-        self._put(("start", clip))
+        self._put(("start", (clip, expected_s, rate_hint)))
 
     def feed(self, chunk: np.ndarray) -> None:
         self._put(("audio", np.asarray(chunk, dtype=np.float32)))
@@ -163,7 +254,7 @@ class Player:
         self._put(("end", None))
 
     def play(self, clip, audio: np.ndarray) -> None:
-        self.start(clip)
+        self.start(clip, expected_s=len(audio) / self.samplerate)
         self.feed(audio)
         self.end()
 
@@ -189,16 +280,20 @@ class Player:
         out = outdata[:, 0]
         n = 0
         with self._buf_lock:
-            while n < frames and self._buffer:
-                head = self._buffer[0]
-                take = min(frames - n, len(head) - self._offset)
-                out[n:n + take] = head[self._offset:self._offset + take]
-                n += take
-                self._offset += take
-                if self._offset >= len(head):
-                    self._buffer.pop(0)
-                    self._offset = 0
-            self._played += n
+            if not self._hold:
+                while n < frames and self._buffer:
+                    head = self._buffer[0]
+                    take = min(frames - n, len(head) - self._offset)
+                    out[n:n + take] = head[self._offset:self._offset + take]
+                    n += take
+                    self._offset += take
+                    if self._offset >= len(head):
+                        self._buffer.pop(0)
+                        self._offset = 0
+                self._played += n
+                if n < frames and not self._ending:
+                    self._hold = True  # ran dry mid-clip: hold until the policy says go again
+                    self._ran_dry_at = self.clock()
         out[n:] = 0.0
 
     def _pending(self) -> int:
@@ -223,10 +318,13 @@ class Player:
             # Some devices (WASAPI shared mode, some USB DACs) refuse 24 kHz: play at the device's rate.
             rate = int(sd.query_devices(self.device, kind="output")["default_samplerate"])
             stream = sd.OutputStream(samplerate=rate, **kwargs)
-        return stream, rate  # started by the first chunk: silence queued ahead of it would delay the sound
+        return stream, rate  # started by the policy: silence queued ahead of the sound would delay it
 
     def _run(self) -> None:
         stream, rate, clip, ending, started = None, self.samplerate, None, False, False
+        policy: StartPolicy | None = None
+        first_at = start_delay = None
+        rebuffers, rebuffer_s = 0, 0.0
 
         def close(abort: bool) -> None:
             nonlocal stream
@@ -240,9 +338,42 @@ class Player:
             with self._buf_lock:
                 self._buffer.clear()
                 self._offset = 0
+                self._hold = False
 
         def played() -> float:
             return round(self._played / rate, 3)
+
+        def finished_fields() -> dict:
+            return {"played_s": played(), "start_delay_s": None if start_delay is None else round(start_delay, 3),
+                    "rebuffers": rebuffers, "rebuffer_s": round(rebuffer_s, 3)}
+
+        def go(now: float) -> None:
+            """Start the stream, or resume it after it ran dry, if the policy says so."""
+            nonlocal started, start_delay, rebuffers, rebuffer_s, clip, ending
+            if stream is None or policy is None or not policy.ready(self._played / rate):
+                return
+            if not started:
+                try:
+                    stream.start()
+                    started = True
+                except Exception as exc:
+                    close(abort=True)
+                    self._emit(clip, "device_lost", message=_one_line(exc), played_s=0.0)
+                    clip, ending = None, False
+                    return
+                start_delay = now - first_at if first_at is not None else 0.0
+                rate_now = policy.rate()
+                self._emit(clip, "playing", start_delay_s=round(start_delay, 3),
+                           buffered_s=round(policy.received_s, 3), expected_s=policy.expected_s,
+                           rate=None if rate_now is None or rate_now == float("inf") else round(rate_now, 3))
+                return
+            with self._buf_lock:
+                if self._hold:
+                    self._hold = False
+                    if self._pending_locked() > 0:  # a real pause (not just the clip's last sample played)
+                        rebuffers += 1
+                        rebuffer_s += max(0.0, now - (self._ran_dry_at if self._ran_dry_at is not None else now))
+                    self._ran_dry_at = None
 
         while True:
             try:
@@ -257,7 +388,7 @@ class Player:
             if kind is None:
                 if ending and stream is not None and (self._pending() <= 0 or not started):
                     close(abort=False)  # stop() lets the device's own buffer play out
-                    self._emit(clip, "finished", played_s=played())
+                    self._emit(clip, "finished", **finished_fields())
                     clip, ending = None, False
                 if clip is None and self._queue.empty():
                     self._idle.set()
@@ -276,15 +407,22 @@ class Player:
                         self._emit(clip, "stopped", played_s=played())
                     clip, ending = None, False
                 continue
+            now = self.clock()
             if kind == "start":
                 if stream is not None:  # a new clip before the last one ended: finish that one first
                     while self._pending() > 0 and stream.active:
                         time.sleep(0.02)
                     close(abort=False)
-                    self._emit(clip, "finished", played_s=played())
-                clip, ending, started = value, False, False
+                    self._emit(clip, "finished", **finished_fields())
+                (clip, expected_s, rate_hint), ending, started = value, False, False
+                policy = StartPolicy(expected_s, rate_hint, start=now)
+                first_at = start_delay = None
+                rebuffers, rebuffer_s = 0, 0.0
                 with self._buf_lock:
                     self._played = 0
+                    self._hold = False
+                    self._ending = False
+                    self._ran_dry_at = None
                 try:
                     stream, rate = self._open()
                     self._emit(clip, "started")
@@ -295,16 +433,24 @@ class Player:
             elif kind == "audio" and stream is not None:
                 with self._buf_lock:
                     self._buffer.append(_resample(value, self.samplerate, rate))
-                if not started:
-                    try:
-                        stream.start()
-                        started = True
-                    except Exception as exc:
-                        close(abort=True)
-                        self._emit(clip, "device_lost", message=_one_line(exc), played_s=0.0)
-                        clip, ending = None, False
+                if first_at is None:
+                    first_at = now
+                policy.arrived(now, len(value) / self.samplerate)
+                go(now)
             elif kind == "end":
                 ending = stream is not None
+                with self._buf_lock:
+                    self._ending = True
+                if policy is not None:
+                    policy.end()
+                    go(now)
+
+    def _pending_locked(self) -> int:
+        return sum(len(b) for b in self._buffer) - self._offset
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -369,7 +515,8 @@ class Listener:
                 typ = msg.get("type")
                 if typ == "start":
                     fmt, open_clip = msg.get("format", "s16le"), msg.get("clip")
-                    self.player.start(open_clip)
+                    self.player.start(open_clip, expected_s=_number(msg.get("expected_s")),
+                                      rate_hint=_number(msg.get("rate_hint")))
                     label = msg.get("checkpoint") or ""
                     self.log(f"> {label}: {msg.get('text', '')!r}")
                 elif typ == "end":

@@ -38,7 +38,7 @@ class LocalOutput:
         return f"spark speakers ({describe_output(self.device)})"
 
     def start(self, clip, meta: dict) -> None:
-        self.player.start(clip)
+        self.player.start(clip, expected_s=meta.get("expected_s"), rate_hint=meta.get("rate_hint"))
 
     def feed(self, chunk: np.ndarray) -> None:
         self.player.feed(chunk)
@@ -143,6 +143,9 @@ class LaptopOutput:
                     return
         header = {"type": "start", "clip": clip, "rate": SAMPLE_RATE, "format": self.fmt, "channels": 1,
                   "checkpoint": meta.get("checkpoint"), "text": meta.get("text")}
+        for key in ("expected_s", "rate_hint"):  # for the laptop's start policy (older listeners ignore them)
+            if meta.get(key) is not None:
+                header[key] = meta[key]
         if self._send(lambda s: send_json(s, header)):
             self.on_event({"event": "playback", "clip": clip, "state": "started", "message": self.describe()})
 

@@ -8,6 +8,7 @@ docs/run-folder.md ("samples/") is the human-readable version of this module.
 Lines (every line has `v` 1, `kind`, `time`, as in metrics.jsonl):
   kind "sample"      id, wav, checkpoint, checkpoint_path, speaker, text, seed, sampling, language,
                      load_s, first_audio_s, audio_s, wall_s, rtf, frames, sentences, device, dtype,
+                     path ("fast" | "lean": the engine's frame loop),
                      source ("audition" | "milo-say"), rating (null), ab_group, ab_label ("A"|"B"), blind
   kind "rating"      sample (id), rating (1..5, or null to clear)
   kind "preference"  ab_group, preferred (sample id, or null for "no difference")

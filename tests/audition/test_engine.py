@@ -15,14 +15,7 @@ from milo_tui.audition.text import TextError
 TEXT = "hello world, this is milo."
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as the worker uses for the tiny model (4x faster here), restored after each
-    test: the thread count is process-wide, and build_tiny_model's bytes depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
