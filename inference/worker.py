@@ -347,4 +347,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Everything is on disk and the audio stream closed by now; the interpreter's teardown of torch and
+    # PortAudio would add about 1.3 s to every dashboard quit that waits for this process (measured here:
+    # 1.3-1.4 s against 0.07 s from "quit" to exit).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
