@@ -14,6 +14,7 @@ human-readable version of this module; keep the two in step.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -88,14 +89,29 @@ def read_json(path: Path) -> dict | None:
 
 
 def update_state(run_dir: Path, **fields) -> dict:
-    """Read-modify-write state.json (atomic replace), stamping updated_at."""
+    """Read-modify-write state.json (atomic replace), stamping updated_at. The run folder is locked
+    (flock) meanwhile: the trainer, its keeper and a dashboard each write some fields, and none may undo
+    another's update."""
     path = Path(run_dir) / STATE_JSON
-    state = read_json(path) or {}
-    state.update(fields)
-    state["updated_at"] = time.time()
-    state.setdefault("host", socket.gethostname())
-    write_json_atomic(path, state)
+    with _locked(Path(run_dir)):
+        state = read_json(path) or {}
+        state.update(fields)
+        state["updated_at"] = time.time()
+        state.setdefault("host", socket.gethostname())
+        write_json_atomic(path, state)
     return state
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def record(kind: str, **fields) -> dict:
