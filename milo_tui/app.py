@@ -115,7 +115,7 @@ class MiloApp(App):
 
         self._started = True
         src, checkpoints = self._sources, Path(self.settings.checkpoints)
-        self.supervisor = Supervisor(python=src["python"], env=src["env"])
+        self.supervisor = Supervisor(python=src["python"], env=src["env"], backoff=self.restart_backoff)
         psutil_module = src["psutil_module"]
         self.watcher = RunWatcher(checkpoints, self.post_message, self.supervisor, poll_s=src["poll_s"],
                                   use_watchfiles=src["watch_files"],
@@ -250,11 +250,10 @@ class MiloApp(App):
     def on_run_ended(self, message: RunEnded) -> None:
         e = message.ended
         name = e.run_dir.name
-        if e.status == CRASHED and e.restartable:
-            delay = self.restart_backoff * 2 ** e.restarts
+        if e.status == CRASHED and e.restart_at is not None:  # its keeper restarts it (docs/supervision.md)
+            delay = max(0.0, e.restart_at - time.time())
             self.notify(f"{name} crashed: {e.error}. Restart {e.restarts + 1} of {e.restart_limit} in {delay:.0f} s",
                         severity="warning", timeout=8)
-            self.set_timer(delay, partial(self._restart, e.run_dir), name=f"restart {name}")
         elif e.status == CRASHED:
             self.notify(f"{name}: {e.error or 'crashed'}", severity="error", timeout=10)
         elif e.status == STOPPED:
@@ -365,7 +364,7 @@ class MiloApp(App):
         self.run_worker(partial(self._launch, request.run_dir, request), thread=True, group="launch",
                         name=f"start {request.run_dir.name}", exit_on_error=False)
 
-    def _launch(self, run_dir: Path, request: RunRequest | None = None, restart: bool = False) -> None:
+    def _launch(self, run_dir: Path, request: RunRequest | None = None) -> None:
         """Thread worker: start or resume a trainer (fork and exec stay off the event loop)."""
         from milo_tui.messages import LaunchFailed, RunLaunched
         from milo_tui.supervisor import SupervisorError
@@ -374,20 +373,13 @@ class MiloApp(App):
             if request is not None:
                 pid = self.supervisor.start(request)
             else:
-                pid = self.supervisor.resume(run_dir, restart=restart)
+                pid = self.supervisor.resume(run_dir)
         except SupervisorError as exc:
             self.post_message(LaunchFailed(run_dir, str(exc)))
         except Exception as exc:  # noqa: BLE001 - one line, never a crashed dashboard
             self.post_message(LaunchFailed(run_dir, f"{run_dir.name}: cannot start the trainer: {exc}"))
         else:
             self.post_message(RunLaunched(run_dir, pid, resumed=request is None))
-
-    def _restart(self, run_dir: Path) -> None:
-        r = self.runs.get(run_dir)
-        if r is None or r.status != CRASHED:
-            return  # the operator resumed or removed it meanwhile
-        self.run_worker(partial(self._launch, run_dir, None, True), thread=True, group="launch",
-                        name=f"restart {run_dir.name}", exit_on_error=False)
 
     def _signal(self, what: str) -> None:
         from milo_tui.supervisor import SupervisorError

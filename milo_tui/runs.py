@@ -37,6 +37,7 @@ class RunSummary:
     pid_start_time: float | None = None
     restarts: int = 0
     restart_limit: int = 0
+    restart_at: float | None = None  # a crashed run its keeper will restart at this time
     has_resume: bool = False
     has_run_json: bool = False
     updated_at: float | None = None
@@ -96,7 +97,7 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
         best_val=_float(st.get("best_val")), best_epoch=_int(st.get("best_epoch")),
         error=error, exit_code=_int(st.get("exit_code")), pid=_int(st.get("pid")),
         pid_start_time=_float(st.get("pid_start_time")), restarts=_int(st.get("restarts")) or 0,
-        restart_limit=_int(st.get("restart_limit")) or 0, has_resume=(run_dir / RESUME_DIR).is_dir(),
+        restart_limit=_int(st.get("restart_limit")) or 0, restart_at=_float(st.get("restart_at")), has_resume=(run_dir / RESUME_DIR).is_dir(),
         has_run_json=run_json is not None, updated_at=_float(st.get("updated_at")),
     )
 

@@ -1,9 +1,11 @@
 """Starting, signalling and watching trainers (docs/supervision.md).
 
-A trainer runs detached: its own session (so neither a closed SSH session nor a dead dashboard takes it
-down), stdin from /dev/null, stdout and stderr appended to the run's train.log. state.json records its pid
-and the process's start time; a dashboard started later re-attaches by reading them, and a live pid with
-another start time is another process that happens to have the number (PID reuse): never signalled.
+A trainer runs detached under its keeper (milo_tui/keeper.py): the keeper's own session and process group
+(so neither a closed SSH session nor a dead dashboard takes it down), stdin from /dev/null, stdout and
+stderr appended to the run's train.log. The keeper restarts a crashed run as its policy allows, dashboard
+or none. state.json records both processes' pids and start times; a dashboard started later re-attaches by
+reading them, and a live pid with another start time is another process that happens to have the number
+(PID reuse): never signalled.
 
 No Textual here: the app calls `start`/`resume` from a thread worker, `stop`/`kill` directly (one
 syscall), and RunWatcher calls `check` from its thread.
@@ -105,18 +107,35 @@ class Ended:
     requested: str | None  # "stop" or "kill" when the operator asked for it
     restarts: int = 0
     restart_limit: int = 0
+    restart_at: float | None = None  # when the keeper restarts it (None: it will not)
 
-    @property
-    def restartable(self) -> bool:
-        return (self.status == CRASHED and self.requested is None and self.restarts < self.restart_limit
-                and self.exit_code not in NO_RESTART)
+
+def restartable(state: dict, exit_code: int | None) -> bool:
+    """The restart policy (applied by the keeper): a crash, restarts left, and an exit code that a restart
+    can cure."""
+    return (state.get("status") == CRASHED and (state.get("restarts") or 0) < (state.get("restart_limit") or 0)
+            and exit_code not in NO_RESTART)
+
+
+def resume_argv(python: str, run_dir: Path, state: dict) -> list[str]:
+    """The command that continues a run from its newest resume point: its launch command with `--resume`
+    (under `python`), or for a run started by hand `python -m training run --run RUN --resume`."""
+    command = state.get("launch_command")
+    if isinstance(command, list) and command and all(isinstance(a, str) for a in command):
+        argv = [python, *command[1:]]
+    elif (run_dir / RUN_JSON).is_file():
+        argv = [python, "-m", "training", "run", "--run", str(run_dir)]
+    else:
+        raise SupervisorError(f"run {run_dir.name!r} cannot be resumed: the trainer never started; start a new run")
+    return argv if "--resume" in argv else [*argv, "--resume"]
 
 
 @dataclass
 class Supervisor:
     python: str = sys.executable
     env: dict | None = None
-    _children: dict = field(default_factory=dict)  # run_dir -> Popen (trainers this dashboard started)
+    backoff: float = 5.0  # seconds before a crashed run's first restart (the keeper's --backoff)
+    _children: dict = field(default_factory=dict)  # run_dir -> Popen (keepers this dashboard started)
     _watched: set = field(default_factory=set)  # run dirs seen alive: report their end once
     _requested: dict = field(default_factory=dict)  # run_dir -> "stop" | "kill"
     _launching: set = field(default_factory=set)
@@ -140,22 +159,16 @@ class Supervisor:
         return self._spawn(run_dir, argv, launch_command=run, restarts=0, restart_limit=req.restart_limit,
                            preparing=req.prepare_first)
 
-    def resume(self, run_dir: Path, restart: bool = False) -> int:
+    def resume(self, run_dir: Path) -> int:
         """Continue a stopped or crashed run from its newest resume point (the trainer finds it)."""
         run_dir = Path(run_dir)
         state = read_json(run_dir / STATE_JSON) or {}
-        if state.get("status") in LIVE_STATUSES and is_same_process(state.get("pid"), state.get("pid_start_time")):
+        if state.get("status") in LIVE_STATUSES and self.alive(run_dir, state):
             raise SupervisorError(f"run {run_dir.name!r} is still running")
-        command = state.get("launch_command")
-        if isinstance(command, list) and command and all(isinstance(a, str) for a in command):
-            argv = [self.python, *command[1:]]  # the interpreter of this dashboard
-        elif (run_dir / RUN_JSON).is_file():
-            argv = [self.python, "-m", "training", "run", "--run", str(run_dir)]
-        else:
-            raise SupervisorError(f"run {run_dir.name!r} cannot be resumed: the trainer never started; start a new run")
-        argv = argv if "--resume" in argv else [*argv, "--resume"]
-        restarts = (state.get("restarts") or 0) + (1 if restart else 0)
-        return self._spawn(run_dir, argv, restarts=restarts, preparing=False)
+        if is_same_process(state.get("keeper_pid"), state.get("keeper_start_time")):
+            raise SupervisorError(f"run {run_dir.name!r} restarts by itself; R sets its restart policy")
+        argv = resume_argv(self.python, run_dir, state)  # the interpreter of this dashboard
+        return self._spawn(run_dir, argv, preparing=False)
 
     def _spawn(self, run_dir: Path, argv: list[str], **fields) -> int:
         with self._lock:
@@ -166,15 +179,17 @@ class Supervisor:
                 log.write(f"--- milo-tui {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n".encode())
                 log.flush()
                 update_state(run_dir, status=STARTING, pid=None, pid_start_time=None, exit_code=None, error=None,
-                             ended_at=None, started_at=time.time(), **fields)
+                             ended_at=None, started_at=time.time(), keeper_pid=None, keeper_start_time=None,
+                             attempt_ended=None, restart_at=None, **fields)
+                keeper = [self.python, "-m", "milo_tui.keeper", str(run_dir), "--backoff", repr(float(self.backoff)),
+                          "--", *argv]
                 try:
-                    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    proc = subprocess.Popen(keeper, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True, cwd=run_dir, env=self.env, close_fds=True)
                 except OSError as exc:
                     update_state(run_dir, status=CRASHED, error=f"cannot start the trainer: {exc}", ended_at=time.time())
                     raise SupervisorError(f"cannot start the trainer: {exc}") from None
-            # The trainer writes state.json only after importing torch (seconds): no lost update here.
-            update_state(run_dir, pid=proc.pid, pid_start_time=start_time(proc.pid))
+            update_state(run_dir, keeper_pid=proc.pid, keeper_start_time=start_time(proc.pid))
             with self._lock:
                 self._children[run_dir] = proc
                 self._watched.add(run_dir)
@@ -203,9 +218,11 @@ class Supervisor:
         if not is_same_process(pid, state.get("pid_start_time")):
             raise SupervisorError(f"run {run_dir.name!r}: its process {pid} is gone; nothing to {what}")
         try:
-            # start_new_session made the trainer its group's leader; anything else gets the signal alone
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, sig)
+            # The keeper leads the group of the trainer and anything it started; a trainer started by hand
+            # from a shell is in the shell's group and gets the signal alone.
+            group = os.getpgid(pid)
+            if group in (pid, state.get("keeper_pid")):
+                os.killpg(group, sig)
             else:
                 os.kill(pid, sig)
         except ProcessLookupError:
@@ -223,15 +240,22 @@ class Supervisor:
             return Path(run_dir) in self._watched
 
     def set_restart_limit(self, run_dir: Path, limit: int) -> None:
-        """The restart policy of a run: restart it up to `limit` times when it crashes (0: never)."""
+        """The restart policy of a run: restart it up to `limit` times when it crashes (0: never). The
+        keeper reads it when the trainer ends, and again while it waits to restart."""
         update_state(Path(run_dir), restart_limit=int(limit))
 
     def alive(self, run_dir: Path, state: dict) -> bool:
+        """The current attempt is alive while its trainer runs, or while its keeper runs and has not yet
+        recorded the trainer's end (`attempt_ended`)."""
+        if is_same_process(state.get("pid"), state.get("pid_start_time")):
+            return True
         with self._lock:
             proc = self._children.get(run_dir)
-        if proc is not None and proc.pid == state.get("pid"):
-            return proc.poll() is None  # our child: poll() also reaps it
-        return is_same_process(state.get("pid"), state.get("pid_start_time"))
+        if proc is not None and proc.pid == state.get("keeper_pid", proc.pid):
+            keeper = proc.poll() is None  # our child: poll() also reaps it
+        else:
+            keeper = is_same_process(state.get("keeper_pid"), state.get("keeper_start_time"))
+        return keeper and (state.get("pid") is None or state.get("attempt_ended") != state.get("pid"))
 
     def check(self, run_dir: Path) -> Ended | None:
         """Look at one run; when its process is gone while state.json says it is live, record the crash.
@@ -251,7 +275,10 @@ class Supervisor:
             with self._lock:
                 self._watched.add(run_dir)
             return None
-        exit_code = proc.returncode if proc is not None and proc.pid == state.get("pid") else None
+        # The keeper records the trainer's exit status; a keeper killed with it (Kill) ends the same way.
+        exit_code = state.get("exit_code")
+        if exit_code is None and proc is not None and proc.returncode is not None:
+            exit_code = proc.returncode
         with self._lock:
             requested = self._requested.pop(run_dir, None)
             self._children.pop(run_dir, None)
@@ -263,7 +290,7 @@ class Supervisor:
         if not watched:
             return None
         return Ended(run_dir, state.get("status"), state.get("exit_code", exit_code), state.get("error"), requested,
-                     state.get("restarts") or 0, state.get("restart_limit") or 0)
+                     state.get("restarts") or 0, state.get("restart_limit") or 0, state.get("restart_at"))
 
     def forget(self) -> None:
         """Drop the Popen objects (the trainers keep running): for a dashboard that quits."""

@@ -3,6 +3,8 @@ the GPU's health. Compact below 110x36 (one pane at a time, `v` switches), every
 the same widgets, arranged by milo.tcss from the screen's classes."""
 from __future__ import annotations
 
+import time
+
 from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
@@ -13,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from milo_tui.format import fmt_duration, fmt_num
+from milo_tui.runfolder import CRASHED
 from milo_tui.widgets.charts import LayerPanel, LossChart
 from milo_tui.widgets.log_tail import LogTail
 from milo_tui.widgets.tables import STATUS_STYLE, RunsTable
@@ -165,6 +168,8 @@ class RunsScreen(ExplainDisabled, Screen):
             parts.append(f"best {fmt_num(r.best_val)} @ epoch {r.best_epoch}")
         if r.restart_limit:
             parts.append(f"restarts {r.restarts}/{r.restart_limit}")
+        if r.restart_at is not None and r.status == CRASHED:
+            parts.append(f"restart at {time.strftime('%H:%M:%S', time.localtime(r.restart_at))}")
         return " · ".join(parts)
 
     # ---------------------------------------------------------------- input

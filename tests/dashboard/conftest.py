@@ -158,6 +158,26 @@ def live_process():
         proc.wait()
 
 
+@pytest.fixture(autouse=True)
+def no_run_outlives_its_test(tmp_path):
+    """A test that fails half-way leaves its trainers running (they are detached by design): after each
+    test, kill the process group of every keeper a run under tmp_path names."""
+    yield
+    import signal
+
+    from milo_tui.runfolder import read_json
+    from milo_tui.supervisor import is_same_process
+
+    for path in tmp_path.rglob("state.json"):
+        state = read_json(path) or {}
+        keeper = state.get("keeper_pid")
+        if is_same_process(keeper, state.get("keeper_start_time")):
+            try:
+                os.killpg(keeper, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 @pytest.fixture
 def runs_root(tmp_path) -> Path:
     root = tmp_path / "checkpoints"

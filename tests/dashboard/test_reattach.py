@@ -42,8 +42,9 @@ async def test_a_run_outlives_its_dashboard_and_a_new_one_stops_it(demo_workspac
         start_new_session=True)
     try:
         _wait(lambda: _steps(run) >= 2, START, "the first dashboard's run to train")
-        trainer = read_json(run / "state.json")["pid"]
-        assert trainer != first.pid and psutil.Process(trainer).ppid() == first.pid
+        state = read_json(run / "state.json")
+        trainer, keeper = state["pid"], state["keeper_pid"]
+        assert psutil.Process(trainer).ppid() == keeper and psutil.Process(keeper).ppid() == first.pid
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:

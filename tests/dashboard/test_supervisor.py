@@ -1,5 +1,5 @@
-"""Supervision with real processes: detached launch, pid + start time, signals to the process group,
-re-attach from state.json, PID reuse, crashes. A small Python program stands in for the trainer here (it
+"""Supervision with real processes: detached launch under the keeper, pids + start times, signals to the
+process group, re-attach from state.json, PID reuse, crashes, restarts by the keeper with no dashboard. A small Python program stands in for the trainer here (it
 speaks the same state.json protocol); tests/dashboard/test_trainer_actions.py uses the real trainer."""
 from __future__ import annotations
 
@@ -13,20 +13,24 @@ import psutil
 import pytest
 
 from milo_tui.runfolder import CRASHED, STARTING, STOPPED, read_json, write_json_atomic
-from milo_tui.supervisor import Ended, RunRequest, Supervisor, SupervisorError, is_same_process, trainer_argv
+from milo_tui.supervisor import (
+    RunRequest, Supervisor, SupervisorError, is_same_process, restartable, trainer_argv,
+)
 from tests.conftest import python_env
 
 STAND_IN = r'''
-import signal, subprocess, sys, time
+import os, signal, subprocess, sys, time
 from milo_tui.runfolder import update_state
 run, mode = sys.argv[1], sys.argv[2]
+print("stand-in argv", sys.argv[3:], flush=True)
 def stop(*_):
     update_state(run, status="stopped", exit_code=0)
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
 update_state(run, status="running")
 print("stand-in up, stdin:", sys.stdin.read() == "", flush=True)
-if mode == "crash":
+if mode == "crash" or (mode == "crash_once" and not os.path.exists(os.path.join(run, "crashed-once"))):
+    open(os.path.join(run, "crashed-once"), "w").close()
     print("RuntimeError: the stand-in crashed", flush=True)
     sys.exit(1)
 if mode == "grandchild":
@@ -50,7 +54,17 @@ def _wait(cond, timeout=20.0):
         time.sleep(0.05)
 
 
-def _ended(sup, run_dir, timeout=20.0) -> Ended:
+def _state(run_dir) -> dict:
+    return read_json(run_dir / "state.json") or {}
+
+
+def _trainer(run_dir) -> int:
+    """The trainer's pid, once the keeper has started it and written it down."""
+    _wait(lambda: _state(run_dir).get("pid") is not None)
+    return _state(run_dir)["pid"]
+
+
+def _ended(sup, run_dir, timeout=20.0):
     box = []
     _wait(lambda: box.append(sup.check(run_dir)) or box[-1] is not None, timeout)
     return box[-1]
@@ -58,51 +72,100 @@ def _ended(sup, run_dir, timeout=20.0) -> Ended:
 
 @pytest.fixture
 def sup():
-    return Supervisor(env=python_env())
+    return Supervisor(env=python_env(), backoff=0.2)
 
 
 def test_launch_is_detached_logged_and_recorded(sup, tmp_path):
     run = tmp_path / "run"
-    pid = _spawn(sup, run)
-    state = read_json(run / "state.json")
-    assert state["pid"] == pid and state["status"] in (STARTING, "running")
+    keeper = _spawn(sup, run)
+    pid = _trainer(run)
+    state = _state(run)
+    assert state["keeper_pid"] == keeper and state["status"] in (STARTING, "running")
+    assert psutil.Process(pid).ppid() == keeper
     assert abs(state["pid_start_time"] - psutil.Process(pid).create_time()) < 0.01
-    assert os.getsid(pid) == pid and os.getpgid(pid) == pid  # its own session and process group
-    assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
-    assert os.path.samefile(os.readlink(f"/proc/{pid}/fd/1"), run / "train.log")
+    assert abs(state["keeper_start_time"] - psutil.Process(keeper).create_time()) < 0.01
+    assert os.getsid(keeper) == keeper and os.getpgid(keeper) == keeper  # its own session and process group
+    assert os.getsid(pid) == keeper and os.getpgid(pid) == keeper  # the trainer in it
+    for proc in (keeper, pid):
+        assert os.readlink(f"/proc/{proc}/fd/0") == "/dev/null"
+        assert os.path.samefile(os.readlink(f"/proc/{proc}/fd/1"), run / "train.log")
     _wait(lambda: "stand-in up, stdin: True" in (run / "train.log").read_text())
     assert (run / "train.log").read_text().startswith("--- milo-tui ")
     assert sup.check(run) is None  # alive
     sup.stop(run)
     ended = _ended(sup, run)
-    assert (ended.status, ended.exit_code, ended.requested) == (STOPPED, 0, "stop")
+    assert (ended.status, ended.exit_code, ended.requested, ended.restart_at) == (STOPPED, 0, "stop", None)
     assert sup.check(run) is None  # reported once
+    _wait(lambda: not is_same_process(keeper, state["keeper_start_time"]))  # the keeper left with it
 
 
 def test_kill_takes_the_whole_process_group(sup, tmp_path):
     run = tmp_path / "run"
-    pid = _spawn(sup, run, "grandchild")
+    keeper = _spawn(sup, run, "grandchild", restart_limit=3)
+    pid = _trainer(run)
     _wait(lambda: any(p.name() == "sleep" for p in psutil.Process(pid).children()))
     grandchild = next(p for p in psutil.Process(pid).children() if p.name() == "sleep")
     sup.kill(run)
     ended = _ended(sup, run)
     assert ended.status == CRASHED and ended.exit_code == -9 and "killed by the operator" in ended.error
-    assert not ended.restartable
+    assert ended.restart_at is None and not psutil.pid_exists(keeper)  # the keeper went with it: no restart
     _wait(lambda: not grandchild.is_running() or grandchild.status() == psutil.STATUS_ZOMBIE)
     with pytest.raises(SupervisorError, match="not running"):
         sup.stop(run)
 
 
-def test_a_crash_is_recorded_with_its_last_error_line_and_may_restart(sup, tmp_path):
+def test_a_crash_is_recorded_with_its_last_error_line(sup, tmp_path):
     run = tmp_path / "run"
-    _spawn(sup, run, "crash", restart_limit=2)
+    _spawn(sup, run, "crash")
     ended = _ended(sup, run)
-    state = read_json(run / "state.json")
-    assert state["status"] == CRASHED and state["exit_code"] == 1
+    state = _state(run)
+    assert state["status"] == CRASHED and state["exit_code"] == 1 and ended.exit_code == 1
     assert "RuntimeError: the stand-in crashed" in state["error"] and "exit 1" in state["error"]
-    assert ended.restartable
-    assert not Ended(run, CRASHED, 3, "bad data", None, 0, 2).restartable  # bad input: a restart cannot help
-    assert not Ended(run, CRASHED, 1, "x", None, 2, 2).restartable  # used up
+    assert ended.restart_at is None and state["attempt_ended"] == state["pid"]
+    crashed = {"status": CRASHED, "restarts": 0, "restart_limit": 2}
+    assert restartable(crashed, 1) and restartable(crashed, -11)
+    assert not restartable(crashed, 3)  # bad input: a restart cannot help (nor 2, 4 out of memory, 5 disk full)
+    assert not restartable({**crashed, "restarts": 2}, 1)  # used up
+    assert not restartable({**crashed, "status": STOPPED}, 0)
+
+
+def test_the_keeper_restarts_a_crash_with_no_dashboard_watching(tmp_path):
+    """Nobody calls check(): the dashboard is gone. The keeper alone records the crash, waits its back-off,
+    and resumes the run with --resume; Stop from a new dashboard then ends it for good."""
+    run = tmp_path / "run"
+    _spawn(Supervisor(env=python_env(), backoff=0.3), run, "crash_once", restart_limit=2)
+    first = _trainer(run)
+    _wait(lambda: _state(run).get("restarts") == 1 and _state(run).get("pid") not in (None, first)
+          and _state(run).get("status") == "running")
+    log = (run / "train.log").read_text()
+    assert "RuntimeError: the stand-in crashed" in log and "restart 1 of 2 in 0 s" in log
+    assert "stand-in argv ['--resume']" in log  # the second attempt resumes
+    state = _state(run)
+    assert state["error"] is None and state["restart_at"] is None and state["exit_code"] is None
+    fresh = Supervisor(env=python_env())
+    assert fresh.check(run) is None
+    fresh.stop(run)
+    ended = _ended(fresh, run)
+    assert (ended.status, ended.exit_code, ended.restart_at) == (STOPPED, 0, None)
+    _wait(lambda: not is_same_process(state["keeper_pid"], state["keeper_start_time"]))
+    assert _state(run)["restarts"] == 1
+
+
+def test_a_dashboard_sees_the_crash_and_when_the_keeper_restarts_it(tmp_path):
+    run = tmp_path / "run"
+    sup = Supervisor(env=python_env(), backoff=60.0)
+    _spawn(sup, run, "crash", restart_limit=1)
+    ended = _ended(sup, run)
+    assert ended.status == CRASHED and "the stand-in crashed" in ended.error
+    assert ended.restart_at is not None and 55 < ended.restart_at - time.time() <= 60
+    with pytest.raises(SupervisorError, match="restarts by itself"):
+        sup.resume(run)  # no second trainer beside the one the keeper is about to start
+    state = _state(run)
+    sup.set_restart_limit(run, 0)  # R: the operator calls the restart off during the back-off
+    _wait(lambda: not is_same_process(state["keeper_pid"], state["keeper_start_time"]), timeout=5)
+    state = _state(run)
+    assert state["status"] == CRASHED and state["restart_at"] is None and state["restarts"] == 0
+    assert "restart cancelled" in (run / "train.log").read_text()
 
 
 def test_a_new_dashboard_reattaches_and_stops_it(sup, tmp_path):
@@ -140,10 +203,10 @@ def test_resume_repeats_the_launch_command_with_resume(sup, tmp_path):
     script = "import sys; print('argv', sys.argv[1:])"
     write_json_atomic(run / "state.json", {"status": "crashed", "restarts": 1,
                                            "launch_command": ["/old/python", "-c", script]})
-    sup.resume(run, restart=True)
+    sup.resume(run)
     _wait(lambda: "argv ['--resume']" in (run / "train.log").read_text())
     state = read_json(run / "state.json")
-    assert state["restarts"] == 2 and state["launch_command"] == ["/old/python", "-c", script]
+    assert state["restarts"] == 1 and state["launch_command"] == ["/old/python", "-c", script]
     with pytest.raises(SupervisorError, match="never started"):
         sup.resume(tmp_path / "nothing-here")
 

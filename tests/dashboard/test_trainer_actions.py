@@ -60,8 +60,9 @@ async def test_start_stop_resume_kill(demo_workspace, runs_root):
     async with app.run_test(size=(100, 30)) as pilot:
         await start_from_form(pilot, "voice-a", epochs=200)
         await wait_for(pilot, lambda: status(app, run) == "running" and app.selected == run, START, "running")
-        pid = read_json(run / "state.json")["pid"]
-        assert os.getsid(pid) == pid  # detached: its own session
+        state = read_json(run / "state.json")
+        pid, keeper = state["pid"], state["keeper_pid"]
+        assert os.getsid(keeper) == keeper and os.getsid(pid) == keeper  # detached: the keeper's own session
         await wait_for(pilot, lambda: (latest_step(app) or 0) >= 3, START, "steps on screen")
 
         await pilot.press("s")  # stop: the trainer finishes its step and saves a resume point
