@@ -59,7 +59,7 @@ def run(run_dir: Path, argv: list[str], backoff: float, stop: threading.Event) -
         update_state(run_dir, **fields)
         if not again:
             return code
-        log(run_dir, f"the trainer ended ({state.get('error') or f'exit {code}'}); restart "
+        log(run_dir, f"crashed: {state.get('error') or f'exit {code}'}; restart "
                      f"{(state.get('restarts') or 0) + 1} of {state.get('restart_limit')} in {wait:.0f} s")
         if not _back_off(run_dir, wait, stop):
             update_state(run_dir, restart_at=None)
