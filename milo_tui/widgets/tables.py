@@ -78,12 +78,20 @@ class CheckpointsTable(KeyedTable):
                ("val", "val loss"), ("created", "created"))
 
     def show(self, checkpoints) -> None:
+        """The rows of one run's checkpoints (oldest first). When they are another run's than before, the
+        cursor starts on the best one by validation loss (marked *), else the newest: the one the operator
+        most likely wants to hear. Later updates leave the cursor where the operator put it."""
         known = [c.val_loss for c in checkpoints if c.val_loss is not None]
         best = min(known) if known else None
-        rows = {}
+        rows, best_key = {}, None
         for c in checkpoints:
             val = fmt_num(c.val_loss, 4)
+            is_best = best is not None and c.val_loss == best
+            best_key = best_key or (str(c.path) if is_best else None)
             rows[str(c.path)] = (c.name, str(c.epoch or "-"), str(c.step or "-"), fmt_bytes(c.bytes),
-                                 Text(val + " *", "bold #87d787") if best is not None and c.val_loss == best else val,
-                                 fmt_time(c.created))
+                                 Text(val + " *", "bold #87d787") if is_best else val, fmt_time(c.created))
+        start = best_key or next(reversed(rows), None)
+        fresh = not any(key in self.rows for key in rows)
         self.show_rows(rows)
+        if fresh and start is not None:
+            self.move_cursor(row=self.get_row_index(start), animate=False)

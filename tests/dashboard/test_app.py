@@ -120,17 +120,25 @@ async def test_checkpoints_view_updates_in_place_and_asks_for_audition(three_run
         first_row_key = list(table.rows)[0]
         text = screen_text(app)
         assert "epoch-0005" in text and "free on this disk" in text and " *" in text
-        # a sixth checkpoint lands: the rows already there stay, one is added
+        # the cursor starts on the best checkpoint by validation loss (not the first row)
+        checkpoints = app.checkpoints[app.selected][0]
+        best = min((c for c in checkpoints if c.val_loss is not None), key=lambda c: c.val_loss)
+        assert app.screen.highlighted() == best.path and best.path != checkpoints[0].path
+        await pilot.press("up")  # the operator picks another one
+        picked = app.screen.highlighted()
+        assert picked != best.path
+        # a sixth checkpoint lands, better than all: the rows already there stay, one is added, and the
+        # cursor stays where the operator put it
         ck = three_runs / "bravo" / "epoch-0006"
         ck.mkdir()
         write_json_atomic(ck / "eval.json", {"objective": 0.5})
         app.watcher.wake()
         await wait_for(pilot, lambda: table.row_count == 6, what="the new checkpoint")
-        assert list(table.rows)[0] == first_row_key
+        assert list(table.rows)[0] == first_row_key and app.screen.highlighted() == picked
         await pilot.press("a")
         await pilot.pause()
         seen = [m for m in messages if isinstance(m, AuditionRequested)]
-        assert seen and seen[0].run_dir.name == "bravo" and seen[0].checkpoint.name.startswith("epoch-")
+        assert seen and seen[0].run_dir.name == "bravo" and seen[0].checkpoint == picked
         # The audition screen opens on that checkpoint (its worker says this folder is no checkpoint:
         # the full path to sound is tests/audition/test_from_dashboard.py).
         await wait_for(pilot, lambda: type(app.screen).__name__ == "AuditionScreen", what="the audition screen")
