@@ -29,6 +29,7 @@ from milo_tui.runfolder import CRASHED, LIVE_STATUSES, STARTING, STATE_JSON, TRA
 from milo_tui.supervisor import SupervisorError, ended_error, restartable, resume_argv, start_time
 
 POLL_S = 0.25  # how often the back-off looks for a changed policy or a stop
+EXIT_CANNOT_START = 127  # the keeper's status when the trainer's command cannot be run (as a shell's)
 
 
 def log(run_dir: Path, line: str) -> None:
@@ -40,7 +41,14 @@ def log(run_dir: Path, line: str) -> None:
 def run(run_dir: Path, argv: list[str], backoff: float, stop: threading.Event) -> int:
     """Attempts until one ends in a way a restart cannot or may not change; the last exit status."""
     while True:
-        trainer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=run_dir, close_fds=True)
+        try:
+            trainer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=run_dir, close_fds=True)
+        except OSError as exc:  # e.g. the interpreter moved since the run was launched: one line, no traceback
+            error = f"cannot start the trainer: {exc}"
+            update_state(run_dir, status=CRASHED, error=error, exit_code=EXIT_CANNOT_START, ended_at=time.time(),
+                         restart_at=None)
+            log(run_dir, error)
+            return EXIT_CANNOT_START
         # One update for the keeper and the trainer (the trainer writes state.json only after its imports).
         update_state(run_dir, pid=trainer.pid, pid_start_time=start_time(trainer.pid), attempt_ended=None,
                      restart_at=None)

@@ -226,3 +226,17 @@ def test_a_second_run_with_the_same_name_is_refused(sup, tmp_path):
     argv = trainer_argv("py", replace(req, device="cuda:1", data=tmp_path))  # a corpus folder: prepared first
     assert argv[argv.index("--device") + 1] == "cuda:1" and argv[argv.index("--data") + 1].endswith("prepared.jsonl")
     assert prepare_argv("py", replace(req, device="cuda:1", data=tmp_path))[-2:] == ["--device", "cuda"]
+
+
+def test_a_trainer_command_that_cannot_run_is_one_line_in_state_and_log(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    missing = str(tmp_path / "no-such-python")
+    sup = Supervisor(env=python_env())
+    sup._spawn(run, [missing, "-m", "training", "run"], launch_command=[missing], restarts=0, restart_limit=2,
+               preparing=False)
+    ended = _ended(sup, run)
+    state = _state(run)
+    assert ended.status == CRASHED and ended.restart_at is None and ended.exit_code == 127
+    assert state["error"].startswith("cannot start the trainer: [Errno 2] No such file or directory")
+    assert "Traceback" not in (run / "train.log").read_text() and missing in (run / "train.log").read_text()
