@@ -56,7 +56,8 @@ def sync(device: str) -> None:
 
 
 def run_stock(tts, sampling, seed: int, device: str) -> dict:
-    from inference.engine import SAMPLE_RATE, stock_generate
+    from contract.audio import SAMPLE_RATE
+    from inference.engine import stock_generate
 
     sync(device)
     t0 = time.perf_counter()

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 def synthetic_examples(n: int, frames: int, text_words: int, ref: Path, seed: int = 0):
     import numpy as np
 
-    from milo_tui.demo import SENTENCES
+    from contract.synth import SENTENCES
+    from contract.audio import SAMPLE_RATE
     from training.data import Example
 
     rng = np.random.default_rng(seed)
@@ -48,12 +49,12 @@ def write_reference(folder: Path) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from milo_tui.demo import synth_clip
+    from contract.synth import synth_clip
 
     rng = np.random.default_rng(0)
-    audio = np.concatenate([synth_clip("a reference clip of the speaker", rng) for _ in range(3)])[: 3 * 24000]
+    audio = np.concatenate([synth_clip("a reference clip of the speaker", rng) for _ in range(3)])[: 3 * SAMPLE_RATE]
     path = folder / "reference.wav"
-    sf.write(path, audio, 24000, subtype="PCM_16")
+    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
     return path
 
 
@@ -108,7 +109,7 @@ def measure(procedure: str, args) -> dict:
         from training.forward import AlignedForward, Layout, collate, text_token_ids
         from training.trainer import train_step
 
-        speaker = model.extract_speaker_embedding(load_24k_mono(ref), 24000).float()
+        speaker = model.extract_speaker_embedding(load_24k_mono(ref), SAMPLE_RATE).float()
         model.speaker_encoder.requires_grad_(False)
         forward = AlignedForward(model, speaker).to(device)
         layout = Layout.from_model(model, processor)

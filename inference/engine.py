@@ -30,15 +30,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from contract.audio import SAMPLE_RATE, SAMPLES_PER_FRAME as FRAME_SAMPLES
+from contract.text import split_sentences
 from inference.checkpoint import CheckpointInfo, validate_checkpoint
-from milo_tui.audition.text import split_sentences
 
 # A local path never needs the network; make sure nothing underneath tries (hub lookups fail fast).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-SAMPLE_RATE = 24000
-FRAME_SAMPLES = 1920          # one 12.5 Hz codec frame
 LEFT_CONTEXT = 25             # frames of left context per decoded chunk (as qwen-tts's chunked_decode)
 CHUNK_SCHEDULE = (3, 6, 12, 25)  # frames per decoded chunk: a small first one for latency, then larger
 SENTENCE_GAP_S = 0.2          # silence between sentences of one audition

@@ -5,7 +5,8 @@ line (source "milo-say") when the checkpoint sits in a run folder, else ./milo-s
 With --play the audio plays here while it is generated; with --laptop it streams to milo-listen. Timings go to stderr, the WAV path to stdout.
 
 Exit codes: 0 done; 1 unexpected error; 2 bad command line; 3 bad input (checkpoint, text, speaker,
-sampling option); 4 the WAV is saved but could not be played (no or lost audio device).
+sampling option); 6 the WAV is saved but could not be played (no or lost audio device).
+The table is contract/exits.py.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import random
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_NOT_PLAYED = 0, 1, 2, 3, 4
+from contract import exits
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_dir_of(checkpoint: Path) -> Path | None:
-    from milo_tui.runfolder import RUN_JSON, STATE_JSON
+    from contract.runfolder import RUN_JSON, STATE_JSON
 
     parent = checkpoint.parent
     return parent if (parent / RUN_JSON).is_file() or (parent / STATE_JSON).is_file() else None
@@ -58,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(f"milo-say: {line}", file=sys.stderr, flush=True)
 
-    from milo_tui.audition.text import TextError, split_sentences
+    from contract.text import TextError, split_sentences
 
     try:
         split_sentences(args.text)
     except TextError as exc:
         say(str(exc))
-        return EXIT_BAD_INPUT
+        return exits.BAD_INPUT
     from inference.checkpoint import CheckpointError, validate_checkpoint
 
     try:
@@ -73,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{exc.path} cannot be auditioned:")
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exits.BAD_INPUT
 
     import numpy as np
 
-    from inference.engine import SAMPLE_RATE, Engine, EngineError, Timings, expected_audio_s
-    from milo_tui.audition.samples import append_sample, save_sample, write_wav
+    from contract.audio import SAMPLE_RATE
+    from inference.engine import Engine, EngineError, Timings, expected_audio_s
+    from contract.samples import append_sample, save_sample, write_wav
 
     try:
         engine = Engine(device=args.device, tune_threads=True, path=args.path)
@@ -91,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         speaker = engine.speaker_for(args.speaker)
     except (CheckpointError, EngineError) as exc:
         say(str(exc))
-        return EXIT_BAD_INPUT
+        return exits.BAD_INPUT
     seed = args.seed if args.seed is not None else random.randrange(2**31)
 
     output, playback = None, {}
     if args.play or args.laptop:
-        from milo_tui.audition.listen import DEFAULT_PORT, parse_device
-        from milo_tui.audition.playback import make_output
+        from contract.audio import DEFAULT_PORT
+        from contract.listen import parse_device
+        from inference.playback import make_output
 
         output = make_output("laptop" if args.laptop else "local", device=parse_device(args.audio_device),
                              port=args.port or DEFAULT_PORT, on_event=lambda e: playback.update({e["state"]: e}))
@@ -115,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                 output.feed(chunk)
     except (TextError, EngineError) as exc:
         say(str(exc))
-        return EXIT_BAD_INPUT
+        return exits.BAD_INPUT
     except KeyboardInterrupt:
         say("interrupted")
-        return EXIT_ERROR
+        return exits.ERROR
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
     run_dir = None if args.output else _run_dir_of(loaded.info.path)
@@ -144,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     problem = playback.get("no_device") or playback.get("device_lost")
     if output is not None and problem:
         say(f"not played: {problem.get('message')}; the WAV is saved: {out}")
-        return EXIT_NOT_PLAYED
-    return EXIT_OK
+        return exits.NOT_PLAYED
+    return exits.OK
 
 
 if __name__ == "__main__":

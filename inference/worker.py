@@ -84,8 +84,8 @@ class Worker:
                   torch=torch.__version__, output=target, output_detail=description, path=self.engine.path)
 
     def _set_output(self, target: str, audio_device, port: int) -> str:
-        from milo_tui.audition.listen import AudioDeviceError, parse_device
-        from milo_tui.audition.playback import make_output
+        from contract.listen import AudioDeviceError, parse_device
+        from inference.playback import make_output
 
         if self.output is not None:
             self.output.stop()
@@ -190,8 +190,8 @@ class Worker:
         self.emit("unloaded", id=cmd.get("id"))
 
     def _do_output(self, cmd: dict) -> None:
-        from milo_tui.audition.listen import DEFAULT_PORT
-        from milo_tui.audition.playback import TARGETS
+        from contract.audio import DEFAULT_PORT
+        from inference.playback import TARGETS
 
         target = cmd.get("target", "local")
         if target not in TARGETS:
@@ -203,9 +203,10 @@ class Worker:
     def _do_say(self, cmd: dict) -> None:
         import numpy as np
 
-        from inference.engine import SAMPLE_RATE, Cancelled, EngineError, Timings, expected_audio_s
-        from milo_tui.audition.samples import append_sample, save_sample
-        from milo_tui.audition.text import TextError, split_sentences
+        from contract.audio import SAMPLE_RATE
+        from inference.engine import Cancelled, EngineError, Timings, expected_audio_s
+        from contract.samples import append_sample, save_sample
+        from contract.text import TextError, split_sentences
 
         job_id = cmd.get("id")
         text = cmd.get("text", "")
@@ -298,26 +299,28 @@ class Worker:
         import numpy as np
         import soundfile as sf
 
+        from contract.audio import SAMPLE_RATE
+
         job_id = cmd.get("id")
         wavs = cmd.get("wavs") or ([cmd["wav"]] if cmd.get("wav") else [])
         if not wavs:
             self.error(job_id, "play needs a wav path")
             return
         parts = []
-        gap = np.zeros(int(float(cmd.get("gap_s", 0.6)) * 24000), dtype=np.float32)
+        gap = np.zeros(int(float(cmd.get("gap_s", 0.6)) * SAMPLE_RATE), dtype=np.float32)
         for i, path in enumerate(wavs):
             try:
                 audio, rate = sf.read(path, dtype="float32", always_2d=True)
             except (OSError, RuntimeError) as exc:
                 self.error(job_id, f"cannot read {Path(path).name}: {one_line(exc)}")
                 return
-            if rate != 24000:
-                self.error(job_id, f"{Path(path).name} is {rate} Hz, expected 24000")
+            if rate != SAMPLE_RATE:
+                self.error(job_id, f"{Path(path).name} is {rate} Hz, expected {SAMPLE_RATE}")
                 return
             parts += ([gap] if i else []) + [audio.mean(axis=1)]
         self.emit("replaying", id=job_id, wavs=[str(w) for w in wavs])
         self.output.start(job_id, {"checkpoint": cmd.get("label") or "replay", "text": cmd.get("text", ""),
-                                   "expected_s": round(sum(len(p) for p in parts) / 24000, 3)})
+                                   "expected_s": round(sum(len(p) for p in parts) / SAMPLE_RATE, 3)})
         for part in parts:
             self.output.feed(part)
         self.output.end()
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--path", choices=("auto", "fast", "lean"), default=None,
                    help="engine frame loop (default auto, or $MILO_AUDITION_PATH); docs/audition.md")
     args = p.parse_args(argv)
-    from milo_tui.audition.listen import DEFAULT_PORT
+    from contract.audio import DEFAULT_PORT
 
     worker = Worker(proto, args.device, args.output, args.audio_device, args.port or DEFAULT_PORT, path=args.path)
     try:

@@ -1,3 +1,5 @@
-"""milo-tui: the dashboard process. Never imports torch, transformers or qwen_tts (tests/test_imports.py)."""
+"""milo-tui: the dashboard process. Never imports torch, transformers or qwen_tts (tests/foundation/test_imports.py)."""
 
-__version__ = "0.1.0"
+from contract import __version__
+
+__all__ = ["__version__"]

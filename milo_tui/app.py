@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the sources' modules are imported once the first frame is u
     from milo_tui.telemetry.source import TelemetrySource
     from milo_tui.watcher import RunWatcher
 
-# state.json statuses, as in milo_tui.runfolder (not imported before the first frame)
+# state.json statuses, as in contract.runfolder (not imported before the first frame)
 CRASHED, FINISHED, STOPPED, UNREADABLE = "crashed", "finished", "stopped", "unreadable"
 
 DRAW_HZ = 2  # redraws per second at most, and only of what changed
@@ -327,14 +327,16 @@ class MiloApp(App):
         return None
 
     def action_new_run(self) -> None:
+        from contract.defaults import RUN_DEFAULTS as D
         from milo_tui.screens.new_run import NewRunScreen
 
         s = self.settings
         name = time.strftime("run-%Y%m%d-%H%M", time.localtime(self.clock()))
         defaults = {
             "base_model": str(s.base_model or ""), "data": str(self.default_data() or ""), "run_name": name,
-            "lr": "2e-05", "epochs": "10", "batch_size": "2", "grad_accum": "4",
-            "speaker": self.default_speaker(), "attention": "sdpa", "restart_limit": str(s.restart_on_crash),
+            "lr": str(D["lr"]), "epochs": str(D["epochs"]), "batch_size": str(D["batch_size"]),
+            "grad_accum": str(D["grad_accum"]), "speaker": self.default_speaker(), "attention": D["attn"],
+            "restart_limit": str(s.restart_on_crash),
         }
         self.push_screen(NewRunScreen(defaults, Path(s.checkpoints)), self._launch_from_form)
 
@@ -349,7 +351,7 @@ class MiloApp(App):
 
     def default_speaker(self) -> str:
         if self.settings.demo:
-            from milo_tui.demo import SPEAKER
+            from contract.synth import SPEAKER
 
             return SPEAKER
         return ""

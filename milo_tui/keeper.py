@@ -25,11 +25,11 @@ import threading
 import time
 from pathlib import Path
 
-from milo_tui.runfolder import CRASHED, LIVE_STATUSES, STARTING, STATE_JSON, TRAIN_LOG, read_json, update_state
+from contract import exits
+from contract.runfolder import CRASHED, LIVE_STATUSES, STARTING, STATE_JSON, TRAIN_LOG, read_json, update_state
 from milo_tui.supervisor import SupervisorError, ended_error, restartable, resume_argv, start_time
 
 POLL_S = 0.25  # how often the back-off looks for a changed policy or a stop
-EXIT_CANNOT_START = 127  # the keeper's status when the trainer's command cannot be run (as a shell's)
 
 
 def log(run_dir: Path, line: str) -> None:
@@ -45,10 +45,10 @@ def run(run_dir: Path, argv: list[str], backoff: float, stop: threading.Event) -
             trainer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=run_dir, close_fds=True)
         except OSError as exc:  # e.g. the interpreter moved since the run was launched: one line, no traceback
             error = f"cannot start the trainer: {exc}"
-            update_state(run_dir, status=CRASHED, error=error, exit_code=EXIT_CANNOT_START, ended_at=time.time(),
+            update_state(run_dir, status=CRASHED, error=error, exit_code=exits.CANNOT_START, ended_at=time.time(),
                          restart_at=None)
             log(run_dir, error)
-            return EXIT_CANNOT_START
+            return exits.CANNOT_START
         # One update for the keeper and the trainer (the trainer writes state.json only after its imports).
         update_state(run_dir, pid=trainer.pid, pid_start_time=start_time(trainer.pid), attempt_ended=None,
                      restart_at=None)

@@ -16,7 +16,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from milo_tui.runfolder import NUM_LAYERS, parse_lines
+from contract.runfolder import NUM_LAYERS, parse_lines
 
 CAP = 4096  # step points kept per run (thinned to CAP/2 when exceeded)
 RECENT = 32  # last step records kept for speed and ETA

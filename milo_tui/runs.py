@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from milo_tui.metrics import RECENT, speed
-from milo_tui.runfolder import (
+from contract.runfolder import (
     CHECKPOINT_RE, EVAL_JSON, LIVE_STATUSES, METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_checkpoints,
     read_json,
 )

@@ -22,15 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from milo_tui.runfolder import (
-    CRASHED, EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_OOM, EXIT_USAGE, LIVE_STATUSES, RUN_JSON, STARTING, STATE_JSON,
-    TRAIN_LOG, read_json, update_state,
-)
+from contract.defaults import ATTENTION, RUN_DEFAULTS
+from contract.exits import NO_RESTART
+from contract.runfolder import CRASHED, LIVE_STATUSES, RUN_JSON, STARTING, STATE_JSON, TRAIN_LOG, read_json, update_state
 
-ATTENTION = ("sdpa", "eager", "flash_attention_2")
 PREPARED_DATA = "prepared.jsonl"  # where a corpus folder is prepared to, inside the run folder
-# Exit codes a restart cannot cure: bad command line, bad input, out of memory, disk full.
-NO_RESTART = frozenset({EXIT_USAGE, EXIT_BAD_INPUT, EXIT_OOM, EXIT_DISK_FULL})
 START_TIME_TOLERANCE = 0.05  # s; psutil's create_time has clock-tick (10 ms) resolution
 
 
@@ -44,12 +40,12 @@ class RunRequest:
     run_dir: Path
     base_model: Path
     data: Path  # a training JSONL, or a corpus folder to prepare first
-    epochs: int = 10
-    lr: float = 2e-5
-    batch_size: int = 2
-    grad_accum: int = 4
+    epochs: int = RUN_DEFAULTS["epochs"]
+    lr: float = RUN_DEFAULTS["lr"]
+    batch_size: int = RUN_DEFAULTS["batch_size"]
+    grad_accum: int = RUN_DEFAULTS["grad_accum"]
     speaker: str = ""
-    attention: str = "sdpa"
+    attention: str = RUN_DEFAULTS["attn"]
     restart_limit: int = 0
     device: str | None = None  # cpu, cuda, cuda:N; None: the trainer decides (cuda when available)
 

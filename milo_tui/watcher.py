@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from milo_tui.messages import CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunsScanned
-from milo_tui.runfolder import METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_runs
+from contract.runfolder import METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_runs
 from milo_tui.runs import CheckpointScanner, RunSummary, read_summary
 from milo_tui.supervisor import Supervisor
 from milo_tui.tail import LogReader, MetricsReader

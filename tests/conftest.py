@@ -64,7 +64,7 @@ def tiny_base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_clips(tmp_path_factory) -> list[Path]:
     """The demo workspace's synthetic corpus (16 WAV + transcript pairs)."""
-    from milo_tui.demo import write_corpus
+    from contract.synth import write_corpus
 
     return write_corpus(tmp_path_factory.mktemp("corpus"))
 

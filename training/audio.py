@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 24000
+from contract.audio import SAMPLE_RATE
 
 
 class AudioError(Exception):

@@ -57,7 +57,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub) -> None:
-    from training.trainer import DEFAULTS as D
+    from contract.defaults import ATTENTION, RUN_DEFAULTS as D
 
     p = sub.add_parser(
         "run", help="fine-tune a Base model into a custom voice, writing a run folder",
@@ -88,7 +88,7 @@ def _add_run(sub) -> None:
     g.add_argument("--schedule", choices=("constant", "cosine"), help=f"learning rate after warm-up [{D['schedule']}]")
     g.add_argument("--clip", type=float, help=f"gradient-norm clipping; 0: none [{D['clip']}]")
     g.add_argument("--seed", type=int, help=f"seed of split, order and RNGs [{D['seed']}]")
-    g.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), help=f"attention kernel [{D['attn']}]")
+    g.add_argument("--attn", choices=ATTENTION, help=f"attention kernel [{D['attn']}]")
     g.add_argument("--language", help=f"language tag of the prompt, as generation will use it [{D['language']}]")
     g.add_argument("--no-autocast", dest="autocast", action="store_const", const=False,
                    help="on CUDA, compute in fp32 instead of bf16 autocast (weights are fp32 either way)")

@@ -24,7 +24,7 @@ import numpy as np
 
 NUM_CODEBOOKS = 16
 CODEBOOK_SIZE = 2048
-FRAMES_PER_SECOND = 12.5
+from contract.audio import FRAME_RATE as FRAMES_PER_SECOND
 
 
 class DataError(Exception):

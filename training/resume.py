@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from milo_tui.runfolder import RESUME_DIR
+from contract.runfolder import RESUME_DIR
 from training.checkpoint import fsync_dir
 
 MARKER = "trainer.json"

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from contract.audio import SAMPLE_RATE
 from inference.qwen import import_qwen_tts
 
 # Codec control ids of Qwen3-TTS-12Hz (talker vocabulary 3072; 2048 audio codes, control ids above).
@@ -108,7 +109,7 @@ def model_configs(shape: str, text_vocab_size: int, ids: dict[str, int]):
         spk_id={}, spk_is_dialect={}, codec_language_id=LANGUAGE_IDS, **CODEC_IDS, **t,
     )
     speaker_encoder = dict(mel_dim=128, enc_dim=hidden, enc_kernel_sizes=[5, 3, 3, 3, 1],
-                           enc_dilations=[1, 2, 3, 4, 1], sample_rate=24000, **spec["speaker"])
+                           enc_dilations=[1, 2, 3, 4, 1], sample_rate=SAMPLE_RATE, **spec["speaker"])
     config = Qwen3TTSConfig(
         talker_config=talker, speaker_encoder_config=speaker_encoder,
         tokenizer_type="qwen3_tts_tokenizer_12hz", tts_model_size=shape, tts_model_type="base",
@@ -173,7 +174,7 @@ def build_random_model(shape: str = "1.7b", device: str = "cpu", dtype=None, see
     from transformers import EncodecFeatureExtractor
 
     speech.model, speech.config, speech.device = codec.eval(), codec.config, torch.device(device)
-    speech.feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=24000)
+    speech.feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE)
     model.load_speech_tokenizer(speech)
     model.load_generate_config(dict(do_sample=True, top_k=50, top_p=1.0, temperature=0.9, repetition_penalty=1.05,
                                     subtalker_dosample=True, subtalker_top_k=50, subtalker_top_p=1.0,
@@ -238,7 +239,7 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         _randomize_codebooks(codec, gen)
         _make_decoder_audible(codec, gen)
         codec.save_pretrained(tmp / "speech_tokenizer")
-        EncodecFeatureExtractor(feature_size=1, sampling_rate=24000).save_pretrained(tmp / "speech_tokenizer")
+        EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE).save_pretrained(tmp / "speech_tokenizer")
 
         cfg_path = tmp / "config.json"
         cfg = json.loads(cfg_path.read_text())

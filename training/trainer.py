@@ -3,7 +3,7 @@
 One code path for one process and for many: under `torchrun` or `accelerate launch` (RANK, WORLD_SIZE,
 LOCAL_RANK in the environment) every process trains on its own shard and gradients are averaged by
 DistributedDataParallel; only rank 0 writes files. Everything written follows docs/run-folder.md, through
-milo_tui.runfolder. docs/training.md explains the choices.
+contract.runfolder. docs/training.md explains the choices.
 """
 from __future__ import annotations
 
@@ -23,14 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from milo_tui import runfolder as rf
+import contract
+from contract import exits, runfolder as rf
+from contract.audio import FRAME_RATE, SAMPLE_RATE
+from contract.defaults import RUN_DEFAULTS as DEFAULTS
 
-DEFAULTS = dict(
-    epochs=10, lr=2e-5, batch_size=2, grad_accum=4, val_fraction=0.05, patience=3, sub_talker_weight=0.3,
-    attn="sdpa", seed=0, save_every_steps=0, resume_every_steps=0, weight_decay=0.01, warmup_steps=0,
-    schedule="constant", clip=1.0, autocast=True, save_dtype="base", language="auto",
-    gradient_checkpointing=False,
-)
 # What a resume may change: the run can be extended, and its stopping rule relaxed or tightened.
 CHANGEABLE_ON_RESUME = ("epochs", "patience")
 
@@ -507,9 +504,9 @@ class Trainer:
                 wav = load_24k_mono(path)
             except AudioError as exc:
                 raise BadInput(f"reference audio {path}: {exc}") from None
-            if wav.size < 24000 // 4:
+            if wav.size < SAMPLE_RATE // 4:
                 raise BadInput(f"reference audio {path} is shorter than 0.25 s")
-            vectors.append(self.model.extract_speaker_embedding(wav, 24000).float().cpu())
+            vectors.append(self.model.extract_speaker_embedding(wav, SAMPLE_RATE).float().cpu())
         self.log.info(f"speaker embedding from {len(vectors)} reference clip{'s' * (len(vectors) > 1)}")
         return torch.stack(vectors).mean(0)
 
@@ -592,12 +589,10 @@ class Trainer:
                 self.run_json["hyper"] = asdict(self.hyper)
                 rf.write_json_atomic(self.run_dir / rf.RUN_JSON, self.run_json)
             return
-        import milo_tui
-
         self.run_json = dict(
             base_model=str(self.base), data=str(self.data), speaker=self.speaker, ref_audio=self.ref_audio,
             hyper=asdict(self.hyper), command=sys.argv, created_at=time.time(),
-            milo_version=getattr(milo_tui, "__version__", "0.1.0"), world_size=self.dist.world,
+            milo_version=contract.__version__, world_size=self.dist.world,
             device=str(self.device))
         rf.write_json_atomic(self.run_dir / rf.RUN_JSON, self.run_json)
 
@@ -717,7 +712,7 @@ class Trainer:
             torch.manual_seed(h.seed)
         self.write_run_json()
         resumed_from = self.step if self.resume_path is not None else None
-        longest = max(ex.frames for ex in self.examples) / 12.5
+        longest = max(ex.frames for ex in self.examples) / FRAME_RATE
         self.event("start", f"training {len(self.train_idx)} clips ({len(self.val_idx)} held out) for {h.epochs} "
                    f"epochs of {self.steps_per_epoch} steps" + (f", resumed at step {self.step}" if resumed_from is not None else ""),
                    epochs=h.epochs, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
@@ -825,19 +820,19 @@ class Trainer:
             self.save_resume_point(epoch, micro)
         self.event("stop", f"stopped at step {self.step} on a signal; continue with --resume", reason="signal",
                    step=self.step)
-        self.state(status=rf.STOPPED, exit_code=rf.EXIT_OK, ended_at=time.time(), step=self.step)
+        self.state(status=rf.STOPPED, exit_code=exits.OK, ended_at=time.time(), step=self.step)
         self.log.info(f"stopped at step {self.step}; resume point saved" if save else f"stopped at step {self.step}")
-        return rf.EXIT_OK
+        return exits.OK
 
     def finish(self, why: str, early: bool = False) -> int:
         if early:
             self.event("stop", why, reason="early_stopping", step=self.step)
         self.event("finish", f"finished: {why}; best epoch {self.best_epoch}", best_epoch=self.best_epoch,
                    best_val=self.best_val)
-        self.state(status=rf.FINISHED, exit_code=rf.EXIT_OK, ended_at=time.time(), step=self.step, best_epoch=self.best_epoch,
+        self.state(status=rf.FINISHED, exit_code=exits.OK, ended_at=time.time(), step=self.step, best_epoch=self.best_epoch,
                    best_val=self.best_val)
         self.log.info(f"finished ({why}); best epoch {self.best_epoch} (validation {self.best_val})")
-        return rf.EXIT_OK
+        return exits.OK
 
 
 def run(args) -> int:
@@ -849,13 +844,13 @@ def run(args) -> int:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             print(f"milo-train: error: cannot create {run_dir}: {exc.strerror}", file=sys.stderr)
-            return rf.EXIT_USAGE
+            return exits.USAGE
     # Other ranks say little (their shard at the start, and errors) on their own console.
     log = RunLog(run_dir / rf.TRAIN_LOG if dist.is_main else None, prefix="" if dist.is_main else f"[rank {dist.rank}] ",
                  quiet=not dist.is_main)
     trainer = Trainer(args, dist, log)
     previous = {s: signal.signal(s, trainer.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    code, message, trace = rf.EXIT_OK, None, None
+    code, message, trace = exits.OK, None, None
     try:
         trainer.resolve()
         if dist.is_main:
@@ -866,20 +861,20 @@ def run(args) -> int:
         trainer.load()
         code = trainer.train()
     except UsageError as exc:
-        code, message = rf.EXIT_USAGE, str(exc)
+        code, message = exits.USAGE, str(exc)
     except BadInput as exc:
-        code, message = rf.EXIT_BAD_INPUT, str(exc)
+        code, message = exits.BAD_INPUT, str(exc)
     except DiskFull as exc:
-        code, message = rf.EXIT_DISK_FULL, str(exc)
+        code, message = exits.DISK_FULL, str(exc)
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line + exit code
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
-            longest = max((ex.frames for ex in getattr(trainer, "examples", [])), default=0) / 12.5
-            code, message = rf.EXIT_OOM, _oom_advice(trainer.hyper, longest, trainer.step) if hasattr(trainer, "hyper") else str(exc)
+            longest = max((ex.frames for ex in getattr(trainer, "examples", [])), default=0) / FRAME_RATE
+            code, message = exits.OOM, _oom_advice(trainer.hyper, longest, trainer.step) if hasattr(trainer, "hyper") else str(exc)
         elif _is_disk_full(exc):
-            code, message = rf.EXIT_DISK_FULL, f"disk full: {exc}; free space, then continue with --resume"
+            code, message = exits.DISK_FULL, f"disk full: {exc}; free space, then continue with --resume"
         else:
-            code, message = rf.EXIT_ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+            code, message = exits.ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             trace = traceback.format_exc()
     finally:
         for s, handler in previous.items():

@@ -31,11 +31,11 @@ from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from milo_tui.audition.client import WorkerClient
-from milo_tui.audition.listen import DEFAULT_PORT
-from milo_tui.audition.playback import TARGETS
-from milo_tui.audition.samples import Sample, append_preference, append_rating, fold, read_samples
-from milo_tui.audition.text import TextError, split_sentences
-from milo_tui.runfolder import list_checkpoints
+from contract.audio import DEFAULT_PORT
+from inference.playback import TARGETS
+from contract.samples import Sample, append_preference, append_rating, fold, read_samples
+from contract.text import TextError, split_sentences
+from contract.runfolder import list_checkpoints
 
 OUTPUT_NAMES = {"local": "spark speakers", "laptop": "laptop (milo-listen)", "none": "none (save only)"}
 AB_GAP_S = 0.8
@@ -212,8 +212,8 @@ class AuditionScreen(Screen):
     def _refresh_view(self) -> None:
         if not self.is_mounted:
             return
-        # While a blind pair is being made, which checkpoint is loaded would tell which one is A.
-        blind_busy = any(p.blind for p in self.pairs.values())
+        # In blind mode which checkpoint is loaded would tell which one spoke last, so A from B: never shown.
+        blind_busy = self.blind or any(p.blind for p in self.pairs.values())
         loaded = not blind_busy and self.checkpoint_a is not None and self.loaded == str(self.checkpoint_a)
         a = self._ckpt_name(self.checkpoint_a) + (" (loaded)" if loaded else "")
         mode = f"A/B with {self._ckpt_name(self.checkpoint_b)}" + (", blind" if self.blind else "") if self.ab_mode else "single"

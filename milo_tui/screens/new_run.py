@@ -12,7 +12,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
-from milo_tui.supervisor import ATTENTION, RunRequest
+from contract.defaults import ATTENTION
+from milo_tui.supervisor import RunRequest
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SPEAKER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")

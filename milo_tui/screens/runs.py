@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from milo_tui.format import fmt_duration, fmt_num
-from milo_tui.runfolder import CRASHED
+from contract.runfolder import CRASHED
 from milo_tui.widgets.charts import LayerPanel, LossChart
 from milo_tui.widgets.log_tail import LogTail
 from milo_tui.widgets.tables import STATUS_STYLE, RunsTable

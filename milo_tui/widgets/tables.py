@@ -5,7 +5,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from milo_tui.format import fmt_bytes, fmt_duration, fmt_num, fmt_time
-from milo_tui.runfolder import CRASHED, FINISHED, RUNNING, STARTING, STOPPED, STOPPING
+from contract.runfolder import CRASHED, FINISHED, RUNNING, STARTING, STOPPED, STOPPING
 
 STATUS_STYLE = {
     RUNNING: "bold #87d787", STARTING: "#87d787", STOPPING: "#ffaf00", STOPPED: "#d7d7d7",

@@ -10,7 +10,7 @@ import torch
 
 from inference.engine import (CHUNK_SCHEDULE, FRAME_SAMPLES, SENTENCE_GAP_S, Cancelled, Engine, EngineError, Timings,
                               stock_generate)
-from milo_tui.audition.text import TextError
+from contract.text import TextError
 
 TEXT = "hello world, this is milo."
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from milo_tui.audition.samples import read_samples
+from contract.samples import read_samples
 from tests.audition.conftest import sound_stats
 from tests.dashboard.conftest import make_app, wait_for
 

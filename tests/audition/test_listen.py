@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from milo_tui.audition import listen
-from milo_tui.audition.playback import LaptopOutput
+from contract import listen
+from inference.playback import LaptopOutput
 from tests.audition.conftest import QUICK, Events, sound_stats, start_client
 
 
@@ -79,7 +79,7 @@ def test_the_sender_says_what_is_missing_on_the_laptop_side():
 
 
 def _listener(pulse, port: int, log_path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "milo_tui.audition.listen", "--port", str(port)], env=pulse.env,
+    proc = subprocess.Popen([sys.executable, "-m", "contract.listen", "--port", str(port)], env=pulse.env,
                             stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

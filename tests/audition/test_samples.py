@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import soundfile as sf
 
-from milo_tui.audition.samples import (INDEX, append_preference, append_rating, append_sample, read_samples,
+from contract.samples import (INDEX, append_preference, append_rating, append_sample, read_samples,
                                        samples_dir, save_sample)
 
 AUDIO = np.zeros(2400, dtype=np.float32)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from milo_tui.audition.samples import read_samples
+from contract.samples import read_samples
 from tests.conftest import run_module
 
 
@@ -28,7 +28,7 @@ def test_milo_say_into_a_run_keeps_the_index_and_reports_a_missing_device(auditi
     before = {s.id for s in read_samples(audition_run)}
     proc = run_module("inference.say", str(audition_run / "epoch-0002"), "Saved in the run.", "--seed", "3",
                       "--max-new-tokens", "20", "--device", "cpu", "--play", env=no_audio_env)
-    assert proc.returncode == 4, proc.stderr  # saved, not played
+    assert proc.returncode == 6, proc.stderr  # saved, not played (contract/exits.py)
     assert "not played: no default audio output device" in proc.stderr and "the WAV is saved" in proc.stderr
     new = [s for s in read_samples(audition_run) if s.id not in before]
     assert len(new) == 1 and new[0].wav.is_file() and str(new[0].wav) == proc.stdout.strip()

@@ -11,7 +11,7 @@ import pytest
 from textual.app import App
 from textual.widgets import DataTable
 
-from milo_tui.audition.samples import read_samples
+from contract.samples import read_samples
 from milo_tui.audition.screen import AuditionScreen, CheckpointPicker, WorkerEvent
 from tests.audition.conftest import sound_stats
 
@@ -116,6 +116,16 @@ async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
         leaks = [line for line in shown if "epoch-0001 (loaded)" in line or
                  ("epoch-000" in line and not line.startswith("run "))]
         assert len(shown) > 5 and not leaks, leaks  # blind: nothing on screen tells which is which
+        # Whichever checkpoint spoke last, blind mode never marks A as loaded (that would reveal the order);
+        # with blind off the same state shows the mark.
+        screen.loaded = str(screen.checkpoint_a)
+        screen._refresh_view()
+        assert "(loaded)" not in str(screen.query_one("#audition-info").render())
+        screen.blind = False
+        screen._refresh_view()
+        assert "epoch-0001 (loaded)" in str(screen.query_one("#audition-info").render())
+        screen.blind = True
+        screen._refresh_view()
         pair = [s for s in read_samples(audition_run) if s.ab_group is not None and s.id not in before]
         assert sorted(s.ab_label for s in pair) == ["A", "B"] and {s.checkpoint for s in pair} == {"epoch-0001", "epoch-0002"}
         assert len({s.seed for s in pair}) == 1 and all(s.blind for s in pair)

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from milo_tui.audition.listen import StartPolicy
+from contract.listen import StartPolicy
 from tests.audition.conftest import RATE, Events
 
 FRAME_S = 0.08
@@ -143,7 +143,7 @@ def _silent_windows_inside(audio: np.ndarray, window: int = 480, threshold: floa
 def test_a_slow_producer_plays_without_gaps_into_the_sink(pulse, tmp_path, monkeypatch):
     """3 s of tone made at 0.6x real time in 0.24 s chunks: the player waits part of the way (not for the
     whole clip), then the sink hears one unbroken tone."""
-    from milo_tui.audition.listen import Player
+    from contract.listen import Player
 
     for key, value in pulse.env.items():
         monkeypatch.setenv(key, value)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from inference.checkpoint import CheckpointError, validate_checkpoint
-from milo_tui.audition.text import MAX_CHARS, MAX_SENTENCE_CHARS, TextError, split_sentences
+from contract.text import MAX_CHARS, MAX_SENTENCE_CHARS, TextError, split_sentences
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t "])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from milo_tui.audition.samples import read_samples
+from contract.samples import read_samples
 from tests.audition.conftest import QUICK, start_client, start_pulse, stop_pulse
 from tests.conftest import python_env
 

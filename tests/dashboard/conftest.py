@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from milo_tui.runfolder import append_records, record, write_json_atomic
+from contract.runfolder import append_records, record, write_json_atomic
 from tests.dashboard.fakes import FakeNvml, FakePsutil
 
 ASYNC_TEST_TIMEOUT = 240  # s, for one Pilot test
@@ -165,7 +165,7 @@ def no_run_outlives_its_test(tmp_path):
     yield
     import signal
 
-    from milo_tui.runfolder import read_json
+    from contract.runfolder import read_json
     from milo_tui.supervisor import is_same_process
 
     for path in tmp_path.rglob("state.json"):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from milo_tui.messages import AuditionRequested
-from milo_tui.runfolder import append_records, write_json_atomic
+from contract.runfolder import append_records, write_json_atomic
 from tests.dashboard.conftest import latest_step, make_app, screen_text, step_records, wait_for, write_run
 
 

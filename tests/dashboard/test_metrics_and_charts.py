@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from milo_tui.chart import Canvas, downsample, ema, layer_rows, loss_chart, sparkline
 from milo_tui.metrics import CAP, MetricsBatch, RunMetrics, StepPoint, ValPoint, decode_lines, speed, thin
-from milo_tui.runfolder import record
+from contract.runfolder import record
 from tests.dashboard.conftest import step_records
 
 

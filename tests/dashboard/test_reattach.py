@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from milo_tui.runfolder import read_json
+from contract.runfolder import read_json
 from tests.conftest import python_env
 from tests.dashboard.conftest import latest_step, wait_for
 from tests.dashboard.test_trainer_actions import START, status, trainer_app

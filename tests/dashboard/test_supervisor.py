@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from milo_tui.runfolder import CRASHED, STARTING, STOPPED, read_json, write_json_atomic
+from contract.runfolder import CRASHED, STARTING, STOPPED, read_json, write_json_atomic
 from milo_tui.supervisor import (
     RunRequest, Supervisor, SupervisorError, is_same_process, restartable, trainer_argv,
 )
@@ -20,7 +20,7 @@ from tests.conftest import python_env
 
 STAND_IN = r'''
 import os, signal, subprocess, sys, time
-from milo_tui.runfolder import update_state
+from contract.runfolder import update_state
 run, mode = sys.argv[1], sys.argv[2]
 print("stand-in argv", sys.argv[3:], flush=True)
 def stop(*_):

@@ -5,7 +5,7 @@ import json
 import os
 
 from milo_tui.metrics import RunMetrics
-from milo_tui.runfolder import append_records
+from contract.runfolder import append_records
 from milo_tui.tail import SAMPLE_ABOVE, FileTail, LogReader, MetricsReader, last_lines, split_log
 from tests.dashboard.conftest import step_records, validation_record
 

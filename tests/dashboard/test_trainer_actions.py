@@ -12,7 +12,7 @@ import os
 import psutil
 import pytest
 
-from milo_tui.runfolder import read_json
+from contract.runfolder import read_json
 from milo_tui.screens.dialogs import ConfirmScreen
 from milo_tui.screens.new_run import NewRunScreen
 from tests.conftest import python_env

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import soundfile as sf
 
-from milo_tui.demo import SENTENCES, ensure_demo_workspace
+from contract.synth import SENTENCES
+from milo_tui.demo import ensure_demo_workspace
 
 
 def test_demo_workspace_contents(demo_workspace):

@@ -125,7 +125,7 @@ def test_a_supervised_start_that_fails_says_so_in_state_json(earlier_run, tmp_pa
 
     run = tmp_path / "run"
     shutil.copytree(earlier_run[0], run)
-    from milo_tui import runfolder as rf
+    from contract import runfolder as rf
 
     rf.update_state(run, status="starting", pid=12345, pid_start_time=1.0, restarts=2)
     proc = run_training("--run", str(run), "--resume", "--batch-size", "64")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from milo_tui.demo import synth_clip
+from contract.synth import synth_clip
 from tests.conftest import run_module
 
 

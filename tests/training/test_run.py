@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from milo_tui import runfolder as rf
+from contract import runfolder as rf
 from tests.training.conftest import metrics, run_training, state, steps, train_in_process
 
 SPEAKER = "Milo_Demo"

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from milo_tui.audition.listen import (DEFAULT_PORT, KIND_JSON, PROTOCOL, SAMPLE_RATE, Player, describe_output,
+from contract.listen import (DEFAULT_PORT, KIND_JSON, PROTOCOL, SAMPLE_RATE, Player, describe_output,
                                       pcm_bytes, recv_frame, send_frame, send_json)
 
 TARGETS = ("local", "laptop", "none")

@@ -43,8 +43,6 @@ LIVE_STATUSES = (STARTING, RUNNING, STOPPING)
 
 CHECKPOINT_RE = re.compile(r"^(epoch-(?P<epoch>\d{4,})|step-(?P<step>\d{8,}))$")
 
-# Trainer exit codes (docs/run-folder.md). 0 also covers a clean stop on SIGTERM/SIGINT.
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_OOM, EXIT_DISK_FULL = 0, 1, 2, 3, 4, 5
 
 
 def epoch_dir_name(epoch: int) -> str:

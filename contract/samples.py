@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from milo_tui.runfolder import SAMPLES_DIR, append_records, parse_lines, record
+from contract.runfolder import SAMPLES_DIR, append_records, parse_lines, record
 
 INDEX = "index.jsonl"
 WAV_RE = re.compile(r"^(?P<id>\d{4,})-")
