@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from inference.checkpoint import CheckpointInfo
+    from contract.checkpoint import CheckpointInfo
     from inference.engine import Engine, no_end_of_speech
 
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Stock qwen-tts (`generate_custom_voice`) runs `talker.generate` to the end, calling HF `generate` of the
 code predictor once per 80 ms frame, and decodes the whole clip at the end: no audio until everything is
-done, and most of the 175 ms per frame on an H100 is generate() overhead (../shared/UPSTREAM.md).
+done, and most of the 175 ms per frame on an H100 is generate() overhead (docs/upstream.md).
 
 This engine runs the same qwen-tts modules frame by frame instead:
   * the prefill (text, speaker, language tags) is built by qwen-tts itself: we call the stock
@@ -31,8 +31,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from contract.audio import SAMPLE_RATE, SAMPLES_PER_FRAME as FRAME_SAMPLES
+from contract.checkpoint import CheckpointInfo, validate_checkpoint
 from contract.text import split_sentences
-from inference.checkpoint import CheckpointInfo, validate_checkpoint
+from inference.sampling import SubSampling, log, pick, sample_token, warpers
 
 # A local path never needs the network; make sure nothing underneath tries (hub lookups fail fast).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -269,7 +270,7 @@ class Engine:
             loaded.path, loaded.path_reason = "lean", "asked for"
         elif reason is not None:
             loaded.path, loaded.path_reason = "lean", f"the fast path cannot run this model: {reason}"
-            fastpath.log(loaded.path_reason)
+            log(loaded.path_reason)
         elif self.path == "fast":
             loaded.path, loaded.path_reason = "fast", "asked for"
         elif self.device.startswith("cuda"):
@@ -281,7 +282,7 @@ class Engine:
         t0 = time.perf_counter()
         try:
             loaded.fast = fastpath.FastPath(talker, graphs=self.graphs)
-            loaded.fast.prepare(fastpath.SubSampling.from_sampling(Sampling.from_config(loaded.info.generation)))
+            loaded.fast.prepare(SubSampling.from_sampling(Sampling.from_config(loaded.info.generation)))
             self._sync()
         except Exception as exc:  # noqa: BLE001 - any failure of the fast path leaves the reference loop
             self._fall_back(loaded, "preparing", exc)
@@ -296,7 +297,7 @@ class Engine:
         loaded.fast = None
         loaded.path = "lean"
         loaded.path_reason = f"the fast path failed while {when} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); lean loop from now on"
-        fastpath.log(loaded.path_reason)
+        log(loaded.path_reason)
 
     def unload(self) -> None:
         if self.loaded is None:
@@ -387,8 +388,6 @@ class Engine:
 
     def _frames_fast(self, loaded: Loaded, p: dict, max_new: int, cancel) -> Iterator["object"]:
         """The fast path (inference/fastpath.py): same tokens, same order of random draws as the lean loop."""
-        from inference.fastpath import SubSampling, sample_token
-
         fast = loaded.fast
         if not bool(p["attention_mask"].all()):  # padding in the prompt: the static step assumes none
             yield from self._frames_lean(p, max_new, cancel)
@@ -409,7 +408,7 @@ class Engine:
         talker = self._require().tts.model.talker
         predictor = self._predictor()
         device = p["inputs_embeds"].device
-        sub_procs, sub_sample = _warpers(p["subtalker_dosample"], p["subtalker_temperature"],
+        sub_procs, sub_sample = warpers(p["subtalker_dosample"], p["subtalker_temperature"],
                                          p["subtalker_top_k"], p["subtalker_top_p"]), bool(p["subtalker_dosample"])
         length = p["inputs_embeds"].shape[1]
         # Positions as device tensors made once: a torch.tensor(...) per step would be a blocking copy on CUDA.
@@ -438,7 +437,7 @@ class Engine:
                                 past_key_values=state["cache"], use_cache=True,
                                 cache_position=cache_position).last_hidden_state
 
-        yield from self._frame_loop(p, max_new, cancel, pick=_pick, prefill=prefill, frame=frame, step=step)
+        yield from self._frame_loop(p, max_new, cancel, pick=pick, prefill=prefill, frame=frame, step=step)
 
     def _frame_loop(self, p: dict, max_new: int, cancel, *, pick, prefill, frame, step) -> Iterator["object"]:
         """The per-frame loop both paths share, in stock's order: pick the talker's token (transformers'
@@ -569,21 +568,6 @@ class Engine:
 
 
 # ---- the lean per-frame pieces ---------------------------------------------------------------------
-def _warpers(do_sample, temperature, top_k, top_p) -> list:
-    """transformers' sampling warpers, as generate() adds them (only when sampling)."""
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    out = []
-    if do_sample:
-        if temperature is not None and temperature != 1.0:
-            out.append(TemperatureLogitsWarper(temperature))
-        if top_k is not None and top_k != 0:
-            out.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
-        if top_p is not None and top_p < 1.0:
-            out.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
-    return out
-
-
 def _talker_processors(p: dict, device) -> tuple[list, bool]:
     """The talker's logits processors in the order transformers' generate() builds them for stock's
     talker.generate call (seen there: repetition penalty, min length, min new tokens, suppress tokens)."""
@@ -598,7 +582,7 @@ def _talker_processors(p: dict, device) -> tuple[list, bool]:
     procs += [MinLengthLogitsProcessor(min_new, eos, device=device),
               MinNewTokensLengthLogitsProcessor(0, min_new, eos, device=device),
               SuppressTokensLogitsProcessor(p["suppress_tokens"], device=device)]
-    return procs + _warpers(p["do_sample"], p["temperature"], p["top_k"], p["top_p"]), bool(p["do_sample"])
+    return procs + warpers(p["do_sample"], p["temperature"], p["top_k"], p["top_p"]), bool(p["do_sample"])
 
 
 def _apply(procs: list, ids, scores):
@@ -606,14 +590,6 @@ def _apply(procs: list, ids, scores):
     for proc in procs:
         scores = proc(ids, scores)
     return scores
-
-
-def _pick(scores, sample: bool):
-    import torch
-
-    if sample:
-        return torch.multinomial(torch.nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-    return torch.argmax(scores, dim=-1)
 
 
 class _CodePredictor:
@@ -661,7 +637,7 @@ class _CodePredictor:
         for step in range(self.groups - 1):
             if step > 0:
                 embeds = self.sub_embeds[step - 1](out[:, -1:])
-            token = _pick(_apply(procs, out, self._forward(embeds, step, cache)), sample)
+            token = pick(_apply(procs, out, self._forward(embeds, step, cache)), sample)
             out = torch.cat([out, token[:, None]], dim=-1)
         return out
 

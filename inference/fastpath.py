@@ -26,15 +26,12 @@ transformers compute them, so the numbers are the same bits:
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 
+from inference.sampling import SubSampling, log, sample_token, warpers
+
 GRAPH_CACHE = 4   # captured graphs kept per model (one per distinct sub-talker sampling setting)
-
-
-def log(line: str) -> None:
-    print(f"[engine] {line}", file=sys.stderr, flush=True)
 
 
 # ---- the pieces, op for op as qwen-tts / transformers -------------------------------------------------
@@ -43,22 +40,6 @@ def rotate_half(x):
 
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def sample_token(scores, sample: bool):
-    """The token `torch.multinomial(softmax(scores), 1)` (or argmax) picks, without its host syncs.
-
-    For one sample PyTorch's multinomial draws q ~ Exp(1) with `empty_like(p).exponential_(1)` and returns
-    argmax(p / q) (aten/src/ATen/native/Distributions.cpp, `multinomial_out`), after checking p with two
-    `.item()` calls. This is the same draw from the same generator, minus the checks, so it consumes the
-    random stream identically and may be captured in a CUDA graph."""
-    import torch
-
-    if not sample:
-        return torch.argmax(scores, dim=-1)
-    probs = torch.nn.functional.softmax(scores, dim=-1)
-    q = torch.empty_like(probs).exponential_(1)
-    return torch.argmax(probs / q, dim=-1)
 
 
 def attention_function(attn):
@@ -148,25 +129,6 @@ def unsupported_reason(talker) -> str | None:
 
 
 # ---- the code predictor ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SubSampling:
-    """The sub-talker's sampling settings: a captured graph bakes them in."""
-    do_sample: bool
-    temperature: float | None
-    top_k: int | None
-    top_p: float | None
-
-    @classmethod
-    def from_prompt(cls, p: dict) -> "SubSampling":
-        """From what stock passes to talker.generate (the prompt `Engine._prefill` captures)."""
-        return cls(bool(p["subtalker_dosample"]), p["subtalker_temperature"], p["subtalker_top_k"], p["subtalker_top_p"])
-
-    @classmethod
-    def from_sampling(cls, s) -> "SubSampling":
-        """From an engine `Sampling` (the same values generate_custom_voice passes on)."""
-        return cls(bool(s.subtalker_dosample), s.subtalker_temperature, s.subtalker_top_k, s.subtalker_top_p)
-
-
 @dataclass
 class GraphStatus:
     enabled: bool = False            # graphs wanted (CUDA and not disabled)
@@ -224,9 +186,7 @@ class StaticCodePredictor:
 
     def warpers(self, sub: SubSampling) -> list:
         if sub not in self._warpers:
-            from inference.engine import _warpers
-
-            self._warpers[sub] = _warpers(sub.do_sample, sub.temperature, sub.top_k, sub.top_p)
+            self._warpers[sub] = warpers(sub.do_sample, sub.temperature, sub.top_k, sub.top_p)
         return self._warpers[sub]
 
     def _step(self, embeds, step: int):

@@ -1,7 +1,8 @@
 """Where an audition's audio goes on the Spark side: its speakers, the operator's laptop, or nowhere.
 
 Torch-free. Each output takes a clip as it is generated (`start`, `feed` chunks, `end`), can be silenced
-(`stop`), and reports what happened through `on_event` with the same events as `listen.Player`:
+(`stop`), and reports what happened through `on_event` with the same events as `listen.Player` (contract.protocol's
+Event.PLAYBACK and Playback states):
 {"event": "playback", "clip": id, "state": "started" | "finished" | "stopped" | "device_lost" |
 "no_device", "message": "..."}. The WAV is saved by the caller whatever happens here.
 
@@ -20,10 +21,10 @@ from typing import Callable
 
 import numpy as np
 
+from contract.protocol import OUTPUT_TARGETS, Event, Playback
 from contract.listen import (DEFAULT_PORT, KIND_JSON, PROTOCOL, SAMPLE_RATE, Player, describe_output,
                                       pcm_bytes, recv_frame, send_frame, send_json)
 
-TARGETS = ("local", "laptop", "none")
 HELLO_TIMEOUT_S = 3.0
 
 
@@ -107,7 +108,7 @@ class LaptopOutput:
                 return True
             except OSError as exc:
                 self._drop()
-                self.on_event({"event": "playback", "clip": self._clip, "state": "device_lost",
+                self.on_event({"event": Event.PLAYBACK, "clip": self._clip, "state": Playback.DEVICE_LOST,
                                "message": f"link to the laptop lost ({exc.strerror or exc})"})
                 self._clip = None
                 return False
@@ -138,7 +139,7 @@ class LaptopOutput:
                 try:
                     self._sock = self._connect()
                 except ConnectionError as exc:
-                    self.on_event({"event": "playback", "clip": clip, "state": "no_device", "message": str(exc)})
+                    self.on_event({"event": Event.PLAYBACK, "clip": clip, "state": Playback.NO_DEVICE, "message": str(exc)})
                     self._clip = None
                     return
         header = {"type": "start", "clip": clip, "rate": SAMPLE_RATE, "format": self.fmt, "channels": 1,
@@ -147,7 +148,7 @@ class LaptopOutput:
             if meta.get(key) is not None:
                 header[key] = meta[key]
         if self._send(lambda s: send_json(s, header)):
-            self.on_event({"event": "playback", "clip": clip, "state": "started", "message": self.describe()})
+            self.on_event({"event": Event.PLAYBACK, "clip": clip, "state": Playback.STARTED, "message": self.describe()})
 
     def feed(self, chunk: np.ndarray) -> None:
         if self._clip is not None:
@@ -158,13 +159,13 @@ class LaptopOutput:
         clip = self._clip
         if clip is not None and self._send(lambda s: send_json(s, {"type": "end", "clip": clip})):
             # The laptop plays it from here; finished means "all of it sent".
-            self.on_event({"event": "playback", "clip": clip, "state": "finished", "message": "sent to the laptop"})
+            self.on_event({"event": Event.PLAYBACK, "clip": clip, "state": Playback.FINISHED, "message": "sent to the laptop"})
         self._clip = None
 
     def stop(self) -> None:
         clip = self._clip
         if self._send(lambda s: send_json(s, {"type": "stop"})) and clip is not None:
-            self.on_event({"event": "playback", "clip": clip, "state": "stopped"})
+            self.on_event({"event": Event.PLAYBACK, "clip": clip, "state": Playback.STOPPED})
         self._clip = None
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -211,4 +212,4 @@ def make_output(target: str, *, device=None, port: int = DEFAULT_PORT, on_event=
         return LaptopOutput(port=port, on_event=on_event)
     if target == "none":
         return NoOutput(on_event=on_event)
-    raise ValueError(f"unknown output {target!r}: one of {', '.join(TARGETS)}")
+    raise ValueError(f"unknown output {target!r}: one of {', '.join(OUTPUT_TARGETS)}")

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from contract import exits
+from contract.protocol import Playback
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except TextError as exc:
         say(str(exc))
         return exits.BAD_INPUT
-    from inference.checkpoint import CheckpointError, validate_checkpoint
+    from contract.checkpoint import CheckpointError, validate_checkpoint
 
     try:
         info = validate_checkpoint(args.checkpoint)
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         output.end()
         output.wait_idle()
         output.close()
-    problem = playback.get("no_device") or playback.get("device_lost")
+    problem = playback.get(Playback.NO_DEVICE) or playback.get(Playback.DEVICE_LOST)
     if output is not None and problem:
         say(f"not played: {problem.get('message')}; the WAV is saved: {out}")
         return exits.NOT_PLAYED

@@ -22,7 +22,8 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-PROTOCOL = 1
+from contract.protocol import OUTPUT_TARGETS, PROTOCOL, QUEUED, Cmd, Event
+
 
 
 def protect_stdout() -> TextIO:
@@ -53,7 +54,7 @@ class Worker:
         self.rate_hint: dict[str, float] = {}   # checkpoint path -> production rate measured by its last say
 
     # ---- events --------------------------------------------------------------------------------
-    def emit(self, event: str, **fields) -> None:
+    def emit(self, event: Event, **fields) -> None:
         line = json.dumps({"event": event, "time": round(time.time(), 3), **fields}, default=str)
         with self._write_lock:
             try:
@@ -64,11 +65,11 @@ class Worker:
 
     def error(self, job_id, message: str, lines: list[str] | None = None, **extra) -> None:
         print(f"[worker] error {job_id}: {message}", file=sys.stderr, flush=True)
-        self.emit("error", id=job_id, message=message, lines=lines or [message], **extra)
+        self.emit(Event.ERROR, id=job_id, message=message, lines=lines or [message], **extra)
 
     def _on_playback(self, event: dict) -> None:
         fields = {k: v for k, v in event.items() if k not in ("event", "clip")}
-        self.emit("playback", id=event.get("clip"), **fields)
+        self.emit(Event.PLAYBACK, id=event.get("clip"), **fields)
 
     # ---- setup ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -80,7 +81,7 @@ class Worker:
         description = self._set_output(target, audio_device, port)
         import torch
 
-        self.emit("ready", pid=os.getpid(), protocol=PROTOCOL, device=self.engine.device, dtype=self.engine.dtype_name,
+        self.emit(Event.READY, pid=os.getpid(), protocol=PROTOCOL, device=self.engine.device, dtype=self.engine.dtype_name,
                   torch=torch.__version__, output=target, output_detail=description, path=self.engine.path)
 
     def _set_output(self, target: str, audio_device, port: int) -> str:
@@ -111,14 +112,14 @@ class Worker:
                 self.error(None, f"bad command line ({exc}): {raw[:80]}")
                 continue
             name = cmd["cmd"]
-            if name == "ping":
-                self.emit("pong", id=cmd.get("id"))
-            elif name == "stop":
+            if name == Cmd.PING:
+                self.emit(Event.PONG, id=cmd.get("id"))
+            elif name == Cmd.STOP:
                 self.stop_all()
-                self.emit("stopped", id=cmd.get("id"))
-            elif name == "quit":
+                self.emit(Event.STOPPED, id=cmd.get("id"))
+            elif name == Cmd.QUIT:
                 break
-            elif name in ("load", "unload", "say", "play", "output"):
+            elif name in QUEUED:
                 self.jobs.put(cmd)
             else:
                 self.error(cmd.get("id"), f"unknown command {name!r}")
@@ -136,7 +137,7 @@ class Worker:
                 job = self.jobs.get_nowait()
             except queue.Empty:
                 break
-            self.emit("cancelled", id=job.get("id"), cmd=job.get("cmd"))
+            self.emit(Event.CANCELLED, id=job.get("id"), cmd=job.get("cmd"))
         if self.output is not None:
             self.output.stop()
 
@@ -156,14 +157,14 @@ class Worker:
 
     def _load(self, job_id, checkpoint: str) -> tuple[bool, float]:
         """Load `checkpoint` unless it is loaded already. Returns (ok, seconds spent loading)."""
-        from inference.checkpoint import CheckpointError
+        from contract.checkpoint import CheckpointError
         from inference.engine import EngineError
 
         path = Path(checkpoint).expanduser().absolute()
         loaded = self.engine.loaded
         if loaded is not None and loaded.info.path == path:
             return True, 0.0
-        self.emit("loading", id=job_id, checkpoint=str(path), previous=str(loaded.info.path) if loaded else None)
+        self.emit(Event.LOADING, id=job_id, checkpoint=str(path), previous=str(loaded.info.path) if loaded else None)
         try:
             info = self.engine.load(path)
         except CheckpointError as exc:
@@ -175,7 +176,7 @@ class Worker:
             self.error(job_id, str(exc), checkpoint=str(path))
             return False, 0.0
         print(f"[worker] loaded {path} in {info.load_s:.2f} s ({info.describe()})", file=sys.stderr, flush=True)
-        self.emit("loaded", id=job_id, checkpoint=str(path), name=path.name, speakers=list(info.info.speakers),
+        self.emit(Event.LOADED, id=job_id, checkpoint=str(path), name=path.name, speakers=list(info.info.speakers),
                   load_s=round(info.load_s, 3), device=info.device, dtype=info.dtype, **info.describe())
         return True, info.load_s
 
@@ -187,18 +188,17 @@ class Worker:
 
     def _do_unload(self, cmd: dict) -> None:
         self.engine.unload()
-        self.emit("unloaded", id=cmd.get("id"))
+        self.emit(Event.UNLOADED, id=cmd.get("id"))
 
     def _do_output(self, cmd: dict) -> None:
         from contract.audio import DEFAULT_PORT
-        from inference.playback import TARGETS
 
         target = cmd.get("target", "local")
-        if target not in TARGETS:
-            self.error(cmd.get("id"), f"unknown output {target!r}: one of {', '.join(TARGETS)}")
+        if target not in OUTPUT_TARGETS:
+            self.error(cmd.get("id"), f"unknown output {target!r}: one of {', '.join(OUTPUT_TARGETS)}")
             return
         detail = self._set_output(target, cmd.get("device"), cmd.get("port") or DEFAULT_PORT)
-        self.emit("output", id=cmd.get("id"), target=target, detail=detail)
+        self.emit(Event.OUTPUT, id=cmd.get("id"), target=target, detail=detail)
 
     def _do_say(self, cmd: dict) -> None:
         import numpy as np
@@ -234,7 +234,7 @@ class Worker:
         play = bool(cmd.get("play", True))
         name = loaded.info.name
         timings = Timings(load_s=load_s)
-        self.emit("started", id=job_id, checkpoint=name, seed=seed, sentences=len(sentences), speaker=speaker,
+        self.emit(Event.STARTED, id=job_id, checkpoint=name, seed=seed, sentences=len(sentences), speaker=speaker,
                   sampling=sampling.as_dict())
         budget = cmd.get("budget", True)
         key = str(loaded.info.path)
@@ -244,7 +244,7 @@ class Worker:
                                        "rate_hint": self.rate_hint.get(key)})
 
         def on_sentence(i: int, n: int, sentence: str) -> None:
-            self.emit("sentence", id=job_id, index=i, count=n, text=sentence)
+            self.emit(Event.SENTENCE, id=job_id, index=i, count=n, text=sentence)
 
         chunks = []
         try:
@@ -252,7 +252,7 @@ class Worker:
                                             language=cmd.get("language", "auto"), budget=budget,
                                             cancel=self.cancel, timings=timings, on_sentence=on_sentence):
                 if not chunks:
-                    self.emit("first_audio", id=job_id, first_audio_s=round(timings.first_audio_s, 4))
+                    self.emit(Event.FIRST_AUDIO, id=job_id, first_audio_s=round(timings.first_audio_s, 4))
                     first_len = len(chunk)
                 chunks.append(chunk)
                 if play:
@@ -260,7 +260,7 @@ class Worker:
         except Cancelled:
             if play:
                 self.output.stop()
-            self.emit("cancelled", id=job_id, cmd="say")
+            self.emit(Event.CANCELLED, id=job_id, cmd=Cmd.SAY)
             return
         except (EngineError, TextError) as exc:
             if play:
@@ -293,7 +293,7 @@ class Worker:
             result = {**rec, "wav_path": str(wav)}
         print(f"[worker] said {job_id} on {name}: {timings.audio_s:.2f} s audio in {timings.wall_s:.2f} s "
               f"(first audio {timings.first_audio_s}, {timings.frames} frames)", file=sys.stderr, flush=True)
-        self.emit("done", id=job_id, sample=result)
+        self.emit(Event.DONE, id=job_id, sample=result)
 
     def _do_play(self, cmd: dict) -> None:
         import numpy as np
@@ -318,7 +318,7 @@ class Worker:
                 self.error(job_id, f"{Path(path).name} is {rate} Hz, expected {SAMPLE_RATE}")
                 return
             parts += ([gap] if i else []) + [audio.mean(axis=1)]
-        self.emit("replaying", id=job_id, wavs=[str(w) for w in wavs])
+        self.emit(Event.REPLAYING, id=job_id, wavs=[str(w) for w in wavs])
         self.output.start(job_id, {"checkpoint": cmd.get("label") or "replay", "text": cmd.get("text", ""),
                                    "expected_s": round(sum(len(p) for p in parts) / SAMPLE_RATE, 3)})
         for part in parts:
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.start()
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
-        worker.emit("fatal", message=f"the audition worker cannot start: {exc.__class__.__name__}: {one_line(exc)}")
+        worker.emit(Event.FATAL, message=f"the audition worker cannot start: {exc.__class__.__name__}: {one_line(exc)}")
         return 1
     return worker.serve(sys.stdin)
 

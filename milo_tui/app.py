@@ -152,8 +152,6 @@ class MiloApp(App):
     def _check_keymap(self) -> None:
         if not self.settings.keys:
             return
-        from milo_tui.screens import all_binding_ids
-
         unknown = sorted(set(self.settings.keys) - all_binding_ids())
         if unknown:
             self.notify(f"config.toml [keys]: unknown action(s) {', '.join(unknown)}; see docs/keys.md",
@@ -472,7 +470,7 @@ class MiloApp(App):
     # ------------------------------------------------------------------ command palette: every action
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
-        from milo_tui.screens.runs import action_name
+        from milo_tui.keys import action_name
 
         for command in super().get_system_commands(screen):
             if command.title not in ("Keys", "Quit"):
@@ -489,3 +487,17 @@ class MiloApp(App):
             for layer in range(16):
                 yield SystemCommand(f"Overlay layer {layer}", f"Draw codebook layer {layer}'s loss on the chart",
                                     partial(self.set_overlay, layer), discover=False)
+
+
+def all_binding_ids() -> set[str]:
+    """Every binding id a [keys] table in config.toml may remap (docs/keys.md)."""
+    from milo_tui.audition.screen import AuditionScreen
+    from milo_tui.keys import binding_ids
+    from milo_tui.screens.checkpoints import CheckpointsScreen
+    from milo_tui.screens.dialogs import ConfirmScreen, NumberPrompt
+    from milo_tui.screens.help import HelpScreen
+    from milo_tui.screens.new_run import NewRunScreen
+    from milo_tui.screens.runs import RunsScreen
+
+    return binding_ids(MiloApp, RunsScreen, CheckpointsScreen, NewRunScreen, ConfirmScreen, NumberPrompt, HelpScreen,
+                       AuditionScreen)

@@ -159,19 +159,3 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         if value is not None and key in ENV:
             settings = settings.with_values(f"flag --{key.replace('_', '-')}", **{key: _coerce(key, value, f"--{key}")})
     return settings
-
-
-def resolve_device(device: str) -> str:
-    """'auto' becomes 'cuda' when an NVIDIA driver answers (checked without importing torch)."""
-    if device != "auto":
-        return device
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return "cuda" if pynvml.nvmlDeviceGetCount() > 0 else "cpu"
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return "cpu"

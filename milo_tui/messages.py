@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.message import Message
 
 from milo_tui.metrics import MetricsBatch
-from milo_tui.runs import CheckpointInfo, RunSummary
+from milo_tui.runs import CheckpointRow, RunSummary
 from milo_tui.supervisor import Ended
 from milo_tui.telemetry import Telemetry
 
@@ -40,7 +40,7 @@ class LogRead(Message):
 @dataclass
 class CheckpointsScanned(Message):
     run_dir: Path
-    checkpoints: tuple[CheckpointInfo, ...]
+    checkpoints: tuple[CheckpointRow, ...]
     free_bytes: int | None
 
 

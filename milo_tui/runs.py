@@ -1,5 +1,5 @@
 """What the dashboard knows about each run folder, read from disk: a RunSummary per run (runs table) and a
-CheckpointInfo per checkpoint (checkpoints view). Plain functions, run off the event loop by RunWatcher."""
+CheckpointRow per checkpoint (checkpoints view). Plain functions, run off the event loop by RunWatcher."""
 from __future__ import annotations
 
 import json
@@ -108,7 +108,7 @@ def read_summary(run_dir: Path) -> RunSummary:
 
 
 @dataclass(frozen=True)
-class CheckpointInfo:
+class CheckpointRow:
     name: str
     path: Path
     epoch: int | None
@@ -146,10 +146,10 @@ class CheckpointScanner:
     are read once per folder (and eval.json again until it appears)."""
 
     def __init__(self, disk_usage=shutil.disk_usage) -> None:
-        self._cache: dict[Path, CheckpointInfo] = {}
+        self._cache: dict[Path, CheckpointRow] = {}
         self._disk_usage = disk_usage
 
-    def scan(self, run_dir: Path) -> tuple[list[CheckpointInfo], int | None]:
+    def scan(self, run_dir: Path) -> tuple[list[CheckpointRow], int | None]:
         found = []
         for path in list_checkpoints(run_dir):
             info = self._cache.get(path)
@@ -163,7 +163,7 @@ class CheckpointScanner:
                 except OSError:
                     continue
                 bytes_ = info.bytes if info else folder_bytes(path)
-                info = CheckpointInfo(path.name, path, epoch, step, bytes_, eval_loss(ev), created)
+                info = CheckpointRow(path.name, path, epoch, step, bytes_, eval_loss(ev), created)
                 self._cache[path] = info
             found.append(info)
         try:

@@ -76,7 +76,7 @@ SHAPES = {
         text_vocab=None,  # the tiny tokenizer's size
         codec="tiny",
     ),
-    # Qwen3-TTS-12Hz-1.7B, from the tensor shapes of a real checkpoint (../shared/UPSTREAM.md), for
+    # Qwen3-TTS-12Hz-1.7B, from the tensor shapes of a real checkpoint (docs/upstream.md), for
     # benchmarks with random weights. 1.92 B parameters.
     "1.7b": dict(
         talker=dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,

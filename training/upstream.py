@@ -2,7 +2,7 @@
 in one place as a baseline: for the throughput benchmark (bench/train_throughput.py) and for the parity
 test that must fail on it (tests/training/test_parity.py). Never used to train.
 
-Kept as upstream has it, bugs included (../shared/UPSTREAM.md):
+Kept as upstream has it, bugs included (docs/upstream.md):
   1. talker given inputs[:, :-1] with labels[:, 1:], and transformers' causal-LM loss shifts again:
      position p is scored against codebook 0 of the frame at p+2;
   2. the sub-talker is fed the hidden state at the frame's own position (which already consumed the

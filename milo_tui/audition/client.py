@@ -25,6 +25,8 @@ from typing import Callable
 
 from platformdirs import user_log_path
 
+from contract.protocol import FINISHING, TRACKED, Cmd, Event
+
 RESTART_WINDOW_S = 60.0
 MAX_RESTARTS = 3            # in RESTART_WINDOW_S; then the client gives up and says so
 
@@ -90,7 +92,7 @@ class WorkerClient:
         if proc is None:
             return
         try:
-            self._write({"cmd": "quit"})
+            self._write({"cmd": Cmd.QUIT})
             proc.stdin.close()
         except (OSError, ValueError):
             pass
@@ -128,39 +130,39 @@ class WorkerClient:
             proc.stdin.write(line)
             proc.stdin.flush()
 
-    def send(self, cmd: str, **fields) -> str:
+    def send(self, cmd: Cmd, **fields) -> str:
         """Send a command; returns its id. A dead worker yields an "error" event, not an exception."""
         job_id = fields.pop("id", None) or f"{cmd}-{next(self._ids)}"
         message = {"cmd": cmd, "id": job_id, **fields}
-        if cmd in ("load", "say", "play"):
+        if cmd in TRACKED:
             self.pending[job_id] = message
-        if cmd in ("load", "say") and fields.get("checkpoint"):
+        if cmd in (Cmd.LOAD, Cmd.SAY) and fields.get("checkpoint"):
             self.checkpoint = fields["checkpoint"]
-        if cmd == "output":
+        if cmd == Cmd.OUTPUT:
             self.output = {"target": fields.get("target", "local"), "device": fields.get("device"),
                            "port": fields.get("port")}
         try:
             self._write(message)
         except (OSError, ValueError):
             self.pending.pop(job_id, None)
-            self.on_event({"event": "error", "id": job_id, "message": "the audition worker is not running (restarting)",
+            self.on_event({"event": Event.ERROR, "id": job_id, "message": "the audition worker is not running (restarting)",
                            "lines": []})
         return job_id
 
     def load(self, checkpoint: str) -> str:
-        return self.send("load", checkpoint=str(checkpoint))
+        return self.send(Cmd.LOAD, checkpoint=str(checkpoint))
 
     def say(self, text: str, **fields) -> str:
-        return self.send("say", text=text, **fields)
+        return self.send(Cmd.SAY, text=text, **fields)
 
     def play(self, wavs: list[str], **fields) -> str:
-        return self.send("play", wavs=[str(w) for w in wavs], **fields)
+        return self.send(Cmd.PLAY, wavs=[str(w) for w in wavs], **fields)
 
     def stop(self) -> str:
-        return self.send("stop")
+        return self.send(Cmd.STOP)
 
     def set_output(self, target: str, device: str | None = None, port: int | None = None) -> str:
-        return self.send("output", target=target, device=device, port=port)
+        return self.send(Cmd.OUTPUT, target=target, device=device, port=port)
 
     # ---- events ----------------------------------------------------------------------------------
     def _read(self, proc: subprocess.Popen) -> None:
@@ -172,9 +174,9 @@ class WorkerClient:
             if not isinstance(event, dict):
                 continue
             kind = event.get("event")
-            if kind == "ready":
+            if kind == Event.READY:
                 self.ready.set()
-            if kind in ("done", "cancelled", "error", "loaded") or (kind == "replaying"):
+            if kind in FINISHING:
                 self.pending.pop(event.get("id"), None)
             self.on_event(event)
         returncode = proc.wait()
@@ -188,19 +190,19 @@ class WorkerClient:
         self.pending.clear()
         how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
         tail = log_tail(self.log_path)
-        self.on_event({"event": "crashed", "returncode": returncode, "lost": lost, "log": str(self.log_path),
+        self.on_event({"event": Event.CRASHED, "returncode": returncode, "lost": lost, "log": str(self.log_path),
                        "log_tail": tail, "message": f"the audition worker {how}"
                        + (f": {tail[-1]}" if tail and returncode > 0 else "")})
         now = time.monotonic()
         while self._restarts and now - self._restarts[0] > RESTART_WINDOW_S:
             self._restarts.popleft()
         if len(self._restarts) >= self.max_restarts:
-            self.on_event({"event": "gave_up", "message": f"the audition worker crashed {len(self._restarts) + 1} times "
+            self.on_event({"event": Event.GAVE_UP, "message": f"the audition worker crashed {len(self._restarts) + 1} times "
                            f"in {RESTART_WINDOW_S:.0f} s; not restarting (see {self.log_path})"})
             return
         self._restarts.append(now)
         self.start()  # with the output chosen last (start() passes it)
         if self.checkpoint:
-            self.send("load", checkpoint=self.checkpoint)
-        self.on_event({"event": "restarted", "pid": self.pid, "attempt": len(self._restarts),
+            self.send(Cmd.LOAD, checkpoint=self.checkpoint)
+        self.on_event({"event": Event.RESTARTED, "pid": self.pid, "attempt": len(self._restarts),
                        "checkpoint": self.checkpoint})

@@ -32,7 +32,7 @@ from textual.widgets.option_list import Option
 
 from milo_tui.audition.client import WorkerClient
 from contract.audio import DEFAULT_PORT
-from inference.playback import TARGETS
+from contract.protocol import OUTPUT_TARGETS as TARGETS, Cmd, Event, Playback
 from contract.samples import Sample, append_preference, append_rating, fold, read_samples
 from contract.text import TextError, split_sentences
 from contract.runfolder import list_checkpoints
@@ -51,7 +51,7 @@ class WorkerEvent(Message):
 
 @dataclass
 class Job:
-    kind: str                       # "say" | "play" | "load"
+    kind: Cmd                       # SAY, PLAY or LOAD
     checkpoint: str | None = None   # folder name
     text: str = ""
     ab_group: str | None = None
@@ -293,61 +293,61 @@ class AuditionScreen(Screen):
         e = message.event
         kind, job_id = e.get("event"), e.get("id")
         job = self.jobs.get(job_id) if job_id else None
-        if kind == "ready":
+        if kind == Event.READY:
             self.worker_state = f"ready ({e.get('device')}, {e.get('dtype')})"
             self.worker_detail = e.get("output_detail", "")
             if not self.jobs and not self.status_error:
                 self._say_status(f"worker ready; output: {self.worker_detail}")
-        elif kind == "fatal":
+        elif kind == Event.FATAL:
             self.worker_state = "failed"
             self._say_status(e.get("message", "the audition worker cannot start"), error=True)
-        elif kind == "loading":
+        elif kind == Event.LOADING:
             self.loaded = None
             what = f"the checkpoint for {job.ab_label}" if self._blind_job(job) else Path(e["checkpoint"]).name
             self._say_status(f"loading {what}...")
-        elif kind == "loaded":
+        elif kind == Event.LOADED:
             self.loaded = e.get("checkpoint")
-            if job is not None and job.kind == "load":
+            if job is not None and job.kind == Cmd.LOAD:
                 self.jobs.pop(job_id, None)
-            if job is None or job.kind == "load":
+            if job is None or job.kind == Cmd.LOAD:
                 self._say_status(f"{e.get('name')} loaded in {e.get('load_s', 0):.1f} s on {e.get('device')}")
-        elif kind == "started" and job:
+        elif kind == Event.STARTED and job:
             who = "?" if self._blind_job(job) else e.get("checkpoint")
             label = f"{job.ab_label} ({who})" if job.ab_label else who
             self.last_seed = e.get("seed")
             self._say_status(f"{label}: speaking, seed {e.get('seed')}, {e.get('sentences')} sentence(s)...")
-        elif kind == "sentence" and job and e.get("count", 1) > 1:
+        elif kind == Event.SENTENCE and job and e.get("count", 1) > 1:
             self._say_status(f"{self.status.split(':')[0]}: sentence {e['index'] + 1}/{e['count']}...")
-        elif kind == "first_audio" and job and not job.ab_group:
+        elif kind == Event.FIRST_AUDIO and job and not job.ab_group:
             self._say_status(f"{job.checkpoint}: first audio after {e.get('first_audio_s', 0):.2f} s, speaking...")
-        elif kind == "done":
+        elif kind == Event.DONE:
             self._on_done(job_id, job, e.get("sample") or {})
-        elif kind == "cancelled":
+        elif kind == Event.CANCELLED:
             self.jobs.pop(job_id, None)
             self._forget_pair(job)
             self._say_status("stopped")
-        elif kind == "stopped":
+        elif kind == Event.STOPPED:
             self.playing = None
             self._say_status("stopped")
-        elif kind == "playback":
+        elif kind == Event.PLAYBACK:
             self._on_playback(job_id, e)
-        elif kind == "output":
+        elif kind == Event.OUTPUT:
             self.worker_detail = e.get("detail", "")
             self._say_status(f"output: {self.worker_detail}")
-        elif kind == "error":
+        elif kind == Event.ERROR:
             self.jobs.pop(job_id, None)
             self._forget_pair(job)
             lines = e.get("lines") or []
             extra = f" ({'; '.join(lines[1:3])})" if len(lines) > 1 else ""
             self._say_status(f"{e.get('message')}{extra}", error=True)
-        elif kind == "crashed":
+        elif kind == Event.CRASHED:
             for lost in e.get("lost", []):
                 self._forget_pair(self.jobs.pop(lost, None))
             self.worker_state, self.loaded, self.playing = "restarting", None, None
             self._say_status(f"{e.get('message')}; restarting it (log: {e.get('log')})", error=True)
-        elif kind == "restarted":
+        elif kind == Event.RESTARTED:
             self.worker_state = "restarted"
-        elif kind == "gave_up":
+        elif kind == Event.GAVE_UP:
             self.worker_state = "stopped"
             self._say_status(e.get("message", "the audition worker keeps crashing"), error=True)
         self._refresh_view()
@@ -375,14 +375,14 @@ class AuditionScreen(Screen):
 
     def _on_playback(self, job_id: str, e: dict) -> None:
         state = e.get("state")
-        if state == "started":
+        if state == Playback.STARTED:
             self.playing = job_id
-        elif state in ("finished", "stopped"):
+        elif state in (Playback.FINISHED, Playback.STOPPED):
             if self.playing == job_id:
                 self.playing = None
-        elif state in ("device_lost", "no_device"):
+        elif state in (Playback.DEVICE_LOST, Playback.NO_DEVICE):
             self.playing = None
-            what = "audio device lost mid-play" if state == "device_lost" else "not played"
+            what = "audio device lost mid-play" if state == Playback.DEVICE_LOST else "not played"
             self._say_status(f"{what}: {e.get('message')}; the audition is still saved", error=True)
 
     def _blind_job(self, job: Job | None) -> bool:
@@ -395,7 +395,7 @@ class AuditionScreen(Screen):
 
     def _play_pair(self, pair: ABPair) -> None:
         job_id = self.client.play([pair.wavs["A"], pair.wavs["B"]], gap_s=AB_GAP_S, label="A then B", text=pair.text)
-        self.jobs[job_id] = Job(kind="play", text=pair.text)
+        self.jobs[job_id] = Job(kind=Cmd.PLAY, text=pair.text)
         names = "" if pair.blind else f" (A {pair.names['A']}, B {pair.names['B']})"
         self._say_status(f"A/B: playing A then B{names}; rate with a / b / = (or 1-5)")
         self.pairs.pop(pair.group, None)
@@ -422,7 +422,7 @@ class AuditionScreen(Screen):
             return
         job_id = self.client.say(text, checkpoint=str(self.checkpoint_a), run_dir=str(self.run_dir), seed=self._seed(),
                                  sampling=self.sampling, play=True)
-        self.jobs[job_id] = Job(kind="say", checkpoint=self.checkpoint_a.name, text=text)
+        self.jobs[job_id] = Job(kind=Cmd.SAY, checkpoint=self.checkpoint_a.name, text=text)
         self._say_status(f"{self.checkpoint_a.name}: queued...")
 
     def _speak_ab(self, text: str) -> None:
@@ -437,13 +437,13 @@ class AuditionScreen(Screen):
                                      sampling=self.sampling, play=False, ab_group=group, ab_label=label,
                                      blind=self.blind, label=label)
             pair.jobs[job_id] = label
-            self.jobs[job_id] = Job(kind="say", checkpoint=checkpoint.name, text=text, ab_group=group, ab_label=label)
+            self.jobs[job_id] = Job(kind=Cmd.SAY, checkpoint=checkpoint.name, text=text, ab_group=group, ab_label=label)
         self.pairs[group] = pair
         self._say_status(f"A/B: generating both (seed {seed}), then playing A then B...")
 
     def _load(self, checkpoint: Path) -> None:
         job_id = self.client.load(str(checkpoint))
-        self.jobs[job_id] = Job(kind="load", checkpoint=checkpoint.name)
+        self.jobs[job_id] = Job(kind=Cmd.LOAD, checkpoint=checkpoint.name)
 
     # ---- actions ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
@@ -455,7 +455,7 @@ class AuditionScreen(Screen):
         if action == "toggle_blind":
             return True if self.ab_mode else None
         if action == "stop":
-            return True if (self.playing or any(j.kind == "say" for j in self.jobs.values())) else None
+            return True if (self.playing or any(j.kind == Cmd.SAY for j in self.jobs.values())) else None
         if action == "back":
             return True if len(self.app.screen_stack) > 1 else None
         return True
@@ -471,7 +471,7 @@ class AuditionScreen(Screen):
 
     def action_stop(self) -> None:
         self.client.stop()
-        self.jobs = {k: j for k, j in self.jobs.items() if j.kind == "load"}
+        self.jobs = {k: j for k, j in self.jobs.items() if j.kind == Cmd.LOAD}
         self.pairs.clear()
         self.playing = None
         self._say_status("stopping...")
@@ -482,7 +482,7 @@ class AuditionScreen(Screen):
             return
         label = s.ab_label if not self._revealed(s) else s.checkpoint
         job_id = self.client.play([str(s.wav)], label=label, text=s.text)
-        self.jobs[job_id] = Job(kind="play", text=s.text)
+        self.jobs[job_id] = Job(kind=Cmd.PLAY, text=s.text)
         self._say_status(f"replaying #{s.id:04d} ({label})")
 
     @on(DataTable.RowSelected, "#audition-history")

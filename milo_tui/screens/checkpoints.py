@@ -12,7 +12,7 @@ from textual.widgets import Footer, Static
 
 from milo_tui.format import fmt_bytes
 from milo_tui.messages import AuditionRequested
-from milo_tui.screens.runs import ExplainDisabled
+from milo_tui.keys import ExplainDisabled
 from milo_tui.widgets.tables import CheckpointsTable
 
 

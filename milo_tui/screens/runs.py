@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from milo_tui.format import fmt_duration, fmt_num
+from milo_tui.keys import ExplainDisabled
 from contract.runfolder import CRASHED
 from milo_tui.widgets.charts import LayerPanel, LossChart
 from milo_tui.widgets.log_tail import LogTail
@@ -40,29 +41,6 @@ def _update(static: Static, text: str) -> None:
 def _titled(widget, title: str):
     widget.border_title = title
     return widget
-
-
-def action_name(action: str) -> str:
-    """"app.overlay(1)" -> "overlay"."""
-    return action.split("(")[0].rsplit(".", 1)[-1]
-
-
-class ExplainDisabled:
-    """Mixin for screens: a key whose action is dimmed says why in one line instead of doing nothing."""
-
-    def why_not(self, action: str) -> str | None:
-        return None
-
-    def check_action(self, action: str, parameters) -> bool | None:
-        return None if self.why_not(action) else True
-
-    def on_key(self, event) -> None:
-        active = self.active_bindings.get(event.key)  # the keymap from config.toml applied
-        if active is not None and active.node is self and not active.enabled:
-            reason = self.why_not(action_name(active.binding.action))
-            if reason:
-                event.stop()
-                self.notify(reason, severity="warning", timeout=4)
 
 
 class RunsScreen(ExplainDisabled, Screen):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from inference import fastpath
-from inference.engine import CPU_DEFAULT_PATH, Engine, EngineError, _CodePredictor, _warpers, stock_generate
+from inference.engine import CPU_DEFAULT_PATH, Engine, EngineError, _CodePredictor, stock_generate
+from inference.sampling import sample_token, warpers as _warpers
 
 TEXT = "hello world, this is milo."
 
@@ -91,10 +92,10 @@ def test_sample_token_draws_what_multinomial_draws():
         want = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
         after_want = torch.rand(4)
         torch.manual_seed(seed)
-        got = fastpath.sample_token(logits, True)
+        got = sample_token(logits, True)
         after_got = torch.rand(4)
         assert torch.equal(got, want) and torch.equal(after_got, after_want), seed
-    assert torch.equal(fastpath.sample_token(logits, False), torch.argmax(logits, dim=-1))
+    assert torch.equal(sample_token(logits, False), torch.argmax(logits, dim=-1))
 
 
 def test_subtalker_warpers_are_the_ones_stock_generate_builds(lean, monkeypatch):
@@ -134,7 +135,7 @@ def test_warpers_mask_and_scale_fixed_logits_as_documented():
     assert p[0] < 0.7 <= p[0] + p[1]
     assert torch.isfinite(scores[0, :2]).all() and torch.isinf(scores[0, 2:]).all()
     torch.manual_seed(0)
-    picks = torch.stack([fastpath.sample_token(scores, True) for _ in range(4000)]).flatten()
+    picks = torch.stack([sample_token(scores, True) for _ in range(4000)]).flatten()
     assert set(picks.tolist()) <= {0, 1}
     want = (p[0] / (p[0] + p[1])).item()
     assert abs((picks == 0).float().mean().item() - want) < 0.03

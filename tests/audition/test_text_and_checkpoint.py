@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from inference.checkpoint import CheckpointError, validate_checkpoint
+from contract.checkpoint import CheckpointError, validate_checkpoint
 from contract.text import MAX_CHARS, MAX_SENTENCE_CHARS, TextError, split_sentences
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from milo_tui.screens import all_binding_ids
+from milo_tui.app import all_binding_ids
 from tests.conftest import ROOT
 
 

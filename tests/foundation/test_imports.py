@@ -36,3 +36,18 @@ def test_no_dashboard_module_pulls_a_heavy_package():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=python_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_contract_package_pulls_no_heavy_package_and_no_textual():
+    import contract
+
+    modules = sorted(m.name for m in pkgutil.walk_packages(contract.__path__, "contract."))
+    assert {"contract.runfolder", "contract.protocol", "contract.listen"} <= set(modules)
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        f"print(sorted(k for k in sys.modules if k.split('.')[0] in {HEAVY + ('textual', 'milo_tui', 'training', 'inference')!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -2,7 +2,7 @@
 
 Torch-free and quick (JSON files and safetensors headers only), so a half-written or foreign folder is
 refused in milliseconds with one line per problem instead of a traceback 30 s into a load. What a
-checkpoint needs is what `Qwen3TTSModel.from_pretrained(<absolute path>)` reads (../shared/UPSTREAM.md):
+checkpoint needs is what `Qwen3TTSModel.from_pretrained(<absolute path>)` reads (docs/upstream.md):
 config.json (qwen3_tts, tts_model_type custom_voice, a speaker in talker_config.spk_id),
 model.safetensors (or a sharded index), generation_config.json, the text tokenizer files and
 speech_tokenizer/ (config.json, model.safetensors, preprocessor_config.json).

@@ -1,0 +1,80 @@
+"""The audition worker's protocol (docs/worker-protocol.md): the commands the dashboard and milo-say's
+peers send, the events the worker answers with, and the playback states, as typed names.
+
+Commands and events travel as one JSON object per line: {"cmd": Cmd, "id": ..., ...} on the worker's
+stdin, {"event": Event, "time": ..., ...} on its protocol channel. Both enums are `str` subclasses, so a
+member compares equal to the string read back from JSON and is written as that string.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+PROTOCOL = 1  # the worker protocol's version, sent in `ready`
+
+
+class Cmd(str, Enum):
+    LOAD = "load"
+    UNLOAD = "unload"
+    SAY = "say"
+    PLAY = "play"
+    OUTPUT = "output"
+    STOP = "stop"
+    PING = "ping"
+    QUIT = "quit"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Run one at a time, in order, on the worker's job thread; the others are answered at once.
+QUEUED = frozenset({Cmd.LOAD, Cmd.UNLOAD, Cmd.SAY, Cmd.PLAY, Cmd.OUTPUT})
+# Kept by the client until they finish, so a crash can report them lost.
+TRACKED = frozenset({Cmd.LOAD, Cmd.SAY, Cmd.PLAY})
+
+
+class Event(str, Enum):
+    # from the worker
+    READY = "ready"
+    FATAL = "fatal"
+    LOADING = "loading"
+    LOADED = "loaded"
+    UNLOADED = "unloaded"
+    STARTED = "started"
+    SENTENCE = "sentence"
+    FIRST_AUDIO = "first_audio"
+    DONE = "done"
+    REPLAYING = "replaying"
+    PLAYBACK = "playback"
+    OUTPUT = "output"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+    PONG = "pong"
+    ERROR = "error"
+    # from the client, about the worker process
+    CRASHED = "crashed"
+    RESTARTED = "restarted"
+    GAVE_UP = "gave_up"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Events that end a tracked command (a `play` ends for the client once it is replaying).
+FINISHING = frozenset({Event.DONE, Event.CANCELLED, Event.ERROR, Event.LOADED, Event.REPLAYING})
+
+
+class Playback(str, Enum):
+    """`playback` event states, from the worker's output or milo-listen's player."""
+    STARTED = "started"
+    PLAYING = "playing"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    DEVICE_LOST = "device_lost"
+    NO_DEVICE = "no_device"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Where a worker's audio goes: this machine's speakers, the laptop through the SSH tunnel, or nowhere.
+OUTPUT_TARGETS = ("local", "laptop", "none")
