@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole GPU check for a lent H100/H200 (the `device` tool; ../shared/gpu/README.md), in one call:
+# The whole GPU check for a lent H100/H200 (the wheels it needs are carried in .whl/), in one call:
 #   1. the audition latency benchmark at the real 1.7B shape (bf16, random weights);
 #   2. the training throughput benchmark at the real 1.7B shape, with the telemetry sampler reading the
 #      real NVML once a second in the background while it trains (checks milo_tui/telemetry against a
