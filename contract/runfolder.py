@@ -91,7 +91,7 @@ def update_state(run_dir: Path, **fields) -> dict:
     (flock) meanwhile: the trainer, its keeper and a dashboard each write some fields, and none may undo
     another's update."""
     path = Path(run_dir) / STATE_JSON
-    with _locked(Path(run_dir)):
+    with locked(Path(run_dir)):
         state = read_json(path) or {}
         state.update(fields)
         state["updated_at"] = time.time()
@@ -101,7 +101,9 @@ def update_state(run_dir: Path, **fields) -> dict:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path):
+def locked(folder: Path):
+    """An exclusive flock on a folder for the duration of the block (released when its descriptor closes,
+    so also when the holder dies)."""
     import fcntl
 
     fd = os.open(folder, os.O_RDONLY)

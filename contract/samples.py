@@ -15,16 +15,17 @@ Lines (every line has `v` 1, `kind`, `time`, as in metrics.jsonl):
 """
 from __future__ import annotations
 
-import errno
+import contextlib
 import io
 import os
+import tempfile
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from contract.runfolder import SAMPLES_DIR, append_records, parse_lines, record
+from contract.runfolder import SAMPLES_DIR, append_records, locked, parse_lines, record
 
 INDEX = "index.jsonl"
 WAV_RE = re.compile(r"^(?P<id>\d{4,})-")
@@ -59,25 +60,33 @@ def write_wav(path: Path, audio: np.ndarray, samplerate: int) -> Path:
 
 
 def save_sample(run_dir: Path, checkpoint: str, seed: int, audio: np.ndarray, samplerate: int) -> tuple[int, Path]:
-    """Write the WAV under the next free number; returns (id, path). The number is claimed by creating
-    the file exclusively, so two writers (the worker and a milo-say) never take the same one."""
+    """Write the WAV under the next free number; returns (id, path).
+
+    The WAV is written whole to a temporary name first; then, holding an flock on samples/, the next number
+    is taken and the file hard-linked to its final name (which fails rather than replace an existing one).
+    Every writer, whatever its checkpoint and seed (the worker, any number of milo-say), takes the lock,
+    so no two ever get the same number, and no reader sees a half-written WAV under a numbered name."""
     folder = samples_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    data = wav_bytes(audio, samplerate)
     name = _UNSAFE.sub("_", checkpoint) or "checkpoint"
-    sample_id = _next_id(folder)
-    while True:
-        path = folder / f"{sample_id:04d}-{name}-{int(seed)}.wav"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
-            sample_id += 1
-            continue
+    fd, tmp = tempfile.mkstemp(prefix=".sample-", suffix=".wav.tmp", dir=folder)
+    try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return sample_id, path
+            os.fchmod(f.fileno(), 0o644)
+            f.write(wav_bytes(audio, samplerate))
+        with locked(folder):
+            sample_id = _next_id(folder)
+            while True:
+                path = folder / f"{sample_id:04d}-{name}-{int(seed)}.wav"
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:  # a writer that does not lock (an older milo): take the next
+                    sample_id += 1
+                    continue
+                return sample_id, path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _append(run_dir: Path, rec: dict) -> dict:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-import threading
+import multiprocessing
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -13,22 +14,31 @@ from contract.samples import (INDEX, append_preference, append_rating, append_sa
 AUDIO = np.zeros(2400, dtype=np.float32)
 
 
-def test_numbers_are_unique_under_concurrent_writers(tmp_path):
-    got = []
+def _writer(run_dir: str, checkpoint: str, seed: int, start, out) -> None:
+    start.wait()
+    out.put([save_sample(Path(run_dir), checkpoint, seed + i, AUDIO, 24000)[0] for i in range(10)])
 
-    def write():
-        for _ in range(10):
-            got.append(save_sample(tmp_path, "epoch-0001", 5, AUDIO, 24000)[0])
 
-    threads = [threading.Thread(target=write) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(got) == list(range(1, 41))
+def test_numbers_are_unique_across_processes_with_different_checkpoints_and_seeds(tmp_path):
+    # What the worker and milo-say do: each writer its own checkpoint and seed, so no two ever race for
+    # the same file name; only the number may collide.
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), f"epoch-000{w}", 100 * w, start, out)) for w in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    got = sorted(i for _ in procs for i in out.get(timeout=60))
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert got == list(range(1, 41)), [i for i in set(got) if got.count(i) > 1]
+    names = sorted(p.name for p in samples_dir(tmp_path).iterdir())
+    assert len(names) == 40 and all(sf.info(samples_dir(tmp_path) / n).frames == len(AUDIO) for n in names)
     sid, path = save_sample(tmp_path, "epoch 4/../x", 9, AUDIO, 24000)
     assert path.parent == samples_dir(tmp_path) and path.name == "0041-epoch_4_.._x-9.wav"
     assert sf.info(path).samplerate == 24000
+    assert not [p for p in samples_dir(tmp_path).iterdir() if p.name.startswith(".")]  # no temporary left
 
 
 def test_index_folds_ratings_and_preferences_and_tolerates_a_torn_line(tmp_path):
