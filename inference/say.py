@@ -11,6 +11,8 @@ The table is contract/exits.py.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import random
 import sys
 from pathlib import Path
@@ -54,6 +56,18 @@ def _run_dir_of(checkpoint: Path) -> Path | None:
     return parent if (parent / RUN_JSON).is_file() or (parent / STATE_JSON).is_file() else None
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why a WAV cannot be written at `path` (checked before the model loads), or None."""
+    folder = path.parent
+    if path.is_dir():
+        return "it is a folder (name a .wav file)"
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist (create it, or pick another -o)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -67,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     except TextError as exc:
         say(str(exc))
         return exits.BAD_INPUT
+    if args.output:
+        problem = _unwritable(Path(args.output))
+        if problem:
+            say(f"cannot write {args.output}: {problem}")
+            return exits.BAD_INPUT
     from contract.checkpoint import CheckpointError, validate_checkpoint
 
     try:
@@ -126,16 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
     run_dir = None if args.output else _run_dir_of(loaded.info.path)
-    if args.output:
-        out = write_wav(Path(args.output), audio, SAMPLE_RATE)
-    elif run_dir is not None:
-        sample_id, out = save_sample(run_dir, loaded.info.name, seed, audio, SAMPLE_RATE)
-        append_sample(run_dir, id=sample_id, wav=out.name, checkpoint=loaded.info.name,
-                      checkpoint_path=str(loaded.info.path), speaker=speaker, text=args.text, seed=seed,
-                      sampling=sampling.as_dict(), language=args.language, device=loaded.device, dtype=loaded.dtype,
-                      path=loaded.path, source="milo-say", **timings.as_dict())
-    else:
-        out = write_wav(Path(f"milo-say-{loaded.info.name}-{seed}.wav"), audio, SAMPLE_RATE)
+    try:
+        if args.output:
+            out = write_wav(Path(args.output), audio, SAMPLE_RATE)
+        elif run_dir is not None:
+            sample_id, out = save_sample(run_dir, loaded.info.name, seed, audio, SAMPLE_RATE)
+            append_sample(run_dir, id=sample_id, wav=out.name, checkpoint=loaded.info.name,
+                          checkpoint_path=str(loaded.info.path), speaker=speaker, text=args.text, seed=seed,
+                          sampling=sampling.as_dict(), language=args.language, device=loaded.device,
+                          dtype=loaded.dtype, path=loaded.path, source="milo-say", **timings.as_dict())
+        else:
+            out = write_wav(Path(f"milo-say-{loaded.info.name}-{seed}.wav"), audio, SAMPLE_RATE)
+    except OSError as exc:
+        say(f"cannot save the WAV: {exc.strerror or exc} ({exc.filename or args.output or run_dir})")
+        return exits.DISK_FULL if exc.errno == errno.ENOSPC else exits.ERROR
     say(f"{loaded.info.name} ({speaker}, seed {seed}): {timings.audio_s:.2f} s of audio in {timings.wall_s:.2f} s "
         f"({timings.rtf:.2f}x real time), first audio after {timings.first_audio_s or 0:.2f} s, "
         f"load {loaded.load_s:.2f} s on {loaded.device}, {loaded.path} path")

@@ -41,9 +41,13 @@ def test_milo_say_into_a_run_keeps_the_index_and_reports_a_missing_device(auditi
     (["{ckpt}", "word " * 400], "the limit is 1200"),
     (["{base}", "Hi."], "not a custom-voice checkpoint"),
     (["{tmp}", "Hi."], "not a checkpoint folder: config.json is missing"),
+    (["{ckpt}", "Hi.", "-o", "{tmp}/missing/x.wav"], "milo-say: cannot write {tmp}/missing/x.wav: the folder "
+                                                     "{tmp}/missing does not exist (create it, or pick another -o)"),
+    (["{ckpt}", "Hi.", "-o", "{tmp}"], "cannot write {tmp}: it is a folder (name a .wav file)"),
 ])
 def test_milo_say_bad_input_exits_3_with_a_clear_line(tiny_custom_voice, tiny_base, tmp_path, args, expected):
     args = [a.format(ckpt=tiny_custom_voice, base=tiny_base, tmp=tmp_path) for a in args]
+    expected = expected.format(tmp=tmp_path)
     proc = run_module("inference.say", *args)
     assert proc.returncode == 3 and expected in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
