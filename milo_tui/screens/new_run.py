@@ -132,6 +132,11 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
             yield Static("", id="errors")
 
     def on_mount(self) -> None:
+        # A field has the focus from the start, so Enter launches as the title says: the first empty one,
+        # else the run name (the field most often changed).
+        empty = [key for key in FIELDS if key != "attention" and not self.defaults.get(key, "").strip()
+                 and key != "speaker"]
+        self.query_one(f"#{empty[0] if empty else 'run_name'}", Input).focus()
         self.call_after_refresh(self._show_ends)
 
     def _show_ends(self) -> None:

@@ -57,11 +57,15 @@ def test_each_bad_field_gets_its_line(base, tmp_path):
         "restart_limit": [("101", "must be from 0")],
         "attention": [("flash", "attention must be one of")],
     }
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    request, errors = validate_form(_values(base, data), tmp_path / "ck")
+    assert errors == {} and request is not None  # the control: every other field below is valid
     for field, bad in cases.items():
         for value, words in bad:
-            request, errors = validate_form(_values(base, empty, **{field: value}), tmp_path / "ck")
-            assert request is None and words in errors.get(field, ""), (field, value, errors)
-            assert all("\n" not in e for e in errors.values())
+            request, errors = validate_form(_values(base, data, **{field: value}), tmp_path / "ck")
+            assert request is None and list(errors) == [field] and words in errors[field], (field, value, errors)
+            assert "\n" not in errors[field]
 
 
 async def test_the_form_shows_errors_and_launches_nothing_until_fixed(base, tmp_path):
@@ -87,3 +91,32 @@ async def test_the_form_shows_errors_and_launches_nothing_until_fixed(base, tmp_
         await wait_for(pilot, lambda: launched, what="the launch")
         assert launched[0].epochs == 2 and launched[0].base_model == base.absolute()
         assert not isinstance(app.screen, NewRunScreen)
+
+
+async def test_the_form_opens_with_a_field_focused_so_enter_launches(base, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    app = make_app(tmp_path / "ck", settings={"data": data})
+    app.settings = app.settings.with_values("test", base_model=base)
+    launched = []
+    app.launch = launched.append
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "run_name"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: launched, what="the launch")
+        assert launched[0].base_model == base.absolute() and launched[0].data == data
+
+
+async def test_the_form_focuses_the_first_empty_field(tmp_path):
+    app = make_app(tmp_path / "ck")  # a base model is configured, no data
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        await pilot.pause()
+        assert app.screen.query_one("#base_model").value and not app.screen.query_one("#data").value
+        assert app.focused is not None and app.focused.id == "data"
