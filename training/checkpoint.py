@@ -53,12 +53,14 @@ def custom_voice_config(base_config: dict, speaker: str) -> dict:
 
 
 def save_custom_voice(state_dict: dict, base_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                      speaker: str, speaker_embedding, extra_files: dict[str, str] | None = None) -> Path:
+                      speaker: str, speaker_embedding, extra_files: dict[str, str] | None = None,
+                      after_weights=None) -> Path:
     """Write a custom-voice checkpoint folder atomically.
 
     `state_dict` is the full model's state (the Base speaker encoder is dropped), `speaker_embedding`
     the [hidden] vector written into codec-embedding row 3000. `extra_files` maps file names to text
-    written into the folder (eval.json, for example)."""
+    written into the folder (eval.json, for example). `after_weights(tmp)`, when given, is called once the
+    weights are in the temporary folder (the trainer's disk-full test hook raises there)."""
     import torch
     from safetensors.torch import save_file
 
@@ -73,6 +75,8 @@ def save_custom_voice(state_dict: dict, base_dir: str | os.PathLike, out_dir: st
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if after_weights is not None:
+            after_weights(tmp)
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         for name in UNCHANGED_FILES:
             if (base / name).is_file():

@@ -141,9 +141,12 @@ class TestHooks:
             except ValueError:
                 raise UsageError(f"MILO_TEST_HOOKS: {key} needs a number, got {value!r}") from None
 
-    def before_save(self, count: int) -> None:
-        """Only where a small tmpfs cannot be mounted: the disk-full test's stand-in for a real ENOSPC."""
+    def during_save(self, count: int, tmp: Path) -> None:
+        """Only where a small tmpfs cannot be mounted: the disk-full test's stand-in for a real ENOSPC, raised
+        with the checkpoint's temporary folder already holding its weights (recorded for the test)."""
         if self.values.get("disk_full_at_save") == count:
+            (self.run_dir / ".test-hook-disk-full.json").write_text(json.dumps(
+                {"temporary": tmp.name, "files": sorted(p.name for p in tmp.iterdir())}))
             raise OSError(errno.ENOSPC, f"No space left on device (test hook disk_full_at_save={count})")
 
     @classmethod
@@ -611,10 +614,10 @@ class Trainer:
         eval_json = dict(epoch=epoch, step=self.step, speaker=self.speaker, **(evaluation or {}))
         self.saves += 1
         try:
-            if self.hooks is not None:
-                self.hooks.before_save(self.saves)
+            hook = (lambda tmp, n=self.saves: self.hooks.during_save(n, tmp)) if self.hooks is not None else None
             out = save_custom_voice(weights, self.base, self.run_dir / name, self.speaker, self.speaker_embedding,
-                                    extra_files={rf.EVAL_JSON: json.dumps(eval_json, indent=2) + "\n"})
+                                    extra_files={rf.EVAL_JSON: json.dumps(eval_json, indent=2) + "\n"},
+                                    after_weights=hook)
         except Exception as exc:
             if _is_disk_full(exc):
                 raise DiskFull(f"disk full while saving {name} in {self.run_dir}: earlier checkpoints are intact; "

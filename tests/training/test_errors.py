@@ -179,19 +179,27 @@ def _mount_tmpfs(folder, megabytes) -> bool:
     return done.returncode == 0
 
 
-def test_disk_full_while_saving_keeps_earlier_checkpoints(tiny_base, demo_data, tmp_path):
+@pytest.mark.parametrize("how", ["tmpfs", "hook"])
+def test_disk_full_while_saving_keeps_earlier_checkpoints(tiny_base, demo_data, tmp_path, how):
     """A real ENOSPC: the run folder on a tmpfs that holds epoch 1's checkpoint and resume point (about
-    40 MB) but not epoch 2's checkpoint. Where mounting is not permitted, the disk_full_at_save hook raises
-    the same OSError at the same place instead (the test says which ran)."""
+    40 MB) but not epoch 2's checkpoint (skipped where mounting is not permitted). And the
+    disk_full_at_save hook, which raises the same OSError inside the save, once epoch 2's temporary folder
+    holds its weights."""
     disk = tmp_path / "disk"
-    real = _mount_tmpfs(disk, 46)
+    real = how == "tmpfs" and _mount_tmpfs(disk, 46)
+    if how == "tmpfs" and not real:
+        pytest.skip("mounting a tmpfs is not permitted here; the hook case covers the same path")
+    disk.mkdir(exist_ok=True)
     try:
         run = disk / "run"
         proc = _short_run(tiny_base, demo_data, run, "" if real else "disk_full_at_save=2")
-        print(f"disk full by {'a real 46 MB tmpfs' if real else 'the disk_full_at_save hook (mount not permitted)'}")
         msg = assert_failed(run, proc, 5, "disk full while saving epoch-0002", "earlier checkpoints are intact", "--resume")
         assert msg
         assert not [p.name for p in run.iterdir() if p.name.startswith(".") and "tmp" in p.name]
+        if not real:  # the fault fired inside the save, with the temporary folder there and holding weights
+            fired = json.loads((run / ".test-hook-disk-full.json").read_text())
+            assert fired["temporary"].startswith(".epoch-0002.tmp-") and "model.safetensors" in fired["files"]
+            assert not (run / fired["temporary"]).exists() and not (run / "epoch-0002").exists()
         assert json.loads((run / "resume" / "trainer.json").read_text())["step"] == 4
         assert json.loads((run / "epoch-0001" / "eval.json").read_text())["epoch"] == 1
         from inference.qwen import import_qwen_tts
