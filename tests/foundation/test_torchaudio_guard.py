@@ -14,52 +14,48 @@ def _run(code: str, **env):
                           timeout=180, env=python_env(**env))
 
 
-def test_broken_torchaudio_gets_a_placeholder_and_qwen_tts_imports():
+BROKEN_INIT = ('raise OSError("Could not load this library: /venv/torchaudio/lib/_torchaudio.abi3.so")\n')
+
+
+def _broken_torchaudio(tmp_path) -> str:
+    """A torchaudio that fails to import as PyPI's 2.11 does beside torch 2.13, whatever this host has:
+    first on the path. Returns the PYTHONPATH to use."""
+    pkg = tmp_path / "torchaudio"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(BROKEN_INIT)
+    return f"{tmp_path}:{python_env()['PYTHONPATH']}"
+
+
+def test_broken_torchaudio_gets_a_placeholder_and_qwen_tts_imports(tmp_path):
     proc = _run("""
-        import sys
-        try:
-            import torchaudio
-            print("REAL")      # this machine has a matching torchaudio: nothing to guard
-        except OSError:
-            print("BROKEN")
-        for k in [k for k in sys.modules if k.startswith("torchaudio")]:
-            del sys.modules[k]
         import inference.qwen as q
         qwen_tts = q.import_qwen_tts()
         print("QWEN", qwen_tts.Qwen3TTSModel.__name__)
         import torchaudio
-        print("PLACEHOLDER", getattr(torchaudio, "__milo_placeholder__", False), q.torchaudio_problem is not None)
+        print("PLACEHOLDER", getattr(torchaudio, "__milo_placeholder__", False), q.torchaudio_problem)
         try:
             torchaudio.compliance.kaldi.fbank
         except q.TorchaudioUnavailable as e:
             print("RAISES", str(e))
-    """)
+    """, PYTHONPATH=_broken_torchaudio(tmp_path))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "QWEN Qwen3TTSModel" in out
-    if "BROKEN" in out:
-        assert "PLACEHOLDER True True" in out
-        assert "RAISES torchaudio is unusable here (OSError" in out
-        assert "25 Hz tokenizer" in out
-    else:
-        assert "PLACEHOLDER False False" in out
+    assert "PLACEHOLDER True OSError: Could not load this library: /venv/torchaudio/lib/_torchaudio.abi3.so" in out
+    assert "RAISES torchaudio is unusable here (OSError" in out and "25 Hz tokenizer" in out
 
 
-def test_without_the_guard_qwen_tts_does_not_import_here():
-    """Why the guard exists: on this machine's torch, plain `import qwen_tts` fails."""
+def test_without_the_guard_qwen_tts_does_not_import_beside_a_broken_torchaudio(tmp_path):
+    """Why the guard exists: plain `import qwen_tts` fails when torchaudio cannot load."""
     proc = _run("""
         try:
-            import torchaudio
-            print("REAL")
-        except OSError:
-            try:
-                import qwen_tts
-                print("IMPORTED")
-            except OSError as e:
-                print("FAILS", type(e).__name__)
-    """)
+            import qwen_tts
+            print("IMPORTED")
+        except OSError as e:
+            print("FAILS", type(e).__name__, e)
+    """, PYTHONPATH=_broken_torchaudio(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert "REAL" in proc.stdout or "FAILS OSError" in proc.stdout
+    assert "FAILS OSError Could not load this library" in proc.stdout and "IMPORTED" not in proc.stdout, proc.stdout
 
 
 def test_a_working_torchaudio_is_left_alone(tmp_path):
