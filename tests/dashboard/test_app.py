@@ -24,7 +24,7 @@ async def test_runs_chart_layers_and_log_of_the_selected_run(three_runs):
         await wait_for(pilot, lambda: len(app.log_lines) > 5, what="log")
         text = screen_text(app)
         for words in ("alpha", "bravo", "charlie", "running", "finished", "crashed", "Runs (3, 1 running)",
-                      "L15", "objective", "(#250)", "waiting for" if False else "step"):
+                      "L15", "objective", "(#250)", "step"):
             assert words in text, words
         assert latest_step(app) == 250 and len(app.run_metrics.validations) == 2
         await pilot.press("down", "down")  # to charlie, the crashed run
@@ -104,7 +104,12 @@ async def test_garbage_state_and_metrics_give_one_line_and_nothing_breaks(runs_r
         assert any("not JSON were skipped" in n for n in notes)
         assert [p.step for p in app.run_metrics.points] == [1, 2, 3]
         assert "unreadable" in screen_text(app)
-        await pilot.press("s", "r", "c")  # nothing to stop or resume; checkpoints opens (empty)
+        await pilot.press("s", "r")  # nothing to stop or resume: each key says why
+        await wait_for(pilot, lambda: len(_notes(app)) >= len(notes) + 2, what="the two reasons")
+        reasons = _notes(app)[len(notes):]
+        assert any(n.startswith("broken is not running (it is ") for n in reasons), reasons
+        assert any("broken has no resume point yet" in n for n in reasons), reasons
+        await pilot.press("c")  # checkpoints opens (empty)
         await wait_for(pilot, lambda: type(app.screen).__name__ == "CheckpointsScreen")
 
 
@@ -183,7 +188,7 @@ def test_locale_decides_ascii():
      ["N/A (unified)"]),
     ("gb10", ["NVIDIA GB10", "N/A (unified)", "shared 61.7 GiB/119.7 GiB", "18.2 GiB GPU mem", "2405/4266 MHz"],
      ["80.0 GiB", "/700 W"]),
-    ("nodriver", ["no NVIDIA driver", "cpu", "1.2 TiB free"], ["temp"]),
+    ("nodriver", ["no NVIDIA driver", "cpu    38% of 20", "1.2 TiB free"], ["temp"]),
 ])
 async def test_telemetry_panel_per_gpu(runs_root, profile, shown, absent):
     from milo_tui.messages import TelemetrySampled
@@ -209,6 +214,7 @@ async def test_the_live_run_is_selected_and_loaded_when_it_is_not_the_first_row(
     app.select_run = lambda run: (selected.append(str(run)), original(run))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: latest_step(app) == 250, what="b-live's metrics")
-        await pilot.pause(0.5)
+        await pilot.pause()
+        await pilot.pause()  # every message the load posted has been handled
         assert app.selected.name == "b-live" and app.screen.query_one("#runs").cursor_row == 1
         assert not any(s.endswith("a-done") for s in selected)  # the table's first row did not take over

@@ -43,7 +43,9 @@ def test_loads_offline_through_from_pretrained(tiny_base):
     tts = _model(tiny_base)
     assert type(tts).__name__ == "Qwen3TTSModel"
     assert tts.model.tts_model_type == "base"
-    assert tts.model.speech_tokenizer is not None
+    codec = tts.model.speech_tokenizer  # the real 12 Hz codec class, at the real rates
+    assert type(codec).__name__ == "Qwen3TTSTokenizer"
+    assert (codec.get_output_sample_rate(), codec.get_decode_upsample_rate()) == (24000, 1920)
     # The special tokens are sliced by position in generate(): role prefix 3 tokens, suffix 5.
     ids = tts.processor(text="<|im_start|>assistant\nhi there<|im_end|>\n<|im_start|>assistant\n")["input_ids"][0]
     start = tts.processor(text="<|im_start|>assistant\n")["input_ids"][0]

@@ -83,7 +83,7 @@ def test_validation_checkpoints_and_events(finished_run):
     saved = [r for r in records if r.get("event") == "checkpoint"]
     assert [r["path"] for r in saved] == ["step-00000003", "epoch-0001", "step-00000006", "epoch-0002",
                                           "step-00000009", "epoch-0003"]
-    assert all(r["bytes"] > 1e6 and r["seconds"] >= 0 for r in saved)
+    assert all(r["bytes"] > 1e6 and 0 < r["seconds"] < 120 for r in saved)
     ev = json.loads((run / "epoch-0002" / "eval.json").read_text())
     assert ev["epoch"] == 2 and ev["step"] == 8 and ev["samples"] == 3 and len(ev["layers"]) == 16
     assert ev["objective"] == pytest.approx(ends[1]["objective"])
