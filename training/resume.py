@@ -19,8 +19,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from contract.runfolder import RESUME_DIR
 from training.checkpoint import fsync_dir
 
@@ -34,6 +32,7 @@ def _fsync_file(path: Path) -> None:
 
 def save_resume_point(run_dir: Path, weights: dict, optimizer_state: dict, training_state: dict,
                       info: dict) -> Path:
+    import torch
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
@@ -74,6 +73,7 @@ def find_resume_point(run_dir: Path) -> Path | None:
 
 def load_resume_point(path: Path, device) -> tuple[dict, dict, dict, dict]:
     """(weights, optimizer state, training state, info)."""
+    import torch
     from safetensors.torch import load_file
 
     path = Path(path)

@@ -210,3 +210,22 @@ def test_disk_full_while_saving_keeps_earlier_checkpoints(tiny_base, demo_data, 
     finally:
         if real:
             subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("what", ["missing base", "bad data"])
+def test_bad_input_is_found_before_torch_is_imported(demo_data, tiny_base, tmp_path, what):
+    """docs/training.md: bad input is answered before torch loads (a second or more on its own)."""
+    import sys
+
+    from tests.conftest import python_env
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    base, data = (tmp_path / "no-base", demo_data) if what == "missing base" else (tiny_base, bad)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "training", "run", "--base", str(base),
+                           "--data", str(data), "--run", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120, env=python_env())
+    assert proc.returncode == 3, proc.stderr
+    imported = {l.rsplit("|", 1)[-1].strip().split(".")[0] for l in proc.stderr.splitlines() if "import time:" in l}
+    assert "contract" in imported and "torch" not in imported, sorted(imported)
+    assert ("base model folder not found" if what == "missing base" else "not valid JSON") in proc.stderr
