@@ -56,7 +56,8 @@ class MiloApp(App):
     TITLE = "milo-tui"
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit", tooltip="Quit the dashboard; runs keep going"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c",
+                tooltip="Quit the dashboard; runs keep going"),
         Binding("question_mark", "help", "Keys", id="help", tooltip="Every key of this screen"),
     ]
 

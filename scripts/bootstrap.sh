@@ -4,9 +4,11 @@
 # step is skipped when it is already done. Sourced by scripts/run.sh and scripts/test.sh.
 #
 #   MILO_PYTHON       interpreter for the venv (default: python3)
-#   MILO_TORCH        torch requirement to install when the venv has none (default: torch==2.13.0,
-#                     the CPU build; on a DGX Spark see README.md)
-#   MILO_TORCH_INDEX  extra index for torch (e.g. https://download.pytorch.org/whl/cu130)
+#   MILO_TORCH        torch requirement to install when the venv has none (default: torch==2.13.0: the
+#                     CPU build where pip finds that file locally, as on CI; from PyPI on x86_64 the
+#                     CUDA build; on a DGX Spark see README.md)
+#   MILO_TORCH_INDEX  the index torch is installed from instead of PyPI (pip --index-url, so it must
+#                     hold torch's dependencies too, as https://download.pytorch.org/whl/cu130 does)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

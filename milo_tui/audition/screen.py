@@ -72,7 +72,8 @@ class ABPair:
 class CheckpointPicker(ModalScreen):
     """Choose one of the run's checkpoints (arrows, Enter; Esc cancels). Dismisses with a Path or None."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="audition.picker.cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="audition.picker.cancel",
+                        tooltip="Close the picker; nothing changes")]
     DEFAULT_CSS = """
     CheckpointPicker { align: center middle; }
     CheckpointPicker > Vertical { width: 60; height: auto; max-height: 20; border: round $accent; background: $surface; }
@@ -106,24 +107,37 @@ class CheckpointPicker(ModalScreen):
 
 class AuditionScreen(Screen):
     BINDINGS = [
-        Binding("t", "type", "Type", id="audition.type"),
-        Binding("escape", "escape", "Stop", id="audition.stop"),
-        Binding("s", "stop", "Stop", show=False, id="audition.stop_s"),
-        Binding("r", "replay", "Replay", id="audition.replay"),
-        Binding("c", "choose_checkpoint", "Checkpoint", id="audition.checkpoint"),
-        Binding("x", "toggle_ab", "A/B", id="audition.ab"),
-        Binding("v", "toggle_blind", "Blind", id="audition.blind"),
-        Binding("1", "rate(1)", "Rate 1", show=False, id="audition.rate1"),
-        Binding("2", "rate(2)", "Rate 2", show=False, id="audition.rate2"),
-        Binding("3", "rate(3)", "Rate 3", show=False, id="audition.rate3"),
-        Binding("4", "rate(4)", "Rate 4", show=False, id="audition.rate4"),
-        Binding("5", "rate(5)", "Rate 5", show=False, id="audition.rate5"),
-        Binding("a", "prefer('A')", "Prefer A", show=False, id="audition.prefer_a"),
-        Binding("b", "prefer('B')", "Prefer B", show=False, id="audition.prefer_b"),
-        Binding("equals_sign", "prefer('=')", "No difference", show=False, id="audition.prefer_none"),
-        Binding("o", "cycle_output", "Output", id="audition.output"),
-        Binding("f", "fix_seed", "Fix seed", show=False, id="audition.seed"),
-        Binding("q", "back", "Back", id="audition.back"),
+        Binding("t", "type", "Type", id="audition.type", tooltip="Put the cursor in the text box"),
+        Binding("escape", "escape", "Stop", id="audition.stop", tooltip="Stop speaking and playing at once"),
+        Binding("s", "stop", "Stop", show=False, id="audition.stop_s", tooltip="Stop speaking and playing at once"),
+        Binding("r", "replay", "Replay", id="audition.replay",
+                tooltip="Play the highlighted sample again (an A/B pair: A then B)"),
+        Binding("c", "choose_checkpoint", "Checkpoint", id="audition.checkpoint",
+                tooltip="Choose the checkpoint to hear"),
+        Binding("x", "toggle_ab", "A/B", id="audition.ab",
+                tooltip="Compare with a second checkpoint: same sentence, same seed"),
+        Binding("v", "toggle_blind", "Blind", id="audition.blind",
+                tooltip="Hide which checkpoint is A until you judge the pair"),
+        Binding("1", "rate(1)", "Rate 1", show=False, id="audition.rate1",
+                tooltip="Rate the highlighted sample 1 of 5"),
+        Binding("2", "rate(2)", "Rate 2", show=False, id="audition.rate2",
+                tooltip="Rate the highlighted sample 2 of 5"),
+        Binding("3", "rate(3)", "Rate 3", show=False, id="audition.rate3",
+                tooltip="Rate the highlighted sample 3 of 5"),
+        Binding("4", "rate(4)", "Rate 4", show=False, id="audition.rate4",
+                tooltip="Rate the highlighted sample 4 of 5"),
+        Binding("5", "rate(5)", "Rate 5", show=False, id="audition.rate5",
+                tooltip="Rate the highlighted sample 5 of 5"),
+        Binding("a", "prefer('A')", "Prefer A", show=False, id="audition.prefer_a", tooltip="A/B: A sounds better"),
+        Binding("b", "prefer('B')", "Prefer B", show=False, id="audition.prefer_b", tooltip="A/B: B sounds better"),
+        Binding("equals_sign", "prefer('=')", "No difference", show=False, id="audition.prefer_none",
+                tooltip="A/B: no difference"),
+        Binding("o", "cycle_output", "Output", id="audition.output",
+                tooltip="Where audio plays: Spark speakers, the laptop (milo-listen), or nowhere"),
+        Binding("f", "fix_seed", "Fix seed", show=False, id="audition.seed",
+                tooltip="Keep this seed for the next auditions (same seed, same audio)"),
+        Binding("q", "back", "Back", id="audition.back",
+                tooltip="Back to the checkpoints; the worker keeps the checkpoint loaded"),
     ]
     DEFAULT_CSS = """
     AuditionScreen #audition-info { height: 2; padding: 0 1; background: $boost; }

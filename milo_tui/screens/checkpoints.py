@@ -21,7 +21,7 @@ class CheckpointsScreen(ExplainDisabled, Screen):
     BINDINGS = [
         Binding("a", "audition", "Audition", id="audition", tooltip="Listen to the highlighted checkpoint"),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the runs"),
-        Binding("c", "back", "Back", id="back_c", show=False),
+        Binding("c", "back", "Back", id="back_c", show=False, tooltip="Back to the runs"),
     ]
 
     def compose(self) -> ComposeResult:

@@ -10,8 +10,8 @@ from textual.widgets import Input, Label
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm_yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm_no"),
+        Binding("y", "answer(True)", "Yes", id="confirm_yes", tooltip="Do it"),
+        Binding("n,escape", "answer(False)", "No", id="confirm_no", tooltip="Leave everything as it is"),
     ]
 
     def __init__(self, question: str, detail: str = "") -> None:
@@ -31,7 +31,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
 class NumberPrompt(ModalScreen[int | None]):
     """Ask for a whole number in [low, high]; enter accepts, escape cancels."""
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt_cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt_cancel", tooltip="Close without changing anything")]
 
     def __init__(self, question: str, value: int, low: int, high: int) -> None:
         super().__init__()

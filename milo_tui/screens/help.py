@@ -11,7 +11,8 @@ from textual.widgets import Static
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help_close")]
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help_close",
+                        tooltip="Back to the screen you came from")]
 
     def __init__(self, below) -> None:
         super().__init__()

@@ -109,8 +109,8 @@ def validate_form(values: dict[str, str], checkpoints: Path) -> tuple[RunRequest
 
 class NewRunScreen(ModalScreen[RunRequest | None]):
     BINDINGS = [
-        Binding("ctrl+s", "launch", "Launch", id="form_launch"),
-        Binding("escape", "cancel", "Cancel", id="form_cancel"),
+        Binding("ctrl+s", "launch", "Launch", id="form_launch", tooltip="Check every field, then start the run"),
+        Binding("escape", "cancel", "Cancel", id="form_cancel", tooltip="Close the form; nothing starts"),
     ]
 
     def __init__(self, defaults: dict[str, str], checkpoints: Path) -> None:

@@ -13,3 +13,84 @@ def test_keys_md_lists_every_action_id():
     for row in re.findall(r"^\| [^|]* \| ([^|]*) \|", text, re.M):
         documented |= set(re.findall(r"`([a-z_][a-z_.0-9]*)`", row))
     assert documented == all_binding_ids()
+
+
+def test_every_binding_has_an_id_a_description_and_a_tooltip():
+    from milo_tui.audition.screen import AuditionScreen, CheckpointPicker
+    from milo_tui.screens.checkpoints import CheckpointsScreen
+    from milo_tui.screens.dialogs import ConfirmScreen, NumberPrompt
+    from milo_tui.screens.help import HelpScreen
+    from milo_tui.screens.new_run import NewRunScreen
+    from milo_tui.screens.runs import RunsScreen
+    from milo_tui.app import MiloApp
+
+    classes = (MiloApp, RunsScreen, CheckpointsScreen, NewRunScreen, ConfirmScreen, NumberPrompt, HelpScreen,
+               AuditionScreen, CheckpointPicker)
+    bindings = [(cls.__name__, b) for cls in classes for b in cls.BINDINGS]
+    assert len(bindings) > 40
+    missing = [(name, b.key) for name, b in bindings if not (b.id and b.description and b.tooltip)]
+    assert not missing, missing
+
+
+def _code_files():
+    for folder in ("contract", "milo_tui", "training", "inference", "scripts", "bench"):
+        yield from (p for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".sh"))
+
+
+def test_every_milo_variable_the_code_reads_is_in_configuration_md():
+    read = set()
+    for path in _code_files():
+        read |= set(re.findall(r"\bMILO_[A-Z_]+[A-Z]\b", path.read_text()))
+    assert {"MILO_TORCH_INDEX", "MILO_AUDIO_OUTPUT", "MILO_BASE_MODEL"} <= read  # the scan sees all three kinds
+    documented = set(re.findall(r"\bMILO_[A-Z_]+[A-Z]\b", (ROOT / "docs" / "configuration.md").read_text()))
+    assert read - documented == set(), sorted(read - documented)
+
+
+def _flags(parser) -> set[str]:
+    import argparse
+
+    flags = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags |= _flags(sub)
+        flags |= {o for o in action.option_strings if o.startswith("--") and o != "--help"}
+    return flags
+
+
+def test_every_cli_flag_is_in_the_readme_or_the_doc_it_names():
+    import argparse
+    from unittest import mock
+
+    from inference.say import build_parser as say_parser
+    from milo_tui.cli import build_parser as tui_parser
+    from training.cli import build_parser as train_parser
+
+    import contract.listen as listen
+
+    captured = {}
+    real_parse = argparse.ArgumentParser.parse_args
+
+    def capture(self, *a, **k):
+        captured["listen"] = self
+        raise SystemExit(0)
+
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", capture):
+        try:
+            listen.main([])
+        except SystemExit:
+            pass
+    assert argparse.ArgumentParser.parse_args is real_parse
+    readme = (ROOT / "README.md").read_text()
+    docs = {name: (ROOT / "docs" / f"{name}.md").read_text() for name in ("configuration", "training", "audition")}
+    commands = {"milo-tui": (tui_parser(), "configuration"), "milo-train": (train_parser(), "training"),
+                "milo-say": (say_parser(), "audition"), "milo-listen": (captured["listen"], "audition")}
+    missing = []
+    for command, (parser, doc) in commands.items():
+        flags = _flags(parser)
+        assert flags, command
+        assert f"docs/{doc}.md" in readme  # the README names the doc
+        named = [t for t in (readme, docs[doc])]
+        missing += [(command, f) for f in sorted(flags)
+                    if not any(re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", t) for t in named)]
+    assert not missing, missing
