@@ -29,10 +29,25 @@ class Recording:
         self.proc = subprocess.Popen(
             ["parec", "-d", f"{sink}.monitor", f"--rate={RATE}", "--channels=1", "--format=s16le", "--raw",
              "--latency-msec=20"], stdout=self._file, stderr=subprocess.DEVNULL, env=pulse.env, start_new_session=True)
-        time.sleep(0.3)  # let parec connect before anything plays
+        # Connected once the monitor's samples (silence from a null sink) arrive: then nothing played is missed.
+        if not _poll(lambda: path.stat().st_size > 0, timeout=20):
+            self.proc.kill()
+            pytest.fail("parec did not start recording the sink's monitor")
 
-    def stop(self) -> np.ndarray:
-        time.sleep(0.3)
+    def audio(self) -> np.ndarray:
+        """What has been recorded so far."""
+        return np.fromfile(self.path, dtype="<i2").astype(np.float32) / 32768.0
+
+    def wait_for_sound(self, seconds: float, timeout: float = 60) -> dict:
+        """Wait until the recording holds `seconds` of sound (or `timeout` passes); its sound_stats."""
+        _poll(lambda: sound_stats(self.audio())["sound_s"] >= seconds, timeout)
+        return sound_stats(self.audio())
+
+    def stop(self, sound_s: float | None = None, timeout: float = 60) -> np.ndarray:
+        """Stop recording, once `sound_s` seconds of sound have been heard when given (audio sent is not yet
+        audio heard: the sound server plays it out in real time after the sender is done)."""
+        if sound_s is not None:
+            self.wait_for_sound(sound_s, timeout)
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(5)
@@ -41,6 +56,16 @@ class Recording:
             self.proc.wait()
         self._file.close()
         return np.fromfile(self.path, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _poll(condition, timeout: float, every: float = 0.05) -> bool:
+    """Wait for `condition()` to hold, checking every `every` seconds; whether it did within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
 
 
 def sound_stats(audio: np.ndarray, threshold: float = 0.01, window: int = 480) -> dict:

@@ -56,8 +56,7 @@ async def _from_dashboard(run, pulse, tmp_path):
         deadline = time.monotonic() + audio_s + 10
         while screen.playing is not None and time.monotonic() < deadline:
             await pilot.pause(0.2)
-        await pilot.pause(0.5)
-        heard = sound_stats(rec.stop())
+        heard = sound_stats(rec.stop(sound_s=0.8 * audio_s))
         assert sample.text == "Hello from the runs view." and sample.checkpoint == picked.name
         assert heard["sound_s"] >= 0.8 * audio_s and heard["rms"] > 0.02, (heard, audio_s)
 

@@ -81,7 +81,7 @@ async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
         await until(pilot, lambda: _saw(screen, "done"), what="the audition")
         await until(pilot, lambda: _saw(screen, "playback", state="finished"), what="playback to finish")
         done = next(e for e in screen.seen_events if e.get("event") == "done")["sample"]
-        heard = sound_stats(rec.stop())
+        heard = sound_stats(rec.stop(sound_s=0.8 * done["audio_s"]))
         print(f"\nscreen audition: {done['audio_s']:.2f} s generated, recorded {heard}")
         assert heard["sound_s"] >= 0.8 * done["audio_s"] and heard["rms"] > 0.02, (heard, done["audio_s"])
         first = next(e for e in screen.seen_events if e.get("event") == "first_audio")

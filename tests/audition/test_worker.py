@@ -140,10 +140,14 @@ def test_a_device_that_disappears_mid_play_is_one_line_and_the_wav_is_saved(audi
         job = client.say("This sentence loses its speaker halfway.", checkpoint=str(audition_run / "epoch-0001"),
                          run_dir=str(audition_run), seed=8, sampling={"max_new_tokens": 120})
         events.wait_for("playback", job, state="started")
-        time.sleep(2.5)  # the sound server buffers about half a second before the first sample plays
+        rec = pulse.record(tmp_path / "lost.raw", sink="milo_lost")
+        heard = rec.wait_for_sound(0.5)  # half a second of the sentence has reached the sink: pull it out
+        assert heard["sound_s"] >= 0.5, heard
         pulse.unload(module)
         lost = events.wait_for("playback", job, state="device_lost", timeout=60)
-        assert lost["message"] and "\n" not in lost["message"]
+        rec.stop()
+        assert lost["message"].startswith("the audio device stopped working mid-play"), lost
+        assert "\n" not in lost["message"]
         done = events.wait_for("done", job)["sample"]
         audio, rate = sf.read(done["wav_path"])
         assert rate == 24000 and len(audio) / rate == pytest.approx(done["audio_s"], abs=0.01)
