@@ -12,7 +12,14 @@ from enum import Enum
 PROTOCOL = 1  # the worker protocol's version, sent in `ready`
 
 
-class Cmd(str, Enum):
+class _Wire(str, Enum):
+    """A name on the wire: compares equal to, and prints as, the string JSON carries."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Cmd(_Wire):
     LOAD = "load"
     UNLOAD = "unload"
     SAY = "say"
@@ -22,9 +29,6 @@ class Cmd(str, Enum):
     PING = "ping"
     QUIT = "quit"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 # Run one at a time, in order, on the worker's job thread; the others are answered at once.
 QUEUED = frozenset({Cmd.LOAD, Cmd.UNLOAD, Cmd.SAY, Cmd.PLAY, Cmd.OUTPUT})
@@ -32,7 +36,7 @@ QUEUED = frozenset({Cmd.LOAD, Cmd.UNLOAD, Cmd.SAY, Cmd.PLAY, Cmd.OUTPUT})
 TRACKED = frozenset({Cmd.LOAD, Cmd.SAY, Cmd.PLAY})
 
 
-class Event(str, Enum):
+class Event(_Wire):
     # from the worker
     READY = "ready"
     FATAL = "fatal"
@@ -55,15 +59,12 @@ class Event(str, Enum):
     RESTARTED = "restarted"
     GAVE_UP = "gave_up"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 # Events that end a tracked command (a `play` ends for the client once it is replaying).
 FINISHING = frozenset({Event.DONE, Event.CANCELLED, Event.ERROR, Event.LOADED, Event.REPLAYING})
 
 
-class Playback(str, Enum):
+class Playback(_Wire):
     """`playback` event states, from the worker's output or milo-listen's player."""
     STARTED = "started"
     PLAYING = "playing"
@@ -71,9 +72,6 @@ class Playback(str, Enum):
     STOPPED = "stopped"
     DEVICE_LOST = "device_lost"
     NO_DEVICE = "no_device"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Where a worker's audio goes: this machine's speakers, the laptop through the SSH tunnel, or nowhere.

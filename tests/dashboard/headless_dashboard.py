@@ -20,7 +20,8 @@ def main() -> None:
                   telemetry_interval=None, ascii=True)
 
     async def auto_pilot(pilot) -> None:
-        await pilot.pause(0.5)
+        while type(app.screen).__name__ != "RunsScreen" or not app.screen.is_mounted:  # the first frame is up
+            await pilot.pause(0.05)
         await pilot.press("n")
         while not isinstance(app.screen, NewRunScreen):
             await pilot.pause(0.05)

@@ -68,18 +68,29 @@ def test_each_bad_field_gets_its_line(base, tmp_path):
             assert "\n" not in errors[field]
 
 
-async def test_the_form_shows_errors_and_launches_nothing_until_fixed(base, tmp_path):
+def _app_with_base_and_data(base, tmp_path):
+    """An app whose new-run form opens filled with a valid base and data; launches are recorded, not run."""
     data = tmp_path / "train.jsonl"
     data.write_text("{}\n")
     app = make_app(tmp_path / "ck", settings={"data": data})
     app.settings = app.settings.with_values("test", base_model=base)
     launched = []
     app.launch = launched.append
+    return app, data, launched
+
+
+async def _open_form(app, pilot) -> NewRunScreen:
+    await pilot.pause()
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+    await pilot.pause()
+    return app.screen
+
+
+async def test_the_form_shows_errors_and_launches_nothing_until_fixed(base, tmp_path):
+    app, data, launched = _app_with_base_and_data(base, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
-        form = app.screen
+        form = await _open_form(app, pilot)
         assert form.query_one("#base_model").value == str(base) and form.query_one("#data").value == str(data)
         form.query_one("#epochs").value = "zero"
         await pilot.press("ctrl+s")
@@ -94,17 +105,9 @@ async def test_the_form_shows_errors_and_launches_nothing_until_fixed(base, tmp_
 
 
 async def test_the_form_opens_with_a_field_focused_so_enter_launches(base, tmp_path):
-    data = tmp_path / "train.jsonl"
-    data.write_text("{}\n")
-    app = make_app(tmp_path / "ck", settings={"data": data})
-    app.settings = app.settings.with_values("test", base_model=base)
-    launched = []
-    app.launch = launched.append
+    app, data, launched = _app_with_base_and_data(base, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
-        await pilot.pause()
+        await _open_form(app, pilot)
         assert app.focused is not None and app.focused.id == "run_name"
         await pilot.press("enter")
         await wait_for(pilot, lambda: launched, what="the launch")
@@ -114,9 +117,6 @@ async def test_the_form_opens_with_a_field_focused_so_enter_launches(base, tmp_p
 async def test_the_form_focuses_the_first_empty_field(tmp_path):
     app = make_app(tmp_path / "ck")  # a base model is configured, no data
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
-        await pilot.pause()
+        await _open_form(app, pilot)
         assert app.screen.query_one("#base_model").value and not app.screen.query_one("#data").value
         assert app.focused is not None and app.focused.id == "data"
