@@ -12,5 +12,5 @@ RUN_DEFAULTS: dict = dict(
     epochs=10, lr=2e-5, batch_size=2, grad_accum=4, val_fraction=0.05, patience=3, sub_talker_weight=0.3,
     attn="sdpa", seed=0, save_every_steps=0, resume_every_steps=0, weight_decay=0.01, warmup_steps=0,
     schedule="constant", clip=1.0, autocast=True, save_dtype="base", language="auto",
-    gradient_checkpointing=False,
+    gradient_checkpointing=False, score=True,
 )

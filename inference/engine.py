@@ -116,6 +116,7 @@ class Timings:
     wall_s: float = 0.0          # request to the last chunk
     frames: int = 0
     sentences: int = 0
+    runaway: int = 0             # sentences that reached their frame limit without saying end-of-speech
 
     @property
     def rtf(self) -> float:
@@ -546,6 +547,7 @@ class Engine:
             if on_sentence is not None:
                 on_sentence(i, len(sentences), sentence)
             cap = frame_budget(sentence, sampling.max_new_tokens) if budget else None
+            frames_before = timings.frames
             if i > 0:
                 gap = np.zeros(int(SENTENCE_GAP_S * SAMPLE_RATE), dtype=np.float32)
                 timings.audio_s += len(gap) / SAMPLE_RATE
@@ -558,6 +560,11 @@ class Engine:
                 timings.audio_s += len(chunk) / SAMPLE_RATE
                 timings.wall_s = now
                 yield chunk
+            # The frame loop stops at end-of-speech, or at its last allowed token, which it never feeds:
+            # a sentence that made limit - 1 frames ran into the limit.
+            limit = min(int(sampling.max_new_tokens), cap) if cap else int(sampling.max_new_tokens)
+            if timings.frames - frames_before >= limit - 1:
+                timings.runaway += 1
         timings.wall_s = time.perf_counter() - t0
 
     def synthesize(self, text: str, *, seed: int, **kwargs) -> tuple[np.ndarray, Timings]:

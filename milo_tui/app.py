@@ -358,7 +358,8 @@ class MiloApp(App):
     def _launch_from_form(self, request: RunRequest | None) -> None:
         if request is not None:
             device = self.settings.device
-            self.launch(replace(request, device=None if device == "auto" else device))
+            self.launch(replace(request, device=None if device == "auto" else device,
+                                score=self.settings.score_checkpoints))
 
     def launch(self, request: RunRequest) -> None:
         self._select_when_seen = request.run_dir

@@ -11,6 +11,7 @@
         ascii            = false        # ASCII charts and borders (default: auto, from the locale)
         restart_on_crash = 0            # the new-run form's default restart policy (0 = off)
         restart_backoff  = 5.0          # seconds before the first restart; doubles each time
+        score_checkpoints = true        # new runs score each checkpoint after it is saved (docs/scoring.md)
 
         [keys]                          # action id -> key(s), see docs/keys.md
         stop = "x"
@@ -49,6 +50,7 @@ UI_KEYS = {
     "ascii": (bool, lambda v: True, "true or false"),
     "restart_on_crash": (int, lambda v: 0 <= v <= 100, "a whole number from 0 (off) to 100"),
     "restart_backoff": ((int, float), lambda v: 0 <= v <= 3600, "seconds from 0 to 3600"),
+    "score_checkpoints": (bool, lambda v: True, "true or false"),
 }
 
 
@@ -79,6 +81,7 @@ class Settings:
     ascii: bool | None = None
     restart_on_crash: int = 0
     restart_backoff: float = 5.0
+    score_checkpoints: bool = True
     # [keys] table: binding id -> key string(s), applied with App.set_keymap
     keys: dict = field(default_factory=dict, compare=False)
     # key -> "default" | "file <path>" | "env NAME" | "flag --x" | "demo workspace"

@@ -48,6 +48,7 @@ class RunRequest:
     attention: str = RUN_DEFAULTS["attn"]
     restart_limit: int = 0
     device: str | None = None  # cpu, cuda, cuda:N; None: the trainer decides (cuda when available)
+    score: bool = RUN_DEFAULTS["score"]  # score each checkpoint after it is saved (config: ui.score_checkpoints)
 
     @property
     def prepare_first(self) -> bool:
@@ -60,6 +61,7 @@ def trainer_argv(python: str, req: RunRequest) -> list[str]:
             "--epochs", str(req.epochs), "--lr", repr(req.lr), "--batch-size", str(req.batch_size),
             "--grad-accum", str(req.grad_accum), "--attn", req.attention]
     argv += ["--speaker", req.speaker] if req.speaker else []
+    argv += [] if req.score else ["--no-score"]
     return argv + (["--device", req.device] if req.device else [])
 
 

@@ -13,7 +13,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-debs=(libportaudio2 sox pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux)
+# festival + its HTS voice and espeak-ng: speech nobody here recorded, for the scoring tests.
+debs=(libportaudio2 sox pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux festival festvox-us-slt-hts
+      espeak-ng)
 missing=()
 for d in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")
@@ -55,5 +57,9 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "milo: installing milo-tui and its dependencies into .venv" >&2
   .venv/bin/python -m pip install -q -e ".[engine,test]"
+  # resemblyzer asks for webrtcvad, whose module imports pkg_resources (gone from the setuptools torch
+  # needs); webrtcvad-wheels ships the same module without it. Both write webrtcvad.py, so make the
+  # wheels' copy the one on disk whatever order pip installed them in.
+  .venv/bin/python -m pip install -q --no-deps --force-reinstall webrtcvad-wheels
   echo "$want" > "$stamp"
 fi

@@ -93,6 +93,8 @@ def _add_run(sub) -> None:
     g.add_argument("--no-autocast", dest="autocast", action="store_const", const=False,
                    help="on CUDA, compute in fp32 instead of bf16 autocast (weights are fp32 either way)")
     g.add_argument("--gradient-checkpointing", action="store_const", const=True, help="trade compute for memory")
+    g.add_argument("--no-score", dest="score", action="store_const", const=False,
+                   help="do not score each checkpoint after it is saved (docs/scoring.md) [scored]")
     g.add_argument("--save-dtype", choices=("base", "float32", "bfloat16", "float16"),
                    help=f"dtype of checkpoint weights; base: as the base model stores them [{D['save_dtype']}]")
     g.add_argument("--save-every-steps", type=int, help="also save a checkpoint (step-NNNNNNNN/) and resume point every N steps")
@@ -137,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to create (replaced if it exists)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the weights (default 0)")
     p.set_defaults(func=_cmd_tiny_model)
+    sub.add_parser("eval", help="score checkpoints or audio files with real offline models (docs/scoring.md; "
+                   "`milo-train eval --help`)", add_help=False)
     p = sub.add_parser("demo-assets", help="tiny model + prepared data of a demo workspace (used by milo-tui --demo)",
                        description="In WORKSPACE (which holds corpus/), write base/ (the tiny model) and "
                                    "data/train.jsonl (corpus/ prepared with it, paths relative to data/).")
@@ -146,7 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _eval(rest: list[str]) -> int:
+    """`milo-train eval ...` is the scorer's own command line (inference/scoring, docs/scoring.md), run in a
+    process of its own: the trainer's package does not import the audition engine."""
+    import os
+
+    os.execv(sys.executable, [sys.executable, "-m", "inference.scoring", "eval", *rest])
+    return 1  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["eval"]:
+        return _eval(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -29,7 +29,8 @@ from contract.audio import FRAME_RATE, SAMPLE_RATE
 from contract.defaults import RUN_DEFAULTS as DEFAULTS
 
 # What a resume may change: the run can be extended, and its stopping rule relaxed or tightened.
-CHANGEABLE_ON_RESUME = ("epochs", "patience")
+CHANGEABLE_ON_RESUME = ("epochs", "patience", "score")
+_FLAGS = {"score": "--no-score"}  # a setting whose flag is not --NAME
 
 
 class UsageError(Exception):
@@ -65,6 +66,7 @@ class Hyper:
     save_dtype: str
     language: str
     gradient_checkpointing: bool
+    score: bool                 # score each checkpoint after it is saved, in a low-priority process
     dtype: str = "float32"  # master weights, always
 
 
@@ -349,7 +351,7 @@ class Trainer:
             for k, v in typed.items():
                 if k not in CHANGEABLE_ON_RESUME and v != hyper.get(k):
                     raise UsageError(f"--resume: --{k.replace('_', '-')} cannot change (the run has {hyper.get(k)!r}); "
-                                     f"only {', '.join('--' + c for c in CHANGEABLE_ON_RESUME)} can")
+                                     f"only {', '.join(_FLAGS.get(c, '--' + c) for c in CHANGEABLE_ON_RESUME)} can")
                 hyper[k] = v
             self.base, self.data = Path(run_json["base_model"]), Path(run_json["data"])
             self.speaker, self.ref_audio = run_json["speaker"], run_json.get("ref_audio")
@@ -628,6 +630,25 @@ class Trainer:
         self.event("checkpoint", f"saved {name} ({written / 1e6:.1f} MB in {seconds:.1f} s)",
                    path=name, epoch=epoch, step=self.step, bytes=written, seconds=round(seconds, 3))
         self.log.info(f"checkpoint {name} saved ({written / 1e6:.1f} MB, {seconds:.1f} s)")
+        if self.hyper.score:
+            self.queue_scoring(name)
+
+    def queue_scoring(self, name: str) -> None:
+        """Queue the checkpoint in scoring.json and start the run's scorer (`python -m inference.scoring
+        queue`, niced, in its own session so a Stop of the run does not cut a score short). One scorer per
+        run drains the queue; a second start waits for the first and finds nothing left."""
+        import subprocess
+
+        from contract import scores
+
+        scores.set_state(self.run_dir, name, scores.QUEUED)
+        try:
+            with open(self.run_dir / "scoring.log", "ab") as out:
+                subprocess.Popen([sys.executable, "-m", "inference.scoring", "queue", str(self.run_dir),
+                                  "--device", self.device.type], stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        except OSError as exc:  # training goes on; the checkpoint stays queued for `milo-train eval`
+            self.log.info(f"could not start the scorer for {name}: {exc}")
 
     def save_resume_point(self, epoch: int, micro: int) -> None:
         """Every process takes part (RNG states are gathered); rank 0 writes."""

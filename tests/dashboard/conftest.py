@@ -87,8 +87,9 @@ def make_app(checkpoints: Path, profile: str = "nodriver", *, demo: bool = False
     from milo_tui.app import MiloApp
     from milo_tui.config import Settings
 
+    # Runs launched here are not scored after each save (tests/scoring covers that): it would only load the machine.
     settings = Settings(checkpoints=Path(checkpoints), base_model=Path(BASE_MODEL), demo=demo,
-                        **kw.pop("settings", {}))
+                        **{"score_checkpoints": False, **kw.pop("settings", {})})
     kw.setdefault("ascii", False)
     return MiloApp(settings, nvml=FakeNvml(profile), psutil_module=FakePsutil(), clock=clock,
                    telemetry_interval=telemetry_interval, **kw)

@@ -16,7 +16,8 @@ from milo_tui.screens.new_run import NewRunScreen
 
 def main() -> None:
     checkpoints, base, data, name = sys.argv[1:5]
-    app = MiloApp(Settings(checkpoints=Path(checkpoints), base_model=Path(base), data=Path(data)),
+    app = MiloApp(Settings(checkpoints=Path(checkpoints), base_model=Path(base), data=Path(data),
+                           score_checkpoints=False),
                   telemetry_interval=None, ascii=True)
 
     async def auto_pilot(pilot) -> None:

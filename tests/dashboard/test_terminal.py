@@ -25,7 +25,9 @@ def _wait_re(term: Tmux, pattern: str, timeout: float) -> str:
 
 
 def test_demo_run_started_and_stopped_from_the_keyboard(demo_workspace, tmp_path):
-    env = {"MILO_DEMO_DIR": str(demo_workspace.root), "MILO_TEST_HOOKS": "step_delay=0.5"}
+    config = tmp_path / "config.toml"
+    config.write_text("[ui]\nscore_checkpoints = false\n")  # scoring after a save is tests/scoring's subject
+    env = {"MILO_DEMO_DIR": str(demo_workspace.root), "MILO_TEST_HOOKS": "step_delay=0.5", "MILO_CONFIG": str(config)}
     with Tmux(100, 30) as term:
         term.start([sys.executable, "-m", "milo_tui", "--demo", "--checkpoints", str(tmp_path / "runs")], env=env)
         term.wait_for("n starts one", timeout=60)

@@ -40,6 +40,8 @@ def start_run(*args: str, hooks: str = "", log: Path | None = None, module: list
     if hooks:
         env["MILO_TEST_HOOKS"] = hooks
     out = open(log, "w") if log else subprocess.PIPE
+    # Scoring after each save has its own tests (tests/scoring); here it would only load the machine.
+    args = args if "--no-score" in args else (*args, "--no-score")
     cmd = [sys.executable, "-m", *(module or ["training"]), "run", *args]
     return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **popen)
@@ -100,7 +102,7 @@ def train_in_process(*args: str, hooks: str = "") -> subprocess.CompletedProcess
         os.environ["MILO_TEST_HOOKS"] = hooks
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["run", *args])
+            code = main(["run", *args, *(() if "--no-score" in args else ("--no-score",))])
     finally:
         os.environ.pop("MILO_TEST_HOOKS", None)
         if before is not None:

@@ -19,7 +19,7 @@ def _torchrun(*args, hooks=""):
     if hooks:
         env["MILO_TEST_HOOKS"] = hooks
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "training", "run", *args]
+           "-m", "training", "run", *args, "--no-score"]  # scoring after a save: tests/scoring
     return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
 

@@ -1,0 +1,12 @@
+"""Checkpoint scores from real, trained models that ship inside their wheels (no download):
+
+  speaker similarity   resemblyzer's GE2E encoder: cosine to the corpus centroid
+  intelligibility      pocketsphinx (English) by default, or a local Whisper folder; WER and CER by jiwer
+  quality              DNSMOS P.835 (SIG, BAK, OVRL) from speechmos on onnxruntime
+  delivery             speaking rate against the corpus median, runaway, silence ratio, clipping
+
+`measures` holds the pure signal and text arithmetic, `models` the recognizers and encoders (each loaded
+on first use; one that cannot load makes its fields "not scored: <why>"), `scorer` puts them together for
+a clip, a checkpoint or a run, and `python -m inference.scoring` (milo-train eval) is the command line.
+Schema and file names: contract/scores.py, docs/run-folder.md.
+"""

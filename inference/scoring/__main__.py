@@ -1,0 +1,251 @@
+"""`python -m inference.scoring` (also `milo-train eval`): score checkpoints or audio files, or drain a
+run's scoring queue.
+
+    eval CHECKPOINT... [--run RUN] [--reference CORPUS_OR_JSONL] [--json]      writes each eval.json
+    eval --audio WAV... [--reference CORPUS_OR_JSONL] [--text "..."] [--json]  prints only
+    queue RUN                                                                 what the trainer starts after a save
+
+Exit codes (contract/exits.py): 0 done, 2 bad command line, 3 bad input (no such checkpoint or file).
+A model or a clip that fails makes its fields "not scored: <why>"; it never ends the command.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import sys
+from pathlib import Path
+
+from contract import exits
+from contract import scores as sc
+from contract.runfolder import RUN_JSON, is_checkpoint_dir, read_json
+
+LOCK = ".scoring.lock"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="milo-train", description="Score checkpoints (speaker similarity, "
+                                "WER/CER, DNSMOS, speaking rate, runaway) with real offline models; docs/scoring.md.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    e = sub.add_parser("eval", help="score checkpoints (writes eval.json) or audio files (--audio)")
+    e.add_argument("checkpoints", nargs="*", metavar="CHECKPOINT", help="checkpoint folders to score")
+    e.add_argument("--audio", nargs="+", metavar="WAV", help="score these audio files instead (nothing is written)")
+    e.add_argument("--text", help="what the --audio files say (for WER/CER and the speaking rate)")
+    e.add_argument("--run", metavar="RUN", help="the run the checkpoints belong to (default: their folder)")
+    e.add_argument("--reference", metavar="CORPUS_OR_JSONL",
+                   help="the voice to compare with (default: the run's training data)")
+    e.add_argument("--prompts", metavar="FILE", help="prompt set: one sentence a line, optionally 'SEED<TAB>text'")
+    e.add_argument("--whisper", metavar="DIR", help="a local Whisper folder for WER (default: pocketsphinx)")
+    e.add_argument("--wavlm", metavar="DIR", help="a local WavLMForXVector folder for similarity (default: resemblyzer)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q = sub.add_parser("queue", help="score a run's queued checkpoints, its baseline and ceiling (started by the trainer)")
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--no-baseline", action="store_true", help="skip the zero-shot baseline row")
+    return p
+
+
+def read_prompts(path: str | None) -> tuple[tuple[str, int], ...]:
+    if not path:
+        return sc.DEFAULT_PROMPTS
+    prompts = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
+        seed, tab, text = line.partition("\t")
+        if tab and seed.strip().isdigit():
+            prompts.append((text.strip(), int(seed)))
+        elif line.strip():
+            prompts.append((line.strip(), 11 + i))
+    if not prompts:
+        raise ValueError(f"{path} holds no sentence")
+    return tuple(prompts)
+
+
+def run_reference(run_dir: Path | None) -> tuple[Path | None, dict]:
+    """The run's training data (its reference voice) and run.json."""
+    run_json = read_json(run_dir / RUN_JSON) if run_dir else None
+    data = run_json.get("data") if run_json else None
+    return (Path(data) if data else None), (run_json or {})
+
+
+def _table(rows: list[dict], names: list[str]) -> str:
+    cols = ["similarity", "wer", "cer", "dnsmos_ovrl", "rate_ratio", "runaway"]
+    lines = [f"{'':28} " + " ".join(f"{c:>11}" for c in cols)]
+    for name, row in zip(names, rows):
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            cells.append(f"{v:>11.3f}" if sc.is_score(v) else f"{('-' if v is None else str(v).replace('not scored: ', '?')):>11.11}")
+        lines.append(f"{name[:28]:28} " + " ".join(cells))
+    reasons = sorted({v for row in rows for v in row.values() if isinstance(v, str) and v.startswith("not scored")})
+    return "\n".join(lines + [f"  ? {r}" for r in reasons])
+
+
+def cmd_eval(args) -> int:
+    from inference.scoring.scorer import CEILING_CLIPS, Scorer, log, score_checkpoint, write_scores
+
+    say = log
+    if bool(args.audio) == bool(args.checkpoints):
+        print("milo-train eval: error: give checkpoint folders, or --audio WAV...", file=sys.stderr)
+        return exits.USAGE
+    try:
+        prompts = read_prompts(args.prompts)
+    except (OSError, ValueError) as exc:
+        print(f"milo-train eval: error: --prompts: {exc}", file=sys.stderr)
+        return exits.BAD_INPUT
+    scorer = Scorer(whisper=args.whisper, wavlm=args.wavlm, device=args.device)
+    if args.audio:
+        missing = [a for a in args.audio if not Path(a).is_file()]
+        if missing:
+            print(f"milo-train eval: error: no such audio file: {missing[0]}", file=sys.stderr)
+            return exits.BAD_INPUT
+        reference = scorer.reference(Path(args.reference) if args.reference else None, hold_out=CEILING_CLIPS)
+        rows = [scorer.score_file(Path(a), args.text, reference) for a in args.audio]
+        print(json.dumps({"reference": reference.describe(), "models": scorer.models(), "clips": rows}, indent=2)
+              if args.json else _table(rows, [Path(a).name for a in args.audio]))
+        return exits.OK
+    checkpoints = [Path(c).absolute() for c in args.checkpoints]
+    bad = [c for c in checkpoints if not (c / "config.json").is_file()]
+    if bad:
+        print(f"milo-train eval: error: {bad[0]} is not a checkpoint folder (no config.json)", file=sys.stderr)
+        return exits.BAD_INPUT
+    run_dir = Path(args.run).absolute() if args.run else checkpoints[0].parent
+    data, _ = run_reference(run_dir)
+    source = Path(args.reference) if args.reference else data
+    reference = scorer.reference(source, hold_out=CEILING_CLIPS)  # the same centroid as the run's queue uses
+    results = []
+    for ckpt in checkpoints:
+        try:
+            scores = score_checkpoint(ckpt, scorer, reference, device=args.device, prompts=prompts, say=say)
+        except Exception as exc:  # noqa: BLE001 - one line per checkpoint, the others still scored
+            say(f"{ckpt.name}: not scored: {exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}")
+            results.append({"checkpoint": ckpt.name, "error": str(exc)})
+            continue
+        write_scores(ckpt, scores)
+        if is_checkpoint_dir(ckpt):
+            sc.set_state(ckpt.parent, ckpt.name, sc.DONE, seconds=scores["seconds"])
+        results.append(scores)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(_table([r.get("means", {}) for r in results], [Path(c).name for c in checkpoints]))
+    return exits.OK if all("error" not in r for r in results) else exits.ERROR
+
+
+@contextlib.contextmanager
+def _one_scorer(run_dir: Path):
+    """One queue scorer per run: a second one waits for the first, then finds the queue as it left it."""
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def cmd_queue(args) -> int:
+    from contract.runfolder import write_json_atomic
+    from inference.scoring.scorer import (CEILING_CLIPS, Scorer, log, score_baseline, score_ceiling, score_checkpoint,
+                                          write_scores)
+
+    run_dir = Path(args.run).absolute()
+    if not run_dir.is_dir():
+        print(f"milo-train eval: error: {run_dir} is not a run folder", file=sys.stderr)
+        return exits.BAD_INPUT
+    try:
+        os.nice(19)  # beside a training run: take only what it leaves
+    except OSError:
+        pass
+    with _one_scorer(run_dir):
+        scorer = Scorer(device=args.device)
+        data, run_json = run_reference(run_dir)
+        reference = scorer.reference(data, hold_out=CEILING_CLIPS)
+        prompts_file = run_dir / sc.PROMPTS_TXT
+        prompts = read_prompts(str(prompts_file)) if prompts_file.is_file() else sc.DEFAULT_PROMPTS
+        _ceiling(run_dir, scorer, reference, score_ceiling, write_json_atomic)
+        engine = None
+        while True:
+            queued = sorted(name for name, e in sc.states(run_dir).items() if e.get("state") == sc.QUEUED)
+            if not queued:
+                # The checkpoints first (what the operator waits for), then the run's baseline, once.
+                if _baseline(run_dir, run_json, scorer, reference, args, prompts, score_baseline, write_json_atomic):
+                    continue  # more may have been queued meanwhile
+                return exits.OK
+            name = queued[0]
+            ckpt = run_dir / name
+            if not is_checkpoint_dir(ckpt):
+                sc.set_state(run_dir, name, sc.SKIPPED, error="the checkpoint is gone (deleted before it was scored)")
+                continue
+            sc.set_state(run_dir, name, sc.RUNNING, pid=os.getpid())
+            try:
+                if engine is None:
+                    from inference.engine import Engine
+
+                    engine = Engine(device=args.device, tune_threads=True)
+                scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device,
+                                          prompts=prompts, say=log)
+                write_scores(ckpt, scores)
+                sc.set_state(run_dir, name, sc.DONE, seconds=scores["seconds"])
+            except Exception as exc:  # noqa: BLE001 - the queue goes on
+                gone = not ckpt.is_dir()
+                why = ("the checkpoint was deleted while it was scored" if gone
+                       else f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}")
+                log(f"{name}: {why}")
+                sc.set_state(run_dir, name, sc.SKIPPED if gone else sc.FAILED, error=why)
+
+
+def _ceiling(run_dir, scorer, reference, score_ceiling, write) -> None:
+    """The run's ceiling row, once per run (a failure is recorded in the file, not raised)."""
+    ceiling = run_dir / sc.CEILING_JSON
+    if ceiling.exists():
+        return
+    sc.set_state(run_dir, "ceiling", sc.RUNNING, section="rows", pid=os.getpid())
+    try:
+        write(ceiling, score_ceiling(scorer, reference) if reference.held_out else
+              {"v": sc.SCORES_VERSION, "row": "ceiling", "error": sc.not_scored("too few corpus clips to hold some out")})
+        sc.set_state(run_dir, "ceiling", sc.DONE, section="rows")
+    except Exception as exc:  # noqa: BLE001
+        write(ceiling, {"v": sc.SCORES_VERSION, "row": "ceiling", "error": sc.not_scored(str(exc))})
+        sc.set_state(run_dir, "ceiling", sc.FAILED, section="rows", error=str(exc))
+
+
+def _baseline(run_dir, run_json, scorer, reference, args, prompts, score_baseline, write) -> bool:
+    """The run's baseline row, once per run; whether it was made now."""
+    from inference.scoring.scorer import log
+
+    baseline = run_dir / sc.BASELINE_JSON
+    if args.no_baseline or baseline.exists():
+        return False
+    base = run_json.get("base_model")
+    ref_audio = run_json.get("ref_audio") or (str(reference.held_out[0].audio) if reference.held_out else None)
+    if not base or not ref_audio:
+        why = "run.json names no base model or reference audio"
+        write(baseline, {"v": sc.SCORES_VERSION, "row": "baseline", "error": sc.not_scored(why)})
+        sc.set_state(run_dir, "baseline", sc.FAILED, section="rows", error=why)
+        return True
+    sc.set_state(run_dir, "baseline", sc.RUNNING, section="rows", pid=os.getpid())
+    try:
+        write(baseline, score_baseline(Path(base), Path(ref_audio), scorer, reference, device=args.device,
+                                       prompts=prompts, say=log))
+        sc.set_state(run_dir, "baseline", sc.DONE, section="rows")
+    except Exception as exc:  # noqa: BLE001
+        why = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}"
+        log(f"baseline: {why}")
+        write(baseline, {"v": sc.SCORES_VERSION, "row": "baseline", "error": sc.not_scored(why)})
+        sc.set_state(run_dir, "baseline", sc.FAILED, section="rows", error=why)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return cmd_eval(args) if args.command == "eval" else cmd_queue(args)
+    except KeyboardInterrupt:
+        print("milo-train eval: interrupted", file=sys.stderr)
+        return exits.INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

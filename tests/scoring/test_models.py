@@ -1,0 +1,73 @@
+"""The scoring models on real speech: the same voice scores clearly above other voices and noise,
+pocketsphinx transcribes festival's HTS voice, DNSMOS tells speech from noise, and what cannot be
+measured says why. Margins are the measured values with room (docs/scoring.md)."""
+from __future__ import annotations
+
+import pytest
+
+from contract.scores import is_score, means
+from inference.scoring.scorer import Scorer
+from tests.scoring.conftest import HELD_OUT
+
+
+@pytest.fixture(scope="module")
+def scored(voices):
+    scorer = Scorer()
+    reference = scorer.reference(voices.reference)
+    rows = {name: scorer.score_file(path, HELD_OUT, reference)
+            for name, path in [("slt", voices.slt), ("m3", voices.espeak[0]), ("f4", voices.espeak[1]),
+                               ("noise", voices.noise)]}
+    return reference, rows
+
+
+def test_the_reference_is_the_six_clips_and_their_median_rate(scored):
+    reference, _ = scored
+    assert reference.clips == 6 and reference.problems == []
+    assert 8 < reference.rate_cps < 20  # letters and digits per second of read English
+
+
+def test_the_same_voice_scores_clearly_above_other_voices_and_noise(scored):
+    _, rows = scored
+    # Measured: 0.93 for a held-out SLT sentence; 0.43 and 0.58 for the espeak voices; 0.46 for noise.
+    assert rows["slt"]["similarity"] > 0.85
+    for other in ("m3", "f4", "noise"):
+        assert rows["slt"]["similarity"] - rows[other]["similarity"] > 0.25, (other, rows[other]["similarity"])
+
+
+def test_pocketsphinx_transcribes_the_hts_voice_and_not_noise(scored):
+    _, rows = scored
+    assert rows["slt"]["asr"] == "pocketsphinx en-us"
+    assert rows["slt"]["wer"] <= 0.2, rows["slt"]["transcript"]   # measured: 0 (word for word)
+    assert rows["noise"]["wer"] == 1.0 and rows["noise"]["cer"] == 1.0
+    assert rows["m3"]["wer"] >= 0.5   # espeak is hard for it (measured 0.75-1.0)
+
+
+def test_dnsmos_rates_speech_far_above_noise(scored):
+    _, rows = scored
+    assert rows["slt"]["dnsmos_ovrl"] > 2.5 and rows["noise"]["dnsmos_ovrl"] < 1.6   # measured 3.2 and 1.1
+    assert all(is_score(rows["slt"][k]) for k in ("dnsmos_sig", "dnsmos_bak"))
+
+
+def test_delivery_measures(scored, voices):
+    reference, rows = scored
+    slt = rows["slt"]
+    assert 0.6 < slt["rate_ratio"] < 1.5 and slt["clipping"] == 0.0 and 0 <= slt["silence_ratio"] < 0.5
+    assert rows["noise"]["silence_ratio"] == 0.0
+    assert means(list(rows.values()))["similarity"] == pytest.approx(
+        sum(r["similarity"] for r in rows.values()) / 4, abs=1e-3)
+
+
+def test_what_cannot_be_measured_says_why(voices, tmp_path):
+    import numpy as np
+
+    scorer = Scorer(whisper=str(tmp_path / "no-whisper"))
+    row = scorer.score_clip(np.zeros(2400, np.float32), 24000, "Hello.", None)
+    assert row["similarity"] == "not scored: no corpus reference"
+    assert row["wer"].startswith("not scored: whisper (no-whisper) cannot load (FileNotFoundError")
+    assert row["dnsmos_ovrl"] == "not scored: clip too short for DNSMOS (0.10 s, at least 1.0 s)"
+    assert row["rate_cps"] == "not scored: no speech above -40 dBFS"
+    empty = Scorer().reference(tmp_path)
+    assert empty.centroid is None and "holds no audio files" in empty.problems[0]
+    short = Scorer().score_clip(np.ones(2400, np.float32) * 0.5, 24000, None, Scorer().reference(voices.reference))
+    assert short["similarity"] == "not scored: clip too short to embed (0.10 s, at least 0.5 s)"
+    assert short["wer"] == "not scored: no text to compare the transcript with" and short["clipping"] == 0.0
