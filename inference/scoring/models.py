@@ -110,7 +110,7 @@ class Recognizer:
     """A transcript per clip. Default: pocketsphinx with its bundled US English model. With `whisper` (a
     local folder): Whisper through transformers' speech-recognition pipeline."""
 
-    def __init__(self, whisper: str | None = None, device: str = "cpu", language: str | None = "en") -> None:
+    def __init__(self, whisper: str | None = None, device: str = "cpu", language: str | None = None) -> None:
         self.whisper, self.device, self.language = whisper, device, language
         self.name = f"whisper ({Path(whisper).name})" if whisper else "pocketsphinx en-us"
         self._model = None

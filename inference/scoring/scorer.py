@@ -55,7 +55,7 @@ def _round(value, digits: int = 4):
 
 class Scorer:
     def __init__(self, *, whisper: str | None = None, wavlm: str | None = None, device: str = "cpu",
-                 language: str | None = "en") -> None:
+                 language: str | None = None) -> None:
         self.speaker = SpeakerEncoder(wavlm, device)
         self.asr = Recognizer(whisper, device, language)
         self.dnsmos = Dnsmos()
