@@ -38,33 +38,47 @@ def _quiet():
         yield
 
 
-class SpeakerEncoder:
-    """A speaker embedding per clip. Default: resemblyzer's GE2E encoder (256-d, trained for speaker
-    verification, independent of the model being judged). With `wavlm` (a local folder holding a
-    `WavLMForXVector`, as the Seed-TTS-eval protocol uses): its x-vector."""
+class _Lazy:
+    """Loaded on first use and kept; a failure to load is remembered and repeated as `Unavailable`."""
 
-    def __init__(self, wavlm: str | None = None, device: str = "cpu") -> None:
-        self.wavlm, self.device = wavlm, device
-        self.name = f"WavLM x-vector ({Path(wavlm).name})" if wavlm else "resemblyzer GE2E"
+    name = ""
+
+    def __init__(self) -> None:
         self._model = None
         self._error: str | None = None
+
+    def _open(self):
+        raise NotImplementedError
 
     def _load(self):
         if self._error:
             raise Unavailable(self._error)
         if self._model is None:
             try:
-                if self.wavlm:
-                    self._model = _load_wavlm(self.wavlm, self.device)
-                else:
-                    with _quiet():
-                        from resemblyzer import VoiceEncoder
-
-                        self._model = VoiceEncoder(self.device, verbose=False)
+                self._model = self._open()
             except Exception as exc:  # noqa: BLE001 - any loading failure is one line
                 self._error = f"{self.name} cannot load ({_first_line(exc)})"
                 raise Unavailable(self._error) from None
         return self._model
+
+
+class SpeakerEncoder(_Lazy):
+    """A speaker embedding per clip. Default: resemblyzer's GE2E encoder (256-d, trained for speaker
+    verification, independent of the model being judged). With `wavlm` (a local folder holding a
+    `WavLMForXVector`, as the Seed-TTS-eval protocol uses): its x-vector."""
+
+    def __init__(self, wavlm: str | None = None, device: str = "cpu") -> None:
+        super().__init__()
+        self.wavlm, self.device = wavlm, device
+        self.name = f"WavLM x-vector ({Path(wavlm).name})" if wavlm else "resemblyzer GE2E"
+
+    def _open(self):
+        if self.wavlm:
+            return _load_wavlm(self.wavlm, self.device)
+        with _quiet():
+            from resemblyzer import VoiceEncoder
+
+            return VoiceEncoder(self.device, verbose=False)
 
     def embed(self, audio16: np.ndarray) -> np.ndarray:
         seconds = len(audio16) / RATE
@@ -106,39 +120,29 @@ def _wavlm_embed(loaded, audio16: np.ndarray) -> np.ndarray:
     return out.embeddings[0].float().cpu().numpy()
 
 
-class Recognizer:
+class Recognizer(_Lazy):
     """A transcript per clip. Default: pocketsphinx with its bundled US English model. With `whisper` (a
     local folder): Whisper through transformers' speech-recognition pipeline."""
 
     def __init__(self, whisper: str | None = None, device: str = "cpu", language: str | None = None) -> None:
+        super().__init__()
         self.whisper, self.device, self.language = whisper, device, language
         self.name = f"whisper ({Path(whisper).name})" if whisper else "pocketsphinx en-us"
-        self._model = None
-        self._error: str | None = None
 
-    def _load(self):
-        if self._error:
-            raise Unavailable(self._error)
-        if self._model is None:
-            try:
-                if self.whisper:
-                    if not Path(self.whisper).is_dir():
-                        raise FileNotFoundError(f"{self.whisper} is not a local folder")
-                    from inference.qwen import guard_torchaudio
+    def _open(self):
+        if not self.whisper:
+            from pocketsphinx import Decoder
 
-                    guard_torchaudio()
-                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                    from transformers import pipeline
+            return Decoder(samprate=RATE, loglevel="FATAL")
+        if not Path(self.whisper).is_dir():
+            raise FileNotFoundError(f"{self.whisper} is not a local folder")
+        from inference.qwen import guard_torchaudio
 
-                    self._model = pipeline("automatic-speech-recognition", model=self.whisper, device=self.device)
-                else:
-                    from pocketsphinx import Decoder
+        guard_torchaudio()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import pipeline
 
-                    self._model = Decoder(samprate=RATE, loglevel="FATAL")
-            except Exception as exc:  # noqa: BLE001
-                self._error = f"{self.name} cannot load ({_first_line(exc)})"
-                raise Unavailable(self._error) from None
-        return self._model
+        return pipeline("automatic-speech-recognition", model=self.whisper, device=self.device)
 
     def transcribe(self, audio16: np.ndarray) -> str:
         model = self._load()
@@ -154,28 +158,19 @@ class Recognizer:
         return hyp.hypstr.strip() if hyp is not None else ""
 
 
-class Dnsmos:
+class Dnsmos(_Lazy):
     """DNSMOS P.835: SIG (speech), BAK (background), OVRL (overall), each about 1 (bad) to 5 (excellent)."""
 
     name = "DNSMOS P.835 (speechmos)"
 
-    def __init__(self) -> None:
-        self._run = None
-        self._error: str | None = None
+    def _open(self):
+        from speechmos import dnsmos
+
+        return dnsmos.run
 
     def score(self, audio16: np.ndarray) -> dict[str, float]:
         seconds = len(audio16) / RATE
         if seconds < MIN_DNSMOS_S:
             raise Unavailable(f"clip too short for DNSMOS ({seconds:.2f} s, at least {MIN_DNSMOS_S} s)")
-        if self._error:
-            raise Unavailable(self._error)
-        if self._run is None:
-            try:
-                from speechmos import dnsmos
-
-                self._run = dnsmos.run
-            except Exception as exc:  # noqa: BLE001
-                self._error = f"{self.name} cannot load ({_first_line(exc)})"
-                raise Unavailable(self._error) from None
-        out = self._run(np.clip(np.asarray(audio16, dtype=np.float32), -1.0, 1.0), sr=RATE)
+        out = self._load()(np.clip(np.asarray(audio16, dtype=np.float32), -1.0, 1.0), sr=RATE)
         return {"sig": float(out["sig_mos"]), "bak": float(out["bak_mos"]), "ovrl": float(out["ovrl_mos"])}
