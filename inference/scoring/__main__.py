@@ -116,9 +116,15 @@ def cmd_eval(args) -> int:
     source = Path(args.reference) if args.reference else data
     reference = scorer.reference(source, hold_out=CEILING_CLIPS)  # the same centroid as the run's queue uses
     results = []
+    engine = None
     for ckpt in checkpoints:
         try:
-            scores = score_checkpoint(ckpt, scorer, reference, device=args.device, prompts=prompts, say=say)
+            if engine is None:
+                from inference.engine import Engine
+
+                engine = Engine(device=args.device, tune_threads=True)  # one for all: each load replaces the last
+            scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device, prompts=prompts,
+                                      say=say)
         except Exception as exc:  # noqa: BLE001 - one line per checkpoint, the others still scored
             say(f"{ckpt.name}: not scored: {exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}")
             results.append({"checkpoint": ckpt.name, "error": str(exc)})
