@@ -14,31 +14,18 @@ NOT_PLAYED = 6    # milo-say: the WAV was written but could not be played (no de
 CANNOT_START = 127  # the keeper: the trainer's command cannot be run at all (as a shell says it)
 INTERRUPTED = 130   # ctrl+c outside the trainer's own handler (128 + SIGINT, as a shell says it)
 
-MEANING = {
-    OK: "finished (or stopped cleanly)",
-    ERROR: "unexpected error",
-    USAGE: "bad command line",
-    BAD_INPUT: "bad input",
-    OOM: "out of memory",
-    DISK_FULL: "disk full",
-    NOT_PLAYED: "saved but not played",
-    CANNOT_START: "the trainer cannot be started",
-    INTERRUPTED: "interrupted",
-}
-
 # What a restart cannot cure: the same command would fail the same way.
 NO_RESTART = frozenset({USAGE, BAD_INPUT, OOM, DISK_FULL})
 
 
-def describe(code: int | None) -> str:
-    """One line for an exit status; negative codes are signals (as subprocess reports them)."""
-    if code is None:
-        return "still running"
-    if code < 0:
-        import signal
+def describe(code: int) -> str:
+    """A process's end in a few words: "exit 3", or "killed by SIGTERM" for a negative status (as
+    subprocess reports a signal)."""
+    if code >= 0:
+        return f"exit {code}"
+    import signal
 
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return MEANING.get(code, f"exit code {code}")
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"

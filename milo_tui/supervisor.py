@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.defaults import ATTENTION, RUN_DEFAULTS
-from contract.exits import NO_RESTART
+from contract.exits import NO_RESTART, describe
 from contract.runfolder import CRASHED, LIVE_STATUSES, RUN_JSON, STARTING, STATE_JSON, TRAIN_LOG, read_json, update_state
 
 PREPARED_DATA = "prepared.jsonl"  # where a corpus folder is prepared to, inside the run folder
@@ -310,13 +310,8 @@ def ended_error(run_dir: Path, state: dict, exit_code: int | None, requested: st
         return f"data preparation failed: {line}" if line else "data preparation failed; see train.log"
     if requested == "stop":
         return "stopped before the trainer could save a resume point"
-    if exit_code is not None and exit_code < 0:
-        try:
-            cause = f"killed by {signal.Signals(-exit_code).name}"
-        except ValueError:
-            cause = f"killed by signal {-exit_code}"
-    elif exit_code is not None:
-        cause = f"exit {exit_code}"
+    if exit_code is not None:
+        cause = describe(exit_code)
     elif state.get("pid"):
         cause = f"its process {state['pid']} is gone"
     else:
