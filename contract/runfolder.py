@@ -101,12 +101,12 @@ def update_state(run_dir: Path, **fields) -> dict:
 
 
 @contextlib.contextmanager
-def locked(folder: Path):
-    """An exclusive flock on a folder for the duration of the block (released when its descriptor closes,
-    so also when the holder dies)."""
+def locked(path: Path):
+    """An exclusive flock on a folder, or on a lock file (created when missing), for the duration of the
+    block; released when its descriptor closes, so also when the holder dies."""
     import fcntl
 
-    fd = os.open(folder, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY) if Path(path).is_dir() else os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -5,6 +5,7 @@ read them. Torch-free.
 
     <run>/epoch-0004/eval.json   the trainer's validation fields, plus "scores" (below), replaced atomically
     <run>/scoring.json           per checkpoint: queued | running | done | failed | skipped, with why
+    <run>/scoring.log            what the run's scorer printed
     <run>/scores-baseline.json   the Base model cloning zero-shot from the reference audio (once per run)
     <run>/scores-ceiling.json    held-out real clips of the corpus, scored the same way (once per run)
 
@@ -16,11 +17,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from contract.audio import FRAME_RATE
 from contract.runfolder import locked, read_json, write_json_atomic
 
 SCORES_VERSION = 1
 SCORES = "scores"                      # the key in eval.json
 SCORING_JSON = "scoring.json"
+SCORING_LOG = "scoring.log"            # what the run's scorer prints
 BASELINE_JSON = "scores-baseline.json"
 CEILING_JSON = "scores-ceiling.json"
 
@@ -44,7 +47,7 @@ SCORE_BUDGET_BASE_S, SCORE_BUDGET_PER_CHAR_S = 2.0, 0.125
 
 
 def score_budget_frames(text: str) -> int:
-    return int((SCORE_BUDGET_BASE_S + SCORE_BUDGET_PER_CHAR_S * len(text)) * 12.5) + 1
+    return int((SCORE_BUDGET_BASE_S + SCORE_BUDGET_PER_CHAR_S * len(text)) * FRAME_RATE) + 1
 
 
 # The per-clip measures, in the order tables show them; the means of a checkpoint use the same names.

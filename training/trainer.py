@@ -643,7 +643,7 @@ class Trainer:
 
         scores.set_state(self.run_dir, name, scores.QUEUED)
         try:
-            with open(self.run_dir / "scoring.log", "ab") as out:
+            with open(self.run_dir / scores.SCORING_LOG, "ab") as out:
                 subprocess.Popen([sys.executable, "-m", "inference.scoring", "queue", str(self.run_dir),
                                   "--device", self.device.type], stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)

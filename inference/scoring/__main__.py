@@ -11,8 +11,6 @@ A model or a clip that fails makes its fields "not scored: <why>"; it never ends
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -20,7 +18,8 @@ from pathlib import Path
 
 from contract import exits
 from contract import scores as sc
-from contract.runfolder import RUN_JSON, is_checkpoint_dir, read_json
+from contract.runfolder import RUN_JSON, is_checkpoint_dir, locked, read_json, write_json_atomic
+from inference.scoring.models import one_line
 
 LOCK = ".scoring.lock"
 
@@ -126,7 +125,7 @@ def cmd_eval(args) -> int:
             scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device, prompts=prompts,
                                       say=say)
         except Exception as exc:  # noqa: BLE001 - one line per checkpoint, the others still scored
-            say(f"{ckpt.name}: not scored: {exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}")
+            say(f"{ckpt.name}: not scored: {one_line(exc)[:200]}")
             results.append({"checkpoint": ckpt.name, "error": str(exc)})
             continue
         write_scores(ckpt, scores)
@@ -140,21 +139,8 @@ def cmd_eval(args) -> int:
     return exits.OK if all("error" not in r for r in results) else exits.ERROR
 
 
-@contextlib.contextmanager
-def _one_scorer(run_dir: Path):
-    """One queue scorer per run: a second one waits for the first, then finds the queue as it left it."""
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def cmd_queue(args) -> int:
-    from contract.runfolder import write_json_atomic
-    from inference.scoring.scorer import (CEILING_CLIPS, Scorer, log, score_baseline, score_ceiling, score_checkpoint,
-                                          write_scores)
+    from inference.scoring.scorer import CEILING_CLIPS, Scorer, log, score_checkpoint, write_scores
 
     run_dir = Path(args.run).absolute()
     if not run_dir.is_dir():
@@ -164,19 +150,19 @@ def cmd_queue(args) -> int:
         os.nice(19)  # beside a training run: take only what it leaves
     except OSError:
         pass
-    with _one_scorer(run_dir):
+    with locked(run_dir / LOCK):  # one scorer per run: a second waits, then finds the queue as it was left
         scorer = Scorer(device=args.device)
         data, run_json = run_reference(run_dir)
         reference = scorer.reference(data, hold_out=CEILING_CLIPS)
         prompts_file = run_dir / sc.PROMPTS_TXT
         prompts = read_prompts(str(prompts_file)) if prompts_file.is_file() else sc.DEFAULT_PROMPTS
-        _ceiling(run_dir, scorer, reference, score_ceiling, write_json_atomic)
+        _ceiling(run_dir, scorer, reference)
         engine = None
         while True:
             queued = sorted(name for name, e in sc.states(run_dir).items() if e.get("state") == sc.QUEUED)
             if not queued:
                 # The checkpoints first (what the operator waits for), then the run's baseline, once.
-                if _baseline(run_dir, run_json, scorer, reference, args, prompts, score_baseline, write_json_atomic):
+                if _baseline(run_dir, run_json, scorer, reference, args, prompts):
                     continue  # more may have been queued meanwhile
                 return exits.OK
             name = queued[0]
@@ -197,29 +183,32 @@ def cmd_queue(args) -> int:
             except Exception as exc:  # noqa: BLE001 - the queue goes on
                 gone = not ckpt.is_dir()
                 why = ("the checkpoint was deleted while it was scored" if gone
-                       else f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}")
+                       else one_line(exc)[:200])
                 log(f"{name}: {why}")
                 sc.set_state(run_dir, name, sc.SKIPPED if gone else sc.FAILED, error=why)
 
 
-def _ceiling(run_dir, scorer, reference, score_ceiling, write) -> None:
+def _ceiling(run_dir, scorer, reference) -> None:
     """The run's ceiling row, once per run (a failure is recorded in the file, not raised)."""
+    from inference.scoring.scorer import score_ceiling
+
     ceiling = run_dir / sc.CEILING_JSON
     if ceiling.exists():
         return
     sc.set_state(run_dir, "ceiling", sc.RUNNING, section="rows", pid=os.getpid())
     try:
-        write(ceiling, score_ceiling(scorer, reference) if reference.held_out else
+        write_json_atomic(ceiling, score_ceiling(scorer, reference) if reference.held_out else
               {"v": sc.SCORES_VERSION, "row": "ceiling", "error": sc.not_scored("too few corpus clips to hold some out")})
         sc.set_state(run_dir, "ceiling", sc.DONE, section="rows")
     except Exception as exc:  # noqa: BLE001
-        write(ceiling, {"v": sc.SCORES_VERSION, "row": "ceiling", "error": sc.not_scored(str(exc))})
+        write_json_atomic(ceiling, {"v": sc.SCORES_VERSION, "row": "ceiling", "error": sc.not_scored(str(exc))})
         sc.set_state(run_dir, "ceiling", sc.FAILED, section="rows", error=str(exc))
 
 
-def _baseline(run_dir, run_json, scorer, reference, args, prompts, score_baseline, write) -> bool:
+def _baseline(run_dir, run_json, scorer, reference, args, prompts) -> bool:
     """The run's baseline row, once per run; whether it was made now."""
-    from inference.scoring.scorer import log
+    from inference.scoring.scorer import log, score_baseline
+
 
     baseline = run_dir / sc.BASELINE_JSON
     if args.no_baseline or baseline.exists():
@@ -228,18 +217,18 @@ def _baseline(run_dir, run_json, scorer, reference, args, prompts, score_baselin
     ref_audio = run_json.get("ref_audio") or (str(reference.held_out[0].audio) if reference.held_out else None)
     if not base or not ref_audio:
         why = "run.json names no base model or reference audio"
-        write(baseline, {"v": sc.SCORES_VERSION, "row": "baseline", "error": sc.not_scored(why)})
+        write_json_atomic(baseline, {"v": sc.SCORES_VERSION, "row": "baseline", "error": sc.not_scored(why)})
         sc.set_state(run_dir, "baseline", sc.FAILED, section="rows", error=why)
         return True
     sc.set_state(run_dir, "baseline", sc.RUNNING, section="rows", pid=os.getpid())
     try:
-        write(baseline, score_baseline(Path(base), Path(ref_audio), scorer, reference, device=args.device,
+        write_json_atomic(baseline, score_baseline(Path(base), Path(ref_audio), scorer, reference, device=args.device,
                                        prompts=prompts, say=log))
         sc.set_state(run_dir, "baseline", sc.DONE, section="rows")
     except Exception as exc:  # noqa: BLE001
-        why = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}"
+        why = one_line(exc)[:200]
         log(f"baseline: {why}")
-        write(baseline, {"v": sc.SCORES_VERSION, "row": "baseline", "error": sc.not_scored(why)})
+        write_json_atomic(baseline, {"v": sc.SCORES_VERSION, "row": "baseline", "error": sc.not_scored(why)})
         sc.set_state(run_dir, "baseline", sc.FAILED, section="rows", error=why)
     return True
 

@@ -26,7 +26,7 @@ class Unavailable(Exception):
     """A model cannot load, or cannot take this clip: the message is the one-line why."""
 
 
-def _first_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
@@ -57,7 +57,7 @@ class _Lazy:
             try:
                 self._model = self._open()
             except Exception as exc:  # noqa: BLE001 - any loading failure is one line
-                self._error = f"{self.name} cannot load ({_first_line(exc)})"
+                self._error = f"{self.name} cannot load ({one_line(exc)})"
                 raise Unavailable(self._error) from None
         return self._model
 

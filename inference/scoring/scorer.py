@@ -19,7 +19,7 @@ import numpy as np
 from contract import scores as sc
 from contract.corpus import Clip, CorpusError, read_clips
 from inference.scoring import measures as m
-from inference.scoring.models import RATE, Dnsmos, Recognizer, SpeakerEncoder, Unavailable
+from inference.scoring.models import RATE, Dnsmos, Recognizer, SpeakerEncoder, Unavailable, one_line
 
 MAX_REFERENCE_CLIPS = 24   # the centroid settles well before this; more only costs time
 CEILING_CLIPS = 5          # held-out real clips scored as the ceiling row
@@ -86,7 +86,7 @@ class Scorer:
             try:
                 audio, rate = read_audio(clip.audio)
             except (OSError, RuntimeError) as exc:
-                ref.problems.append(f"{clip.audio.name}: cannot read ({m.normalize(str(exc))[:60]})")
+                ref.problems.append(f"{clip.audio.name}: cannot read ({one_line(exc)[:80]})")
                 continue
             if clip.text:
                 cps = m.chars_per_second(clip.text, audio, rate)
@@ -156,7 +156,7 @@ class Scorer:
         try:
             audio, rate = read_audio(path)
         except (OSError, RuntimeError) as exc:
-            return {"file": str(path), "error": f"cannot read {path.name}: {' '.join(str(exc).split())[:120]}"}
+            return {"file": str(path), "error": f"cannot read {path.name}: {one_line(exc)[:120]}"}
         return {"file": str(path), "text": text, **self.score_clip(audio, rate, text, reference)}
 
 
@@ -219,7 +219,7 @@ def score_baseline(base: Path, ref_audio: Path, scorer: Scorer, reference: Refer
     a fine-tune must beat."""
     import torch
 
-    from contract.audio import SAMPLE_RATE
+    from contract.audio import FRAME_RATE, SAMPLE_RATE
     from inference.qwen import import_qwen_tts
 
     started = time.monotonic()
@@ -232,7 +232,7 @@ def score_baseline(base: Path, ref_audio: Path, scorer: Scorer, reference: Refer
         wavs, out_rate = tts.generate_voice_clone(text, language="auto", ref_audio=(audio, rate),
                                                   x_vector_only_mode=True, max_new_tokens=budget)
         wav = np.asarray(wavs[0], dtype=np.float32)
-        frames = round(len(wav) / (int(out_rate or SAMPLE_RATE) / 12.5))
+        frames = round(len(wav) / (int(out_rate or SAMPLE_RATE) / FRAME_RATE))
         row = {"text": text, "seed": int(seed), "frames": frames,
                **scorer.score_clip(wav, int(out_rate or SAMPLE_RATE), text, reference, runaway=frames >= budget - 1)}
         rows.append(row)

@@ -113,10 +113,10 @@ def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_clips, tmp
     deadline = time.monotonic() + 400
     while (any(e["state"] in (sc.QUEUED, sc.RUNNING) for e in sc.states(run).values())
            or sc.states(run, "rows").get("baseline", {}).get("state") in (None, sc.RUNNING)):
-        assert time.monotonic() < deadline, (sc.states(run), (run / "scoring.log").read_text()[-2000:])
+        assert time.monotonic() < deadline, (sc.states(run), (run / sc.SCORING_LOG).read_text()[-2000:])
         time.sleep(0.5)
     states = sc.states(run)
-    assert states["epoch-0001"]["state"] == sc.DONE, (run / "scoring.log").read_text()[-2000:]
+    assert states["epoch-0001"]["state"] == sc.DONE, (run / sc.SCORING_LOG).read_text()[-2000:]
     assert states["epoch-0099"] == {**states["epoch-0099"], "state": sc.SKIPPED,
                                     "error": "the checkpoint is gone (deleted before it was scored)"}
     ev = read_json(run / "epoch-0001" / "eval.json")
@@ -124,7 +124,8 @@ def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_clips, tmp
     ceiling = read_json(run / sc.CEILING_JSON)
     assert ceiling["row"] == "ceiling" and len(ceiling["clips"]) == 5 and sc.is_score(ceiling["means"]["similarity"])
     baseline = read_json(run / sc.BASELINE_JSON)
-    assert baseline["row"] == "baseline"
-    assert ("means" in baseline and len(baseline["clips"]) == 1 and isinstance(baseline["clips"][0]["runaway"], bool)) or \
-        baseline["error"].startswith("not scored: "), baseline
-    assert "Traceback" not in (run / "scoring.log").read_text() or "error" in baseline
+    assert baseline["row"] == "baseline" and "error" not in baseline, baseline  # the tiny Base model clones
+    assert len(baseline["clips"]) == 1 and isinstance(baseline["clips"][0]["runaway"], bool)
+    assert sc.states(run, "rows") == {"ceiling": {**sc.states(run, "rows")["ceiling"], "state": sc.DONE},
+                                      "baseline": {**sc.states(run, "rows")["baseline"], "state": sc.DONE}}
+    assert "Traceback" not in (run / sc.SCORING_LOG).read_text()
