@@ -491,15 +491,20 @@ class MiloApp(App):
                                     partial(self.set_overlay, layer), discover=False)
 
 
-def all_binding_ids() -> set[str]:
-    """Every binding id a [keys] table in config.toml may remap (docs/keys.md)."""
+def binding_classes() -> tuple:
+    """The app and every screen whose bindings a [keys] table may remap."""
     from milo_tui.audition.screen import AuditionScreen
-    from milo_tui.keys import binding_ids
     from milo_tui.screens.checkpoints import CheckpointsScreen
     from milo_tui.screens.dialogs import ConfirmScreen, NumberPrompt
     from milo_tui.screens.help import HelpScreen
     from milo_tui.screens.new_run import NewRunScreen
     from milo_tui.screens.runs import RunsScreen
 
-    return binding_ids(MiloApp, RunsScreen, CheckpointsScreen, NewRunScreen, ConfirmScreen, NumberPrompt, HelpScreen,
-                       AuditionScreen)
+    return MiloApp, RunsScreen, CheckpointsScreen, NewRunScreen, ConfirmScreen, NumberPrompt, HelpScreen, AuditionScreen
+
+
+def all_binding_ids() -> set[str]:
+    """Every binding id a [keys] table in config.toml may remap (docs/keys.md)."""
+    from milo_tui.keys import binding_ids
+
+    return binding_ids(*binding_classes())

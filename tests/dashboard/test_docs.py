@@ -16,16 +16,10 @@ def test_keys_md_lists_every_action_id():
 
 
 def test_every_binding_has_an_id_a_description_and_a_tooltip():
-    from milo_tui.audition.screen import AuditionScreen, CheckpointPicker
-    from milo_tui.screens.checkpoints import CheckpointsScreen
-    from milo_tui.screens.dialogs import ConfirmScreen, NumberPrompt
-    from milo_tui.screens.help import HelpScreen
-    from milo_tui.screens.new_run import NewRunScreen
-    from milo_tui.screens.runs import RunsScreen
-    from milo_tui.app import MiloApp
+    from milo_tui.app import binding_classes
+    from milo_tui.audition.screen import CheckpointPicker
 
-    classes = (MiloApp, RunsScreen, CheckpointsScreen, NewRunScreen, ConfirmScreen, NumberPrompt, HelpScreen,
-               AuditionScreen, CheckpointPicker)
+    classes = (*binding_classes(), CheckpointPicker)
     bindings = [(cls.__name__, b) for cls in classes for b in cls.BINDINGS]
     assert len(bindings) > 40
     missing = [(name, b.key) for name, b in bindings if not (b.id and b.description and b.tooltip)]
