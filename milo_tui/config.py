@@ -24,18 +24,15 @@ Each value remembers where it came from, so the dashboard can say why it uses wh
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from platformdirs import user_data_path
 
-from platformdirs import user_config_path, user_data_path
+from contract.audit import AUDIT_TABLE, audit_thresholds
+from contract.configfile import APP, ConfigError, config_file, read_config
 
-APP = "milo-tui"
+__all__ = ["APP", "ConfigError", "Settings", "config_file", "load_settings"]
 DEVICES = ("auto", "cpu", "cuda")
 ENV = {
     "base_model": "MILO_BASE_MODEL",
@@ -52,15 +49,6 @@ UI_KEYS = {
     "restart_backoff": ((int, float), lambda v: 0 <= v <= 3600, "seconds from 0 to 3600"),
     "score_checkpoints": (bool, lambda v: True, "true or false"),
 }
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message is one line saying what and how to fix it."""
-
-
-def config_file() -> Path:
-    explicit = os.environ.get("MILO_CONFIG")
-    return Path(explicit).expanduser() if explicit else user_config_path(APP) / "config.toml"
 
 
 def default_checkpoints() -> Path:
@@ -141,19 +129,15 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
     path = config_file() if path is None else path
     settings = Settings()
     if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: {exc}; fix the TOML syntax or move the file away") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read it ({exc})") from None
-        unknown = sorted(set(data) - set(ENV) - {"keys", "ui"})
+        data = read_config(path)
+        unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE})
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
         values = {k: _coerce(k, data[k], f"{path}") for k in ENV if k in data}
         values.update(_ui_table(data.get("ui", {}), path))
         if "keys" in data:
             values["keys"] = _keys_table(data["keys"], path)
+        audit_thresholds(data, path)  # [audit] belongs to `milo-train prepare`; a mistake in it is said here too
         settings = settings.with_values(f"file {path}", **values) if values else settings
     for key, name in ENV.items():
         if environ.get(name):

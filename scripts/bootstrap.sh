@@ -13,9 +13,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-# festival + its HTS voice and espeak-ng: speech nobody here recorded, for the scoring tests.
+# festival with its HTS voice (SLT) and its diphone voice (kal, another speaker), and espeak-ng: speech
+# nobody here recorded, for the scoring and corpus-audit tests.
 debs=(libportaudio2 sox pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux festival festvox-us-slt-hts
-      espeak-ng)
+      festvox-kallpc16k espeak-ng)
 missing=()
 for d in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")

@@ -108,20 +108,27 @@ def _add_prepare(sub) -> None:
     p = sub.add_parser(
         "prepare", help="turn a folder of clips + transcripts into a training JSONL with codec codes",
         description="Read every audio file under CORPUS (any sample rate, channels or bit depth; converted to 24 kHz "
-                    "mono), take its transcript from a .txt/.lab file beside it or from metadata.csv (or transcribe "
-                    "it with --whisper), encode it with the base model's speech tokenizer and write one JSONL line "
-                    "per clip. Clips that cannot be used are skipped with a reason. A corpus report is written "
-                    "beside the JSONL (.report.json and .report.txt) and printed.")
+                    "mono; a file longer than --max-seconds is cut at pauses into clips), take its transcript from a "
+                    ".txt/.lab file beside it or from metadata.csv (else the recognizer transcribes it), audit every "
+                    "clip (loudness, clipping, SNR, speech ratio, silences, voice, transcript, duplicates; thresholds "
+                    "in the [audit] table of the config file), encode it with the base model's speech tokenizer and "
+                    "write one JSONL line per clip. Clips that cannot be used are skipped with a reason; flagged clips "
+                    "are kept and marked unless --drop-flagged. corpus-report.json and corpus-report.txt are written "
+                    "beside the JSONL; the summary is printed.")
     p.add_argument("corpus", metavar="CORPUS", help="folder of audio clips")
     p.add_argument("--base", metavar="DIR", required=True, help="the Base model folder (its speech tokenizer encodes the clips)")
     p.add_argument("--out", metavar="JSONL", required=True, help="training JSONL to write")
     p.add_argument("--ref", metavar="WAV", help="reference clip for the speaker (default: the longest clip kept)")
-    p.add_argument("--whisper", metavar="MODEL",
-                   help="Whisper model (a local folder, or a Hugging Face name: downloaded only because you named it) "
-                        "to transcribe clips that have no transcript")
-    p.add_argument("--language", help="language given to Whisper (default: detected)")
+    p.add_argument("--whisper", metavar="DIR",
+                   help="a local Whisper model folder: transcribes clips without a transcript and checks the others "
+                        "(default: pocketsphinx, English only)")
+    p.add_argument("--language", help="language given to Whisper (default: detected); with pocketsphinx, a language "
+                                      "other than English turns the transcript check off")
     p.add_argument("--min-seconds", type=float, default=0.5, help="skip shorter clips (default 0.5)")
-    p.add_argument("--max-seconds", type=float, default=20.0, help="skip longer clips (default 20)")
+    p.add_argument("--max-seconds", type=float, default=20.0,
+                   help="a longer file is a raw recording, cut at pauses into 3-15 s clips (default 20)")
+    p.add_argument("--drop-flagged", action="store_true",
+                   help="leave clips the audit flags out of the JSONL (default: keep them, marked)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--relative-paths", action="store_true",
                    help="write audio paths relative to the JSONL's folder (so corpus and JSONL move together)")

@@ -1,49 +1,66 @@
-"""`milo-train prepare`: a folder of clips becomes the training JSONL and a corpus report.
+"""`milo-train prepare`: a folder of clips (or whole recordings) becomes the training JSONL, audited.
 
 For each audio file under CORPUS (recursively; hidden files ignored), in name order:
-  transcript   CLIP.txt or CLIP.lab beside it, else metadata.csv (LJSpeech `id|text[|normalized]` or a CSV
-               with a header naming a file column and a text column), else Whisper (--whisper), else skipped;
-  audio        read at any sample rate, channel count and bit depth, converted to 24 kHz mono;
-  checks       unreadable, empty or silent, shorter than --min-seconds, longer than --max-seconds: skipped,
-               each with its reason;
+  audio        read at any sample rate, channel count and bit depth, converted to 24 kHz mono; unreadable,
+               empty, silent or shorter than --min-seconds: skipped, with the reason;
+  long files   longer than --max-seconds: a raw recording, cut at silero-vad pauses into 3-15 s clips
+               written to DATA/clips/ (a transcript given for it is refused: it cannot be split);
+  transcript   CLIP.txt or CLIP.lab beside it (UTF-8, or the encoding its byte-order mark names), else
+               metadata.csv (LJSpeech `id|text[|normalized]` or a CSV with a file and a text column), else
+               the recognizer: pocketsphinx (English), or a local Whisper with --whisper;
+  audit        loudness, clipping, SNR, speech ratio, leading and trailing silence, the voice against the
+               corpus voice, the transcript against what the recognizer hears, duplicates (contract/audit.py
+               names the checks and thresholds; inference/scoring/audit.py measures them). A flagged clip
+               stays in the JSONL, marked, unless --drop-flagged;
   codes        the base model's 12 Hz speech tokenizer: 16 codebooks per 80 ms frame.
-Lines are the official fine-tuning format (audio, text, audio_codes, ref_audio) plus duration and the
-source's properties. The report (DATA.report.json / .txt beside the JSONL) covers kept and skipped clips,
-durations, clipping, loudness and silence.
+Lines are the official fine-tuning format (audio, text, audio_codes, ref_audio) plus duration, frames,
+text_source and flags. corpus-report.json and corpus-report.txt go beside the JSONL; the summary is printed.
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import os
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from contract import audit as ca
+from contract.configfile import ConfigError, read_config
+from contract.runfolder import write_json_atomic
 from training.audio import SAMPLE_RATE, AudioError, read_audio, to_24k_mono
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff", ".au"}
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")
-SILENCE_DBFS = -50.0   # a 20 ms window quieter than this counts as silence
-CLIPPING_LEVEL = 0.999
+SILENT_PEAK = 10 ** (-50.0 / 20)   # a file whose loudest sample is under -50 dBFS is silent
+PROGRESS_S = 15.0                  # a progress line at most this often while auditing
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32"), (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+        (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+        (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
 
 
 class PrepareError(Exception):
     """Bad input to prepare (exit 3)."""
 
 
+class TextError(Exception):
+    """A transcript file that is not text; the message is the one-line reason."""
+
+
 @dataclass
-class Clip:
+class Entry:
+    """One file found, or one clip cut from a long recording: what the report says about it."""
+    name: str
     path: Path
-    text: str | None = None
-    text_source: str = ""
+    info: dict
+    take: object = None          # inference.scoring.audit.Take once it is audited
     skipped: str | None = None
-    info: dict = field(default_factory=dict)
-    audio: np.ndarray | None = None
+    cut_from: dict | None = None
 
 
 def find_audio(corpus: Path) -> list[Path]:
@@ -51,12 +68,33 @@ def find_audio(corpus: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(corpus).parts))
 
 
-def read_metadata(corpus: Path) -> dict[str, str]:
-    """Transcripts from metadata.csv, keyed by file name, stem and path relative to the corpus."""
+def read_text(path: Path) -> str:
+    """A text file as UTF-8, or in the encoding its byte-order mark names; TextError otherwise."""
+    raw = path.read_bytes()
+    for bom, encoding, label in BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError:
+                raise TextError(f"transcript is not UTF-8 text (it starts with a {label} byte-order mark but does "
+                                f"not decode as {label})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TextError("transcript is not UTF-8 text (save it as UTF-8)") from None
+
+
+def read_metadata(corpus: Path, problems: list[str]) -> dict[str, str]:
+    """Transcripts from metadata.csv, keyed by file name, stem and path relative to the corpus. A file that
+    cannot be read is a problem line, not an error: its clips fall back to the recognizer."""
     path = corpus / "metadata.csv"
     if not path.is_file():
         return {}
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = read_text(path)
+    except (OSError, TextError) as exc:
+        problems.append(f"metadata.csv: {str(exc).replace('transcript', 'file')}; its transcripts are not used")
+        return {}
     rows = [r for r in text.splitlines() if r.strip()]
     table: dict[str, str] = {}
     if rows and "|" in rows[0]:  # LJSpeech: id|text|normalized text, no header
@@ -66,84 +104,34 @@ def read_metadata(corpus: Path) -> dict[str, str]:
                 said = cols[2] if len(cols) >= 3 and cols[2].strip() else cols[1]
                 table[cols[0].strip()] = said.strip()
         return table
-    reader = csv.DictReader(rows)
+    reader = csv.DictReader(io.StringIO("\n".join(rows)))
     names = {n.lower().strip(): n for n in reader.fieldnames or []}
     file_col = next((names[c] for c in ("file", "audio", "path", "filename", "file_name", "wav", "id") if c in names), None)
     text_col = next((names[c] for c in ("text", "transcript", "transcription", "sentence", "normalized_text") if c in names), None)
     if file_col is None or text_col is None:
-        raise PrepareError(f"{path}: expected `id|text` lines or a CSV header with a file column and a text column")
+        problems.append("metadata.csv: expected `id|text` lines or a CSV header with a file column and a text "
+                        "column; its transcripts are not used")
+        return {}
     for row in reader:
         if row.get(file_col) and row.get(text_col):
             table[row[file_col].strip()] = row[text_col].strip()
     return table
 
 
-def transcript(clip: Path, corpus: Path, metadata: dict[str, str]) -> tuple[str | None, str]:
+def given_transcript(clip: Path, corpus: Path, metadata: dict[str, str]) -> tuple[str | None, str]:
+    """(text, where it came from), (None, "") when none is given; TextError for a file that is not text."""
     for suffix in TRANSCRIPT_SUFFIXES:
         beside = clip.with_suffix(suffix)
         if beside.is_file():
-            return beside.read_text(encoding="utf-8-sig").strip(), suffix[1:]
-    rel = str(clip.relative_to(corpus))
-    for key in (rel, clip.name, clip.stem, str(clip.relative_to(corpus).with_suffix(""))):
+            try:
+                return read_text(beside).strip(), suffix[1:]
+            except OSError as exc:
+                raise TextError(f"transcript {beside.name} cannot be read ({exc.strerror or exc})") from None
+    rel = clip.relative_to(corpus)
+    for key in (str(rel), clip.name, clip.stem, str(rel.with_suffix(""))):
         if key in metadata:
             return metadata[key].strip(), "metadata.csv"
     return None, ""
-
-
-def analyse(data: np.ndarray, sr: int, mono24: np.ndarray) -> dict:
-    """Clipping, loudness and silence of one clip (source samples for clipping, 24 kHz mono for the rest)."""
-    peak = float(np.abs(data).max()) if data.size else 0.0
-    clipped = float(np.mean(np.abs(data) >= CLIPPING_LEVEL)) if data.size else 0.0
-    win = SAMPLE_RATE // 50
-    n = len(mono24) // win
-    frames = mono24[: n * win].reshape(n, win) if n else np.zeros((1, max(1, len(mono24))))
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-20)
-    db = 20 * np.log10(rms)
-    loud = db > SILENCE_DBFS
-    active = rms[loud]
-    lead = int(np.argmax(loud)) if loud.any() else n
-    trail = int(np.argmax(loud[::-1])) if loud.any() else n
-    return dict(
-        peak=round(peak, 4),
-        clipped_fraction=round(clipped, 6),
-        rms_dbfs=round(float(20 * np.log10(np.sqrt(np.mean(active ** 2)))) if active.size else -120.0, 2),
-        silence_fraction=round(float(1 - loud.mean()) if n else 1.0, 4),
-        leading_silence_s=round(lead * win / SAMPLE_RATE, 3),
-        trailing_silence_s=round(trail * win / SAMPLE_RATE, 3),
-    )
-
-
-class Whisper:
-    """Whisper through transformers' speech-recognition pipeline, loaded on first use."""
-
-    def __init__(self, name: str, device: str, language: str | None):
-        self.name, self.device, self.language, self.pipe = name, device, language, None
-
-    def load(self):
-        if self.pipe is None:
-            from inference.qwen import guard_torchaudio
-
-            guard_torchaudio()
-            from transformers import pipeline
-
-            local = Path(self.name).expanduser()
-            if not local.is_dir():
-                print(f"--whisper {self.name}: not a local folder; loading it from the Hugging Face hub because you "
-                      "named it", file=sys.stderr)
-            try:
-                self.pipe = pipeline("automatic-speech-recognition", model=str(local) if local.is_dir() else self.name,
-                                     device=self.device)
-            except Exception as exc:  # noqa: BLE001 - any loading failure is one line
-                raise PrepareError(f"cannot load Whisper model {self.name}: {str(exc).splitlines()[0]}") from None
-        return self.pipe
-
-    def __call__(self, mono24: np.ndarray) -> str:
-        import soxr
-
-        audio16 = soxr.resample(mono24, SAMPLE_RATE, 16000).astype(np.float32)
-        kwargs = {"generate_kwargs": {"language": self.language, "task": "transcribe"}} if self.language else {}
-        out = self.load()({"raw": audio16, "sampling_rate": 16000}, **kwargs)
-        return str(out.get("text", "")).strip()
 
 
 def load_speech_tokenizer(base: Path, device: str):
@@ -165,75 +153,156 @@ def encode(tokenizer, mono24: np.ndarray) -> np.ndarray:
     return codes.cpu().numpy().astype(np.int32)
 
 
-def summary(clips: list[Clip], kept: list[Clip], out: Path, ref: Path, seconds: float) -> dict:
-    durations = [c.info["duration_s"] for c in kept]
-    reasons: dict[str, int] = {}
-    for c in clips:
-        if c.skipped:
-            key = c.skipped.split(":")[0].split(" (")[0]
-            reasons[key] = reasons.get(key, 0) + 1
+def write_wav_atomic(path: Path, audio: np.ndarray) -> None:
+    import soundfile as sf
 
-    def stats(values):
-        if not values:
-            return None
-        return dict(min=round(min(values), 3), mean=round(float(np.mean(values)), 3),
-                    median=round(float(np.median(values)), 3), max=round(max(values), 3))
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def cut_recording(entry: Entry, mono: np.ndarray, auditor, clips_dir: Path,
+                  corpus_name: str) -> list[tuple[Entry, np.ndarray]]:
+    """A long recording's clips (entry, 24 kHz audio), cut at VAD pauses and written to clips_dir."""
+    from inference.scoring.audit import plan_cuts
+    from inference.scoring.measures import resample
+    from inference.scoring.models import RATE
+
+    audio16 = resample(mono, SAMPLE_RATE, RATE)
+    speech = auditor.vad.speech(audio16)
+    cuts, left_out = plan_cuts(speech, len(mono) / SAMPLE_RATE)
+    entry.info.update(clips_cut=len(cuts), speech_s=round(sum(e - s for s, e in speech), 2), speech_left_out_s=left_out)
+    if not cuts:
+        entry.skipped = "long recording with no stretch of speech of 3 s or more"
+        return []
+    clips_dir.mkdir(parents=True, exist_ok=True)
+    stem = corpus_name.rsplit(".", 1)[0].replace("/", "__")
+    out = []
+    for k, (start, end) in enumerate(cuts, 1):
+        path = clips_dir / f"{stem}-{k:03d}.wav"
+        piece = mono[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
+        write_wav_atomic(path, piece)
+        out.append((Entry(f"{ca.CLIPS_DIR}/{path.name}", path,
+                          dict(duration_s=round(len(piece) / SAMPLE_RATE, 3), source_sample_rate=SAMPLE_RATE,
+                               source_channels=1),
+                          cut_from=dict(recording=corpus_name, start_s=start, end_s=end)), piece))
+    return out
+
+
+def stats(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return dict(min=round(min(values), 3), mean=round(float(np.mean(values)), 3),
+                median=round(float(np.median(values)), 3), max=round(max(values), 3))
+
+
+def clip_row(e: Entry, drop_flagged: bool, folder: Path) -> dict:
+    """The report's line for one clip; its path is relative to the report's folder (the report moves with it)."""
+    take = e.take
+    skipped = e.skipped or (take.skipped if take is not None else None)
+    flags = take.flags if take is not None and not skipped else []
+    status = (ca.SKIPPED if skipped else ca.DROPPED if flags and drop_flagged else ca.FLAGGED if flags else ca.KEPT)
+    row = dict(clip=e.name, path=os.path.relpath(e.path, folder), status=status, reason=skipped, flags=flags,
+               text=take.text if take is not None else None, text_source=take.text_source if take is not None else None,
+               **e.info, measures=take.measures if take is not None else {})
+    if e.cut_from:
+        row["cut_from"] = e.cut_from
+    return row
+
+
+def build_report(entries: list[Entry], rows: list[dict], *, out: Path, corpus: Path, reference: Path, auditor,
+                 voice: dict, thresholds: dict, problems: list[str], drop_flagged: bool, seconds: float) -> dict:
+    kept = [r for r in rows if r["status"] in (ca.KEPT, ca.FLAGGED)]
+    flag_counts: dict[str, int] = {}
+    for r in rows:
+        for f in r["flags"]:
+            flag_counts[f["check"]] = flag_counts.get(f["check"], 0) + 1
+    audio_s = sum(e.info.get("duration_s", 0.0) for e in entries if not e.cut_from)
+    measured = [r["measures"] for r in kept]
+
+    def values(key):
+        return [v[key] for v in measured if isinstance(v.get(key), (int, float))]
 
     return dict(
-        data=str(out), reference=str(ref), clips_found=len(clips), clips_kept=len(kept),
-        clips_skipped=len(clips) - len(kept), skip_reasons=reasons,
-        total_duration_s=round(sum(durations), 2), duration_s=stats(durations),
-        clipping=dict(clips_with_clipping=sum(1 for c in kept if c.info["clipped_fraction"] > 0),
-                      worst=max(kept, key=lambda c: c.info["clipped_fraction"]).path.name if kept else None),
-        loudness_rms_dbfs=stats([c.info["rms_dbfs"] for c in kept]),
-        silence_fraction=stats([c.info["silence_fraction"] for c in kept]),
-        leading_silence_s=stats([c.info["leading_silence_s"] for c in kept]),
-        trailing_silence_s=stats([c.info["trailing_silence_s"] for c in kept]),
-        transcripts={src: sum(1 for c in kept if c.text_source == src) for src in sorted({c.text_source for c in kept})},
-        sample_rates=sorted({c.info["source_sample_rate"] for c in kept}),
-        channels=sorted({c.info["source_channels"] for c in kept}),
-        skipped=[dict(clip=str(c.path), reason=c.skipped) for c in clips if c.skipped],
-        seconds=round(seconds, 2),
+        version=ca.REPORT_VERSION, data=out.name, corpus=os.path.relpath(corpus, out.parent),
+        reference=os.path.relpath(reference, out.parent),
+        models=auditor.models(), thresholds=thresholds, drop_flagged=drop_flagged,
+        counts=dict(files=sum(1 for e in entries if not e.cut_from), clips=len(rows), kept=len(kept),
+                    flagged=sum(1 for r in rows if r["status"] in (ca.FLAGGED, ca.DROPPED)),
+                    dropped=sum(1 for r in rows if r["status"] == ca.DROPPED),
+                    skipped=sum(1 for r in rows if r["status"] == ca.SKIPPED)),
+        flags=flag_counts, voice=voice, problems=problems,
+        recordings=[dict(recording=e.name, **{k: e.info[k] for k in ("duration_s", "clips_cut", "speech_s",
+                                                                       "speech_left_out_s") if k in e.info})
+                    for e in entries if "clips_cut" in e.info],
+        transcripts={src: sum(1 for r in kept if r["text_source"] == src) for src in sorted({r["text_source"] for r in kept})},
+        duration_s=stats([r["duration_s"] for r in kept]), total_duration_s=round(sum(r["duration_s"] for r in kept), 2),
+        loudness_lufs=stats(values("loudness_lufs")), snr_db=stats(values("snr_db")),
+        speech_ratio=stats(values("speech_ratio")), speaker_similarity=stats(values("speaker_similarity")),
+        sample_rates=sorted({r["source_sample_rate"] for r in kept}), channels=sorted({r["source_channels"] for r in kept}),
+        audio_s=round(audio_s, 2), seconds=round(seconds, 2), clips=rows,
     )
 
 
-def report_text(rep: dict) -> str:
-    d = rep["duration_s"] or {}
+def report_text(rep: dict, data: Path) -> str:
+    c, d = rep["counts"], rep["duration_s"] or {}
     lines = [
-        f"corpus report for {rep['data']}",
-        f"  clips: {rep['clips_kept']} kept, {rep['clips_skipped']} skipped of {rep['clips_found']}",
-        f"  audio: {rep['total_duration_s'] / 60:.1f} min in all; per clip {d.get('min', 0):.1f}-{d.get('max', 0):.1f} s "
+        f"corpus report for {data}",
+        f"  clips: {c['kept']} kept ({c['flagged'] - c['dropped']} of them flagged), {c['dropped']} flagged and dropped, "
+        f"{c['skipped']} skipped; {c['files']} file(s) found",
+        f"  audio: {rep['total_duration_s'] / 60:.1f} min kept; per clip {d.get('min', 0):.1f}-{d.get('max', 0):.1f} s "
         f"(median {d.get('median', 0):.1f} s)",
-        f"  sources: {', '.join(str(s) for s in rep['sample_rates'])} Hz, {', '.join(str(c) for c in rep['channels'])} "
-        f"channel(s) -> 24 kHz mono",
     ]
-    if rep["loudness_rms_dbfs"]:
-        l, s = rep["loudness_rms_dbfs"], rep["silence_fraction"]
-        lines.append(f"  loudness: {l['min']:.1f} to {l['max']:.1f} dBFS RMS (median {l['median']:.1f}); "
-                     f"silence {s['mean'] * 100:.0f}% of the time on average")
-        lines.append(f"  clipping: {rep['clipping']['clips_with_clipping']} clip(s)"
-                     + (f", worst {rep['clipping']['worst']}" if rep['clipping']['clips_with_clipping'] else ""))
-    lines.append("  transcripts: " + ", ".join(f"{n} from {src}" for src, n in rep["transcripts"].items()))
-    lines.append(f"  reference audio: {rep['reference']}")
-    for s in rep["skipped"]:
-        lines.append(f"  skipped {s['clip']}: {s['reason']}")
+    if rep["sample_rates"]:
+        lines.append(f"  sources: {', '.join(str(s) for s in rep['sample_rates'])} Hz, "
+                     f"{', '.join(str(n) for n in rep['channels'])} channel(s) -> 24 kHz mono")
+    for key, label, unit in (("loudness_lufs", "loudness", " LUFS"), ("snr_db", "SNR", " dB"),
+                             ("speech_ratio", "speech ratio", ""), ("speaker_similarity", "voice similarity", "")):
+        s = rep[key]
+        if s:
+            lines.append(f"  {label}: {s['min']:g} to {s['max']:g}{unit} (median {s['median']:g})")
+    for r in rep["recordings"]:
+        lines.append(f"  recording {r['recording']}: {r['duration_s'] / 60:.1f} min cut into {r['clips_cut']} clips"
+                     + (f" ({r['speech_left_out_s']:g} s of speech in pieces under 3 s left out)"
+                        if r.get("speech_left_out_s") else ""))
+    lines.append("  transcripts: " + (", ".join(f"{n} from {src}" for src, n in rep["transcripts"].items()) or "none"))
+    lines.append(f"  models: {rep['models']['asr']}, {rep['models']['speaker']}, {rep['models']['vad']}")
+    if not rep["voice"].get("judged"):
+        lines.append(f"  voice not judged: {rep['voice'].get('why')}")
+    lines.append(f"  reference audio: {os.path.normpath(data.parent / rep['reference'])}")
+    for p in rep["problems"]:
+        lines.append(f"  problem: {p}")
+    for r in rep["clips"]:
+        if r["status"] == ca.SKIPPED:
+            lines.append(f"  skipped {r['clip']}: {r['reason']}")
+    for r in rep["clips"]:
+        if r["flags"]:
+            word = "dropped" if r["status"] == ca.DROPPED else "flagged"
+            lines.append(f"  {word} {r['clip']}: " + "; ".join(f["reason"] for f in r["flags"]))
+    if c["flagged"] and not rep["drop_flagged"]:
+        lines.append("  flagged clips are in the JSONL, marked; listen to them in the dashboard (corpus view) or "
+                     "rerun with --drop-flagged to leave them out")
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whisper: str | None = None,
             language: str | None = None, min_seconds: float = 0.5, max_seconds: float = 20.0,
-            device: str | None = None, say=print, relative_paths: bool = False) -> dict:
+            device: str | None = None, say=print, relative_paths: bool = False, drop_flagged: bool = False,
+            thresholds: dict | None = None) -> dict:
     started = time.monotonic()
     corpus, base, out = corpus.absolute(), base.absolute(), out.absolute()
     if not corpus.is_dir():
@@ -242,72 +311,110 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
         raise PrepareError(f"base model folder not found or incomplete: {base}")
     if ref is not None and not ref.is_file():
         raise PrepareError(f"reference audio not found: {ref}")
+    if whisper is not None and not Path(whisper).expanduser().is_dir():
+        raise PrepareError(f"--whisper {whisper} is not a local folder (download it first, e.g. "
+                           f"`huggingface-cli download openai/whisper-small --local-dir DIR`)")
+    if thresholds is None:
+        try:
+            thresholds = ca.audit_thresholds(read_config())
+        except ConfigError as exc:
+            raise PrepareError(str(exc)) from None
     files = find_audio(corpus)
     if not files:
         raise PrepareError(f"{corpus}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
     import torch
 
+    from inference.scoring.audit import Auditor, Take
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    metadata = read_metadata(corpus)
-    asr = Whisper(whisper, device, language) if whisper else None
-    clips = []
+    auditor = Auditor(thresholds, whisper=str(Path(whisper).expanduser()) if whisper else None, device=device,
+                      language=language)
+    problems: list[str] = []
+    metadata = read_metadata(corpus, problems)
+    entries: list[Entry] = []
+    audited, last_said = 0, time.monotonic()
+    say(f"auditing {len(files)} file(s) under {corpus} ({auditor.models()['asr']}, {auditor.models()['speaker']})")
     for path in files:
-        clip = Clip(path)
-        clips.append(clip)
+        rel = str(path.relative_to(corpus))
+        entry = Entry(rel, path, {})
+        entries.append(entry)
         try:
             data, sr, channels = read_audio(path)
         except AudioError as exc:
-            clip.skipped = f"unreadable: {exc}"
+            entry.skipped = f"unreadable: {exc}"
             continue
         mono = to_24k_mono(data, sr)
         duration = len(mono) / SAMPLE_RATE
+        entry.info = dict(duration_s=round(duration, 3), source_sample_rate=sr, source_channels=channels)
         if len(mono) == 0:
-            clip.skipped = "empty: no samples"
+            entry.skipped = "empty: no samples"
             continue
-        clip.info = dict(duration_s=round(duration, 3), source_sample_rate=sr, source_channels=channels,
-                         **analyse(data, sr, mono))
-        if clip.info["peak"] < 10 ** (SILENCE_DBFS / 20):
-            clip.skipped = "empty: silent"
-        elif duration < min_seconds:
-            clip.skipped = f"too short: {duration:.2f} s < {min_seconds} s"
-        elif duration > max_seconds:
-            clip.skipped = f"too long: {duration:.1f} s > {max_seconds} s (--max-seconds)"
-        if clip.skipped:
+        if float(np.abs(data).max()) < SILENT_PEAK:
+            entry.skipped = "empty: silent"
             continue
-        clip.text, clip.text_source = transcript(path, corpus, metadata)
-        if clip.text is None and asr is not None:
-            clip.text, clip.text_source = asr(mono), "whisper"
-        if clip.text is None:
-            clip.skipped = "no transcript: add CLIP.txt, a metadata.csv line, or --whisper MODEL"
-        elif not clip.text:
-            clip.skipped = f"empty transcript ({clip.text_source})"
+        if duration < min_seconds:
+            entry.skipped = f"too short: {duration:.2f} s < {min_seconds} s (--min-seconds)"
+            continue
+        try:
+            text, source = given_transcript(path, corpus, metadata)
+        except TextError as exc:
+            entry.skipped = str(exc)
+            continue
+        if duration > max_seconds:
+            if text is not None:
+                entry.skipped = (f"a {duration:.0f} s recording with a transcript ({source}): one transcript cannot be "
+                                 f"split across clips; remove it to have the recording cut at pauses and transcribed, "
+                                 f"or cut the clips yourself")
+                continue
+            say(f"cutting {rel} ({duration / 60:.1f} min) at pauses")
+            pieces = cut_recording(entry, mono, auditor, out.parent / ca.CLIPS_DIR, rel)
+            entries.extend(p for p, _ in pieces)
+            work = [(p, Take(p.name, piece)) for p, piece in pieces]
         else:
-            clip.audio = mono
-    kept = [c for c in clips if not c.skipped]
-    if not kept:
-        raise PrepareError(f"{corpus}: none of {len(clips)} clips can be used: "
-                           + "; ".join(f"{c.path.name}: {c.skipped}" for c in clips[:3]))
-    reference = ref.absolute() if ref else max(kept, key=lambda c: c.info["duration_s"]).path
-    say(f"encoding {len(kept)} clips with {base / 'speech_tokenizer'} on {device}")
+            work = [(entry, Take(rel, mono, text, source, data))]
+        for e, take in work:
+            if take.text is not None and not take.text:
+                e.skipped = f"empty transcript ({take.text_source})"
+                continue
+            auditor.measure(take)
+            e.take = take
+            audited += 1
+            if time.monotonic() - last_said > PROGRESS_S:
+                say(f"  audited {audited} clip(s), {time.monotonic() - started:.0f} s")
+                last_said = time.monotonic()
+    voice = auditor.judge([e.take for e in entries if e.take is not None and not e.skipped])
+    rows_of = {id(e): clip_row(e, drop_flagged, out.parent) for e in entries if not e.info.get("clips_cut")}  # a cut recording
+    # is its clips (and a line under "recordings")
+    train = [e for e in entries if id(e) in rows_of and rows_of[id(e)]["status"] in (ca.KEPT, ca.FLAGGED)]
+    if not train:
+        rows = list(rows_of.values())
+        raise PrepareError(f"{corpus}: none of {len(rows)} clips can be used: "
+                           + "; ".join(f"{r['clip']}: {r['reason'] or 'flagged'}" for r in rows[:3]))
+    clean = [e for e in train if not e.take.flags] or train
+    reference = ref.absolute() if ref else max(clean, key=lambda e: e.info["duration_s"]).path
+    say(f"encoding {len(train)} clips with {base / 'speech_tokenizer'} on {device}")
     tokenizer = load_speech_tokenizer(base, device)
     lines = []
 
     def where(path: Path) -> str:
         return os.path.relpath(path, out.parent) if relative_paths else str(path)
 
-    for c in kept:
-        codes = encode(tokenizer, c.audio)
-        c.audio = None
-        lines.append(json.dumps(dict(audio=where(c.path), text=c.text, audio_codes=codes.tolist(), ref_audio=where(reference),
-                                     duration=c.info["duration_s"], frames=int(codes.shape[0]),
-                                     text_source=c.text_source), ensure_ascii=False))
+    for e in train:
+        codes = encode(tokenizer, e.take.audio)
+        e.take.audio = e.take.source = None
+        line = dict(audio=where(e.path), text=e.take.text, audio_codes=codes.tolist(), ref_audio=where(reference),
+                    duration=e.info["duration_s"], frames=int(codes.shape[0]), text_source=e.take.text_source)
+        if e.take.flags:
+            line["flags"] = [f["check"] for f in e.take.flags]
+        lines.append(json.dumps(line, ensure_ascii=False))
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, "\n".join(lines) + "\n")
-    rep = summary(clips, kept, out, reference, time.monotonic() - started)
-    stem = out.with_suffix("")
-    write_atomic(Path(f"{stem}.report.json"), json.dumps(rep, indent=2, ensure_ascii=False) + "\n")
-    text = report_text(rep)
-    write_atomic(Path(f"{stem}.report.txt"), text)
+    write_text_atomic(out, "\n".join(lines) + "\n")
+    rep = build_report(entries, list(rows_of.values()), out=out, corpus=corpus, reference=reference, auditor=auditor,
+                       voice=voice, thresholds=thresholds, problems=problems, drop_flagged=drop_flagged,
+                       seconds=time.monotonic() - started)
+    write_json_atomic(out.parent / ca.CORPUS_REPORT, rep)
+    text = report_text(rep, out)
+    write_text_atomic(out.parent / ca.CORPUS_SUMMARY, text)
     say(text.rstrip("\n"))
     return rep
 
@@ -316,7 +423,7 @@ def main(args) -> int:
     try:
         prepare(Path(args.corpus), Path(args.base), Path(args.out), Path(args.ref) if args.ref else None,
                 args.whisper, args.language, args.min_seconds, args.max_seconds, args.device,
-                relative_paths=args.relative_paths)
+                relative_paths=args.relative_paths, drop_flagged=args.drop_flagged)
     except PrepareError as exc:
         print(f"milo-train: error: {exc}", file=sys.stderr)
         return 3

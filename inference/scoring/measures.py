@@ -8,6 +8,7 @@ import numpy as np
 WINDOW_S = 0.02          # 20 ms analysis windows
 SILENCE_RMS = 0.01       # -40 dBFS: below it a window counts as silence
 FULL_SCALE = 0.999       # a sample at or above it (absolute) counts as clipped
+SNR_CEILING_DB = 80.0    # an SNR estimate stops here (digital silence has no noise to measure)
 
 
 def window_rms(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -66,9 +67,59 @@ def error_rates(reference: str, hypothesis: str) -> tuple[float, float]:
     return float(jiwer.wer(ref, hyp)), float(jiwer.cer(ref, hyp))
 
 
+def loudness_lufs(audio: np.ndarray, rate: int) -> float | None:
+    """Integrated loudness (ITU-R BS.1770-4, gated) in LUFS, through pyloudnorm; None for a clip shorter than
+    one 400 ms gating block or with nothing above the absolute gate (-70 LUFS)."""
+    import pyloudnorm
+
+    audio = np.asarray(audio, dtype=np.float64)
+    if len(audio) < int(0.4 * rate) + 1:
+        return None
+    value = pyloudnorm.Meter(rate).integrated_loudness(audio)
+    return float(value) if np.isfinite(value) else None
+
+
+def snr_db(audio: np.ndarray, rate: int, speech: list[tuple[float, float]]) -> float | None:
+    """An SNR estimate: the mean power of the 20 ms windows inside speech (from a VAD) against the noise
+    floor, the 10th percentile of all windows' power (pauses between words and around the speech). None
+    when there is no speech to measure. Digital silence between words reads as SNR_CEILING_DB."""
+    n = max(1, int(WINDOW_S * rate))
+    power = window_rms(audio, rate).astype(np.float64) ** 2
+    if not len(power) or not speech:
+        return None
+    inside = np.zeros(len(power), dtype=bool)
+    for start, end in speech:
+        inside[int(start * rate) // n: int(np.ceil(end * rate / n))] = True
+    if not inside.any():
+        return None
+    noise = float(np.percentile(power, 10))
+    signal = float(power[inside].mean()) - noise
+    if signal <= 0:
+        return 0.0
+    if noise <= signal * 10 ** (-SNR_CEILING_DB / 10):
+        return SNR_CEILING_DB
+    return float(10 * np.log10(signal / noise))
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def robust_centre(vectors: list[np.ndarray], spread: float = 3.0, floor: float = 0.02) -> tuple[np.ndarray, list[int]]:
+    """The unit direction most clips share, and the indices it was taken from. Starts from the element-wise
+    median (which one odd vector cannot drag), then averages the vectors whose cosine to it is within
+    `spread` robust deviations (MAD, at least `floor`) of the median cosine: a second speaker, music or a
+    jingle falls outside and leaves the centre where the corpus voice is."""
+    matrix = np.asarray([v / (np.linalg.norm(v) + 1e-12) for v in vectors], dtype=np.float64)
+    start = np.median(matrix, axis=0)
+    start /= np.linalg.norm(start) + 1e-12
+    sims = matrix @ start
+    middle = float(np.median(sims))
+    mad = max(1.4826 * float(np.median(np.abs(sims - middle))), floor)
+    core = [i for i, s in enumerate(sims) if s >= middle - spread * mad]
+    centre = matrix[core].mean(axis=0)
+    return centre / (np.linalg.norm(centre) + 1e-12), core
 
 
 def resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:

@@ -7,6 +7,7 @@ All of them take float32 mono audio at 16 kHz (`RATE`).
   SpeakerEncoder    resemblyzer's GE2E (the weights in its wheel), or WavLM x-vector from a local folder
   Recognizer        pocketsphinx en-us (the model in its wheel), or Whisper from a local folder
   Dnsmos            DNSMOS P.835 from speechmos (the ONNX models in its wheel) on onnxruntime
+  Vad               silero-vad (the model in its wheel): where the speech is
 """
 from __future__ import annotations
 
@@ -26,8 +27,16 @@ class Unavailable(Exception):
     """A model cannot load, or cannot take this clip: the message is the one-line why."""
 
 
+ONE_LINE_MAX = 200
+
+
 def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """An exception as one short line: its first line (libraries append whole tracebacks and lists of every
+    model type they know), cut at ONE_LINE_MAX characters."""
+    lines = [x for x in str(exc).splitlines() if x.strip()]
+    text = " ".join(lines[0].split()) if lines else ""
+    if len(text) > ONE_LINE_MAX:
+        text = text[: ONE_LINE_MAX - 3].rstrip() + "..."
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
@@ -174,3 +183,24 @@ class Dnsmos(_Lazy):
             raise Unavailable(f"clip too short for DNSMOS ({seconds:.2f} s, at least {MIN_DNSMOS_S} s)")
         out = self._load()(np.clip(np.asarray(audio16, dtype=np.float32), -1.0, 1.0), sr=RATE)
         return {"sig": float(out["sig_mos"]), "bak": float(out["bak_mos"]), "ovrl": float(out["ovrl_mos"])}
+
+
+class Vad(_Lazy):
+    """silero-vad: the spans of speech in a clip, in seconds. `min_silence_s` is the shortest pause that
+    ends a span (short ones keep words together; sentence pauses are longer)."""
+
+    name = "silero-vad"
+
+    def _open(self):
+        from silero_vad import get_speech_timestamps, load_silero_vad
+
+        return load_silero_vad(), get_speech_timestamps
+
+    def speech(self, audio16: np.ndarray, min_silence_s: float = 0.1, pad_s: float = 0.03) -> list[tuple[float, float]]:
+        import torch
+
+        model, timestamps = self._load()
+        wav = torch.from_numpy(np.ascontiguousarray(audio16, dtype=np.float32))  # float64 is refused
+        spans = timestamps(wav, model, sampling_rate=RATE, min_silence_duration_ms=int(min_silence_s * 1000),
+                           speech_pad_ms=int(pad_s * 1000))
+        return [(s["start"] / RATE, s["end"] / RATE) for s in spans]

@@ -97,9 +97,8 @@ class Scorer:
             except Unavailable as exc:
                 ref.problems.append(f"{clip.audio.name}: {exc}")
         ref.clips = len(vectors)
-        if vectors:
-            centroid = np.mean(vectors, axis=0)
-            ref.centroid = centroid / (np.linalg.norm(centroid) + 1e-12)
+        if vectors:  # robust: a mislabelled clip in the corpus does not move the voice scored against
+            ref.centroid, _ = m.robust_centre(vectors)
         if rates:
             ref.rate_cps = float(np.median(rates))
         return ref

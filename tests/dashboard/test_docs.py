@@ -88,3 +88,13 @@ def test_every_cli_flag_is_in_the_readme_or_the_doc_it_names():
         missing += [(command, f) for f in sorted(flags)
                     if not any(re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", t) for t in named)]
     assert not missing, missing
+
+
+def test_every_audit_threshold_is_documented_with_its_default():
+    from contract.audit import THRESHOLDS
+
+    config = (ROOT / "docs" / "configuration.md").read_text()
+    audit = (ROOT / "docs" / "corpus-audit.md").read_text()
+    for key, t in THRESHOLDS.items():
+        assert f"| `audit.{key}` | {t.default:g} |" in config, key
+        assert f"`{key}`" in audit and t.check in audit, key

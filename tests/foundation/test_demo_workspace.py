@@ -23,7 +23,7 @@ def test_demo_workspace_contents(demo_workspace):
 
     examples = read_jsonl(ws.train_jsonl)
     assert len(examples) == len(SENTENCES) and all(e.ref_audio.is_file() for e in examples)
-    assert (ws.data / "train.report.txt").is_file()
+    assert (ws.data / "corpus-report.txt").is_file() and (ws.data / "corpus-report.json").is_file()
     assert not [p for p in ws.root.parent.iterdir() if ".tmp-" in p.name]
 
 

@@ -61,16 +61,20 @@ def prepared(corpus, tiny_base, tmp_path_factory):
 def test_kept_clips_become_24k_mono_codes(prepared, corpus):
     out, report, _ = prepared
     rows = [json.loads(l) for l in out.read_text().splitlines()]
-    assert [r["audio"].split("/")[-1] for r in rows] == ["a_stereo44k.wav", "b_16k.flac", "c_8bit.wav"]
-    assert [r["text"] for r in rows] == ["Forty four kilohertz in stereo.", "Sixteen kilohertz flac.",
-                                         "Eight bit audio, normalized."]
-    for r, seconds in zip(rows, (2.0, 1.5, 2.5)):
+    assert [r["audio"].split("/")[-1] for r in rows] == ["a_stereo44k.wav", "b_16k.flac", "c_8bit.wav",
+                                                         "h_untranscribed.wav"]
+    assert [r["text"] for r in rows][:3] == ["Forty four kilohertz in stereo.", "Sixteen kilohertz flac.",
+                                             "Eight bit audio, normalized."]
+    for r, seconds in zip(rows, (2.0, 1.5, 2.5, 1.2)):
         codes = np.array(r["audio_codes"])
         assert codes.shape[1] == 16 and codes.min() >= 0 and codes.max() < 2048
         assert r["duration"] == pytest.approx(seconds, abs=0.01)
         assert codes.shape[0] == pytest.approx(seconds * 12.5, abs=1)
-        assert r["ref_audio"] == str(corpus / "c_8bit.wav"), "default reference: the longest clip kept"
-    assert [r["text_source"] for r in rows] == ["txt", "lab", "metadata.csv"]
+    # the synthetic buzz is no English, so the given transcripts disagree with the recognizer: flagged,
+    # kept, and the reference is the longest clip without a flag
+    assert [r.get("flags") for r in rows] == [["transcript"]] * 3 + [None]
+    assert {r["ref_audio"] for r in rows} == {str(corpus / "h_untranscribed.wav")}
+    assert [r["text_source"] for r in rows] == ["txt", "lab", "metadata.csv", "pocketsphinx en-us"]
     from training.data import read_jsonl
 
     assert [e.frames for e in read_jsonl(out)] == [len(r["audio_codes"]) for r in rows]
@@ -78,31 +82,32 @@ def test_kept_clips_become_24k_mono_codes(prepared, corpus):
 
 def test_each_skipped_clip_has_its_reason(prepared):
     _, report, _ = prepared
-    reasons = {s["clip"].split("/")[-1]: s["reason"] for s in report["skipped"]}
-    assert reasons.keys() == {"d_garbage.wav", "e_empty.wav", "f_short.wav", "g_long.wav", "h_untranscribed.wav",
-                              "i_silent.wav"}
+    reasons = {r["clip"]: r["reason"] for r in report["clips"] if r["status"] == "skipped"}
+    assert reasons.keys() == {"d_garbage.wav", "e_empty.wav", "f_short.wav", "g_long.wav", "i_silent.wav"}
     assert reasons["d_garbage.wav"].startswith("unreadable")
     assert reasons["e_empty.wav"] == "empty: no samples"
     assert reasons["i_silent.wav"] == "empty: silent"
     assert reasons["f_short.wav"].startswith("too short: 0.20 s")
-    assert reasons["g_long.wav"].startswith("too long: 5.0 s")
-    assert reasons["h_untranscribed.wav"].startswith("no transcript")
+    assert reasons["g_long.wav"].startswith("a 5 s recording with a transcript (txt)")
 
 
 def test_report_describes_the_corpus(prepared):
     out, report, printed = prepared
-    assert report["clips_found"] == 9 and report["clips_kept"] == 3 and report["clips_skipped"] == 6
-    assert report["total_duration_s"] == pytest.approx(6.0, abs=0.05)
-    assert report["duration_s"]["min"] == pytest.approx(1.5, abs=0.01) and report["duration_s"]["max"] == pytest.approx(2.5, abs=0.01)
-    assert report["clipping"] == {"clips_with_clipping": 1, "worst": "a_stereo44k.wav"}
-    assert -40 < report["loudness_rms_dbfs"]["median"] < 0
-    assert 0 < report["silence_fraction"]["mean"] < 1
-    assert report["sample_rates"] == [16000, 22050, 44100] and report["channels"] == [1, 2]
-    assert report["skip_reasons"] == {"unreadable": 1, "empty": 2, "too short": 1, "too long": 1, "no transcript": 1}
-    saved = json.loads(out.with_name("train.report.json").read_text())
-    assert saved["clips_kept"] == 3
-    text = out.with_name("train.report.txt").read_text()
-    assert "3 kept, 6 skipped of 9" in text and "skipped" in text and text.strip() in printed
+    assert report["counts"] == {"files": 9, "clips": 9, "kept": 4, "flagged": 3, "dropped": 0, "skipped": 5}
+    assert report["total_duration_s"] == pytest.approx(7.2, abs=0.05)
+    assert report["duration_s"]["min"] == pytest.approx(1.2, abs=0.01) and report["duration_s"]["max"] == pytest.approx(2.5, abs=0.01)
+    rows = {r["clip"]: r for r in report["clips"]}
+    assert rows["a_stereo44k.wav"]["measures"]["clipping"] == pytest.approx(100 / (2 * 88200), abs=1e-5)
+    assert rows["a_stereo44k.wav"]["source_sample_rate"] == 44100 and rows["a_stereo44k.wav"]["source_channels"] == 2
+    assert -40 < report["loudness_lufs"]["median"] < 0
+    assert 0 < report["speech_ratio"]["mean"] <= 1
+    assert report["sample_rates"] == [16000, 22050, 24000, 44100] and report["channels"] == [1, 2]
+    assert report["flags"] == {"transcript": 3}
+    saved = json.loads((out.parent / "corpus-report.json").read_text())
+    assert saved["counts"]["kept"] == 4
+    text = (out.parent / "corpus-report.txt").read_text()
+    assert "4 kept (3 of them flagged), 0 flagged and dropped, 5 skipped; 9 file(s) found" in text
+    assert "skipped i_silent.wav: empty: silent" in text and text.strip() in printed
 
 
 def test_whisper_transcribes_clips_without_transcript(corpus, tiny_base, tmp_path):
@@ -113,9 +118,13 @@ def test_whisper_transcribes_clips_without_transcript(corpus, tiny_base, tmp_pat
     out = tmp_path / "whispered.jsonl"
     report = prepare(corpus, tiny_base, out, max_seconds=4.0, whisper=str(whisper), say=lambda s: None)
     rows = {json.loads(l)["audio"].split("/")[-1]: json.loads(l) for l in out.read_text().splitlines()}
-    assert rows["h_untranscribed.wav"]["text"] == TRANSCRIPT and rows["h_untranscribed.wav"]["text_source"] == "whisper"
+    assert rows["h_untranscribed.wav"]["text"] == TRANSCRIPT
+    assert rows["h_untranscribed.wav"]["text_source"] == "whisper (tiny-whisper)"
     assert rows["a_stereo44k.wav"]["text_source"] == "txt", "a transcript beside the clip wins over Whisper"
-    assert report["clips_kept"] == 4 and report["transcripts"]["whisper"] == 1
+    assert report["counts"]["kept"] == 4 and report["transcripts"]["whisper (tiny-whisper)"] == 1
+    assert report["models"]["asr"] == "whisper (tiny-whisper)"
+    # Whisper also checked the given transcripts: what it heard is in the report
+    assert {r["measures"]["heard"] for r in report["clips"] if r["clip"] == "a_stereo44k.wav"} == {TRANSCRIPT}
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, tiny_base):
