@@ -314,10 +314,12 @@ class Worker:
             except (OSError, RuntimeError) as exc:
                 self.error(job_id, f"cannot read {Path(path).name}: {one_line(exc)}")
                 return
-            if rate != SAMPLE_RATE:
-                self.error(job_id, f"{Path(path).name} is {rate} Hz, expected {SAMPLE_RATE}")
-                return
-            parts += ([gap] if i else []) + [audio.mean(axis=1)]
+            mono = audio.mean(axis=1)
+            if rate != SAMPLE_RATE:  # a corpus clip as recorded (the corpus view plays them)
+                import soxr
+
+                mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+            parts += ([gap] if i else []) + [mono]
         self.emit(Event.REPLAYING, id=job_id, wavs=[str(w) for w in wavs])
         self.output.start(job_id, {"checkpoint": cmd.get("label") or "replay", "text": cmd.get("text", ""),
                                    "expected_s": round(sum(len(p) for p in parts) / SAMPLE_RATE, 3)})

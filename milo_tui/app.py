@@ -321,6 +321,9 @@ class MiloApp(App):
                 return f"{r.name} has finished"
             if not r.has_resume:
                 return f"{r.name} has no resume point yet; start a new run"
+        if action == "corpus" and self.corpus_report_file() is None:
+            return ("no corpus report beside the selected run's data or the configured data; milo-train prepare "
+                    "writes corpus-report.json beside the JSONL")
         if action == "view" and getattr(self.screen, "wide", False):
             return "every pane is on screen at this size"
         return None
@@ -445,6 +448,31 @@ class MiloApp(App):
 
         self.push_screen(CheckpointsScreen())
 
+    def corpus_report_file(self) -> Path | None:
+        """The corpus report beside the selected run's data (run.json), else beside the configured data."""
+        from contract.audit import report_path
+        from contract.runfolder import RUN_JSON, read_json
+
+        candidates = []
+        if self.selected is not None:
+            data = (read_json(self.selected / RUN_JSON) or {}).get("data")
+            if isinstance(data, str) and data:
+                candidates.append(Path(data))
+        if self.default_data() is not None:
+            candidates.append(Path(self.default_data()))
+        for data in candidates:
+            path = report_path(data)
+            if path.is_file():
+                return path
+        return None
+
+    def action_corpus(self) -> None:
+        from milo_tui.screens.corpus import CorpusScreen
+
+        path = self.corpus_report_file()
+        if path is not None:
+            self.push_screen(CorpusScreen(path, device=self.settings.device))
+
     def action_smooth(self) -> None:
         self.smooth = not self.smooth
         self.mark_dirty("chart")
@@ -495,12 +523,14 @@ def binding_classes() -> tuple:
     """The app and every screen whose bindings a [keys] table may remap."""
     from milo_tui.audition.screen import AuditionScreen
     from milo_tui.screens.checkpoints import CheckpointsScreen
+    from milo_tui.screens.corpus import CorpusScreen
     from milo_tui.screens.dialogs import ConfirmScreen, NumberPrompt
     from milo_tui.screens.help import HelpScreen
     from milo_tui.screens.new_run import NewRunScreen
     from milo_tui.screens.runs import RunsScreen
 
-    return MiloApp, RunsScreen, CheckpointsScreen, NewRunScreen, ConfirmScreen, NumberPrompt, HelpScreen, AuditionScreen
+    return (MiloApp, RunsScreen, CheckpointsScreen, NewRunScreen, ConfirmScreen, NumberPrompt, HelpScreen, AuditionScreen,
+            CorpusScreen)
 
 
 def all_binding_ids() -> set[str]:

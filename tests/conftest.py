@@ -99,3 +99,44 @@ def need_binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed: run scripts/test.sh, which installs the Debian packages")
     return path
+
+
+# ---- speech nobody here recorded (docs: ../docs/corpus-audit.md, tests/scoring) ------------------------
+def festival(text: str, out: Path, voice: str = "cmu_us_slt_arctic_hts") -> Path:
+    """`text` spoken by a festival voice into `out` (a WAV), with the transcript beside it as out.txt.
+    SLT (the default, 32 kHz) is an HTS voice trained on a real speaker that pocketsphinx transcribes;
+    kal_diphone (16 kHz) is another speaker."""
+    need_binary("text2wave")
+    txt = out.with_suffix(".txt")
+    txt.write_text(text + "\n")
+    subprocess.run(["text2wave", "-eval", f"(voice_{voice})", str(txt), "-o", str(out)], check=True,
+                   capture_output=True, timeout=60)
+    return out
+
+
+AUDITED_SLT = ("The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
+               "It is easy to tell the depth of a well.", "These days a chicken leg is a rare dish.")
+AUDITED_OTHER = "Check the fuse before you touch the wires."
+
+
+@pytest.fixture(scope="session")
+def audited_corpus(tiny_base, tmp_path_factory) -> Path:
+    """A small corpus audited by `milo-train prepare` (a child process): four SLT clips, one clip of
+    another voice (kal) and one of white noise with a transcript. Returns the training JSONL; the
+    corpus report is beside it."""
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("audited")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i, text in enumerate(AUDITED_SLT):
+        festival(text, corpus / f"slt_{i}.wav")
+    festival(AUDITED_OTHER, corpus / "other_voice.wav", voice="kal_diphone")
+    rng = np.random.default_rng(0)
+    sf.write(corpus / "noise.wav", np.clip(rng.normal(0, 0.3, 3 * 24000), -1, 1).astype(np.float32), 24000)
+    (corpus / "noise.txt").write_text("Nothing but noise here at all.\n")
+    out = root / "data" / "train.jsonl"
+    proc = run_module("training", "prepare", str(corpus), "--base", str(tiny_base), "--out", str(out), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    return out

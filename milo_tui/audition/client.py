@@ -31,6 +31,20 @@ RESTART_WINDOW_S = 60.0
 MAX_RESTARTS = 3            # in RESTART_WINDOW_S; then the client gives up and says so
 
 
+def output_settings(output: str | None = None, audio_device: str | None = None,
+                    listen_port: int | None = None) -> tuple[str, str | None, int]:
+    """(target, audio device, listener port): what is given, else $MILO_AUDIO_OUTPUT, $MILO_AUDIO_DEVICE and
+    $MILO_LISTEN_PORT, else the Spark's own output, the default device and the default port."""
+    from contract.audio import DEFAULT_PORT
+    from contract.protocol import OUTPUT_TARGETS
+
+    target = output or os.environ.get("MILO_AUDIO_OUTPUT", "local")
+    if target not in OUTPUT_TARGETS:
+        target = "local"
+    device = audio_device if audio_device is not None else os.environ.get("MILO_AUDIO_DEVICE") or None
+    return target, device, int(listen_port or os.environ.get("MILO_LISTEN_PORT") or DEFAULT_PORT)
+
+
 def default_log_path() -> Path:
     return user_log_path("milo-tui") / "audition-worker.log"
 

@@ -15,7 +15,6 @@ v blind, 1-5 rate, a/b/= A/B preference, o output (spark / laptop / none), f fix
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -30,8 +29,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from milo_tui.audition.client import WorkerClient
-from contract.audio import DEFAULT_PORT
+from milo_tui.audition.client import WorkerClient, output_settings
 from contract.protocol import OUTPUT_TARGETS as TARGETS, Cmd, Event, Playback
 from contract.samples import Sample, append_preference, append_rating, fold, read_samples
 from contract.text import TextError, split_sentences
@@ -157,11 +155,7 @@ class AuditionScreen(Screen):
         self.checkpoint_b: Path | None = None
         self.ab_mode = False
         self.blind = False
-        self.output = output or os.environ.get("MILO_AUDIO_OUTPUT", "local")
-        if self.output not in TARGETS:
-            self.output = "local"
-        self.audio_device = audio_device if audio_device is not None else os.environ.get("MILO_AUDIO_DEVICE") or None
-        self.listen_port = int(listen_port or os.environ.get("MILO_LISTEN_PORT") or DEFAULT_PORT)
+        self.output, self.audio_device, self.listen_port = output_settings(output, audio_device, listen_port)
         self.sampling = dict(sampling or {})
         self.fixed_seed: int | None = None
         self.last_seed: int | None = None

@@ -50,6 +50,8 @@ class RunsScreen(ExplainDisabled, Screen):
         Binding("K", "app.kill", "Kill", id="kill", tooltip="Kill the run's whole process group (asks first)"),
         Binding("r", "app.resume", "Resume", id="resume", tooltip="Continue from the newest resume point"),
         Binding("c", "app.checkpoints", "Checkpoints", id="checkpoints", tooltip="The selected run's checkpoints"),
+        Binding("C", "app.corpus", "Corpus", id="corpus", show=False, tooltip="The corpus report of the selected run's data "
+                "(flagged clips, reasons, play one)"),
         Binding("R", "app.restart_policy", "Restart policy", id="restart_policy", show=False,
                 tooltip="Restart this run when it crashes: off, or N times with back-off"),
         Binding("m", "app.smooth", "Smooth", id="smooth", show=False, tooltip="EMA smoothing of the loss chart on/off"),

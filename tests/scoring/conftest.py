@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import need_binary
+from tests.conftest import festival, need_binary
 
 REFERENCE = [
     "The birch canoe slid on the smooth planks.",
@@ -32,12 +32,7 @@ class Voices:
 
 
 def slt(text: str, out: Path) -> Path:
-    need_binary("text2wave")
-    txt = out.with_suffix(".txt")
-    txt.write_text(text + "\n")
-    subprocess.run(["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", str(txt), "-o", str(out)], check=True,
-                   capture_output=True, timeout=60)
-    return out
+    return festival(text, out)
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from contract import audit as ca
-from tests.conftest import need_binary, run_module
+from tests.conftest import festival, run_module
 from tests.scoring.conftest import HELD_OUT, REFERENCE, slt
 
 pytestmark = pytest.mark.slow
@@ -32,11 +31,7 @@ BAD = {  # clip -> the check that must flag it
 
 def kal(text: str, out) -> None:
     """Festival's kal diphone voice: another speaker, whose words pocketsphinx mostly gets."""
-    need_binary("text2wave")
-    txt = out.with_suffix(".txt")
-    txt.write_text(text + "\n")
-    subprocess.run(["text2wave", "-eval", "(voice_kal_diphone)", str(txt), "-o", str(out)], check=True,
-                   capture_output=True, timeout=60)
+    festival(text, out, voice="kal_diphone")
 
 
 @pytest.fixture(scope="module")
