@@ -53,7 +53,9 @@ THRESHOLDS: dict[str, Threshold] = {
     "speaker_similarity_min": Threshold(0.75, "min", "speaker",
                                         "cosine of the clip's voice to the corpus voice (resemblyzer): the same "
                                         "speaker measured 0.9-1.0 here, other speakers and noise 0.4-0.6"),
-    "wer_max": Threshold(0.5, "max", "transcript", "word error rate of the recognizer against the given transcript"),
+    "cer_max": Threshold(0.6, "max", "transcript",
+                         "character error rate of what the recognizer hears against the given transcript: pocketsphinx "
+                         "heard good clips at 0-0.31 here and mislabelled ones at 0.77-0.88"),
 }
 # Checks without a threshold: a clip that repeats an earlier clip's audio or transcript.
 DUPLICATE_AUDIO, DUPLICATE_TEXT = "duplicate_audio", "duplicate_text"

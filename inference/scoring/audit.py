@@ -95,13 +95,13 @@ class Auditor:
         try:
             heard = self.transcribe(take.audio)
         except Unavailable as exc:
-            got["wer"] = not_scored(str(exc))
+            got["wer"] = got["cer"] = not_scored(str(exc))
             return
         got["heard"] = heard
         try:
             got["wer"], got["cer"] = (round(v, 3) for v in m.error_rates(take.text, heard))
         except ValueError as exc:  # a transcript of punctuation only
-            got["wer"] = not_scored(str(exc))
+            got["wer"] = got["cer"] = not_scored(str(exc))
 
     # ---- the corpus ----------------------------------------------------------------------------------
     def judge(self, takes: list[Take]) -> dict:
@@ -169,7 +169,7 @@ class Auditor:
 MEASURE_OF = {
     "loudness_min_lufs": "loudness_lufs", "loudness_max_lufs": "loudness_lufs", "clipping_max": "clipping",
     "snr_min_db": "snr_db", "speech_ratio_min": "speech_ratio", "leading_silence_max_s": "leading_silence_s",
-    "trailing_silence_max_s": "trailing_silence_s", "speaker_similarity_min": "speaker_similarity", "wer_max": "wer",
+    "trailing_silence_max_s": "trailing_silence_s", "speaker_similarity_min": "speaker_similarity", "cer_max": "cer",
 }
 DESCRIBE = {
     "loudness_lufs": lambda v: f"loudness {v:.1f} LUFS",
@@ -179,7 +179,7 @@ DESCRIBE = {
     "leading_silence_s": lambda v: f"{v:.2f} s of silence before the speech",
     "trailing_silence_s": lambda v: f"{v:.2f} s of silence after the speech",
     "speaker_similarity": lambda v: f"voice similarity {v:.2f}",
-    "wer": lambda v: f"WER {v:.2f} of what the recognizer heard against the transcript",
+    "cer": lambda v: f"CER {v:.2f} of what the recognizer heard against the transcript",
 }
 
 DUP_LENGTH_TOLERANCE = 0.02   # clips whose lengths differ more than this are not the same audio

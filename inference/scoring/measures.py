@@ -50,9 +50,34 @@ def chars_per_second(text: str, audio: np.ndarray, rate: int) -> float | None:
 _PUNCT = re.compile(r"[^\w\s']+")
 
 
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_NUMBER = re.compile(r"\d+(?:,\d{3})*")
+
+
+def say_number(n: int) -> str:
+    """An integer below a billion in English words, as a recognizer writes what it hears ("twenty one")."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    for size, word in ((1_000_000, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            rest = n % size
+            return f"{say_number(n // size)} {word}" + (f" {say_number(rest)}" if rest else "")
+    raise AssertionError(n)  # pragma: no cover
+
+
+def _spell(match: re.Match) -> str:
+    n = int(match.group().replace(",", ""))
+    return f" {say_number(n)} " if n < 1_000_000_000 else match.group()
+
+
 def normalize(text: str) -> str:
-    """Lower case, punctuation dropped, spaces collapsed: how both sides are compared for WER/CER."""
-    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+    """Lower case, numbers in words ("12" and "twelve" are the same word to a listener), punctuation
+    dropped, spaces collapsed: how both sides are compared for WER/CER."""
+    return " ".join(_PUNCT.sub(" ", _NUMBER.sub(_spell, text.lower())).split())
 
 
 def error_rates(reference: str, hypothesis: str) -> tuple[float, float]:

@@ -29,7 +29,7 @@ SORTS = {
     "file": (lambda r: 0, False),
     "flags": (lambda r: len(r.get("flags") or []), True),
     "voice": (lambda r: _num(r, "speaker_similarity", 9.0), False),
-    "WER": (lambda r: _num(r, "wer", -1.0), True),
+    "CER": (lambda r: _num(r, "cer", -1.0), True),
     "loudness": (lambda r: _num(r, "loudness_lufs", 99.0), False),
     "SNR": (lambda r: _num(r, "snr_db", 999.0), False),
     "speech": (lambda r: _num(r, "speech_ratio", 9.0), False),
@@ -71,7 +71,7 @@ class CorpusScreen(ExplainDisabled, Screen):
         Binding("p", "play", "Play", id="corpus.play", tooltip="Play the highlighted clip through the audition output"),
         Binding("x", "stop", "Stop", id="corpus.stop", tooltip="Stop playing"),
         Binding("o", "sort", "Sort", id="corpus.sort",
-                tooltip="Sort by the next column: file order, flags, voice, WER, loudness, SNR, speech (worst first)"),
+                tooltip="Sort by the next column: file order, flags, voice, CER, loudness, SNR, speech (worst first)"),
         Binding("f", "show", "Show", id="corpus.show", tooltip="Show the flagged clips, all clips, or the skipped ones"),
         Binding("escape", "back", "Back", id="corpus.back", tooltip="Back to the runs"),
         Binding("q", "back", "Back", id="corpus.back_q", show=False, tooltip="Back to the runs"),
@@ -109,7 +109,7 @@ class CorpusScreen(ExplainDisabled, Screen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for key, label in (("clip", "Clip"), ("status", "St"), ("flags", "Flags"), ("voice", "Voice"),
-                           ("wer", "WER"), ("lufs", "LUFS"), ("snr", "SNR"), ("speech", "Sp")):
+                           ("cer", "CER"), ("lufs", "LUFS"), ("snr", "SNR"), ("speech", "Sp")):
             table.add_column(label, key=key)
         self._fill()
 
@@ -135,7 +135,7 @@ class CorpusScreen(ExplainDisabled, Screen):
             status = row.get("status", "?")
             table.add_row(
                 _short(row.get("clip", "?")), Text(STATUS_WORD.get(status, status), style=STATUS_STYLE.get(status, "")),
-                _short(checks, 14), _cell(row, "speaker_similarity", ".2f", "speaker"), _cell(row, "wer", ".2f", "transcript"),
+                _short(checks, 14), _cell(row, "speaker_similarity", ".2f", "speaker"), _cell(row, "cer", ".2f", "transcript"),
                 _cell(row, "loudness_lufs", ".1f", "loudness"), _cell(row, "snr_db", ".0f", "snr"),
                 _cell(row, "speech_ratio", ".2f", "speech_ratio"), key=row.get("clip"))
         self._title()

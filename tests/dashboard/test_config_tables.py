@@ -39,8 +39,8 @@ def test_the_audit_table_belongs_to_prepare_and_is_checked_here_too(tmp_path):
     from milo_tui.config import ConfigError, load_settings
 
     cfg = tmp_path / "config.toml"
-    cfg.write_text("[audit]\nwer_max = 0.3\nspeaker_similarity_min = 0.8\n")
+    cfg.write_text("[audit]\ncer_max = 0.3\nspeaker_similarity_min = 0.8\n")
     load_settings(path=cfg, environ={})  # a valid [audit] is not an unknown table to the dashboard
-    cfg.write_text("[audit]\nwer_max = \"low\"\n")
-    with pytest.raises(ConfigError, match=r"\[audit\] wer_max = 'low' must be a number"):
+    cfg.write_text("[audit]\ncer_max = \"low\"\n")
+    with pytest.raises(ConfigError, match=r"\[audit\] cer_max = 'low' must be a number"):
         load_settings(path=cfg, environ={})

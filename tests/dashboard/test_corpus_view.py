@@ -101,7 +101,7 @@ def _fixed_report(folder):
     """A report of the schema prepare writes, with fixed values, and a short WAV for each clip."""
     def row(clip, status="kept", flags=(), reason=None, **measures):
         m = {"loudness_lufs": -23.1, "clipping": 0.0, "snr_db": 42.0, "speech_ratio": 0.91, "leading_silence_s": 0.2,
-             "trailing_silence_s": 0.1, "speaker_similarity": 0.93, "wer": 0.0, "heard": "a clip of the corpus"}
+             "trailing_silence_s": 0.1, "speaker_similarity": 0.93, "wer": 0.0, "cer": 0.0, "heard": "a clip of the corpus"}
         m.update(measures)
         path = folder / "corpus" / clip
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,9 +114,9 @@ def _fixed_report(folder):
         row("clip_001.wav"),
         row("interview/intro_jingle.wav", "flagged", [ca.flag("speaker", 0.41, 0.75, "voice similarity 0.41 to the "
             "corpus voice is below 0.75 (another speaker, music or noise?)"), ca.flag("speech_ratio", 0.22, 0.5,
-            "speech in 0.22 of the clip is below 0.5")], speaker_similarity=0.41, speech_ratio=0.22, wer=1.0),
-        row("clip_014.wav", "flagged", [ca.flag("transcript", 0.83, 0.5, "WER 0.83 of what the recognizer heard "
-            "against the transcript is above 0.5")], wer=0.83, heard="the fuse is in the box"),
+            "speech in 0.22 of the clip is below 0.5")], speaker_similarity=0.41, speech_ratio=0.22, wer=1.0, cer=0.93),
+        row("clip_014.wav", "flagged", [ca.flag("transcript", 0.81, 0.6, "CER 0.81 of what the recognizer heard "
+            "against the transcript is above 0.6")], wer=1.0, cer=0.81, heard="the fuse is in the box"),
         row("clip_022.wav", "flagged", [ca.flag("clipping", 0.0123, 0.001, "1.23% of the samples at full scale is "
             "above 0.001"), ca.flag("loudness", -7.2, -10.0, "loudness -7.2 LUFS is above -10")],
             clipping=0.0123, loudness_lufs=-7.2),
