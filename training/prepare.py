@@ -319,7 +319,8 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
             thresholds = ca.audit_thresholds(read_config())
         except ConfigError as exc:
             raise PrepareError(str(exc)) from None
-    files = find_audio(corpus)
+    clips_dir = out.parent / ca.CLIPS_DIR  # clips cut by an earlier run, when the JSONL is written inside CORPUS
+    files = [f for f in find_audio(corpus) if clips_dir not in f.parents]
     if not files:
         raise PrepareError(f"{corpus}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
     import torch
@@ -367,7 +368,7 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
                                  f"or cut the clips yourself")
                 continue
             say(f"cutting {rel} ({duration / 60:.1f} min) at pauses")
-            pieces = cut_recording(entry, mono, auditor, out.parent / ca.CLIPS_DIR, rel)
+            pieces = cut_recording(entry, mono, auditor, clips_dir, rel)
             entries.extend(p for p, _ in pieces)
             work = [(p, Take(p.name, piece)) for p, piece in pieces]
         else:

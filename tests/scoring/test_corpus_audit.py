@@ -215,13 +215,17 @@ def test_a_transcript_for_a_long_recording_is_refused(episode, tiny_base, tmp_pa
     shutil.copytree(corpus, mixed)
     shutil.copy(corpus / "episode.flac", mixed / "labelled.flac")
     (mixed / "labelled.txt").write_text(" ".join(SENTENCES))
-    proc = run_module("training", "prepare", str(mixed), "--base", str(tiny_base), "--out", str(tmp_path / "t.jsonl"),
-                      "--device", "cpu")
-    assert proc.returncode == 0, proc.stderr
-    line = [x for x in proc.stdout.splitlines() if x.strip().startswith("skipped labelled.flac:")]
-    assert len(line) == 1 and "s recording with a transcript (txt): one transcript cannot be split" in line[0]
-    report = json.loads((tmp_path / ca.CORPUS_REPORT).read_text())
-    assert any(r["clip"].startswith("clips/episode-") for r in report["clips"])
+    out = mixed / "data" / "t.jsonl"  # inside the corpus: the cut clips must not become corpus files next time
+    reports = []
+    for _ in range(2):
+        proc = run_module("training", "prepare", str(mixed), "--base", str(tiny_base), "--out", str(out), "--device", "cpu")
+        assert proc.returncode == 0, proc.stderr
+        line = [x for x in proc.stdout.splitlines() if x.strip().startswith("skipped labelled.flac:")]
+        assert len(line) == 1 and "s recording with a transcript (txt): one transcript cannot be split" in line[0]
+        reports.append(json.loads((out.parent / ca.CORPUS_REPORT).read_text()))
+    assert any(r["clip"].startswith("clips/episode-") for r in reports[0]["clips"])
+    assert [r["clip"] for r in reports[1]["clips"]] == [r["clip"] for r in reports[0]["clips"]]
+    assert reports[1]["counts"]["files"] == 2
 
 
 # ---- bad input ----------------------------------------------------------------------------------------

@@ -133,3 +133,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, tiny_base):
     assert proc.returncode == 3
     assert proc.stderr.strip() == f"milo-train: error: corpus folder not found: {tmp_path / 'nothing'}"
     assert not (tmp_path / "x.jsonl").exists()
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("no audio here\n")
+    proc = run_module("training", "prepare", str(notes), "--base", str(tiny_base), "--out", str(tmp_path / "x.jsonl"))
+    assert proc.returncode == 3 and proc.stderr.strip().count("\n") == 0
+    assert f"{notes}: no audio files (" in proc.stderr and not (tmp_path / "x.jsonl").exists()
