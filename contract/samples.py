@@ -173,3 +173,30 @@ def read_samples(run_dir: Path) -> list[Sample]:
         return []
     records, _tail, _bad = parse_lines(data)
     return fold(records, run_dir)
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """What the operator's ears said about one checkpoint in the audition screen."""
+    stars: float | None    # mean rating (1-5) of its rated auditions
+    rated: int             # how many were rated
+    won: int               # A/B pairs in which it was preferred
+    lost: int              # ... in which the other was preferred
+    even: int              # ... judged "no difference"
+
+
+def ratings_by_checkpoint(samples: list[Sample]) -> dict[str, Ratings]:
+    """Ratings and A/B verdicts per checkpoint name. A blind sample counts once its pair is judged (before,
+    its checkpoint is not to be told)."""
+    acc: dict[str, list] = {}
+    for s in samples:
+        if not s.revealed:
+            continue
+        entry = acc.setdefault(s.checkpoint, [[], 0, 0, 0])  # stars, won, lost, even
+        if s.rating:
+            entry[0].append(int(s.rating))
+        if s.ab_group and s.decided:
+            index = 1 if s.preferred is True else 2 if s.preferred is False else 3
+            entry[index] += 1
+    return {name: Ratings(round(sum(st) / len(st), 2) if st else None, len(st), w, l, e)
+            for name, (st, w, l, e) in acc.items()}

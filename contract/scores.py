@@ -15,6 +15,7 @@ short to embed, no corpus reference): a reader never has to guess why a number i
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from contract.audio import FRAME_RATE
@@ -101,3 +102,145 @@ def states(run_dir: Path, section: str = "checkpoints") -> dict[str, dict]:
     doc = read_json(Path(run_dir) / SCORING_JSON) or {}
     entries = doc.get(section)
     return entries if isinstance(entries, dict) else {}
+
+
+# ---- reading them back (the dashboard, milo-say, the audition screen) --------------------------------------
+def scores_of(eval_json: dict | None) -> dict | None:
+    """A checkpoint's score means from its eval.json, or None when it has not been scored."""
+    block = (eval_json or {}).get(SCORES)
+    means_ = block.get("means") if isinstance(block, dict) else None
+    return means_ if isinstance(means_, dict) else None
+
+
+def read_row(run_dir: Path, row: str) -> dict | None:
+    """The run's baseline or ceiling row ("baseline" / "ceiling"): {"means": ...} or {"error": "not scored: ..."};
+    None when it has not been made."""
+    doc = read_json(Path(run_dir) / (BASELINE_JSON if row == "baseline" else CEILING_JSON))
+    if doc is None:
+        return None
+    if isinstance(doc.get("means"), dict):
+        return {"means": doc["means"]}
+    return {"error": str(doc.get("error") or not_scored("unreadable"))}
+
+
+def start_scorer(run_dir: Path, *, python: str, device: str = "cpu", env: dict | None = None):
+    """Start the run's scorer (`python -m inference.scoring queue RUN`): niced by itself, in its own session
+    (a Stop of the run does not cut a score short), its output appended to scoring.log. One scorer per run
+    drains the queue; a second start waits for the first and finds nothing left. OSError if it cannot start."""
+    import subprocess
+
+    with open(Path(run_dir) / SCORING_LOG, "ab") as out:
+        return subprocess.Popen([python, "-m", "inference.scoring", "queue", str(run_dir), "--device", device],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, close_fds=True)
+
+
+# ---- the best checkpoint ----------------------------------------------------------------------------------
+BEST_TABLE = "best"
+HIGHER_IS_BETTER = {"similarity": True, "dnsmos_ovrl": True, "wer": False, "cer": False, "val_loss": False}
+
+
+@dataclass(frozen=True)
+class BestRule:
+    """Which checkpoint is the voice: the best `metric` among the scored checkpoints whose WER is at most the
+    baseline's plus `wer_margin` (when the baseline has a WER) and that ran away on at most `max_runaway`
+    prompts. Set in the [best] table of the configuration file (docs/configuration.md)."""
+    metric: str = "similarity"
+    wer_margin: float = 0.05
+    max_runaway: int = 0
+
+    def describe(self) -> str:
+        word = "highest" if HIGHER_IS_BETTER[self.metric] else "lowest"
+        runaway = "no runaway" if self.max_runaway == 0 else f"at most {self.max_runaway} runaway"
+        return f"{word} {self.metric}, WER <= baseline + {self.wer_margin:g}, {runaway}"
+
+
+def best_rule(config: dict | None = None, origin: str | Path = "the configuration file") -> BestRule:
+    """The [best] table of a configuration (contract.configfile.read_config()), checked; ConfigError if wrong."""
+    from contract.configfile import ConfigError
+
+    table = (config or {}).get(BEST_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: [{BEST_TABLE}] must be a table")
+    unknown = sorted(set(table) - {"metric", "wer_margin", "max_runaway"})
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key(s) in [{BEST_TABLE}]: {', '.join(unknown)}; valid keys are metric, "
+                          "wer_margin, max_runaway")
+    rule = BestRule()
+    metric = table.get("metric", rule.metric)
+    if metric not in HIGHER_IS_BETTER:
+        raise ConfigError(f"{origin}: [{BEST_TABLE}] metric = {metric!r} must be one of {', '.join(HIGHER_IS_BETTER)}")
+    margin = table.get("wer_margin", rule.wer_margin)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+        raise ConfigError(f"{origin}: [{BEST_TABLE}] wer_margin = {margin!r} must be a number of 0 or more")
+    runaway = table.get("max_runaway", rule.max_runaway)
+    if isinstance(runaway, bool) or not isinstance(runaway, int) or runaway < 0:
+        raise ConfigError(f"{origin}: [{BEST_TABLE}] max_runaway = {runaway!r} must be a whole number of 0 or more")
+    return BestRule(metric, float(margin), runaway)
+
+
+def pick_best(candidates: list[tuple[str, dict | None, float | None]], baseline: dict | None,
+              rule: BestRule) -> tuple[str | None, str]:
+    """(the best checkpoint's name or None, one line saying why). `candidates` are (name, score means or None,
+    validation loss or None); `baseline` is the baseline row's means (or None)."""
+    base_wer = (baseline or {}).get("wer")
+    limit = base_wer + rule.wer_margin if is_score(base_wer) else None
+    eligible = []
+    for name, got, val_loss in candidates:
+        if got is None:
+            continue
+        value = val_loss if rule.metric == "val_loss" else got.get(rule.metric)
+        if not is_score(value):
+            continue
+        if limit is not None and not (is_score(got.get("wer")) and got["wer"] <= limit):
+            continue
+        runaway = got.get("runaway")
+        if is_score(runaway) and runaway > rule.max_runaway:
+            continue
+        eligible.append((float(value), name))
+    scored = sum(1 for _n, got, _v in candidates if got is not None)
+    wer_part = f"WER <= {limit:.2f} (baseline {base_wer:.2f} + {rule.wer_margin:g})" if limit is not None else \
+        "no baseline WER to hold WER to"
+    if not eligible:
+        return None, f"no checkpoint meets the rule ({scored} scored; {wer_part}; runaway <= {rule.max_runaway})"
+    higher = HIGHER_IS_BETTER[rule.metric]
+    value, name = sorted(eligible, key=lambda e: (-e[0] if higher else e[0], e[1]))[0]  # a tie: the earlier one
+    word = "highest" if higher else "lowest"
+    return name, (f"{word} {rule.metric} {value:.3f} among {len(eligible)} of {scored} scored with {wer_part}, "
+                  f"runaway <= {rule.max_runaway}")
+
+
+def best_checkpoint(run_dir: Path, rule: BestRule | None = None) -> tuple[Path | None, str]:
+    """The run's best checkpoint by `rule` (default: the configuration's), and why."""
+    from contract.configfile import read_config
+    from contract.runfolder import EVAL_JSON, list_checkpoints
+
+    rule = rule or best_rule(read_config())
+    candidates = []
+    for path in list_checkpoints(Path(run_dir)):
+        ev = read_json(path / EVAL_JSON)
+        loss = (ev or {}).get("objective")
+        candidates.append((path.name, scores_of(ev), float(loss) if is_score(loss) else None))
+    baseline = read_row(run_dir, "baseline")
+    name, why = pick_best(candidates, (baseline or {}).get("means"), rule)
+    return (Path(run_dir) / name if name else None), why
+
+
+BEST = "best"  # RUN/best names the run's best checkpoint wherever a checkpoint is asked for
+
+
+class NoBest(ValueError):
+    """RUN/best was asked for and no checkpoint meets the rule; the message is one line."""
+
+
+def resolve_checkpoint(arg: str | Path, rule: BestRule | None = None) -> tuple[Path, str | None]:
+    """A checkpoint as given (path, None), or for RUN/best the run's best checkpoint and why it is the one.
+    NoBest when the run has none yet; ConfigError (contract.configfile) when the [best] table is wrong."""
+    path = Path(arg)
+    if path.name != BEST or path.is_dir():
+        return path, None
+    run_dir = path.parent
+    best, why = best_checkpoint(run_dir, rule)
+    if best is None:
+        raise NoBest(f"{run_dir}: no best checkpoint yet: {why}")
+    return best, f"{BEST} in {run_dir.name} is {best.name}: {why}"

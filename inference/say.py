@@ -23,7 +23,8 @@ from contract.protocol import Playback
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="milo-say", description="Speak a sentence with a custom-voice checkpoint.")
-    p.add_argument("checkpoint", help="checkpoint folder (e.g. checkpoints/run/epoch-0004)")
+    p.add_argument("checkpoint", help="checkpoint folder (e.g. checkpoints/run/epoch-0004), or RUN/best: the run's "
+                                      "best checkpoint by the [best] rule (docs/scoring.md)")
     p.add_argument("text", help="what to say (long texts are split into sentences; limit in docs/audition.md)")
     p.add_argument("-o", "--output", metavar="WAV", help="where to write the WAV")
     p.add_argument("--play", action="store_true", help="play it on this machine while it is generated")
@@ -87,9 +88,18 @@ def main(argv: list[str] | None = None) -> int:
             say(f"cannot write {args.output}: {problem}")
             return exits.BAD_INPUT
     from contract.checkpoint import CheckpointError, validate_checkpoint
+    from contract.configfile import ConfigError
+    from contract.scores import NoBest, resolve_checkpoint
 
     try:
-        info = validate_checkpoint(args.checkpoint)
+        checkpoint, note = resolve_checkpoint(args.checkpoint)
+    except (NoBest, ConfigError) as exc:
+        say(str(exc))
+        return exits.BAD_INPUT
+    if note:
+        say(note)
+    try:
+        info = validate_checkpoint(checkpoint)
     except CheckpointError as exc:
         say(f"{exc.path} cannot be auditioned:")
         for problem in exc.problems:

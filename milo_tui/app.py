@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the sources' modules are imported once the first frame is u
         TelemetrySampled,
     )
     from milo_tui.metrics import RunMetrics
-    from milo_tui.runs import RunSummary
+    from milo_tui.runs import RunJudgement, RunSummary
     from milo_tui.supervisor import RunRequest, Supervisor
     from milo_tui.telemetry.source import TelemetrySource
     from milo_tui.watcher import RunWatcher
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # the sources' modules are imported once the first frame is u
 CRASHED, FINISHED, STOPPED, UNREADABLE = "crashed", "finished", "stopped", "unreadable"
 
 DRAW_HZ = 2  # redraws per second at most, and only of what changed
-PARTS = ("runs", "chart", "log", "telemetry", "checkpoints")
+PARTS = ("runs", "chart", "log", "telemetry", "checkpoints", "trend")
 LOG_LINES = 1000
 
 
@@ -82,6 +82,7 @@ class MiloApp(App):
         self.run_metrics: RunMetrics | None = None  # of the selected run
         self.log_lines: deque[str] = deque(maxlen=LOG_LINES)
         self.checkpoints: dict[Path, tuple] = {}
+        self.judgements: dict[Path, RunJudgement] = {}  # per run: baseline, ceiling, scoring states, ratings
         self.history = TelemetryHistory()
         self.smooth = False
         self.overlay: int | None = None
@@ -231,7 +232,9 @@ class MiloApp(App):
 
     def on_checkpoints_scanned(self, message: CheckpointsScanned) -> None:
         self.checkpoints[message.run_dir] = (message.checkpoints, message.free_bytes)
-        self.mark_dirty("checkpoints")
+        if message.judgement is not None:
+            self.judgements[message.run_dir] = message.judgement
+        self.mark_dirty("checkpoints", "trend")
 
     def on_telemetry_sampled(self, message: TelemetrySampled) -> None:
         self.history.add(message.telemetry)
@@ -472,6 +475,34 @@ class MiloApp(App):
         path = self.corpus_report_file()
         if path is not None:
             self.push_screen(CorpusScreen(path, device=self.settings.device))
+
+    def best_of(self, run_dir: Path | None) -> tuple[str | None, str]:
+        """The run's best checkpoint by the configured rule ([best]), and why."""
+        from contract.scores import pick_best
+
+        checkpoints, _free = self.checkpoints.get(run_dir, ((), None))
+        j = self.judgements.get(run_dir)
+        baseline = ((j.baseline if j else None) or {}).get("means")
+        return pick_best([(c.name, c.scores, c.val_loss) for c in checkpoints], baseline, self.settings.best)
+
+    def score(self, run_dir: Path, names: list[str]) -> None:
+        """Queue checkpoints in the run's scoring.json and start its scorer: the same queue and process the
+        trainer uses after a save (contract.scores.start_scorer). Fork and exec stay off the event loop."""
+        from contract import scores
+
+        def queue_and_start() -> None:
+            for name in names:
+                scores.set_state(run_dir, name, scores.QUEUED, by="dashboard")
+            try:
+                scores.start_scorer(run_dir, python=self._sources["python"], device=self.settings.device,
+                                    env=self._sources["env"])
+            except OSError as exc:
+                self.call_from_thread(self.notify, f"cannot start the scorer: {exc}", severity="error")
+                return
+            what = names[0] if len(names) == 1 else f"{len(names)} checkpoints"
+            self.call_from_thread(self.notify, f"scoring {what} of {run_dir.name} (scoring.log in the run folder)")
+
+        self.run_worker(queue_and_start, thread=True, group="score", name=f"score {run_dir.name}", exit_on_error=False)
 
     def action_smooth(self) -> None:
         self.smooth = not self.smooth

@@ -258,3 +258,51 @@ def layer_rows(points, width: int, height: int, *, overlay: int | None = None, a
         cell.truncate(col_w, pad=True)
         lines[row].append_text(cell)
     return lines
+
+
+def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[Text]:
+    """The scores per epoch as stacked small charts, one per measure: `series` is a list of (label, style,
+    [(epoch, value)], baseline value or None, format). Each chart gets a title line (latest value, the
+    baseline's) and a braille plot with the baseline as a dotted reference line; with one line per measure,
+    a sparkline."""
+    if not any(points for _l, _s, points, _b, _f in series):
+        lines = [Text(" " * width) for _ in range(height)]
+        if height:
+            lines[height // 2] = Text("no scored checkpoint yet".center(width), AXIS)
+        return lines
+    per = max(1, height // max(1, len(series)))
+    out: list[Text] = []
+    for label, style, points, base, fmt in series:
+        latest = format(points[-1][1], fmt) if points else "-"
+        head = Text(f"{label} ", style)
+        head.append(latest, "bold " + style)
+        if base is not None:
+            head.append(f"  base {format(base, fmt)}", AXIS)
+        if points:
+            head.append(f"  @{points[-1][0]}", AXIS)
+        if per == 1:
+            spark_w = max(1, width - head.cell_len - 1)
+            head.append(" " + sparkline([v for _e, v in points], spark_w, ascii), style)
+            out.append(head)
+            continue
+        head.truncate(width, pad=True)
+        out.append(head)
+        plot_h = per - 1
+        canvas = Canvas(width, plot_h, ascii)
+        rng = _range([v for _e, v in points] + ([base] if base is not None else [])) or (0.0, 1.0)
+        xs = [e for e, _v in points]
+        x0, x1 = (xs[0], xs[-1]) if xs else (0, 1)
+
+        def py(y: float) -> int:
+            return round((1 - (y - rng[0]) / (rng[1] - rng[0])) * (canvas.px_h - 1))
+
+        def px(x: float) -> int:
+            return round((x - x0) / ((x1 - x0) or 1) * (canvas.px_w - 1))
+
+        if base is not None:
+            for x in range(0, canvas.px_w, 3):
+                canvas.dot(x, py(base), AXIS)
+        canvas.polyline([(px(e), py(v)) for e, v in points], style)
+        out.extend(canvas.rows())
+    out = out[:height]
+    return out + [Text(" " * width) for _ in range(height - len(out))]

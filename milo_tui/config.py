@@ -31,6 +31,7 @@ from platformdirs import user_data_path
 
 from contract.audit import AUDIT_TABLE, audit_thresholds
 from contract.configfile import APP, ConfigError, config_file, read_config
+from contract.scores import BEST_TABLE, BestRule, best_rule
 
 __all__ = ["APP", "ConfigError", "Settings", "config_file", "load_settings"]
 DEVICES = ("auto", "cpu", "cuda")
@@ -70,6 +71,8 @@ class Settings:
     restart_on_crash: int = 0
     restart_backoff: float = 5.0
     score_checkpoints: bool = True
+    # [best] table: which checkpoint is the voice (contract/scores.py)
+    best: BestRule = field(default_factory=BestRule)
     # [keys] table: binding id -> key string(s), applied with App.set_keymap
     keys: dict = field(default_factory=dict, compare=False)
     # key -> "default" | "file <path>" | "env NAME" | "flag --x" | "demo workspace"
@@ -130,7 +133,7 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
     settings = Settings()
     if path.is_file():
         data = read_config(path)
-        unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE})
+        unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE})
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
         values = {k: _coerce(k, data[k], f"{path}") for k in ENV if k in data}
@@ -138,6 +141,8 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         if "keys" in data:
             values["keys"] = _keys_table(data["keys"], path)
         audit_thresholds(data, path)  # [audit] belongs to `milo-train prepare`; a mistake in it is said here too
+        if BEST_TABLE in data:
+            values["best"] = best_rule(data, path)
         settings = settings.with_values(f"file {path}", **values) if values else settings
     for key, name in ENV.items():
         if environ.get(name):

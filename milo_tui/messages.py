@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.message import Message
 
 from milo_tui.metrics import MetricsBatch
-from milo_tui.runs import CheckpointRow, RunSummary
+from milo_tui.runs import CheckpointRow, RunJudgement, RunSummary
 from milo_tui.supervisor import Ended
 from milo_tui.telemetry import Telemetry
 
@@ -42,6 +42,7 @@ class CheckpointsScanned(Message):
     run_dir: Path
     checkpoints: tuple[CheckpointRow, ...]
     free_bytes: int | None
+    judgement: RunJudgement | None = None
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from milo_tui.metrics import RECENT, speed
@@ -116,6 +116,28 @@ class CheckpointRow:
     bytes: int
     val_loss: float | None
     created: float
+    scores: dict | None = None       # the score means from eval.json (contract/scores.py), once scored
+    eval_mtime: float | None = None  # eval.json is rewritten when the scores land: re-read when this changes
+
+
+@dataclass(frozen=True)
+class RunJudgement:
+    """What a run's checkpoints were judged against, and by whom: the baseline and ceiling rows, the scoring
+    state of each checkpoint (scoring.json) and the ratings from the audition screen."""
+    baseline: dict | None = None     # {"means": ...} or {"error": "not scored: ..."}; None: not made yet
+    ceiling: dict | None = None
+    states: dict = field(default_factory=dict)   # checkpoint name -> its scoring.json entry
+    rows: dict = field(default_factory=dict)     # "baseline" / "ceiling" -> their scoring.json entry
+    ratings: dict = field(default_factory=dict)  # checkpoint name -> contract.samples.Ratings
+
+
+def read_judgement(run_dir: Path) -> RunJudgement:
+    from contract import scores
+    from contract.samples import ratings_by_checkpoint, read_samples
+
+    return RunJudgement(scores.read_row(run_dir, "baseline"), scores.read_row(run_dir, "ceiling"),
+                        scores.states(run_dir), scores.states(run_dir, "rows"),
+                        ratings_by_checkpoint(read_samples(run_dir)))
 
 
 def folder_bytes(path: Path) -> int:
@@ -150,20 +172,28 @@ class CheckpointScanner:
         self._disk_usage = disk_usage
 
     def scan(self, run_dir: Path) -> tuple[list[CheckpointRow], int | None]:
+        from contract.scores import scores_of
+
         found = []
         for path in list_checkpoints(run_dir):
             info = self._cache.get(path)
-            if info is None or info.val_loss is None:
+            try:
+                eval_mtime = (path / EVAL_JSON).stat().st_mtime
+            except OSError:
+                eval_mtime = None
+            if info is None or info.eval_mtime != eval_mtime:
                 m = CHECKPOINT_RE.match(path.name)
                 ev = read_json(path / EVAL_JSON)
                 epoch = int(m["epoch"]) if m["epoch"] else (_int((ev or {}).get("epoch")))
                 step = int(m["step"]) if m["step"] else _int((ev or {}).get("step"))
-                try:
-                    created = path.stat().st_mtime
+                try:  # the folder's mtime moves when the scores land in eval.json; its weights' does not
+                    created = info.created if info else min(
+                        [path.stat().st_mtime] + [f.stat().st_mtime for f in path.glob("*.safetensors")])
                 except OSError:
                     continue
                 bytes_ = info.bytes if info else folder_bytes(path)
-                info = CheckpointRow(path.name, path, epoch, step, bytes_, eval_loss(ev), created)
+                info = CheckpointRow(path.name, path, epoch, step, bytes_, eval_loss(ev), created, scores_of(ev),
+                                     eval_mtime)
                 self._cache[path] = info
             found.append(info)
         try:

@@ -16,7 +16,8 @@ from typing import Callable
 
 from milo_tui.messages import CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunsScanned
 from contract.runfolder import METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_runs
-from milo_tui.runs import CheckpointScanner, RunSummary, read_summary
+from contract.samples import INDEX as SAMPLES_INDEX, samples_dir
+from milo_tui.runs import CheckpointScanner, RunSummary, read_judgement, read_summary
 from milo_tui.supervisor import Supervisor
 from milo_tui.tail import LogReader, MetricsReader
 
@@ -195,8 +196,10 @@ class RunWatcher:
         if log is not None:
             self.post(LogRead(run_dir, *log))
         now = time.monotonic()
-        stamp = _stamp(run_dir)
+        # the run folder changes when a checkpoint, a score (scoring.json) or a baseline lands; the samples
+        # index when an audition is rated
+        stamp = (_stamp(run_dir), _stamp(samples_dir(run_dir) / SAMPLES_INDEX))
         if stamp != self._ckpt_seen or now - self._ckpt_posted > FREE_SPACE_EVERY:
             checkpoints, free = self._scanner.scan(run_dir)
             self._ckpt_seen, self._ckpt_posted = stamp, now
-            self.post(CheckpointsScanned(run_dir, tuple(checkpoints), free))
+            self.post(CheckpointsScanned(run_dir, tuple(checkpoints), free, read_judgement(run_dir)))

@@ -637,16 +637,11 @@ class Trainer:
         """Queue the checkpoint in scoring.json and start the run's scorer (`python -m inference.scoring
         queue`, niced, in its own session so a Stop of the run does not cut a score short). One scorer per
         run drains the queue; a second start waits for the first and finds nothing left."""
-        import subprocess
-
         from contract import scores
 
         scores.set_state(self.run_dir, name, scores.QUEUED)
         try:
-            with open(self.run_dir / scores.SCORING_LOG, "ab") as out:
-                subprocess.Popen([sys.executable, "-m", "inference.scoring", "queue", str(self.run_dir),
-                                  "--device", self.device.type], stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+            scores.start_scorer(self.run_dir, python=sys.executable, device=self.device.type)
         except OSError as exc:  # training goes on; the checkpoint stays queued for `milo-train eval`
             self.log.info(f"could not start the scorer for {name}: {exc}")
 

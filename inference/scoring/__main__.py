@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--prompts", metavar="FILE", help="prompt set: one sentence a line, optionally 'SEED<TAB>text'")
     e.add_argument("--whisper", metavar="DIR", help="a local Whisper folder for WER (default: pocketsphinx)")
     e.add_argument("--wavlm", metavar="DIR", help="a local WavLMForXVector folder for similarity (default: resemblyzer)")
-    e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q = sub.add_parser("queue", help="score a run's queued checkpoints, its baseline and ceiling (started by the trainer)")
     q.add_argument("run", metavar="RUN")
@@ -235,6 +235,10 @@ def _baseline(run_dir, run_json, scorer, reference, args, prompts) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.device in ("auto", ""):  # the dashboard passes its own device setting through
+        from inference.engine import resolve_device
+
+        args.device = resolve_device("auto")
     try:
         return cmd_eval(args) if args.command == "eval" else cmd_queue(args)
     except KeyboardInterrupt:

@@ -31,7 +31,9 @@ from textual.widgets.option_list import Option
 
 from milo_tui.audition.client import WorkerClient, output_settings
 from contract.protocol import OUTPUT_TARGETS as TARGETS, Cmd, Event, Playback
+from contract.configfile import ConfigError
 from contract.samples import Sample, append_preference, append_rating, fold, read_samples
+from contract.scores import BEST, NoBest, best_checkpoint, resolve_checkpoint
 from contract.text import TextError, split_sentences
 from contract.runfolder import list_checkpoints
 
@@ -78,26 +80,27 @@ class CheckpointPicker(ModalScreen):
     CheckpointPicker OptionList { height: auto; max-height: 16; }
     """
 
-    def __init__(self, title: str, checkpoints: list[Path], current: Path | None) -> None:
+    def __init__(self, title: str, checkpoints: list[Path], current: Path | None, best: Path | None = None) -> None:
         super().__init__()
-        self.title_text, self.checkpoints, self.current = title, checkpoints, current
+        self.title_text, self.checkpoints, self.current, self.best = title, checkpoints, current, best
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.title_text, id="picker-title")
-            options = [Option(("* " if p == self.current else "  ") + p.name, id=str(i))
-                       for i, p in enumerate(self.checkpoints)]
+            options = [Option(f"  best: {self.best.name}", id="best")] if self.best is not None else []
+            options += [Option(("* " if p == self.current else "  ") + p.name, id=str(i))
+                        for i, p in enumerate(self.checkpoints)]
             yield OptionList(*options, id="picker-list")
 
     def on_mount(self) -> None:
         olist = self.query_one(OptionList)
         if self.current in self.checkpoints:
-            olist.highlighted = self.checkpoints.index(self.current)
+            olist.highlighted = self.checkpoints.index(self.current) + (self.best is not None)
         olist.focus()
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(self.checkpoints[int(event.option.id)])
+        self.dismiss(self.best if event.option.id == "best" else self.checkpoints[int(event.option.id)])
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -151,7 +154,7 @@ class AuditionScreen(Screen):
                  name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
         self.run_dir = Path(run_dir).absolute()
-        self.checkpoint_a: Path | None = Path(checkpoint).absolute() if checkpoint else None
+        self.checkpoint_a: Path | None = None
         self.checkpoint_b: Path | None = None
         self.ab_mode = False
         self.blind = False
@@ -168,6 +171,8 @@ class AuditionScreen(Screen):
         self.worker_detail = ""
         self.status = "starting the audition worker..."
         self.status_error = False
+        if checkpoint:
+            self.checkpoint_a = self._resolve(checkpoint)  # "best": the run's best by the [best] rule
         self.client = WorkerClient(self._from_worker, device=device, output=self.output, audio_device=self.audio_device,
                                    port=self.listen_port, env=worker_env, log_path=log_path)
 
@@ -209,9 +214,27 @@ class AuditionScreen(Screen):
                 self._add_sample(sample)
             self.checkpoint_b, self.ab_mode = None, False
         if checkpoint is not None:
-            self.checkpoint_a = Path(checkpoint).absolute()
-            self._load(self.checkpoint_a)
+            self.checkpoint_a = self._resolve(checkpoint)
+            if self.checkpoint_a is not None:
+                self._load(self.checkpoint_a)
         self._refresh_view()
+
+    def _resolve(self, checkpoint: str | Path) -> Path | None:
+        """A checkpoint as given, or for `best` (or RUN/best) the run's best by the [best] rule."""
+        if str(checkpoint) == BEST:
+            checkpoint = self.run_dir / BEST
+        try:
+            settings = getattr(self.app, "settings", None)
+        except Exception:  # noqa: BLE001 - not in an app yet (the constructor): the configuration's rule
+            settings = None
+        try:
+            path, note = resolve_checkpoint(checkpoint, getattr(settings, "best", None))
+        except (NoBest, ConfigError) as exc:
+            self._say_status(str(exc), error=True)
+            return None
+        if note:
+            self._say_status(note)
+        return path.absolute()
 
     # ---- rendering -------------------------------------------------------------------------------
     def _ckpt_name(self, path: Path | None) -> str:
@@ -518,12 +541,21 @@ class AuditionScreen(Screen):
         verdict = "no difference" if chosen is None else f"{which} preferred"
         self._say_status(f"A/B: {verdict}; {names}")
 
+    def _best(self) -> tuple[Path | None, str]:
+        """The run's best checkpoint by the dashboard's [best] rule (the configuration's when run alone)."""
+        settings = getattr(self.app, "settings", None)
+        try:
+            return best_checkpoint(self.run_dir, getattr(settings, "best", None))
+        except ConfigError as exc:
+            return None, str(exc)
+
     def _pick(self, title: str, current: Path | None, then) -> None:
         checkpoints = list_checkpoints(self.run_dir)
         if not checkpoints:
             self._say_status(f"no checkpoints in {self.run_dir} yet", error=True)
             return
-        self.app.push_screen(CheckpointPicker(title, checkpoints, current), then)
+        best, _why = self._best()
+        self.app.push_screen(CheckpointPicker(title, checkpoints, current, best), then)
 
     def action_choose_checkpoint(self) -> None:
         def chosen(path: Path | None) -> None:

@@ -1,25 +1,32 @@
-"""The checkpoints view of the selected run: epoch, size on disk, validation loss, creation time, and the
-disk's free space; rows are updated in place as checkpoints land. `a` asks for an audition."""
+"""The checkpoints view of the selected run: the baseline (zero-shot Base) and ceiling (real held-out clips)
+rows pinned at the top, then each checkpoint with its validation loss, scores (similarity, WER, DNSMOS
+OVRL, speaking rate against the corpus, runaway prompts), what the ears said in the audition screen, its
+scoring state, size and time; the best checkpoint by the configured rule is marked and the cursor starts
+on it. Rows are updated in place as checkpoints and scores land. `a` auditions, `e` / `E` score."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from rich.markup import escape
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import DataTable, Footer, Static
 
 from milo_tui.format import fmt_bytes
 from milo_tui.messages import AuditionRequested
 from milo_tui.keys import ExplainDisabled
-from milo_tui.widgets.tables import CheckpointsTable
+from milo_tui.widgets.tables import PINNED, STATE_WORD, CheckpointsTable, score_state
 
 
 class CheckpointsScreen(ExplainDisabled, Screen):
     AUTO_FOCUS = "#checkpoints"
     BINDINGS = [
         Binding("a", "audition", "Audition", id="audition", tooltip="Listen to the highlighted checkpoint"),
+        Binding("e", "score", "Score", id="score", tooltip="Score the highlighted checkpoint now (the run's scorer)"),
+        Binding("E", "score_all", "Score all", id="score_all", show=False,
+                tooltip="Score every checkpoint of the run that has no scores and is not queued"),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the runs"),
         Binding("c", "back", "Back", id="back_c", show=False, tooltip="Back to the runs"),
     ]
@@ -27,6 +34,8 @@ class CheckpointsScreen(ExplainDisabled, Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="title")
         yield CheckpointsTable(id="checkpoints", classes="pane")
+        yield Static(id="best")
+        yield Static(id="why")
         yield Static(id="free")
         yield Footer(compact=True)
 
@@ -40,25 +49,90 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         app = self.app
         run = app.selected_summary()
         checkpoints, free = app.checkpoints.get(app.selected, ((), None))
+        judgement = app.judgements.get(app.selected)
+        best, why = app.best_of(app.selected)
         self.query_one("#title", Static).update(
             f" [b]{escape(run.name)}[/] · {run.status} · {len(checkpoints)} checkpoints" if run else " no run selected")
-        self.query_one(CheckpointsTable).show(checkpoints)
+        self.query_one(CheckpointsTable).show(checkpoints, judgement, best, ascii=app.ascii)
+        mark = "*best" if app.ascii else "\u2605"
+        self.query_one("#best", Static).update(
+            f" [b #87d787]{mark} {escape(best)}[/]: {escape(why)}" if best else
+            f" [dim]no best yet: {escape(why)}[/]" if checkpoints else "")
         total = sum(c.bytes for c in checkpoints)
         self.query_one("#free", Static).update(
             f" {fmt_bytes(total)} in checkpoints · {fmt_bytes(free)} free on this disk" if free is not None else "")
+        self._explain()
         self.refresh_bindings()
 
-    def highlighted(self) -> Path | None:
+    def _explain(self) -> None:
+        """The highlighted row's why: what could not be scored, or why its scoring failed."""
+        table = self.query_one(CheckpointsTable)
+        key = self._row_key()
+        app = self.app
+        judgement = app.judgements.get(app.selected)
+        text = ""
+        if key in PINNED:
+            row = getattr(judgement, key, None) if judgement else None
+            what = ("the Base model cloning zero-shot from the reference audio" if key == "baseline"
+                    else "real held-out clips of the corpus, scored the same way")
+            text = f" {key}: {what}" + (f" · {row['error']}" if row and "error" in row else
+                                          "" if row else " · made by the run's scorer after its first checkpoint")
+        elif key is not None:
+            c = next((c for c in app.checkpoints.get(app.selected, ((), None))[0] if str(c.path) == key), None)
+            if c is not None:
+                state, why = score_state(c.name, c.scores, judgement.states if judgement else {})
+                text = f" {c.name}: {state}" + (f" · {why}" if why else "")
+        self.query_one("#why", Static).update(escape(text) if table.row_count else "")
+
+    def _row_key(self) -> str | None:
         table = self.query_one(CheckpointsTable)
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return Path(key.value) if key and key.value else None
+        return key.value if key else None
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._explain()
+        self.refresh_bindings()
+
+    def highlighted(self) -> Path | None:
+        key = self._row_key()
+        return Path(key) if key and key not in PINNED else None
+
+    def unscored(self) -> list[str]:
+        app = self.app
+        checkpoints, _free = app.checkpoints.get(app.selected, ((), None))
+        judgement = app.judgements.get(app.selected)
+        states = judgement.states if judgement else {}
+        return [c.name for c in checkpoints
+                if c.scores is None and (states.get(c.name) or {}).get("state") not in ("queued", "running")]
 
     def why_not(self, action: str) -> str | None:
-        if action == "audition" and self.is_mounted and self.highlighted() is None:
-            return "no checkpoint to audition yet"
+        if not self.is_mounted:
+            return None
+        if action in ("audition", "score") and self.highlighted() is None:
+            key = self._row_key()
+            return (f"the {key} row is the run's reference, not a checkpoint" if key in PINNED else
+                    f"no checkpoint to {'audition' if action == 'audition' else 'score'} yet")
+        if action == "score":
+            judgement = self.app.judgements.get(self.app.selected)
+            entry = (judgement.states if judgement else {}).get(self.highlighted().name) or {}
+            if entry.get("state") in ("queued", "running"):
+                return f"{self.highlighted().name} is already {STATE_WORD[entry['state']]}"
+        if action == "score_all" and not self.unscored():
+            return "every checkpoint is scored, queued or being scored"
         return None
+
+    def action_score(self) -> None:
+        checkpoint = self.highlighted()
+        if checkpoint is not None and self.app.selected is not None:
+            self.app.score(self.app.selected, [checkpoint.name])
+
+    def action_score_all(self) -> None:
+        names = self.unscored()
+        if names and self.app.selected is not None:
+            self.app.score(self.app.selected, names)
 
     def action_audition(self) -> None:
         checkpoint = self.highlighted()

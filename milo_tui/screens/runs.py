@@ -17,12 +17,12 @@ from textual.widgets import DataTable, Footer, Static
 from milo_tui.format import fmt_duration, fmt_num
 from milo_tui.keys import ExplainDisabled
 from contract.runfolder import CRASHED
-from milo_tui.widgets.charts import LayerPanel, LossChart
+from milo_tui.widgets.charts import LayerPanel, LossChart, TrendPanel
 from milo_tui.widgets.log_tail import LogTail
 from milo_tui.widgets.tables import STATUS_STYLE, RunsTable
 from milo_tui.widgets.telemetry import TelemetryPanel
 
-VIEWS = ("chart", "layers", "log")
+VIEWS = ("chart", "trend", "layers", "log")
 WIDE = (110, 36)  # columns, rows from which every pane shows at once
 
 
@@ -61,7 +61,8 @@ class RunsScreen(ExplainDisabled, Screen):
                 tooltip="Overlay the previous codebook layer on the loss chart"),
         Binding("backslash", "app.overlay(0, True)", "No layer", id="no_layer", show=False,
                 tooltip="Remove the overlaid layer from the loss chart"),
-        Binding("v", "view", "View", id="view", tooltip="Show the chart, the layers or the log (compact layout)"),
+        Binding("v", "view", "View", id="view",
+                tooltip="Show the loss chart, the scores per epoch, the layers or the log (compact layout)"),
         Binding("z", "zoom", "Zoom", id="zoom", show=False, tooltip="Fill the screen with the focused pane"),
     ]
     AUTO_FOCUS = "#runs"
@@ -75,7 +76,9 @@ class RunsScreen(ExplainDisabled, Screen):
         yield Static(id="detail")
         with Horizontal(id="middle"):
             with Vertical(id="left"):
-                yield LossChart(id="chart", classes="pane")
+                with Horizontal(id="top"):
+                    yield LossChart(id="chart", classes="pane")
+                    yield TrendPanel(id="trend", classes="pane")
                 yield LayerPanel(id="layers", classes="pane")
             with Vertical(id="right"):
                 yield TelemetryPanel(id="telemetry", classes="pane")
@@ -125,6 +128,11 @@ class RunsScreen(ExplainDisabled, Screen):
             points, vals = (m.points, m.validations) if m else ([], [])
             self.query_one(LossChart).show(points, vals, smooth=app.smooth, overlay=app.overlay, ascii=app.ascii)
             self.query_one(LayerPanel).show(points, overlay=app.overlay, ascii=app.ascii)
+        if "trend" in parts or "chart" in parts:
+            checkpoints, _free = app.checkpoints.get(app.selected, ((), None))
+            judgement = app.judgements.get(app.selected)
+            self.query_one(TrendPanel).show(checkpoints, ((judgement.baseline if judgement else None) or {}).get("means"),
+                                            ascii=app.ascii)
         if "log" in parts:
             self.query_one(LogTail).show(app.log_lines)
         if "telemetry" in parts:
@@ -167,7 +175,7 @@ class RunsScreen(ExplainDisabled, Screen):
     def action_view(self) -> None:
         self.app.view = VIEWS[(VIEWS.index(self.app.view) + 1) % len(VIEWS)]
         self.set_view(self.app.view)
-        self.app.mark_dirty("chart", "log")
+        self.app.mark_dirty("chart", "trend", "log")
 
     def action_zoom(self) -> None:
         if self.maximized is not None:

@@ -1,7 +1,7 @@
 """The loss chart and the per-layer small multiples."""
 from __future__ import annotations
 
-from milo_tui.chart import LAYER_SUM, OBJECTIVE, OVERLAY, VALIDATION, layer_rows, loss_chart
+from milo_tui.chart import LAYER_SUM, OBJECTIVE, OVERLAY, VALIDATION, layer_rows, loss_chart, trend_rows
 from milo_tui.widgets.lines import LinesWidget
 
 
@@ -43,3 +43,32 @@ class LayerPanel(LinesWidget, can_focus=True):
 
     def lines(self, width: int, height: int):
         return layer_rows(self.points, width, height, overlay=self.overlay, ascii=self.ascii)
+
+
+# The trend panel's measures: (score name, label, colour, format)
+TREND = (("similarity", "sim", OVERLAY, ".2f"), ("wer", "WER", VALIDATION, ".2f"), ("rate_ratio", "rate", LAYER_SUM, ".2f"))
+
+
+class TrendPanel(LinesWidget, can_focus=True):
+    """The scores per epoch (similarity, WER, speaking rate against the corpus), each against the baseline."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.series, self.ascii = [], False
+        self.border_title = "Scores per epoch"
+
+    def show(self, checkpoints, baseline: dict | None, *, ascii: bool) -> None:
+        from contract.scores import is_score
+
+        series = []
+        for key, label, style, fmt in TREND:
+            points = sorted((c.epoch, float(c.scores[key])) for c in checkpoints
+                            if c.epoch is not None and c.scores and is_score(c.scores.get(key)))
+            base = (baseline or {}).get(key)
+            series.append((label, style, points, float(base) if is_score(base) else None, fmt))
+        if series != self.series or ascii != self.ascii:
+            self.series, self.ascii = series, ascii
+            self.redraw()
+
+    def lines(self, width: int, height: int):
+        return trend_rows(self.series, width, height, ascii=self.ascii)

@@ -6,6 +6,7 @@ from textual.widgets import DataTable
 
 from milo_tui.format import fmt_bytes, fmt_duration, fmt_num, fmt_time
 from contract.runfolder import CRASHED, FINISHED, RUNNING, STARTING, STOPPED, STOPPING
+from contract.scores import is_score
 
 STATUS_STYLE = {
     RUNNING: "bold #87d787", STARTING: "#87d787", STOPPING: "#ffaf00", STOPPED: "#d7d7d7",
@@ -73,25 +74,84 @@ class RunsTable(KeyedTable):
         self.show_rows(rows)
 
 
-class CheckpointsTable(KeyedTable):
-    COLUMNS = (("name", "checkpoint"), ("epoch", "epoch"), ("step", "step"), ("size", "size"),
-               ("val", "val loss"), ("created", "created"))
+STATE_WORD = {"queued": "queued", "running": "scoring", "done": "done", "failed": "failed", "skipped": "skipped"}
+PINNED = ("baseline", "ceiling")  # the run's reference rows, above the checkpoints
 
-    def show(self, checkpoints) -> None:
-        """The rows of one run's checkpoints (oldest first). When they are another run's than before, the
-        cursor starts on the best one by validation loss (marked *), else the newest: the one the operator
-        most likely wants to hear. Later updates leave the cursor where the operator put it."""
+
+def _score(means: dict | None, key: str, digits: int = 2) -> Text | str:
+    value = (means or {}).get(key)
+    if is_score(value):
+        return f"{value:.{digits}f}" if not isinstance(value, bool) else str(value)
+    return Text("?", "#ff5f5f") if isinstance(value, str) else "-"
+
+
+def _ear(r) -> str:
+    if r is None:
+        return "-"
+    parts = [f"{r.stars:.1f}" + "*" if r.stars is not None else ""]
+    if r.won or r.lost or r.even:
+        parts.append(f"{r.won}-{r.lost}" + (f"={r.even}" if r.even else ""))
+    return " ".join(p for p in parts if p) or "-"
+
+
+def score_state(name: str, means: dict | None, states: dict) -> tuple[str, str | None]:
+    """A checkpoint's scoring state as the table says it, and the why (an error, or the measures that
+    could not be taken), if any."""
+    entry = states.get(name) or {}
+    state = entry.get("state")
+    if state in ("queued", "running") or (state in ("failed", "skipped") and means is None):
+        return STATE_WORD[state], entry.get("error")
+    if means is not None:
+        missing = sorted({v for v in means.values() if isinstance(v, str)})
+        return ("done", "; ".join(missing)) if not missing else ("partly", "; ".join(missing))
+    return "not scored", "not queued: e scores it (E every unscored one)"
+
+
+class CheckpointsTable(KeyedTable):
+    COLUMNS = (("name", "checkpoint"), ("val", "val loss"), ("sim", "sim"), ("wer", "WER"), ("ovrl", "OVRL"),
+               ("rate", "rate"), ("runaway", "run"), ("ear", "ear"), ("state", "scoring"), ("size", "size"),
+               ("epoch", "epoch"), ("step", "step"), ("created", "created"))
+
+    def show(self, checkpoints, judgement=None, best: str | None = None, ascii: bool = False) -> None:
+        """The run's baseline and ceiling rows pinned at the top, then its checkpoints (oldest first) with
+        their scores, scoring state and the ears' verdicts. When they are another run's than before, the
+        cursor starts on the best checkpoint by the rule (marked), else the best by validation loss (*),
+        else the newest. Later updates leave the cursor where the operator put it."""
+        j = judgement
         known = [c.val_loss for c in checkpoints if c.val_loss is not None]
-        best = min(known) if known else None
-        rows, best_key = {}, None
+        best_val = min(known) if known else None
+        rows, val_key, best_key = {}, None, None
+        for pin in PINNED:
+            row = getattr(j, pin, None) if j is not None else None
+            means = (row or {}).get("means")
+            entry = (j.rows if j is not None else {}).get(pin) or {}
+            state = STATE_WORD.get(entry.get("state"), "done" if means else "waiting")
+            if row is not None and "error" in row:
+                state = "not scored"
+            label = "baseline (Base)" if pin == "baseline" else "ceiling (real)"
+            rows[pin] = (Text(label, "italic #8a8a8a"), "-", _score(means, "similarity"), _score(means, "wer"),
+                         _score(means, "dnsmos_ovrl"), _score(means, "rate_ratio"),
+                         str(means.get("runaway", "-")) if means else "-", "", state, "", "", "", "")
+        mark = " *best" if ascii else " \u2605"
         for c in checkpoints:
             val = fmt_num(c.val_loss, 4)
-            is_best = best is not None and c.val_loss == best
-            best_key = best_key or (str(c.path) if is_best else None)
-            rows[str(c.path)] = (c.name, str(c.epoch or "-"), str(c.step or "-"), fmt_bytes(c.bytes),
-                                 Text(val + " *", "bold #87d787") if is_best else val, fmt_time(c.created))
-        start = best_key or next(reversed(rows), None)
-        fresh = not any(key in self.rows for key in rows)
+            is_val_best = best_val is not None and c.val_loss == best_val
+            val_key = val_key or (str(c.path) if is_val_best else None)
+            if c.name == best:
+                best_key = str(c.path)
+            state, _why = score_state(c.name, c.scores, j.states if j is not None else {})
+            runaway = (c.scores or {}).get("runaway")
+            rows[str(c.path)] = (
+                Text(c.name + mark, "bold #87d787") if c.name == best else c.name,
+                Text(val + " *", "bold #87d787") if is_val_best else val,
+                _score(c.scores, "similarity"), _score(c.scores, "wer"), _score(c.scores, "dnsmos_ovrl"),
+                _score(c.scores, "rate_ratio"), Text(str(runaway), "#ff5f5f") if is_score(runaway) and runaway else
+                (str(runaway) if is_score(runaway) else "-"),
+                _ear((j.ratings if j is not None else {}).get(c.name)),
+                Text(state, "dim") if state == "not scored" else state,
+                fmt_bytes(c.bytes), str(c.epoch or "-"), str(c.step or "-"), fmt_time(c.created))
+        start = best_key or val_key or next(reversed(rows), None)
+        fresh = not any(key in self.rows for key in rows if key not in PINNED)
         self.show_rows(rows)
-        if fresh and start is not None:
+        if fresh and start is not None and start not in PINNED:
             self.move_cursor(row=self.get_row_index(start), animate=False)

@@ -56,3 +56,30 @@ def test_milo_say_bad_input_exits_3_with_a_clear_line(tiny_custom_voice, tiny_ba
 def test_milo_say_unknown_speaker(tiny_custom_voice):
     proc = run_module("inference.say", str(tiny_custom_voice), "Hi.", "--speaker", "bob", "--device", "cpu")
     assert proc.returncode == 3 and "unknown speaker 'bob': epoch-0001 has milo_demo" in proc.stderr, proc.stderr
+
+
+def test_milo_say_run_best_speaks_with_the_best_checkpoint(audition_run, tmp_path):
+    """RUN/best: the run's best checkpoint by the [best] rule, said with why; none yet is one line."""
+    import json
+    import shutil
+
+    from contract import scores as sc
+    from contract.runfolder import write_json_atomic
+
+    run = tmp_path / "run"
+    shutil.copytree(audition_run, run, ignore=shutil.ignore_patterns("samples"))
+    proc = run_module("inference.say", str(run / "best"), "Hi.", "--device", "cpu")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert f"milo-say: {run}: no best checkpoint yet: no checkpoint meets the rule (0 scored" in proc.stderr
+    base = {"similarity": 0.6, "wer": 0.2, "runaway": 0}
+    write_json_atomic(run / sc.BASELINE_JSON, {"v": 1, "row": "baseline", "means": base})
+    for name, sim in (("epoch-0001", 0.7), ("epoch-0002", 0.9)):
+        ev = json.loads((run / name / "eval.json").read_text()) if (run / name / "eval.json").is_file() else {}
+        ev[sc.SCORES] = {"v": 1, "means": {**base, "similarity": sim}}
+        write_json_atomic(run / name / "eval.json", ev)
+    out = tmp_path / "best.wav"
+    proc = run_module("inference.say", str(run / "best"), "Hi.", "-o", str(out), "--seed", "1",
+                      "--max-new-tokens", "10", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "milo-say: best in run is epoch-0002: highest similarity 0.900 among 2 of 2 scored" in proc.stderr
+    assert "milo-say: epoch-0002 (" in proc.stderr and out.is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import json
 import os
 import random
 import subprocess
@@ -79,6 +80,55 @@ def write_run(root: Path, name: str, steps: int, *, status: str = "running", epo
               "best_epoch": best_epoch, "started_at": t0, "updated_at": FIXED_NOW - 5, "host": "spark"}
     fields.update(state or {})
     write_json_atomic(run / "state.json", fields)
+    return run
+
+
+def write_scores(run: Path, *, scored: dict[int, dict] | None = None, states: dict[int, str] | None = None,
+                 baseline: dict | None = None, ceiling: dict | None = None, ratings: dict[int, list[int]] | None = None,
+                 preferences: list[tuple[int, int, int | None]] = ()) -> Path:
+    """Scores as the run's scorer and the audition screen leave them: `scored` epoch -> score means (written into
+    that checkpoint's eval.json beside the trainer's fields), `states` epoch -> scoring.json state, the baseline
+    and ceiling rows (means), `ratings` epoch -> stars of auditions, `preferences` (epoch A, epoch B, the preferred
+    epoch or None) as decided A/B pairs."""
+    from contract import scores as sc
+    from contract.samples import append_preference, append_rating, append_sample
+
+    def means(**m) -> dict:
+        out = {"similarity": 0.8, "wer": 0.2, "cer": 0.1, "dnsmos_sig": 3.4, "dnsmos_bak": 3.9, "dnsmos_ovrl": 3.1,
+               "rate_cps": 14.0, "rate_ratio": 1.0, "silence_ratio": 0.1, "clipping": 0.0, "runaway": 0}
+        out.update(m)
+        return out
+
+    for epoch, m in (scored or {}).items():
+        ck = run / f"epoch-{epoch:04d}"
+        ev = json.loads((ck / "eval.json").read_text())
+        ev[sc.SCORES] = {"v": 1, "scored_at": FIXED_NOW - 100, "seconds": 30.0, "means": means(**m), "clips": []}
+        mtime = ck.stat().st_mtime
+        write_json_atomic(ck / "eval.json", ev)
+        os.utime(ck, (mtime, mtime))
+        sc.set_state(run, ck.name, sc.DONE)
+    for epoch, state in (states or {}).items():
+        sc.set_state(run, f"epoch-{epoch:04d}", state, **({"error": "RuntimeError: out of memory"} if state == sc.FAILED else {}))
+    for name, m in (("baseline", baseline), ("ceiling", ceiling)):
+        if m is not None:
+            write_json_atomic(run / (sc.BASELINE_JSON if name == "baseline" else sc.CEILING_JSON),
+                              {"v": 1, "row": name, "means": means(**m), "clips": []})
+            sc.set_state(run, name, sc.DONE, section="rows")
+    sample_id = 0
+    for epoch, stars in (ratings or {}).items():
+        for star in stars:
+            sample_id += 1
+            append_sample(run, id=sample_id, wav=f"{sample_id:04d}.wav", checkpoint=f"epoch-{epoch:04d}", text="hi", seed=1)
+            append_rating(run, sample_id, star)
+    for k, (a, b, preferred) in enumerate(preferences):
+        group = f"ab-{k}"
+        ids = {}
+        for label, epoch in (("A", a), ("B", b)):
+            sample_id += 1
+            ids[epoch] = sample_id
+            append_sample(run, id=sample_id, wav=f"{sample_id:04d}.wav", checkpoint=f"epoch-{epoch:04d}", text="hi",
+                          seed=1, ab_group=group, ab_label=label)
+        append_preference(run, group, ids[preferred] if preferred is not None else None)
     return run
 
 

@@ -73,6 +73,9 @@ async def test_chart_keys_overlay_and_smoothing(three_runs):
         await pilot.press("left_square_bracket", "left_square_bracket", "backslash")
         assert app.overlay is None
         await pilot.press("v")
+        await wait_for(pilot, lambda: app.view == "trend")
+        assert "Scores per epoch" in screen_text(app) and "no scored checkpoint yet" in screen_text(app)
+        await pilot.press("v")
         await wait_for(pilot, lambda: app.view == "layers")
         assert "L15" in screen_text(app)
         await pilot.press("v")
@@ -123,6 +126,7 @@ async def test_checkpoints_view_updates_in_place_and_asks_for_audition(three_run
         await wait_for(pilot, lambda: len(app.checkpoints.get(app.selected, ((),))[0]) == 5, what="5 checkpoints")
         table = app.screen.query_one("#checkpoints")
         first_row_key = list(table.rows)[0]
+        assert first_row_key == "baseline" and list(table.rows)[1] == "ceiling"  # pinned above the checkpoints
         text = screen_text(app)
         assert "epoch-0005" in text and "free on this disk" in text and " *" in text
         # the cursor starts on the best checkpoint by validation loss (not the first row)
@@ -138,7 +142,7 @@ async def test_checkpoints_view_updates_in_place_and_asks_for_audition(three_run
         ck.mkdir()
         write_json_atomic(ck / "eval.json", {"objective": 0.5})
         app.watcher.wake()
-        await wait_for(pilot, lambda: table.row_count == 6, what="the new checkpoint")
+        await wait_for(pilot, lambda: table.row_count == 2 + 6, what="the new checkpoint")
         assert list(table.rows)[0] == first_row_key and app.screen.highlighted() == picked
         await pilot.press("a")
         await pilot.pause()

@@ -44,3 +44,17 @@ def test_the_audit_table_belongs_to_prepare_and_is_checked_here_too(tmp_path):
     cfg.write_text("[audit]\ncer_max = \"low\"\n")
     with pytest.raises(ConfigError, match=r"\[audit\] cer_max = 'low' must be a number"):
         load_settings(path=cfg, environ={})
+
+
+def test_the_best_table_sets_the_rule_and_a_mistake_is_one_line(tmp_path):
+    from contract.scores import BestRule
+
+    assert _load(tmp_path, "").best == BestRule("similarity", 0.05, 0)
+    assert _load(tmp_path, '[best]\nmetric = "val_loss"\nmax_runaway = 1\n').best == BestRule("val_loss", 0.05, 1)
+    for text, said in (('[best]\nmetric = "loudness"\n', "metric = 'loudness' must be one of similarity"),
+                       ("[best]\nwer_margin = -1\n", "wer_margin = -1 must be a number of 0 or more"),
+                       ("[best]\nmax_runaway = 1.5\n", "max_runaway = 1.5 must be a whole number"),
+                       ("[best]\nmetrc = 1\n", "unknown key(s) in [best]: metrc")):
+        with pytest.raises(ConfigError) as err:
+            _load(tmp_path, text)
+        assert said in str(err.value) and "\n" not in str(err.value)

@@ -1,0 +1,239 @@
+"""The scores on the dashboard: the checkpoints view's score columns, the pinned baseline and ceiling rows,
+each checkpoint's scoring state and the ears' verdicts, the best mark by the configured rule (and the
+cursor on it), scores that land while the dashboard is open, the score key starting the run's real scorer,
+and the trend panel on the runs screen. Snapshots at 80x24 and 120x40."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from contract import scores as sc
+from contract.scores import BestRule
+from tests.dashboard.conftest import make_app, screen_text, settle, wait_for, write_run, write_scores
+
+SCORED = {
+    1: dict(similarity=0.71, wer=0.31, rate_ratio=0.80),
+    2: dict(similarity=0.86, wer=0.18, rate_ratio=0.95, dnsmos_ovrl=2.9),
+    3: dict(similarity=0.91, wer=0.45, rate_ratio=1.10, dnsmos_ovrl=3.3),
+    4: dict(similarity=0.89, wer=0.20, rate_ratio=1.02, runaway=2, dnsmos_ovrl=3.5),
+}
+BASELINE = dict(similarity=0.62, wer=0.17, rate_ratio=0.93)
+CEILING = dict(similarity=0.94, wer=0.05, dnsmos_ovrl=3.4)
+
+
+@pytest.fixture
+def scored_run(runs_root):
+    """Five epochs: 1-4 scored, 5 being scored; the baseline and ceiling made; 2 and 3 rated and compared."""
+    run = write_run(runs_root, "voice", 500, status="finished")
+    write_scores(run, scored=SCORED, states={5: sc.RUNNING}, baseline=BASELINE, ceiling=CEILING,
+                 ratings={2: [4, 5], 3: [3]}, preferences=[(2, 3, 2)])
+    return run
+
+
+def cells(table, key: str) -> list[str]:
+    return [str(c) for c in table.get_row(key)]
+
+
+async def open_checkpoints(pilot):
+    from milo_tui.screens.checkpoints import CheckpointsScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: app.selected is not None and app.checkpoints.get(app.selected)
+                   and app.judgements.get(app.selected), what="the run's checkpoints and scores")
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="the checkpoints view")
+    return app.screen
+
+
+def test_scores_pinned_rows_states_ratings_and_the_best_mark(scored_run):
+    from milo_tui.widgets.tables import CheckpointsTable
+
+    async def go():
+        app = make_app(scored_run.parent)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_checkpoints(pilot)
+            table = screen.query_one(CheckpointsTable)
+            keys = [k.value for k in table.rows]
+            assert keys[:2] == ["baseline", "ceiling"]  # pinned above the checkpoints
+            assert [k.rsplit("/", 1)[-1] for k in keys[2:]] == [f"epoch-{e:04d}" for e in range(1, 6)]
+            assert cells(table, "baseline")[2:4] == ["0.62", "0.17"] and cells(table, "ceiling")[2] == "0.94"
+            ck = {k.rsplit("/", 1)[-1]: k for k in keys[2:]}
+            # epoch 2: the best by the default rule (3 has the higher similarity but WER 0.45 > 0.17 + 0.05;
+            # 4 ran away twice); rated 4 and 5, won its A/B pair
+            two = cells(table, ck["epoch-0002"])
+            assert two[0] == "epoch-0002 \u2605" and two[2:6] == ["0.86", "0.18", "2.90", "0.95"]
+            assert two[7] == "4.5* 1-0" and two[8] == "done"
+            assert cells(table, ck["epoch-0003"])[7] == "3.0* 0-1"
+            assert cells(table, ck["epoch-0004"])[6] == "2"        # runaway prompts
+            assert cells(table, ck["epoch-0005"])[2] == "-" and cells(table, ck["epoch-0005"])[8] == "scoring"
+            assert screen.highlighted().name == "epoch-0002"  # the cursor starts on the best
+            text = screen_text(app)
+            assert "\u2605 epoch-0002: highest similarity 0.860 among 1 of 4 scored with WER <= 0.22" in text
+            assert "epoch-0002: done" in text
+            # on a pinned row: what it is, and the keys that need a checkpoint say why not
+            await pilot.press("up", "up")
+            await settle(pilot)
+            assert screen._row_key() == "ceiling"
+            assert "ceiling: real held-out clips of the corpus" in screen_text(app)
+            assert screen.why_not("audition") == "the ceiling row is the run's reference, not a checkpoint"
+            # epoch 5 is being scored: e says so
+            await pilot.press(*["down"] * 6)
+            await settle(pilot)
+            assert screen.highlighted().name == "epoch-0005"
+            assert screen.why_not("score") == "epoch-0005 is already scoring"
+
+    asyncio.run(go())
+
+
+def test_changing_the_rule_in_config_moves_the_mark(scored_run, tmp_path):
+    from milo_tui.config import load_settings
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[best]\nmetric = "dnsmos_ovrl"\nwer_margin = 0.1\nmax_runaway = 2\n')
+    rule = load_settings(path=cfg, environ={}).best
+    assert rule == BestRule("dnsmos_ovrl", 0.1, 2)
+
+    async def best_with(rule: BestRule | None):
+        app = make_app(scored_run.parent, settings={"best": rule} if rule else {})
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_checkpoints(pilot)
+            await settle(pilot)
+            return screen.highlighted().name, app.best_of(app.selected)
+
+    default_pick, (default_best, _) = asyncio.run(best_with(None))
+    moved_pick, (moved_best, why) = asyncio.run(best_with(rule))
+    assert default_best == default_pick == "epoch-0002"
+    # OVRL, WER within 0.27, up to 2 runaway: epoch 4 (OVRL 3.5) now qualifies and wins
+    assert moved_best == moved_pick == "epoch-0004" and why.startswith("highest dnsmos_ovrl 3.500")
+
+
+def test_a_checkpoint_scored_while_the_dashboard_is_open_appears(scored_run):
+    from milo_tui.widgets.tables import CheckpointsTable
+
+    async def go():
+        app = make_app(scored_run.parent, poll_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_checkpoints(pilot)
+            table = screen.query_one(CheckpointsTable)
+            five = str(scored_run / "epoch-0005")
+            assert cells(table, five)[2] == "-"
+            # the run's scorer finishes epoch 5: eval.json gains its scores, scoring.json says done
+            write_scores(scored_run, scored={5: dict(similarity=0.93, wer=0.19, rate_ratio=1.0)})
+            await wait_for(pilot, lambda: cells(table, five)[2] == "0.93", timeout=15, what="epoch 5's scores")
+            assert cells(table, five)[8] == "done" and cells(table, five)[0] == "epoch-0005 \u2605"  # the new best
+            assert cells(table, str(scored_run / "epoch-0002"))[0] == "epoch-0002"
+
+    asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_the_score_key_starts_the_runs_scorer(runs_root):
+    """`e` queues the highlighted checkpoint and starts the real scorer (python -m inference.scoring queue);
+    this checkpoint's weights are not a model, so the scorer records why it failed, and the view shows it."""
+    run = write_run(runs_root, "voice", 200, status="finished", epochs=2)
+    (run / "epoch-0002" / "config.json").write_text("{}")
+
+    async def go():
+        app = make_app(runs_root, poll_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_checkpoints(pilot)
+            while screen.highlighted().name != "epoch-0002":
+                await pilot.press("down")
+            await pilot.press("e")
+            await wait_for(pilot, lambda: (sc.states(run).get("epoch-0002") or {}).get("by") == "dashboard",
+                           what="epoch-0002 queued by the dashboard")
+            await wait_for(pilot, lambda: (sc.states(run).get("epoch-0002") or {}).get("state") == sc.FAILED,
+                           timeout=120, what="the scorer to finish epoch-0002")
+            await wait_for(pilot, lambda: "epoch-0002: failed" in screen_text(app), timeout=10,
+                           what="the failure in the view")
+            assert (run / sc.SCORING_LOG).read_text().strip()  # the scorer ran and said what happened
+            assert screen.why_not("score") is None  # a failed checkpoint can be scored again
+
+    asyncio.run(go())
+
+
+def test_trend_panel_is_a_view_of_the_compact_layout(scored_run):
+    from milo_tui.widgets.charts import TrendPanel
+
+    async def go():
+        app = make_app(scored_run.parent)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.judgements.get(app.selected) is not None, what="the scores")
+            assert not app.screen.query_one(TrendPanel).display or app.view != "trend"
+            await pilot.press("v")
+            await settle(pilot)
+            assert app.view == "trend"
+            panel = app.screen.query_one(TrendPanel)
+            labels = [s[0] for s in panel.series]
+            assert labels == ["sim", "WER", "rate"]
+            sim = panel.series[0]
+            assert sim[2] == [(e, SCORED[e]["similarity"]) for e in sorted(SCORED)] and sim[3] == BASELINE["similarity"]
+            text = screen_text(app)
+            assert "Scores per epoch" in text and "sim 0.89  base 0.62  @4" in text and "WER 0.20  base 0.17" in text
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_checkpoints_with_scores_snapshot(snap_compare, scored_run, size):
+    async def run_before(pilot):
+        await open_checkpoints(pilot)
+        await settle(pilot)
+
+    assert snap_compare(make_app(scored_run.parent), terminal_size=size, run_before=run_before)
+
+
+def test_trend_snapshot_80x24(snap_compare, scored_run):
+    async def run_before(pilot):
+        app = pilot.app
+        await wait_for(pilot, lambda: app.judgements.get(app.selected) is not None, what="the scores")
+        await pilot.press("v")
+        await settle(pilot)
+
+    assert snap_compare(make_app(scored_run.parent), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_runs_with_trend_snapshot_120x40(snap_compare, scored_run):
+    async def run_before(pilot):
+        app = pilot.app
+        await wait_for(pilot, lambda: app.judgements.get(app.selected) is not None, what="the scores")
+        await settle(pilot)
+
+    assert snap_compare(make_app(scored_run.parent), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_the_audition_screen_accepts_best(scored_run):
+    """`best` as the audition screen's checkpoint, and first in its checkpoint picker (no worker started)."""
+    from textual.app import App
+
+    from milo_tui.audition.screen import AuditionScreen, CheckpointPicker
+
+    screen = AuditionScreen(scored_run, "best")
+    assert screen.checkpoint_a == (scored_run / "epoch-0002").absolute()
+    assert screen.status.startswith("best in voice is epoch-0002: highest similarity 0.860")
+    unscored = write_run(scored_run.parent, "fresh", 100, status="finished", epochs=1)
+    lost = AuditionScreen(unscored, "best")
+    assert lost.checkpoint_a is None and lost.status_error
+    assert lost.status.startswith(f"{unscored}: no best checkpoint yet: no checkpoint meets the rule (0 scored")
+
+    picked = []
+
+    class Host(App):
+        def on_mount(self) -> None:
+            checkpoints = sorted(p for p in scored_run.iterdir() if p.name.startswith("epoch-"))
+            self.push_screen(CheckpointPicker("pick", checkpoints, checkpoints[0], scored_run / "epoch-0002"),
+                             picked.append)
+
+    async def go():
+        app = Host()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            options = app.screen.query_one("OptionList")
+            assert str(options.get_option_at_index(0).prompt).strip() == "best: epoch-0002"
+            assert options.highlighted == 1  # the current one stays highlighted
+            await pilot.press("up", "enter")
+            await pilot.pause(0.1)
+        assert picked == [scored_run / "epoch-0002"]
+
+    asyncio.run(go())
