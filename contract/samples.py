@@ -23,7 +23,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from contract.runfolder import SAMPLES_DIR, append_records, locked, parse_lines, record
 
@@ -41,16 +40,18 @@ def _next_id(folder: Path) -> int:
     return max(ids, default=0) + 1
 
 
-def wav_bytes(audio: np.ndarray, samplerate: int) -> bytes:
+def wav_bytes(audio: "np.ndarray", samplerate: int) -> bytes:
     """24 kHz mono 16-bit PCM WAV, like the operator's other pipelines use."""
     import soundfile as sf
 
     buf = io.BytesIO()
+    import numpy as np  # here: the dashboard reads the index (ratings) without loading numpy
+
     sf.write(buf, np.asarray(audio, dtype=np.float32), samplerate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 
-def write_wav(path: Path, audio: np.ndarray, samplerate: int) -> Path:
+def write_wav(path: Path, audio: "np.ndarray", samplerate: int) -> Path:
     """Write a WAV atomically (temporary name, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -59,7 +60,7 @@ def write_wav(path: Path, audio: np.ndarray, samplerate: int) -> Path:
     return path
 
 
-def save_sample(run_dir: Path, checkpoint: str, seed: int, audio: np.ndarray, samplerate: int) -> tuple[int, Path]:
+def save_sample(run_dir: Path, checkpoint: str, seed: int, audio: "np.ndarray", samplerate: int) -> tuple[int, Path]:
     """Write the WAV under the next free number; returns (id, path).
 
     The WAV is written whole to a temporary name first; then, holding an flock on samples/, the next number

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.audio import FRAME_RATE
 from contract.runfolder import locked, read_json, write_json_atomic
 
 SCORES_VERSION = 1
@@ -48,6 +47,8 @@ SCORE_BUDGET_BASE_S, SCORE_BUDGET_PER_CHAR_S = 2.0, 0.125
 
 
 def score_budget_frames(text: str) -> int:
+    from contract.audio import FRAME_RATE  # here, not at the top: contract.audio brings numpy (listen.py), which
+    # the dashboard, reading scores, would otherwise load before its first frame
     return int((SCORE_BUDGET_BASE_S + SCORE_BUDGET_PER_CHAR_S * len(text)) * FRAME_RATE) + 1
 
 

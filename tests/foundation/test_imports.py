@@ -25,6 +25,16 @@ def test_importtime_of_the_app_lists_no_heavy_package():
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
 
 
+def test_the_first_frame_needs_no_numpy():
+    """What the dashboard imports before its first frame (the app, its screens and widgets, its config) leaves
+    numpy out: it costs 40 ms and 12 MiB of a 0.2 s start (bench/dashboard.py); the threads that start after
+    the first frame may load it."""
+    modules = ["milo_tui.cli", "milo_tui.app", "milo_tui.screens.runs", "milo_tui.screens.checkpoints",
+               "milo_tui.screens.corpus", "milo_tui.widgets.charts", "milo_tui.widgets.tables", "milo_tui.config"]
+    assert _pulled(modules, ("numpy",)) == []
+    assert _pulled(modules + ["contract.audio"], ("numpy",)) != []  # the control: contract.audio brings it
+
+
 def _pulled(modules: list[str], packages: tuple[str, ...]) -> list[str]:
     """Which of `packages` a fresh interpreter has loaded after importing every one of `modules`."""
     code = (
