@@ -13,4 +13,7 @@ RUN_DEFAULTS: dict = dict(
     attn="sdpa", seed=0, save_every_steps=0, resume_every_steps=0, weight_decay=0.01, warmup_steps=0,
     schedule="constant", clip=1.0, autocast=True, save_dtype="base", language="auto",
     gradient_checkpointing=False, score=True,
+    # after each save: keep the best K and the newest N checkpoints within a disk budget (0 / "": no pruning);
+    # stop when the best score has not improved for this many scored checkpoints (0: off). docs/retention.md
+    keep_best=0, keep_last=0, disk_budget="", stop_unimproved=0,
 )

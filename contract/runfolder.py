@@ -40,8 +40,12 @@ STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED = (
     "starting", "running", "stopping", "stopped", "crashed", "finished")
 STATUSES = (STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED)
 LIVE_STATUSES = (STARTING, RUNNING, STOPPING)
+EXTERNAL = "external"  # a folder of checkpoints made elsewhere (the official script): no trainer, read-only
 
-CHECKPOINT_RE = re.compile(r"^(epoch-(?P<epoch>\d{4,})|step-(?P<step>\d{8,}))$")
+# Our checkpoints (epoch-0004, step-00001200) and the official fine-tuning script's (checkpoint-epoch-3,
+# a full copy of the base model folder per epoch; docs/adopt.md).
+CHECKPOINT_RE = re.compile(r"^(epoch-(?P<epoch>\d{4,})|step-(?P<step>\d{8,})|checkpoint-epoch-(?P<official>\d+))$")
+OFFICIAL_PREFIX = "checkpoint-epoch-"
 
 
 
@@ -114,6 +118,45 @@ def locked(path: Path):
         os.close(fd)  # closing the descriptor releases the lock
 
 
+class InUse:
+    """A shared flock on a checkpoint folder, held for as long as a reader needs the folder: the audition
+    worker while the checkpoint is loaded, the scorer while it scores it. Pruning takes the exclusive lock
+    without waiting and leaves a folder in use alone (contract/retention.py). Released by `release()`, or
+    when the holder dies."""
+
+    def __init__(self, path: Path) -> None:
+        import fcntl
+
+        self.path = Path(path)
+        self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "InUse":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def claim(path: Path) -> int | None:
+    """An exclusive flock on a folder if nobody holds it (InUse), as an open descriptor to close when done;
+    None when it is in use."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def record(kind: str, **fields) -> dict:
     """A metrics record with the schema version, kind and wall-clock time filled in."""
     return {"v": SCHEMA_VERSION, "kind": kind, "time": fields.pop("time", time.time()), **fields}
@@ -156,17 +199,46 @@ def parse_lines(buf: bytes) -> tuple[list[dict], bytes, int]:
     return records, buf[end + 1:], bad
 
 
-def list_runs(checkpoints: Path) -> list[Path]:
-    """Run folders under `checkpoints`: folders holding a run.json or a state.json."""
+def is_official_output(path: Path) -> bool:
+    """A folder the official fine-tuning script wrote (checkpoint-epoch-N folders in it), not one of ours."""
     try:
-        entries = sorted(Path(checkpoints).iterdir())
+        return not (Path(path) / RUN_JSON).is_file() and any(
+            p.name.startswith(OFFICIAL_PREFIX) and is_checkpoint_dir(p) for p in Path(path).iterdir())
+    except OSError:
+        return False
+
+
+def list_runs(checkpoints: Path) -> list[Path]:
+    """Run folders under `checkpoints`: folders holding a run.json or a state.json, and output folders of the
+    official script (read-only runs); `checkpoints` itself when it is such an output folder."""
+    root = Path(checkpoints)
+    if is_official_output(root):
+        return [root]
+    try:
+        entries = sorted(root.iterdir())
     except OSError:
         return []
-    return [p for p in entries if p.is_dir() and ((p / RUN_JSON).is_file() or (p / STATE_JSON).is_file())]
+    return [p for p in entries if p.is_dir() and not p.name.startswith(".")
+            and ((p / RUN_JSON).is_file() or (p / STATE_JSON).is_file() or is_official_output(p))]
+
+
+def checkpoint_order(path: Path) -> tuple:
+    """Sort key: by epoch (or step) as a number, so checkpoint-epoch-10 follows checkpoint-epoch-9."""
+    m = CHECKPOINT_RE.match(Path(path).name)
+    if m is None:
+        return (2, 0, Path(path).name)
+    if m["step"]:
+        return (1, int(m["step"]), "")
+    return (0, int(m["epoch"] or m["official"]), "")
+
+
+def checkpoint_epoch(name: str) -> int | None:
+    m = CHECKPOINT_RE.match(name)
+    return int(m["epoch"] or m["official"]) if m and (m["epoch"] or m["official"]) else None
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
     try:
-        return sorted(p for p in Path(run_dir).iterdir() if is_checkpoint_dir(p))
+        return sorted((p for p in Path(run_dir).iterdir() if is_checkpoint_dir(p)), key=checkpoint_order)
     except OSError:
         return []

@@ -245,3 +245,23 @@ def resolve_checkpoint(arg: str | Path, rule: BestRule | None = None) -> tuple[P
     if best is None:
         raise NoBest(f"{run_dir}: no best checkpoint yet: {why}")
     return best, f"{BEST} in {run_dir.name} is {best.name}: {why}"
+
+
+def unimproved(run_dir: Path, rule: BestRule | None = None) -> tuple[int, str | None, int]:
+    """(scored checkpoints saved after the best one, the best's name, how many are scored): how long the best
+    score has not improved. With no best yet (none meets the rule) the count is 0: a run is not stopped for
+    never having been good."""
+    from contract.runfolder import EVAL_JSON, list_checkpoints
+
+    rule = rule or BestRule()
+    rows = []
+    for path in list_checkpoints(Path(run_dir)):  # in save order
+        ev = read_json(path / EVAL_JSON)
+        loss = (ev or {}).get("objective")
+        rows.append((path.name, scores_of(ev), float(loss) if is_score(loss) else None))
+    scored = [r for r in rows if r[1] is not None]
+    best, _why = pick_best(rows, (read_row(run_dir, "baseline") or {}).get("means"), rule)
+    if best is None:
+        return 0, None, len(scored)
+    after = [r for r in scored[[r[0] for r in scored].index(best) + 1:]]
+    return len(after), best, len(scored)

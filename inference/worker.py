@@ -52,6 +52,7 @@ class Worker:
         self.output = None
         self._output_args = (output, audio_device, port)
         self.rate_hint: dict[str, float] = {}   # checkpoint path -> production rate measured by its last say
+        self.in_use = None  # contract.runfolder.InUse on the loaded checkpoint: pruning leaves it alone
 
     # ---- events --------------------------------------------------------------------------------
     def emit(self, event: Event, **fields) -> None:
@@ -165,14 +166,18 @@ class Worker:
         if loaded is not None and loaded.info.path == path:
             return True, 0.0
         self.emit(Event.LOADING, id=job_id, checkpoint=str(path), previous=str(loaded.info.path) if loaded else None)
+        self._hold(None)
         try:
+            self._hold(path)
             info = self.engine.load(path)
         except CheckpointError as exc:
+            self._hold(None)
             self.error(job_id, f"cannot load {path.name}: {exc.problems[0]}" + (
                 f" (+{len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""), lines=exc.problems,
                 checkpoint=str(path))
             return False, 0.0
         except EngineError as exc:
+            self._hold(None)
             self.error(job_id, str(exc), checkpoint=str(path))
             return False, 0.0
         print(f"[worker] loaded {path} in {info.load_s:.2f} s ({info.describe()})", file=sys.stderr, flush=True)
@@ -186,7 +191,22 @@ class Worker:
             return
         self._load(cmd.get("id"), cmd["checkpoint"])
 
+    def _hold(self, path: Path | None) -> None:
+        """Hold the loaded checkpoint's folder as in use (a shared flock), or let go of it."""
+        from contract.checkpoint import CheckpointError
+        from contract.runfolder import InUse
+
+        if self.in_use is not None:
+            self.in_use.release()
+            self.in_use = None
+        if path is not None:
+            try:
+                self.in_use = InUse(path)
+            except OSError:
+                raise CheckpointError(path, [f"{path} does not exist or cannot be opened"]) from None
+
     def _do_unload(self, cmd: dict) -> None:
+        self._hold(None)
         self.engine.unload()
         self.emit(Event.UNLOADED, id=cmd.get("id"))
 

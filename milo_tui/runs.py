@@ -10,7 +10,8 @@ from pathlib import Path
 
 from milo_tui.metrics import RECENT, speed
 from contract.runfolder import (
-    CHECKPOINT_RE, EVAL_JSON, LIVE_STATUSES, METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_checkpoints,
+    CHECKPOINT_RE, EVAL_JSON, EXTERNAL, LIVE_STATUSES, METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG,
+    checkpoint_epoch, is_official_output, list_checkpoints,
     read_json,
 )
 from milo_tui.tail import last_lines
@@ -74,6 +75,8 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
     state_ok = state is not None or not (run_dir / STATE_JSON).exists()
     st = state or {}
     status = st.get("status") if isinstance(st.get("status"), str) else None
+    if status is None and ((run_json or {}).get("adopted") or is_official_output(run_dir)):
+        status = EXTERNAL  # the official script's output: read-only (audition, score, prune, adopt)
     if status is None:
         status = UNREADABLE if not state_ok else "unknown"
     last = recent[-1] if recent else {}
@@ -184,7 +187,8 @@ class CheckpointScanner:
             if info is None or info.eval_mtime != eval_mtime:
                 m = CHECKPOINT_RE.match(path.name)
                 ev = read_json(path / EVAL_JSON)
-                epoch = int(m["epoch"]) if m["epoch"] else (_int((ev or {}).get("epoch")))
+                epoch = checkpoint_epoch(path.name)
+                epoch = epoch if epoch is not None else _int((ev or {}).get("epoch"))
                 step = int(m["step"]) if m["step"] else _int((ev or {}).get("step"))
                 try:  # the folder's mtime moves when the scores land in eval.json; its weights' does not
                     created = info.created if info else min(

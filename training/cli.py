@@ -4,6 +4,8 @@
     milo-train run --base BASE --data DATA.jsonl --run RUN_DIR [hyper-parameters] [--resume]
     milo-train tiny-model OUT_DIR [--seed N]     a tiny random-weight Base model for tests and the demo
     milo-train demo-assets WORKSPACE             tiny model + prepared data of a demo workspace
+    milo-train prune RUN [--dry-run] [--keep-best K] [--keep-last N] [--budget SIZE]
+    milo-train adopt DIR [--data JSONL] [--base BASE]   an official-script output folder as a run
 
 Exit codes of `run` (and `prepare`): docs/run-folder.md (0 ok or clean stop, 1 unexpected error, 2 bad
 command line, 3 bad input, 4 out of memory, 5 disk full).
@@ -41,6 +43,63 @@ def _cmd_demo_assets(args: argparse.Namespace) -> int:
         print(f"milo-train: error: {exc}", file=sys.stderr)
         return 3
     print(f"training data written to {root / 'data' / 'train.jsonl'}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    """Plan by the policy (flags over the config's [retention]), print it, and delete unless --dry-run."""
+    from pathlib import Path
+
+    from contract import retention, scores
+    from contract.configfile import ConfigError, read_config
+    from contract.runfolder import list_checkpoints
+
+    run = Path(args.run).absolute()
+    if not list_checkpoints(run):
+        print(f"milo-train: error: {run} holds no checkpoints", file=sys.stderr)
+        return 3
+    try:
+        config = read_config()
+        policy, rule = retention.policy_from(config), scores.best_rule(config)
+        budget = retention.parse_size(args.budget) if args.budget else policy.budget_bytes
+    except (ConfigError, ValueError) as exc:
+        print(f"milo-train: error: {exc}", file=sys.stderr)
+        return 3
+    policy = retention.Policy(policy.keep_best if args.keep_best is None else args.keep_best,
+                              policy.keep_last if args.keep_last is None else args.keep_last, budget)
+    waiting = {n: "waiting to be scored" for n, e in scores.states(run).items()
+               if e.get("state") in (scores.QUEUED, scores.RUNNING)}
+    plan = retention.plan(run, policy, rule, protect=waiting)
+    print(f"{run.name}: keep best {policy.keep_best}, newest {policy.keep_last}"
+          + (f", within {retention.fmt_size(policy.budget_bytes)}" if policy.budget_bytes is not None else ""))
+    for name, why in plan.keep.items():
+        print(f"  keep   {name}: {why}")
+    for name in plan.delete:
+        print(f"  delete {name}")
+    if plan.over_budget:
+        print(f"  the checkpoints that must stay already take {retention.fmt_size(plan.kept_bytes)}: over the budget")
+    if args.dry_run or not plan.delete:
+        print(f"{plan.describe()}" + (" (dry run: nothing deleted)" if args.dry_run and plan.delete else ""))
+        return 0
+    done = retention.apply(run, plan.delete)
+    for name, why in done.skipped.items():
+        print(f"  kept {name}: {why}")
+    print(f"deleted {len(done.deleted)} checkpoint(s), freed {retention.fmt_size(done.freed_bytes)}")
+    return 0
+
+
+def _cmd_adopt(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from contract.adopt import AdoptError, adopt
+
+    try:
+        result = adopt(Path(args.dir), data=Path(args.data) if args.data else None,
+                       base=Path(args.base) if args.base else None)
+    except (AdoptError, OSError) as exc:
+        print(f"milo-train: error: {exc}", file=sys.stderr)
+        return 3
+    print(f"adopted {Path(args.dir).absolute()}: {result.describe()}")
     return 0
 
 
@@ -95,6 +154,14 @@ def _add_run(sub) -> None:
     g.add_argument("--gradient-checkpointing", action="store_const", const=True, help="trade compute for memory")
     g.add_argument("--no-score", dest="score", action="store_const", const=False,
                    help="do not score each checkpoint after it is saved (docs/scoring.md) [scored]")
+    g.add_argument("--keep-best", type=int, metavar="K",
+                   help="after each save, keep the best K checkpoints (by the [best] rule, then validation loss) ... "
+                        "[off]")
+    g.add_argument("--keep-last", type=int, metavar="N", help="... and the newest N; the rest are deleted [off]")
+    g.add_argument("--disk-budget", metavar="SIZE", help="... within this much disk, e.g. 50G [none]")
+    g.add_argument("--stop-unimproved", type=int, metavar="N",
+                   help="stop (with a resume point) when the best score has not improved for N scored checkpoints "
+                        "[0: off]")
     g.add_argument("--save-dtype", choices=("base", "float32", "bfloat16", "float16"),
                    help=f"dtype of checkpoint weights; base: as the base model stores them [{D['save_dtype']}]")
     g.add_argument("--save-every-steps", type=int, help="also save a checkpoint (step-NNNNNNNN/) and resume point every N steps")
@@ -146,6 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to create (replaced if it exists)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the weights (default 0)")
     p.set_defaults(func=_cmd_tiny_model)
+    p = sub.add_parser("prune", help="delete checkpoints by the retention policy (docs/retention.md)",
+                       description="Keep the best K checkpoints (by the [best] rule, then validation loss), the newest "
+                                   "N, within a disk budget; never the best, a checkpoint in use (loaded for audition, "
+                                   "being scored) or the resume point. Flags override the config's [retention].")
+    p.add_argument("run", metavar="RUN", help="the run folder (or an official-script output folder)")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    p.add_argument("--keep-best", type=int, metavar="K", help="the best K stay [3]")
+    p.add_argument("--keep-last", type=int, metavar="N", help="the newest N stay [2]")
+    p.add_argument("--budget", metavar="SIZE", help="keep at most this much, e.g. 50G [no budget]")
+    p.set_defaults(func=_cmd_prune)
+    p = sub.add_parser("adopt", help="make an official-script output folder a milo run (docs/adopt.md)",
+                       description="Hard-link the files identical across its checkpoint-epoch-N folders (and say how "
+                                   "much that frees), read the loss lines of a *.log beside them, and write run.json.")
+    p.add_argument("dir", metavar="DIR", help="the official script's output folder")
+    p.add_argument("--data", metavar="JSONL", help="its training JSONL: the scorer's reference voice")
+    p.add_argument("--base", metavar="BASE", help="the Base model it was trained from: the scorer's baseline row")
+    p.set_defaults(func=_cmd_adopt)
     sub.add_parser("eval", help="score checkpoints or audio files with real offline models (docs/scoring.md; "
                    "`milo-train eval --help`)", add_help=False)
     p = sub.add_parser("demo-assets", help="tiny model + prepared data of a demo workspace (used by milo-tui --demo)",

@@ -29,7 +29,7 @@ from contract.audio import FRAME_RATE, SAMPLE_RATE
 from contract.defaults import RUN_DEFAULTS as DEFAULTS
 
 # What a resume may change: the run can be extended, and its stopping rule relaxed or tightened.
-CHANGEABLE_ON_RESUME = ("epochs", "patience", "score")
+CHANGEABLE_ON_RESUME = ("epochs", "patience", "score", "keep_best", "keep_last", "disk_budget", "stop_unimproved")
 _FLAGS = {"score": "--no-score"}  # a setting whose flag is not --NAME
 
 
@@ -67,6 +67,10 @@ class Hyper:
     language: str
     gradient_checkpointing: bool
     score: bool                 # score each checkpoint after it is saved, in a low-priority process
+    keep_best: int              # retention after each save (contract/retention.py); all 0 / "": off
+    keep_last: int
+    disk_budget: str
+    stop_unimproved: int        # stop when the best score has not improved for this many scored checkpoints
     dtype: str = "float32"  # master weights, always
 
 
@@ -320,6 +324,7 @@ class Trainer:
         self.hooks = TestHooks.from_env(self.run_dir)
         self.step = 0
         self.saves = 0  # checkpoints written by this process
+        self.quality_stop: str | None = None  # why the scores stopped the run (check_quality)
         self.last_state_write = 0.0
 
     # ---------------------------------------------------------------- setup
@@ -351,7 +356,7 @@ class Trainer:
             for k, v in typed.items():
                 if k not in CHANGEABLE_ON_RESUME and v != hyper.get(k):
                     raise UsageError(f"--resume: --{k.replace('_', '-')} cannot change (the run has {hyper.get(k)!r}); "
-                                     f"only {', '.join(_FLAGS.get(c, '--' + c) for c in CHANGEABLE_ON_RESUME)} can")
+                                     f"only {', '.join(_FLAGS.get(c, '--' + c.replace('_', '-')) for c in CHANGEABLE_ON_RESUME)} can")
                 hyper[k] = v
             self.base, self.data = Path(run_json["base_model"]), Path(run_json["data"])
             self.speaker, self.ref_audio = run_json["speaker"], run_json.get("ref_audio")
@@ -375,6 +380,16 @@ class Trainer:
             raise UsageError("--lr must be positive")
         if not self.speaker or any(c.isspace() for c in self.speaker):
             raise UsageError("--speaker must be one word (generate_custom_voice looks it up by name)")
+        for name, value in (("keep-best", h.keep_best), ("keep-last", h.keep_last), ("stop-unimproved", h.stop_unimproved)):
+            if value < 0:
+                raise UsageError(f"--{name} must be 0 (off) or more")
+        if h.disk_budget:
+            from contract.retention import parse_size
+
+            try:
+                parse_size(h.disk_budget)
+            except ValueError as exc:
+                raise UsageError(f"--disk-budget: {exc}") from None
 
     def start_state(self) -> None:
         """state.json: running. The supervisor may have written starting + pid; a hand-started run records its own."""
@@ -632,6 +647,53 @@ class Trainer:
         self.log.info(f"checkpoint {name} saved ({written / 1e6:.1f} MB, {seconds:.1f} s)")
         if self.hyper.score:
             self.queue_scoring(name)
+        self.retain(name)
+        self.check_quality()
+
+    def retain(self, saved: str) -> None:
+        """Prune by the run's retention policy, if it has one. Checkpoints waiting to be scored stay."""
+        h = self.hyper
+        if not (h.keep_best or h.keep_last or h.disk_budget):
+            return
+        from contract import retention, scores
+        from contract.configfile import ConfigError, read_config
+
+        try:
+            rule = scores.best_rule(read_config())
+        except ConfigError as exc:
+            self.log.info(f"retention skipped: {exc}")
+            return
+        policy = retention.Policy(h.keep_best, h.keep_last, retention.parse_size(h.disk_budget) if h.disk_budget else None)
+        waiting = {n: "waiting to be scored" for n, e in scores.states(self.run_dir).items()
+                   if e.get("state") in (scores.QUEUED, scores.RUNNING)}
+        plan = retention.plan(self.run_dir, policy, rule, protect={saved: "just saved", **waiting})
+        if not plan.delete:
+            return
+        done = retention.apply(self.run_dir, plan.delete)
+        skipped = "; ".join(f"{n}: {why}" for n, why in done.skipped.items())
+        self.event("prune", f"pruned {len(done.deleted)} checkpoint(s), freed {retention.fmt_size(done.freed_bytes)}",
+                   deleted=done.deleted, freed_bytes=done.freed_bytes, skipped=done.skipped)
+        self.log.info(f"retention: deleted {', '.join(done.deleted) or 'none'} ({retention.fmt_size(done.freed_bytes)} "
+                      f"freed)" + (f"; kept {skipped}" if skipped else ""))
+
+    def check_quality(self) -> None:
+        """Quality-aware stopping: ask for a normal stop (a resume point, status stopped) once the best score
+        has not improved for `stop_unimproved` scored checkpoints. The reason goes to state.json."""
+        if not self.hyper.stop_unimproved or self.stop_requested:
+            return
+        from contract import scores
+        from contract.configfile import ConfigError, read_config
+
+        try:
+            rule = scores.best_rule(read_config())
+        except ConfigError:
+            rule = scores.BestRule()
+        since, best, scored = scores.unimproved(self.run_dir, rule)
+        if best is not None and since >= self.hyper.stop_unimproved:
+            self.quality_stop = (f"the best score has not improved for {since} scored checkpoints (best {best}, "
+                                 f"{rule.describe()}; --stop-unimproved {self.hyper.stop_unimproved})")
+            self.log.info(f"stopping: {self.quality_stop}")
+            self.stop_requested = True
 
     def queue_scoring(self, name: str) -> None:
         """Queue the checkpoint in scoring.json and start the run's scorer (`python -m inference.scoring
@@ -837,9 +899,14 @@ class Trainer:
     def stopped(self, epoch: int, micro: int, save: bool) -> int:
         if save:
             self.save_resume_point(epoch, micro)
-        self.event("stop", f"stopped at step {self.step} on a signal; continue with --resume", reason="signal",
-                   step=self.step)
-        self.state(status=rf.STOPPED, exit_code=exits.OK, ended_at=time.time(), step=self.step)
+        if self.quality_stop:
+            self.event("stop", f"stopped at step {self.step}: {self.quality_stop}; continue with --resume",
+                       reason="quality", step=self.step)
+        else:
+            self.event("stop", f"stopped at step {self.step} on a signal; continue with --resume", reason="signal",
+                       step=self.step)
+        self.state(status=rf.STOPPED, exit_code=exits.OK, ended_at=time.time(), step=self.step,
+                   stop_reason=self.quality_stop)
         self.log.info(f"stopped at step {self.step}; resume point saved" if save else f"stopped at step {self.step}")
         return exits.OK
 

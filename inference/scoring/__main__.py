@@ -18,7 +18,7 @@ from pathlib import Path
 
 from contract import exits
 from contract import scores as sc
-from contract.runfolder import RUN_JSON, is_checkpoint_dir, locked, read_json, write_json_atomic
+from contract.runfolder import RUN_JSON, InUse, is_checkpoint_dir, locked, read_json, write_json_atomic
 from inference.scoring.models import one_line
 
 LOCK = ".scoring.lock"
@@ -122,8 +122,9 @@ def cmd_eval(args) -> int:
                 from inference.engine import Engine
 
                 engine = Engine(device=args.device, tune_threads=True)  # one for all: each load replaces the last
-            scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device, prompts=prompts,
-                                      say=say)
+            with InUse(ckpt):  # pruning leaves a checkpoint being scored alone
+                scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device, prompts=prompts,
+                                          say=say)
         except Exception as exc:  # noqa: BLE001 - one line per checkpoint, the others still scored
             say(f"{ckpt.name}: not scored: {one_line(exc)[:200]}")
             results.append({"checkpoint": ckpt.name, "error": str(exc)})
@@ -176,8 +177,9 @@ def cmd_queue(args) -> int:
                     from inference.engine import Engine
 
                     engine = Engine(device=args.device, tune_threads=True)
-                scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device,
-                                          prompts=prompts, say=log)
+                with InUse(ckpt):  # pruning leaves a checkpoint being scored alone
+                    scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device,
+                                              prompts=prompts, say=log)
                 write_scores(ckpt, scores)
                 sc.set_state(run_dir, name, sc.DONE, seconds=scores["seconds"])
             except Exception as exc:  # noqa: BLE001 - the queue goes on

@@ -113,7 +113,8 @@ def test_a_mistyped_command_leaves_an_earlier_run_as_it_was(earlier_run):
     before = {k: v for k, v in tree_digest(run).items() if k != "train.log"}
     proc = run_training("--run", str(run), "--resume", "--lr", "0.5")
     assert proc.returncode == 2 and _error_lines(proc.stderr) == [
-        "milo-train: error: --resume: --lr cannot change (the run has 0.001); only --epochs, --patience, --no-score can"]
+        "milo-train: error: --resume: --lr cannot change (the run has 0.001); only --epochs, --patience, --no-score, "
+        "--keep-best, --keep-last, --disk-budget, --stop-unimproved can"]
     fresh = run_training("--base", "x", "--data", "y", "--run", str(run))
     assert fresh.returncode == 2 and "already holds a run" in fresh.stderr
     assert {k: v for k, v in tree_digest(run).items() if k != "train.log"} == before

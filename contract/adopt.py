@@ -1,0 +1,148 @@
+"""Checkpoints made elsewhere: the official fine-tuning script's output folder (docs/adopt.md).
+
+sft_12hz.py writes OUTPUT/checkpoint-epoch-N/ for each epoch: a full copy of the base model folder (text
+tokenizer, speech tokenizer, configs) with that epoch's model.safetensors and a custom-voice config.json.
+The dashboard lists such a folder as a read-only run (status "external") with no metrics; adopting it
+(`milo-train adopt DIR`, or `A` on the runs screen):
+
+- hard-links the files that are identical across its checkpoints (same relative path, same size, same
+  SHA-256: the tokenizers, most configs), each replaced atomically (a link made beside it, renamed over it),
+  and reports the bytes that frees;
+- turns the loss lines of a log beside it (`*.log`: "Epoch 3 | Step 40 | Loss: 4.2170") into metrics.jsonl,
+  so its loss curve shows (its losses are the official script's, shifted targets included: not comparable
+  with ours, docs/upstream.md);
+- writes run.json (`adopted`: true, the speaker from the checkpoints' config, `--data` for the scorer's
+  reference voice, `--base` for the baseline row).
+
+Torch-free: the dashboard runs it in a thread.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contract.runfolder import METRICS, RUN_JSON, append_records, list_checkpoints, read_json, record, write_json_atomic
+
+LOSS_LINE = re.compile(r"epoch\W*(\d+)\W+step\W*(\d+)\W+loss\W*([-+0-9.eE]+)", re.IGNORECASE)
+CHUNK = 1 << 20
+
+
+class AdoptError(ValueError):
+    """The folder cannot be adopted; the message is one line."""
+
+
+@dataclass
+class Adopted:
+    checkpoints: int = 0
+    linked_files: int = 0
+    freed_bytes: int = 0
+    loss_lines: int = 0
+    log: str | None = None
+    speaker: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        from contract.retention import fmt_size
+
+        parts = [f"{self.checkpoints} checkpoints", f"{self.linked_files} identical files hard-linked, "
+                 f"{fmt_size(self.freed_bytes)} freed"]
+        parts.append(f"{self.loss_lines} loss lines from {self.log}" if self.log else "no log beside it")
+        return "; ".join(parts + self.problems)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def link_identical(run_dir: Path) -> tuple[int, int]:
+    """Hard-link files with the same relative path and content across the run's checkpoints. Returns
+    (files linked, bytes freed). A file already sharing the first copy's inode is left as it is."""
+    checkpoints = list_checkpoints(run_dir)
+    by_path: dict[str, list[Path]] = {}
+    for ck in checkpoints:
+        for root, _dirs, names in os.walk(ck):
+            for name in names:
+                full = Path(root) / name
+                if full.is_file() and not full.is_symlink():
+                    by_path.setdefault(str(full.relative_to(ck)), []).append(full)
+    linked = freed = 0
+    for copies in by_path.values():
+        if len(copies) < 2:
+            continue
+        groups: dict[tuple[int, str], Path] = {}
+        digests: dict[tuple[int, int], str] = {}
+        for path in copies:
+            st = path.stat()
+            inode = (st.st_dev, st.st_ino)
+            if inode not in digests:
+                digests[inode] = _digest(path)
+            key = (st.st_size, digests[inode])
+            first = groups.setdefault(key, path)
+            if first == path or first.stat().st_ino == st.st_ino:
+                continue
+            tmp = path.with_name(f".milo-link-{path.name}")
+            tmp.unlink(missing_ok=True)
+            os.link(first, tmp)
+            os.replace(tmp, path)  # atomic: the name is the old file or the link, never missing
+            linked += 1
+            if st.st_nlink == 1:
+                freed += st.st_blocks * 512
+    return linked, freed
+
+
+def loss_records(text: str) -> list[dict]:
+    """Step records from the official script's loss lines (its step counts restart each epoch; ours do not)."""
+    out, step = [], 0
+    for line in text.splitlines():
+        m = LOSS_LINE.search(line)
+        if not m:
+            continue
+        try:
+            loss = float(m[3])
+        except ValueError:
+            continue
+        step += 1
+        out.append(record("step", time=0.0, epoch=int(m[1]), step=step, epoch_step=int(m[2]), objective=loss,
+                          source="official log"))
+    return out
+
+
+def adopt(run_dir: Path, *, data: Path | None = None, base: Path | None = None, link: bool = True) -> Adopted:
+    run_dir = Path(run_dir).absolute()
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise AdoptError(f"{run_dir} holds no checkpoint folders (checkpoint-epoch-N/ or epoch-NNNN/)")
+    existing = read_json(run_dir / RUN_JSON) or {}
+    if existing and not existing.get("adopted"):
+        raise AdoptError(f"{run_dir} is a milo run already (run.json): nothing to adopt")
+    result = Adopted(checkpoints=len(checkpoints))
+    config = read_json(checkpoints[-1] / "config.json") or {}
+    speakers = list(((config.get("talker_config") or {}).get("spk_id") or {}).keys())
+    result.speaker = speakers[0] if speakers else None
+    if config.get("tts_model_type") not in (None, "custom_voice"):
+        result.problems.append(f"{checkpoints[-1].name} is a {config.get('tts_model_type')} model, not a custom voice")
+    if link:
+        result.linked_files, result.freed_bytes = link_identical(run_dir)
+    logs = sorted(p for p in run_dir.glob("*.log") if p.is_file())
+    if logs and not (run_dir / METRICS).exists():
+        records = []
+        for log in logs:
+            records += loss_records(log.read_text(encoding="utf-8", errors="replace"))
+        if records:
+            append_records(run_dir / METRICS, records)
+            result.loss_lines, result.log = len(records), ", ".join(p.name for p in logs)
+    spec = {**existing, "adopted": True, "source": "official fine-tuning script", "speaker": result.speaker,
+            "hyper": {"epochs": len(checkpoints)}}
+    if data is not None:
+        spec["data"] = str(Path(data).absolute())
+    if base is not None:
+        spec["base_model"] = str(Path(base).absolute())
+    write_json_atomic(run_dir / RUN_JSON, spec)
+    return result

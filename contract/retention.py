@@ -1,0 +1,235 @@
+"""Which checkpoints to keep, and deleting the rest safely (docs/retention.md).
+
+Policy: keep the best K (by the [best] rule's ranking: the checkpoints that meet the rule by its metric,
+then the rest by validation loss), the newest N, within an optional disk budget. Never deleted: the best
+by the rule, the best by validation loss, a checkpoint in use (loaded by the audition worker or read by
+the scorer: they hold a shared flock on it, contract.runfolder.InUse), and the run's resume point (it is
+not a checkpoint: prune never touches resume/). Bytes freed count a hard-linked file once: deleting a link
+frees nothing while another link to the same data stays.
+
+A deletion renames the folder to a hidden name first (one atomic step: it stops being a checkpoint for
+every reader), then removes it; a removal that fails halfway leaves only the hidden folder, which the next
+prune finishes. Used by `milo-train prune`, the trainer after each save (--keep-best/--keep-last), and the
+dashboard's prune key. Torch-free.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contract.runfolder import EVAL_JSON, claim, list_checkpoints, read_json
+from contract.scores import HIGHER_IS_BETTER, BestRule, is_score, pick_best, read_row, scores_of
+
+TRASH_PREFIX = ".deleting-"
+RETENTION_TABLE = "retention"
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_best: int = 3
+    keep_last: int = 2
+    budget_bytes: int | None = None     # keep no more than this on disk (protected checkpoints always stay)
+
+
+@dataclass
+class Plan:
+    keep: dict[str, str] = field(default_factory=dict)     # name -> why it stays
+    delete: list[str] = field(default_factory=list)        # names, worst first
+    freed_bytes: int = 0                                   # what deleting them frees (hard links counted once)
+    kept_bytes: int = 0
+    over_budget: bool = False                              # protected checkpoints alone exceed the budget
+
+    def describe(self) -> str:
+        if not self.delete:
+            return f"nothing to delete ({len(self.keep)} checkpoints kept)"
+        return (f"delete {len(self.delete)} checkpoint(s) ({', '.join(self.delete)}), freeing "
+                f"{fmt_size(self.freed_bytes)}; keep {len(self.keep)}")
+
+
+def fmt_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def parse_size(text: str) -> int:
+    """'50G', '800M', '1.5T', or bytes; ValueError with one line otherwise."""
+    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    factor = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}.get(t[-1:], 1)
+    number = t[:-1] if factor > 1 else t
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 50G)") from None
+    if value < 0:
+        raise ValueError(f"{text!r}: a size cannot be negative")
+    return int(value * factor)
+
+
+def policy_from(config: dict | None, origin: str | Path = "the configuration file") -> Policy:
+    """The [retention] table (keep_best, keep_last, budget), checked; ConfigError when wrong."""
+    from contract.configfile import ConfigError
+
+    table = (config or {}).get(RETENTION_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: [{RETENTION_TABLE}] must be a table")
+    unknown = sorted(set(table) - {"keep_best", "keep_last", "budget"})
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key(s) in [{RETENTION_TABLE}]: {', '.join(unknown)}; valid keys are "
+                          "keep_best, keep_last, budget")
+    default = Policy()
+    values = {}
+    for key in ("keep_best", "keep_last"):
+        v = table.get(key, getattr(default, key))
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{origin}: [{RETENTION_TABLE}] {key} = {v!r} must be a whole number of 0 or more")
+        values[key] = v
+    budget = table.get("budget")
+    try:
+        values["budget_bytes"] = parse_size(budget) if budget is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: [{RETENTION_TABLE}] budget: {exc}") from None
+    return Policy(**values)
+
+
+def _files(folder: Path) -> list[os.stat_result]:
+    out = []
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                out.append(os.lstat(os.path.join(root, name)))
+            except OSError:
+                pass
+    return out
+
+
+def freed_by(folders: list[Path]) -> int:
+    """Bytes that deleting all of `folders` frees: a file's blocks count once, and only when every link to
+    it is among them."""
+    links: dict[tuple[int, int], list] = {}
+    for folder in folders:
+        for st in _files(folder):
+            entry = links.setdefault((st.st_dev, st.st_ino), [0, st])
+            entry[0] += 1
+    return sum(st.st_blocks * 512 for seen, st in links.values() if seen >= st.st_nlink)
+
+
+def ranking(run_dir: Path, rule: BestRule) -> tuple[list[str], str | None, str | None]:
+    """(checkpoint names best first, the best by the rule, the best by validation loss)."""
+    rows = []
+    for path in list_checkpoints(run_dir):
+        ev = read_json(path / EVAL_JSON) or {}
+        loss = ev.get("objective")
+        rows.append((path.name, scores_of(ev), float(loss) if is_score(loss) else None))
+    baseline = (read_row(run_dir, "baseline") or {}).get("means")
+    best, _why = pick_best(rows, baseline, rule)
+    eligible = []
+    remaining = list(rows)
+    # the rule's ranking: best, then repeatedly the best of what is left
+    while True:
+        name, _ = pick_best(remaining, baseline, rule)
+        if name is None:
+            break
+        eligible.append(name)
+        remaining = [r for r in remaining if r[0] != name]
+    by_loss = sorted((r for r in remaining), key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0, r[0]))
+    order = eligible + [r[0] for r in by_loss]
+    losses = [r for r in rows if r[2] is not None]
+    best_loss = min(losses, key=lambda r: (r[2], r[0]))[0] if losses else None
+    return order, best, best_loss
+
+
+def plan(run_dir: Path, policy: Policy, rule: BestRule | None = None, *, protect: dict[str, str] | None = None) -> Plan:
+    """What `policy` keeps and deletes in `run_dir` now. `protect` adds names that must stay, with why."""
+    run_dir = Path(run_dir)
+    rule = rule or BestRule()
+    checkpoints = list_checkpoints(run_dir)
+    names = [p.name for p in checkpoints]
+    order, best, best_loss = ranking(run_dir, rule)
+    keep: dict[str, str] = {}
+    if best:
+        keep[best] = f"the best by the rule ({rule.describe()})"
+    if best_loss and best_loss not in keep:
+        keep[best_loss] = "the best by validation loss"
+    for name, why in (protect or {}).items():
+        if name in names:
+            keep.setdefault(name, why)
+    for name in order[: policy.keep_best]:
+        keep.setdefault(name, f"among the best {policy.keep_best}")
+    for name in names[len(names) - policy.keep_last:] if policy.keep_last else []:
+        keep.setdefault(name, f"among the newest {policy.keep_last}")
+    protected = {n for n, why in keep.items() if not why.startswith("among")}
+    size = {p.name: freed_by([p]) for p in checkpoints}
+    result = Plan()
+    if policy.budget_bytes is not None:
+        # over the budget: give up kept checkpoints from the worst ranked, never a protected one
+        rank = {n: i for i, n in enumerate(order)}
+        for name in sorted((n for n in keep if n not in protected), key=lambda n: -rank.get(n, len(order))):
+            if sum(size[n] for n in keep) <= policy.budget_bytes:
+                break
+            del keep[name]
+        result.over_budget = sum(size[n] for n in keep) > policy.budget_bytes
+    result.keep = {n: keep[n] for n in names if n in keep}
+    rank = {n: i for i, n in enumerate(order)}
+    result.delete = sorted((n for n in names if n not in keep), key=lambda n: -rank.get(n, len(order)))
+    result.freed_bytes = freed_by([run_dir / n for n in result.delete])
+    result.kept_bytes = sum(size[n] for n in result.keep)
+    return result
+
+
+@dataclass
+class Outcome:
+    deleted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)   # name -> why it was not deleted
+    freed_bytes: int = 0
+
+
+def apply(run_dir: Path, to_delete: list[str]) -> Outcome:
+    """Delete these checkpoints: each is claimed (skipped when in use), renamed out of sight, then removed."""
+    run_dir = Path(run_dir)
+    out = Outcome()
+    finish_trash(run_dir)
+    claimed: dict[str, int] = {}
+    try:
+        for name in to_delete:
+            path = run_dir / name
+            if not path.is_dir():
+                out.skipped[name] = "already gone"
+                continue
+            fd = claim(path)
+            if fd is None:
+                out.skipped[name] = "in use (loaded for audition, or being scored)"
+            else:
+                claimed[name] = fd
+        out.freed_bytes = freed_by([run_dir / n for n in claimed])
+        for name, fd in list(claimed.items()):
+            trash = run_dir / f"{TRASH_PREFIX}{name}-{os.getpid()}"
+            try:
+                os.rename(run_dir / name, trash)  # atomic: from here on it is no checkpoint to any reader
+            except OSError as exc:
+                out.skipped[name] = f"cannot rename it ({exc.strerror or exc})"
+                continue
+            finally:
+                os.close(claimed.pop(name))
+            out.deleted.append(name)
+            shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        for fd in claimed.values():
+            os.close(fd)
+    if any(why.startswith("cannot rename") for why in out.skipped.values()):
+        out.freed_bytes = max(0, out.freed_bytes - freed_by([run_dir / n for n in out.skipped]))
+    return out
+
+
+def finish_trash(run_dir: Path) -> list[str]:
+    """Remove what an interrupted deletion left (hidden .deleting-* folders)."""
+    done = []
+    for p in Path(run_dir).glob(f"{TRASH_PREFIX}*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(p.name)
+    return done
