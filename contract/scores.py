@@ -247,21 +247,28 @@ def resolve_checkpoint(arg: str | Path, rule: BestRule | None = None) -> tuple[P
     return best, f"{BEST} in {run_dir.name} is {best.name}: {why}"
 
 
-def unimproved(run_dir: Path, rule: BestRule | None = None) -> tuple[int, str | None, int]:
-    """(scored checkpoints saved after the best one, the best's name, how many are scored): how long the best
-    score has not improved. With no best yet (none meets the rule) the count is 0: a run is not stopped for
-    never having been good."""
+def checkpoint_rows(run_dir: Path) -> list[tuple[str, dict | None, float | None]]:
+    """(name, score means or None, validation loss or None) of the run's checkpoints, in save order."""
     from contract.runfolder import EVAL_JSON, list_checkpoints
 
-    rule = rule or BestRule()
     rows = []
-    for path in list_checkpoints(Path(run_dir)):  # in save order
+    for path in list_checkpoints(Path(run_dir)):
         ev = read_json(path / EVAL_JSON)
         loss = (ev or {}).get("objective")
         rows.append((path.name, scores_of(ev), float(loss) if is_score(loss) else None))
+    return rows
+
+
+def unimproved(rows: list[tuple[str, dict | None, float | None]], baseline: dict | None,
+               rule: BestRule | None = None) -> tuple[int, str | None, int]:
+    """(scored checkpoints saved after the best one, the best's name, how many are scored) over `rows` in save
+    order (checkpoint_rows, plus any the caller remembers that were pruned since): how long the best score
+    has not improved. With no best yet (none meets the rule) the count is 0: a run is not stopped for never
+    having been good."""
+    rule = rule or BestRule()
     scored = [r for r in rows if r[1] is not None]
-    best, _why = pick_best(rows, (read_row(run_dir, "baseline") or {}).get("means"), rule)
+    best, _why = pick_best(rows, baseline, rule)
     if best is None:
         return 0, None, len(scored)
-    after = [r for r in scored[[r[0] for r in scored].index(best) + 1:]]
+    after = scored[[r[0] for r in scored].index(best) + 1:]
     return len(after), best, len(scored)

@@ -325,6 +325,7 @@ class Trainer:
         self.step = 0
         self.saves = 0  # checkpoints written by this process
         self.quality_stop: str | None = None  # why the scores stopped the run (check_quality)
+        self.score_history: dict[str, tuple] = {}  # checkpoint -> (name, score means, val loss), pruned ones too
         self.last_state_write = 0.0
 
     # ---------------------------------------------------------------- setup
@@ -647,8 +648,8 @@ class Trainer:
         self.log.info(f"checkpoint {name} saved ({written / 1e6:.1f} MB, {seconds:.1f} s)")
         if self.hyper.score:
             self.queue_scoring(name)
+        self.check_quality()  # first: it remembers the scores of checkpoints the retention may delete now
         self.retain(name)
-        self.check_quality()
 
     def retain(self, saved: str) -> None:
         """Prune by the run's retention policy, if it has one. Checkpoints waiting to be scored stay."""
@@ -688,7 +689,12 @@ class Trainer:
             rule = scores.best_rule(read_config())
         except ConfigError:
             rule = scores.BestRule()
-        since, best, scored = scores.unimproved(self.run_dir, rule)
+        for name, got, loss in scores.checkpoint_rows(self.run_dir):  # remembered: pruning may delete them later
+            if got is not None or name not in self.score_history:
+                self.score_history[name] = (name, got, loss)
+        rows = sorted(self.score_history.values(), key=lambda r: rf.checkpoint_order(self.run_dir / r[0]))
+        baseline = (scores.read_row(self.run_dir, "baseline") or {}).get("means")
+        since, best, scored = scores.unimproved(rows, baseline, rule)
         if best is not None and since >= self.hyper.stop_unimproved:
             self.quality_stop = (f"the best score has not improved for {since} scored checkpoints (best {best}, "
                                  f"{rule.describe()}; --stop-unimproved {self.hyper.stop_unimproved})")
