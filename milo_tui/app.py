@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the sources' modules are imported once the first frame is u
     from milo_tui.watcher import RunWatcher
 
 # state.json statuses, as in contract.runfolder (not imported before the first frame)
-CRASHED, FINISHED, STOPPED, UNREADABLE = "crashed", "finished", "stopped", "unreadable"
+CRASHED, FINISHED, STOPPED, UNREADABLE, EXTERNAL = "crashed", "finished", "stopped", "unreadable", "external"
 
 DRAW_HZ = 2  # redraws per second at most, and only of what changed
 PARTS = ("runs", "chart", "log", "telemetry", "checkpoints", "trend")
@@ -313,8 +313,12 @@ class MiloApp(App):
     def why_not(self, action: str) -> str | None:
         """Why an action cannot be done now (its key is dimmed and says this), or None."""
         r = self.selected_summary()
-        if action in ("stop", "kill", "resume", "checkpoints", "restart_policy") and r is None:
+        if action in ("stop", "kill", "resume", "checkpoints", "restart_policy", "adopt") and r is None:
             return "no run selected"
+        if action in ("stop", "kill", "resume", "restart_policy") and r.status == EXTERNAL:
+            return f"{r.name} holds checkpoints made elsewhere: read-only (audition, score, prune; A adopts it)"
+        if action == "adopt" and r.status != EXTERNAL:
+            return f"{r.name} is a milo run: only a folder of the official script's checkpoints is adopted"
         if action in ("stop", "kill") and not r.live:
             return f"{r.name} is not running (it is {r.status})"
         if action == "resume":
@@ -503,6 +507,42 @@ class MiloApp(App):
             self.call_from_thread(self.notify, f"scoring {what} of {run_dir.name} (scoring.log in the run folder)")
 
         self.run_worker(queue_and_start, thread=True, group="score", name=f"score {run_dir.name}", exit_on_error=False)
+
+    def action_adopt(self) -> None:
+        """Adopt the selected official-script folder (contract/adopt.py) in a thread: hashing copies of a
+        base model takes a while."""
+        r = self.selected_summary()
+        if r is None:
+            return
+        from contract.adopt import AdoptError, adopt
+
+        def work() -> None:
+            try:
+                result = adopt(r.path)
+            except (AdoptError, OSError) as exc:
+                self.call_from_thread(self.notify, f"cannot adopt {r.name}: {exc}", severity="error", timeout=10)
+                return
+            self.call_from_thread(self.notify, f"adopted {r.name}: {result.describe()}", timeout=10)
+            if self.watcher:
+                self.call_from_thread(self.watcher.wake)
+
+        self.notify(f"adopting {r.name}: comparing its checkpoints' files...")
+        self.run_worker(work, thread=True, group="adopt", name=f"adopt {r.name}", exit_on_error=False)
+
+    def prune(self, run_dir: Path, names: list[str]) -> None:
+        """Delete checkpoints the operator confirmed (contract/retention.py), in a thread; say what happened."""
+        from contract import retention
+
+        def work() -> None:
+            done = retention.apply(run_dir, names)
+            kept = "; ".join(f"kept {n}: {why}" for n, why in done.skipped.items())
+            self.call_from_thread(self.notify, f"deleted {len(done.deleted)} checkpoint(s) of {run_dir.name}, freed "
+                                  f"{retention.fmt_size(done.freed_bytes)}" + (f"; {kept}" if kept else ""),
+                                  severity="warning" if done.skipped else "information", timeout=10)
+            if self.watcher:
+                self.call_from_thread(self.watcher.wake)
+
+        self.run_worker(work, thread=True, group="prune", name=f"prune {run_dir.name}", exit_on_error=False)
 
     def action_smooth(self) -> None:
         self.smooth = not self.smooth

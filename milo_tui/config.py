@@ -31,6 +31,7 @@ from platformdirs import user_data_path
 
 from contract.audit import AUDIT_TABLE, audit_thresholds
 from contract.configfile import APP, ConfigError, config_file, read_config
+from contract.retention import RETENTION_TABLE, Policy, policy_from
 from contract.scores import BEST_TABLE, BestRule, best_rule
 
 __all__ = ["APP", "ConfigError", "Settings", "config_file", "load_settings"]
@@ -73,6 +74,8 @@ class Settings:
     score_checkpoints: bool = True
     # [best] table: which checkpoint is the voice (contract/scores.py)
     best: BestRule = field(default_factory=BestRule)
+    # [retention] table: what the prune key keeps (contract/retention.py)
+    retention: Policy = field(default_factory=Policy)
     # [keys] table: binding id -> key string(s), applied with App.set_keymap
     keys: dict = field(default_factory=dict, compare=False)
     # key -> "default" | "file <path>" | "env NAME" | "flag --x" | "demo workspace"
@@ -133,7 +136,7 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
     settings = Settings()
     if path.is_file():
         data = read_config(path)
-        unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE})
+        unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE})
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
         values = {k: _coerce(k, data[k], f"{path}") for k in ENV if k in data}
@@ -143,6 +146,8 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         audit_thresholds(data, path)  # [audit] belongs to `milo-train prepare`; a mistake in it is said here too
         if BEST_TABLE in data:
             values["best"] = best_rule(data, path)
+        if RETENTION_TABLE in data:
+            values["retention"] = policy_from(data, path)
         settings = settings.with_values(f"file {path}", **values) if values else settings
     for key, name in ENV.items():
         if environ.get(name):

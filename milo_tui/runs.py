@@ -42,6 +42,7 @@ class RunSummary:
     has_resume: bool = False
     has_run_json: bool = False
     updated_at: float | None = None
+    stop_reason: str | None = None   # why the trainer stopped itself (quality-aware stopping)
 
     @property
     def live(self) -> bool:
@@ -102,6 +103,7 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
         pid_start_time=_float(st.get("pid_start_time")), restarts=_int(st.get("restarts")) or 0,
         restart_limit=_int(st.get("restart_limit")) or 0, restart_at=_float(st.get("restart_at")), has_resume=(run_dir / RESUME_DIR).is_dir(),
         has_run_json=run_json is not None, updated_at=_float(st.get("updated_at")),
+        stop_reason=st.get("stop_reason") if isinstance(st.get("stop_reason"), str) else None,
     )
 
 

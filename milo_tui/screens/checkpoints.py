@@ -27,6 +27,8 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         Binding("e", "score", "Score", id="score", tooltip="Score the highlighted checkpoint now (the run's scorer)"),
         Binding("E", "score_all", "Score all", id="score_all", show=False,
                 tooltip="Score every checkpoint of the run that has no scores and is not queued"),
+        Binding("P", "prune", "Prune", id="prune",
+                tooltip="Delete the checkpoints the retention policy does not keep (asks first, says what goes)"),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the runs"),
         Binding("c", "back", "Back", id="back_c", show=False, tooltip="Back to the runs"),
     ]
@@ -120,9 +122,50 @@ class CheckpointsScreen(ExplainDisabled, Screen):
             entry = (judgement.states if judgement else {}).get(self.highlighted().name) or {}
             if entry.get("state") in ("queued", "running"):
                 return f"{self.highlighted().name} is already {STATE_WORD[entry['state']]}"
+        if action == "prune" and not self.app.checkpoints.get(self.app.selected, ((), None))[0]:
+            return "no checkpoints to prune"
         if action == "score_all" and not self.unscored():
             return "every checkpoint is scored, queued or being scored"
         return None
+
+    def prune_plan(self):
+        """What the [retention] policy would delete now: the audition worker's checkpoint and those waiting to
+        be scored are kept (the worker also holds its folder, so even a stale plan cannot delete it)."""
+        from contract import retention
+
+        app = self.app
+        protect = {}
+        judgement = app.judgements.get(app.selected)
+        for name, entry in (judgement.states if judgement else {}).items():
+            if entry.get("state") in ("queued", "running"):
+                protect[name] = "waiting to be scored"
+        if app.is_screen_installed("audition"):
+            loaded = getattr(app.get_screen("audition"), "loaded", None)
+            if loaded and Path(loaded).parent == app.selected:
+                protect[Path(loaded).name] = "loaded for audition"
+        return retention.plan(app.selected, app.settings.retention, app.settings.best, protect=protect)
+
+    def action_prune(self) -> None:
+        from contract.retention import fmt_size
+        from milo_tui.screens.dialogs import ConfirmScreen
+
+        app = self.app
+        if app.selected is None:
+            return
+        plan = self.prune_plan()
+        policy = app.settings.retention
+        if not plan.delete:
+            self.notify(f"nothing to prune: the policy (best {policy.keep_best}, newest {policy.keep_last}"
+                        + (f", {fmt_size(policy.budget_bytes)}" if policy.budget_bytes is not None else "")
+                        + f") keeps all {len(plan.keep)}")
+            return
+        run_dir, names = app.selected, list(plan.delete)
+        kept = ", ".join(f"{n} ({why})" for n, why in plan.keep.items())
+        self.app.push_screen(ConfirmScreen(
+            f"Delete {len(names)} checkpoint(s) of {run_dir.name}, freeing {fmt_size(plan.freed_bytes)}?",
+            f"Deleted: {', '.join(names)}.\nKept: {kept}." + ("\nThe kept ones alone exceed the budget."
+                                                              if plan.over_budget else "")),
+            lambda yes: app.prune(run_dir, names) if yes else None)
 
     def action_score(self) -> None:
         checkpoint = self.highlighted()

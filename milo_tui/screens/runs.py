@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from milo_tui.format import fmt_duration, fmt_num
 from milo_tui.keys import ExplainDisabled
-from contract.runfolder import CRASHED
+from contract.runfolder import CRASHED, EXTERNAL, STOPPED
 from milo_tui.widgets.charts import LayerPanel, LossChart, TrendPanel
 from milo_tui.widgets.log_tail import LogTail
 from milo_tui.widgets.tables import STATUS_STYLE, RunsTable
@@ -50,6 +50,8 @@ class RunsScreen(ExplainDisabled, Screen):
         Binding("K", "app.kill", "Kill", id="kill", tooltip="Kill the run's whole process group (asks first)"),
         Binding("r", "app.resume", "Resume", id="resume", tooltip="Continue from the newest resume point"),
         Binding("c", "app.checkpoints", "Checkpoints", id="checkpoints", tooltip="The selected run's checkpoints"),
+        Binding("A", "app.adopt", "Adopt", id="adopt", show=False,
+                tooltip="Adopt an official-script folder: hard-link its identical files, read its log (docs/adopt.md)"),
         Binding("C", "app.corpus", "Corpus", id="corpus", show=False, tooltip="The corpus report of the selected run's data "
                 "(flagged clips, reasons, play one)"),
         Binding("R", "app.restart_policy", "Restart policy", id="restart_policy", show=False,
@@ -152,6 +154,10 @@ class RunsScreen(ExplainDisabled, Screen):
         elif r.error:
             code = f" (exit {r.exit_code})" if r.exit_code not in (None, 0) else ""
             parts.append(f"[#ff5f5f]{escape(r.error)}{code}[/]")
+        elif r.stop_reason and r.status == STOPPED:
+            parts.append(f"[#ffaf00]stopped by the scores: {escape(r.stop_reason)}[/]")
+        elif r.status == EXTERNAL:
+            parts.append("checkpoints made elsewhere: read-only; [b]A[/] adopts it (docs/adopt.md)")
         if r.best_val is not None:
             parts.append(f"best {fmt_num(r.best_val)} @ epoch {r.best_epoch}")
         if r.restart_limit:

@@ -1,0 +1,116 @@
+"""Pruning from the dashboard (`P` in the checkpoints view: a confirmation naming exactly what goes and the
+bytes freed; `n` keeps all, `y` deletes) and a folder of the official script's checkpoints (listed as a
+read-only run; `A` adopts it: shared files hard-linked, its log's losses on the chart)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from contract import retention
+from contract.retention import Policy
+from contract.runfolder import list_checkpoints
+from tests.dashboard.conftest import make_app, screen_text, settle, wait_for, write_run, write_scores
+
+
+async def _open_checkpoints(pilot):
+    from milo_tui.screens.checkpoints import CheckpointsScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: app.selected is not None and app.checkpoints.get(app.selected)
+                   and app.judgements.get(app.selected), what="the run's checkpoints")
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="the checkpoints view")
+    return app.screen
+
+
+def test_prune_asks_with_exactly_what_goes_then_deletes(runs_root):
+    run = write_run(runs_root, "voice", 600, status="finished", epochs=6)
+    write_scores(run, scored={1: dict(similarity=0.6), 2: dict(similarity=0.9), 3: dict(similarity=0.7),
+                              4: dict(similarity=0.65), 5: dict(similarity=0.62), 6: dict(similarity=0.61)},
+                 baseline=dict(similarity=0.5, wer=0.2))
+    policy = Policy(keep_best=1, keep_last=1)
+    expected = retention.plan(run, policy)
+    # the rule's best (2), the best validation loss (6, also the newest); 1, 3, 4, 5 go
+    assert expected.delete and set(expected.delete) == {"epoch-0001", "epoch-0003", "epoch-0004", "epoch-0005"}
+
+    async def go():
+        from milo_tui.screens.dialogs import ConfirmScreen
+
+        app = make_app(runs_root, settings={"retention": policy}, poll_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _open_checkpoints(pilot)
+            await pilot.press("P")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            text = screen_text(app)
+            assert f"Delete 4 checkpoint(s) of voice, freeing {retention.fmt_size(expected.freed_bytes)}?" in text
+            assert f"Deleted: {', '.join(expected.delete)}." in text
+            assert "epoch-0002 (the best by the rule" in text
+            await pilot.press("n")  # no: everything stays
+            await settle(pilot)
+            assert len(list_checkpoints(run)) == 6
+            await pilot.press("P")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation again")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: len(list_checkpoints(run)) == 2, what="the deletion")
+            assert [p.name for p in list_checkpoints(run)] == ["epoch-0002", "epoch-0006"]
+            await wait_for(pilot, lambda: app.screen.query_one("#checkpoints").row_count == 2 + 2,
+                           what="the view to drop the deleted rows")
+            said = [n.message for n in app._notifications]
+            assert any(m == f"deleted 4 checkpoint(s) of voice, freed {retention.fmt_size(expected.freed_bytes)}"
+                       for m in said), said
+            await pilot.press("P")  # nothing left to prune
+            await settle(pilot)
+            assert any(m.startswith("nothing to prune: the policy (best 1, newest 1) keeps all 2")
+                       for m in (n.message for n in app._notifications))
+
+    asyncio.run(go())
+
+
+def _official(root, epochs: int = 3):
+    """An output folder of the official script: checkpoint-epoch-N copies that share their tokenizer bytes."""
+    out = root / "official"
+    for e in range(epochs):
+        ck = out / f"checkpoint-epoch-{e}"
+        (ck / "speech_tokenizer").mkdir(parents=True)
+        (ck / "config.json").write_text(json.dumps({"model_type": "qwen3_tts", "tts_model_type": "custom_voice",
+                                                    "talker_config": {"spk_id": {"operator": 3000}}}))
+        (ck / "model.safetensors").write_bytes(os.urandom(64 * 1024))
+        (ck / "speech_tokenizer" / "model.safetensors").write_bytes(b"\1" * 256 * 1024)
+        (ck / "vocab.json").write_text('{"a": 1}\n')
+    (out / "train.log").write_text("".join(f"Epoch {e} | Step {s} | Loss: {9.0 - e - s / 100:.4f}\n"
+                                           for e in range(epochs) for s in (0, 10)))
+    return out
+
+
+def test_an_official_folder_is_a_read_only_run_and_A_adopts_it(runs_root):
+    out = _official(runs_root)
+
+    async def go():
+        app = make_app(runs_root, poll_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: out in app.runs, what="the official folder as a run")
+            app.select_run(out)
+            await settle(pilot)
+            r = app.runs[out]
+            assert r.status == "external" and "checkpoints made elsewhere: read-only" in screen_text(app)
+            for action in ("stop", "kill", "resume"):
+                assert app.why_not(action).endswith("read-only (audition, score, prune; A adopts it)")
+            await wait_for(pilot, lambda: len(app.checkpoints.get(out, ((), None))[0]) == 3, what="its checkpoints")
+            await pilot.press("A")
+            await wait_for(pilot, lambda: (out / "run.json").is_file() and any(
+                n.message.startswith("adopted official:") for n in app._notifications), what="the adoption")
+            said = next(n.message for n in app._notifications if n.message.startswith("adopted official:"))
+            # per copy after the first: the speech tokenizer, vocab.json and config.json are the same bytes
+            per_copy = sum((out / "checkpoint-epoch-1" / f).stat().st_blocks * 512
+                           for f in ("speech_tokenizer/model.safetensors", "vocab.json", "config.json"))
+            assert f"3 checkpoints; 6 identical files hard-linked, {retention.fmt_size(2 * per_copy)} freed" in said
+            assert "6 loss lines from train.log" in said
+            await wait_for(pilot, lambda: app.run_metrics is not None and len(app.run_metrics.points) == 6,
+                           timeout=15, what="its losses on the chart")
+            assert app.runs[out].status == "external"  # still read-only: nothing trains it
+            screen = await _open_checkpoints(pilot)
+            assert [k.value.rsplit("/", 1)[-1] for k in screen.query_one("#checkpoints").rows][2:] == [
+                f"checkpoint-epoch-{e}" for e in range(3)]
+
+    asyncio.run(go())
