@@ -31,6 +31,18 @@ class Policy:
     keep_best: int = 3
     keep_last: int = 2
     budget_bytes: int | None = None     # keep no more than this on disk (protected checkpoints always stay)
+    # for runs started from the dashboard: prune after each save, stop when the scores stop improving
+    after_each_save: bool = False
+    stop_unimproved: int = 0
+
+    def trainer_flags(self) -> list[str]:
+        """The `milo-train run` flags that carry this policy into a run."""
+        flags = []
+        if self.after_each_save:
+            flags += ["--keep-best", str(self.keep_best), "--keep-last", str(self.keep_last)]
+            if self.budget_bytes is not None:
+                flags += ["--disk-budget", str(self.budget_bytes)]
+        return flags + (["--stop-unimproved", str(self.stop_unimproved)] if self.stop_unimproved else [])
 
 
 @dataclass
@@ -77,17 +89,22 @@ def policy_from(config: dict | None, origin: str | Path = "the configuration fil
     table = (config or {}).get(RETENTION_TABLE, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{origin}: [{RETENTION_TABLE}] must be a table")
-    unknown = sorted(set(table) - {"keep_best", "keep_last", "budget"})
+    keys = ("keep_best", "keep_last", "budget", "after_each_save", "stop_unimproved")
+    unknown = sorted(set(table) - set(keys))
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) in [{RETENTION_TABLE}]: {', '.join(unknown)}; valid keys are "
-                          "keep_best, keep_last, budget")
+                          f"{', '.join(keys)}")
     default = Policy()
     values = {}
-    for key in ("keep_best", "keep_last"):
+    for key in ("keep_best", "keep_last", "stop_unimproved"):
         v = table.get(key, getattr(default, key))
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"{origin}: [{RETENTION_TABLE}] {key} = {v!r} must be a whole number of 0 or more")
         values[key] = v
+    after = table.get("after_each_save", False)
+    if not isinstance(after, bool):
+        raise ConfigError(f"{origin}: [{RETENTION_TABLE}] after_each_save = {after!r} must be true or false")
+    values["after_each_save"] = after
     budget = table.get("budget")
     try:
         values["budget_bytes"] = parse_size(budget) if budget is not None else None

@@ -369,7 +369,8 @@ class MiloApp(App):
         if request is not None:
             device = self.settings.device
             self.launch(replace(request, device=None if device == "auto" else device,
-                                score=self.settings.score_checkpoints))
+                                score=self.settings.score_checkpoints,
+                                retain=tuple(self.settings.retention.trainer_flags())))
 
     def launch(self, request: RunRequest) -> None:
         self._select_when_seen = request.run_dir

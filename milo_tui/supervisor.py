@@ -49,6 +49,7 @@ class RunRequest:
     restart_limit: int = 0
     device: str | None = None  # cpu, cuda, cuda:N; None: the trainer decides (cuda when available)
     score: bool = RUN_DEFAULTS["score"]  # score each checkpoint after it is saved (config: ui.score_checkpoints)
+    retain: tuple[str, ...] = ()  # retention / quality-stop flags from the config's [retention] (Policy.trainer_flags)
 
     @property
     def prepare_first(self) -> bool:
@@ -62,6 +63,7 @@ def trainer_argv(python: str, req: RunRequest) -> list[str]:
             "--grad-accum", str(req.grad_accum), "--attn", req.attention]
     argv += ["--speaker", req.speaker] if req.speaker else []
     argv += [] if req.score else ["--no-score"]
+    argv += list(req.retain)
     return argv + (["--device", req.device] if req.device else [])
 
 

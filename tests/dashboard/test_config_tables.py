@@ -58,3 +58,25 @@ def test_the_best_table_sets_the_rule_and_a_mistake_is_one_line(tmp_path):
         with pytest.raises(ConfigError) as err:
             _load(tmp_path, text)
         assert said in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_retention_table_carries_into_runs_started_from_the_dashboard(tmp_path):
+    from contract.retention import Policy
+    from milo_tui.supervisor import RunRequest, trainer_argv
+
+    s = _load(tmp_path, '[retention]\nkeep_best = 2\nkeep_last = 1\nbudget = "1G"\nafter_each_save = true\n'
+                        'stop_unimproved = 3\n')
+    assert s.retention == Policy(2, 1, 1024 ** 3, True, 3)
+    req = RunRequest(run_dir=tmp_path / "r", base_model=tmp_path / "b", data=tmp_path / "d.jsonl",
+                     retain=tuple(s.retention.trainer_flags()))
+    argv = trainer_argv("python", req)
+    assert argv[argv.index("--keep-best"):] == ["--keep-best", "2", "--keep-last", "1", "--disk-budget",
+                                                 str(1024 ** 3), "--stop-unimproved", "3"]
+    assert "--keep-best" not in trainer_argv("python", RunRequest(run_dir=tmp_path / "r", base_model=tmp_path / "b",
+                                                                  data=tmp_path / "d.jsonl"))
+    for text, said in (('[retention]\nbudget = "lots"\n', "budget: 'lots' is not a size"),
+                       ("[retention]\nafter_each_save = 1\n", "after_each_save = 1 must be true or false"),
+                       ("[retention]\nkeep = 1\n", "unknown key(s) in [retention]: keep")):
+        with pytest.raises(ConfigError) as err:
+            _load(tmp_path, text)
+        assert said in str(err.value)
