@@ -11,17 +11,7 @@ from contract import retention
 from contract.retention import Policy
 from contract.runfolder import list_checkpoints
 from tests.dashboard.conftest import make_app, screen_text, settle, wait_for, write_run, write_scores
-
-
-async def _open_checkpoints(pilot):
-    from milo_tui.screens.checkpoints import CheckpointsScreen
-
-    app = pilot.app
-    await wait_for(pilot, lambda: app.selected is not None and app.checkpoints.get(app.selected)
-                   and app.judgements.get(app.selected), what="the run's checkpoints")
-    await pilot.press("c")
-    await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="the checkpoints view")
-    return app.screen
+from tests.dashboard.test_scores_view import open_checkpoints as _open_checkpoints
 
 
 def test_prune_asks_with_exactly_what_goes_then_deletes(runs_root):
