@@ -193,7 +193,6 @@ class Worker:
 
     def _hold(self, path: Path | None) -> None:
         """Hold the loaded checkpoint's folder as in use (a shared flock), or let go of it."""
-        from contract.checkpoint import CheckpointError
         from contract.runfolder import InUse
 
         if self.in_use is not None:
@@ -203,7 +202,7 @@ class Worker:
             try:
                 self.in_use = InUse(path)
             except OSError:
-                raise CheckpointError(path, [f"{path} does not exist or cannot be opened"]) from None
+                pass  # no such folder: the load that follows says so in its own words
 
     def _do_unload(self, cmd: dict) -> None:
         self._hold(None)
