@@ -166,3 +166,34 @@ def _one_prompt(tmp_path: Path) -> Path:
     path = tmp_path / "prompt.txt"
     path.write_text("1\tHello there.\n")
     return path
+
+
+def test_a_checkpoint_being_scored_is_not_deleted_under_the_scorer(six_epochs, demo_clips, tmp_path):
+    """The scorer holds the checkpoint it scores as in use: a prune meanwhile keeps it, says why, and takes it
+    once the scorer is done."""
+    import subprocess
+    import sys
+    import time
+
+    from contract.runfolder import claim
+
+    run, ck = six_epochs, six_epochs / "epoch-0003"
+    scorer = subprocess.Popen([sys.executable, "-m", "inference.scoring", "eval", str(ck), "--prompts",
+                               str(_one_prompt(tmp_path)), "--reference", str(demo_clips[0].parent)],
+                              env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until the scorer holds the folder
+            fd = claim(ck)
+            if fd is None:
+                break
+            os.close(fd)
+            assert scorer.poll() is None and time.monotonic() < deadline, "the scorer never held the checkpoint"
+            time.sleep(0.02)
+        out = retention.apply(run, ["epoch-0003"])
+        assert out.deleted == [] and out.skipped == {"epoch-0003": "in use (loaded for audition, or being scored)"}
+        assert scorer.wait(300) == 0, scorer.stderr.read()
+        assert sc.scores_of(json.loads((ck / EVAL_JSON).read_text())) is not None  # it finished its work
+        assert retention.apply(run, ["epoch-0003"]).deleted == ["epoch-0003"] and not ck.exists()
+    finally:
+        scorer.kill()
