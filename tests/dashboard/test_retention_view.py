@@ -104,3 +104,17 @@ def test_an_official_folder_is_a_read_only_run_and_A_adopts_it(runs_root):
                 f"checkpoint-epoch-{e}" for e in range(3)]
 
     asyncio.run(go())
+
+
+def test_checkpoints_pointing_at_an_official_folder_lists_it(runs_root):
+    """`milo-tui --checkpoints OUTPUT` on the official script's output folder itself: one run, not "Runs (0)"."""
+    out = _official(runs_root)
+
+    async def go():
+        app = make_app(out)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: out in app.runs, what="the folder as a run")
+            assert "Runs (1)" in screen_text(app) and app.runs[out].status == "external"
+            await wait_for(pilot, lambda: len(app.checkpoints.get(out, ((), None))[0]) == 3, what="its checkpoints")
+
+    asyncio.run(go())
