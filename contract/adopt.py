@@ -45,10 +45,10 @@ class Adopted:
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        from contract.retention import fmt_size
+        from contract.units import fmt_bytes
 
         parts = [f"{self.checkpoints} checkpoints", f"{self.linked_files} identical files hard-linked, "
-                 f"{fmt_size(self.freed_bytes)} freed"]
+                 f"{fmt_bytes(self.freed_bytes)} freed"]
         parts.append(f"{self.loss_lines} loss lines from {self.log}" if self.log else "no log beside it")
         return "; ".join(parts + self.problems)
 

@@ -19,8 +19,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.runfolder import EVAL_JSON, claim, list_checkpoints, read_json
-from contract.scores import HIGHER_IS_BETTER, BestRule, is_score, pick_best, read_row, scores_of
+from contract.runfolder import claim, list_checkpoints
+from contract.scores import BestRule, checkpoint_rows, pick_best, read_row
+from contract.units import fmt_bytes, parse_size
 
 TRASH_PREFIX = ".deleting-"
 RETENTION_TABLE = "retention"
@@ -57,29 +58,7 @@ class Plan:
         if not self.delete:
             return f"nothing to delete ({len(self.keep)} checkpoints kept)"
         return (f"delete {len(self.delete)} checkpoint(s) ({', '.join(self.delete)}), freeing "
-                f"{fmt_size(self.freed_bytes)}; keep {len(self.keep)}")
-
-
-def fmt_size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def parse_size(text: str) -> int:
-    """'50G', '800M', '1.5T', or bytes; ValueError with one line otherwise."""
-    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
-    factor = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}.get(t[-1:], 1)
-    number = t[:-1] if factor > 1 else t
-    try:
-        value = float(number)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 50G)") from None
-    if value < 0:
-        raise ValueError(f"{text!r}: a size cannot be negative")
-    return int(value * factor)
+                f"{fmt_bytes(self.freed_bytes)}; keep {len(self.keep)}")
 
 
 def policy_from(config: dict | None, origin: str | Path = "the configuration file") -> Policy:
@@ -136,28 +115,18 @@ def freed_by(folders: list[Path]) -> int:
 
 
 def ranking(run_dir: Path, rule: BestRule) -> tuple[list[str], str | None, str | None]:
-    """(checkpoint names best first, the best by the rule, the best by validation loss)."""
-    rows = []
-    for path in list_checkpoints(run_dir):
-        ev = read_json(path / EVAL_JSON) or {}
-        loss = ev.get("objective")
-        rows.append((path.name, scores_of(ev), float(loss) if is_score(loss) else None))
+    """(checkpoint names best first, the best by the rule, the best by validation loss): the checkpoints that
+    meet the rule by its metric (pick_best again and again), then the rest by validation loss, then by name."""
+    rows = checkpoint_rows(run_dir)
     baseline = (read_row(run_dir, "baseline") or {}).get("means")
-    best, _why = pick_best(rows, baseline, rule)
-    eligible = []
-    remaining = list(rows)
-    # the rule's ranking: best, then repeatedly the best of what is left
-    while True:
-        name, _ = pick_best(remaining, baseline, rule)
-        if name is None:
-            break
+    eligible, remaining = [], list(rows)
+    while (name := pick_best(remaining, baseline, rule)[0]) is not None:
         eligible.append(name)
         remaining = [r for r in remaining if r[0] != name]
-    by_loss = sorted((r for r in remaining), key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0, r[0]))
-    order = eligible + [r[0] for r in by_loss]
+    by_loss = sorted(remaining, key=lambda r: (r[2] is None, r[2] or 0.0, r[0]))
     losses = [r for r in rows if r[2] is not None]
     best_loss = min(losses, key=lambda r: (r[2], r[0]))[0] if losses else None
-    return order, best, best_loss
+    return eligible + [r[0] for r in by_loss], (eligible[0] if eligible else None), best_loss
 
 
 def plan(run_dir: Path, policy: Policy, rule: BestRule | None = None, *, protect: dict[str, str] | None = None) -> Plan:
@@ -206,39 +175,34 @@ class Outcome:
 
 
 def apply(run_dir: Path, to_delete: list[str]) -> Outcome:
-    """Delete these checkpoints: each is claimed (skipped when in use), renamed out of sight, then removed."""
+    """Delete these checkpoints: each is claimed (skipped when in use) and renamed out of sight; the bytes
+    freed are measured on what was moved away, then it is removed."""
     run_dir = Path(run_dir)
     out = Outcome()
     finish_trash(run_dir)
-    claimed: dict[str, int] = {}
-    try:
-        for name in to_delete:
-            path = run_dir / name
-            if not path.is_dir():
-                out.skipped[name] = "already gone"
-                continue
-            fd = claim(path)
-            if fd is None:
-                out.skipped[name] = "in use (loaded for audition, or being scored)"
-            else:
-                claimed[name] = fd
-        out.freed_bytes = freed_by([run_dir / n for n in claimed])
-        for name, fd in list(claimed.items()):
-            trash = run_dir / f"{TRASH_PREFIX}{name}-{os.getpid()}"
-            try:
-                os.rename(run_dir / name, trash)  # atomic: from here on it is no checkpoint to any reader
-            except OSError as exc:
-                out.skipped[name] = f"cannot rename it ({exc.strerror or exc})"
-                continue
-            finally:
-                os.close(claimed.pop(name))
-            out.deleted.append(name)
-            shutil.rmtree(trash, ignore_errors=True)
-    finally:
-        for fd in claimed.values():
+    moved: list[Path] = []
+    for name in to_delete:
+        path = run_dir / name
+        if not path.is_dir():
+            out.skipped[name] = "already gone"
+            continue
+        fd = claim(path)
+        if fd is None:
+            out.skipped[name] = "in use (loaded for audition, or being scored)"
+            continue
+        trash = run_dir / f"{TRASH_PREFIX}{name}-{os.getpid()}"
+        try:
+            os.rename(path, trash)  # atomic: from here on it is no checkpoint to any reader
+        except OSError as exc:
+            out.skipped[name] = f"cannot rename it ({exc.strerror or exc})"
+            continue
+        finally:
             os.close(fd)
-    if any(why.startswith("cannot rename") for why in out.skipped.values()):
-        out.freed_bytes = max(0, out.freed_bytes - freed_by([run_dir / n for n in out.skipped]))
+        out.deleted.append(name)
+        moved.append(trash)
+    out.freed_bytes = freed_by(moved)
+    for trash in moved:
+        shutil.rmtree(trash, ignore_errors=True)
     return out
 
 

@@ -214,16 +214,10 @@ def pick_best(candidates: list[tuple[str, dict | None, float | None]], baseline:
 def best_checkpoint(run_dir: Path, rule: BestRule | None = None) -> tuple[Path | None, str]:
     """The run's best checkpoint by `rule` (default: the configuration's), and why."""
     from contract.configfile import read_config
-    from contract.runfolder import EVAL_JSON, list_checkpoints
 
     rule = rule or best_rule(read_config())
-    candidates = []
-    for path in list_checkpoints(Path(run_dir)):
-        ev = read_json(path / EVAL_JSON)
-        loss = (ev or {}).get("objective")
-        candidates.append((path.name, scores_of(ev), float(loss) if is_score(loss) else None))
     baseline = read_row(run_dir, "baseline")
-    name, why = pick_best(candidates, (baseline or {}).get("means"), rule)
+    name, why = pick_best(checkpoint_rows(run_dir), (baseline or {}).get("means"), rule)
     return (Path(run_dir) / name if name else None), why
 
 

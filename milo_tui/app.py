@@ -533,12 +533,13 @@ class MiloApp(App):
     def prune(self, run_dir: Path, names: list[str]) -> None:
         """Delete checkpoints the operator confirmed (contract/retention.py), in a thread; say what happened."""
         from contract import retention
+        from contract.units import fmt_bytes
 
         def work() -> None:
             done = retention.apply(run_dir, names)
             kept = "; ".join(f"kept {n}: {why}" for n, why in done.skipped.items())
             self.call_from_thread(self.notify, f"deleted {len(done.deleted)} checkpoint(s) of {run_dir.name}, freed "
-                                  f"{retention.fmt_size(done.freed_bytes)}" + (f"; {kept}" if kept else ""),
+                                  f"{fmt_bytes(done.freed_bytes)}" + (f"; {kept}" if kept else ""),
                                   severity="warning" if done.skipped else "information", timeout=10)
             if self.watcher:
                 self.call_from_thread(self.watcher.wake)

@@ -4,15 +4,7 @@ from __future__ import annotations
 import math
 import time
 
-
-def fmt_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "N/A"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from contract.units import fmt_bytes  # noqa: F401 - shared with prune and adopt; the dashboard imports it from here
 
 
 def fmt_duration(s: float | None) -> str:

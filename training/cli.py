@@ -53,6 +53,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     from contract import retention, scores
     from contract.configfile import ConfigError, read_config
     from contract.runfolder import list_checkpoints
+    from contract.units import fmt_bytes, parse_size
 
     run = Path(args.run).absolute()
     if not list_checkpoints(run):
@@ -61,7 +62,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     try:
         config = read_config()
         policy, rule = retention.policy_from(config), scores.best_rule(config)
-        budget = retention.parse_size(args.budget) if args.budget else policy.budget_bytes
+        budget = parse_size(args.budget) if args.budget else policy.budget_bytes
     except (ConfigError, ValueError) as exc:
         print(f"milo-train: error: {exc}", file=sys.stderr)
         return 3
@@ -71,20 +72,20 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                if e.get("state") in (scores.QUEUED, scores.RUNNING)}
     plan = retention.plan(run, policy, rule, protect=waiting)
     print(f"{run.name}: keep best {policy.keep_best}, newest {policy.keep_last}"
-          + (f", within {retention.fmt_size(policy.budget_bytes)}" if policy.budget_bytes is not None else ""))
+          + (f", within {fmt_bytes(policy.budget_bytes)}" if policy.budget_bytes is not None else ""))
     for name, why in plan.keep.items():
         print(f"  keep   {name}: {why}")
     for name in plan.delete:
         print(f"  delete {name}")
     if plan.over_budget:
-        print(f"  the checkpoints that must stay already take {retention.fmt_size(plan.kept_bytes)}: over the budget")
+        print(f"  the checkpoints that must stay already take {fmt_bytes(plan.kept_bytes)}: over the budget")
     if args.dry_run or not plan.delete:
         print(f"{plan.describe()}" + (" (dry run: nothing deleted)" if args.dry_run and plan.delete else ""))
         return 0
     done = retention.apply(run, plan.delete)
     for name, why in done.skipped.items():
         print(f"  kept {name}: {why}")
-    print(f"deleted {len(done.deleted)} checkpoint(s), freed {retention.fmt_size(done.freed_bytes)}")
+    print(f"deleted {len(done.deleted)} checkpoint(s), freed {fmt_bytes(done.freed_bytes)}")
     return 0
 
 

@@ -385,7 +385,7 @@ class Trainer:
             if value < 0:
                 raise UsageError(f"--{name} must be 0 (off) or more")
         if h.disk_budget:
-            from contract.retention import parse_size
+            from contract.units import parse_size
 
             try:
                 parse_size(h.disk_budget)
@@ -658,13 +658,14 @@ class Trainer:
             return
         from contract import retention, scores
         from contract.configfile import ConfigError, read_config
+        from contract.units import fmt_bytes, parse_size
 
         try:
             rule = scores.best_rule(read_config())
         except ConfigError as exc:
             self.log.info(f"retention skipped: {exc}")
             return
-        policy = retention.Policy(h.keep_best, h.keep_last, retention.parse_size(h.disk_budget) if h.disk_budget else None)
+        policy = retention.Policy(h.keep_best, h.keep_last, parse_size(h.disk_budget) if h.disk_budget else None)
         waiting = {n: "waiting to be scored" for n, e in scores.states(self.run_dir).items()
                    if e.get("state") in (scores.QUEUED, scores.RUNNING)}
         plan = retention.plan(self.run_dir, policy, rule, protect={saved: "just saved", **waiting})
@@ -672,9 +673,9 @@ class Trainer:
             return
         done = retention.apply(self.run_dir, plan.delete)
         skipped = "; ".join(f"{n}: {why}" for n, why in done.skipped.items())
-        self.event("prune", f"pruned {len(done.deleted)} checkpoint(s), freed {retention.fmt_size(done.freed_bytes)}",
+        self.event("prune", f"pruned {len(done.deleted)} checkpoint(s), freed {fmt_bytes(done.freed_bytes)}",
                    deleted=done.deleted, freed_bytes=done.freed_bytes, skipped=done.skipped)
-        self.log.info(f"retention: deleted {', '.join(done.deleted) or 'none'} ({retention.fmt_size(done.freed_bytes)} "
+        self.log.info(f"retention: deleted {', '.join(done.deleted) or 'none'} ({fmt_bytes(done.freed_bytes)} "
                       f"freed)" + (f"; kept {skipped}" if skipped else ""))
 
     def check_quality(self) -> None:

@@ -146,7 +146,7 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         return retention.plan(app.selected, app.settings.retention, app.settings.best, protect=protect)
 
     def action_prune(self) -> None:
-        from contract.retention import fmt_size
+        from contract.units import fmt_bytes
         from milo_tui.screens.dialogs import ConfirmScreen
 
         app = self.app
@@ -156,13 +156,13 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         policy = app.settings.retention
         if not plan.delete:
             self.notify(f"nothing to prune: the policy (best {policy.keep_best}, newest {policy.keep_last}"
-                        + (f", {fmt_size(policy.budget_bytes)}" if policy.budget_bytes is not None else "")
+                        + (f", {fmt_bytes(policy.budget_bytes)}" if policy.budget_bytes is not None else "")
                         + f") keeps all {len(plan.keep)}")
             return
         run_dir, names = app.selected, list(plan.delete)
         kept = ", ".join(f"{n} ({why})" for n, why in plan.keep.items())
         self.app.push_screen(ConfirmScreen(
-            f"Delete {len(names)} checkpoint(s) of {run_dir.name}, freeing {fmt_size(plan.freed_bytes)}?",
+            f"Delete {len(names)} checkpoint(s) of {run_dir.name}, freeing {fmt_bytes(plan.freed_bytes)}?",
             f"Deleted: {', '.join(names)}.\nKept: {kept}." + ("\nThe kept ones alone exceed the budget."
                                                               if plan.over_budget else "")),
             lambda yes: app.prune(run_dir, names) if yes else None)

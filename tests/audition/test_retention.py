@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from contract import retention
+from contract.units import fmt_bytes
 from contract import scores as sc
 from contract.runfolder import EVAL_JSON, list_checkpoints, list_runs, write_json_atomic
 from tests.audition.conftest import start_client
@@ -79,7 +80,7 @@ def test_prune_keeps_exactly_the_policy_and_a_loaded_checkpoint(six_epochs, tmp_
         assert "kept epoch-0001: in use (loaded for audition, or being scored)" in proc.stdout  # ... the lock does
         assert [p.name for p in list_checkpoints(run)] == ["epoch-0001", "epoch-0002", "epoch-0004", "epoch-0006"]
         freed = proc.stdout.strip().splitlines()[-1]
-        assert freed == f"deleted 2 checkpoint(s), freed {retention.fmt_size(expected_freed)}", (freed, expected_freed)
+        assert freed == f"deleted 2 checkpoint(s), freed {fmt_bytes(expected_freed)}", (freed, expected_freed)
         assert (run / "resume" / "weights.safetensors").is_file()  # the resume point is never touched
         assert not list(run.glob(".deleting-*"))
         # the worker still speaks with the checkpoint it holds
@@ -141,7 +142,7 @@ def test_an_official_output_is_listed_auditioned_scored_pruned_and_adopted(offic
     assert proc.returncode == 0, proc.stderr
     # the three copies are identical (the tiny model's weights too): two copies of every file are freed
     every = _blocks(out / "checkpoint-epoch-0")
-    assert f"{retention.fmt_size(2 * every)} freed" in proc.stdout and "12 loss lines from train.log" in proc.stdout
+    assert f"{fmt_bytes(2 * every)} freed" in proc.stdout and "12 loss lines from train.log" in proc.stdout
     assert shared < every
     a, b = out / "checkpoint-epoch-0" / "speech_tokenizer", out / "checkpoint-epoch-2" / "speech_tokenizer"
     assert all((a / f.name).stat().st_ino == f.stat().st_ino for f in b.iterdir() if f.is_file())

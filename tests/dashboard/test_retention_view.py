@@ -8,6 +8,7 @@ import json
 import os
 
 from contract import retention
+from contract.units import fmt_bytes
 from contract.retention import Policy
 from contract.runfolder import list_checkpoints
 from tests.dashboard.conftest import make_app, screen_text, settle, wait_for, write_run, write_scores
@@ -33,7 +34,7 @@ def test_prune_asks_with_exactly_what_goes_then_deletes(runs_root):
             await pilot.press("P")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
             text = screen_text(app)
-            assert f"Delete 4 checkpoint(s) of voice, freeing {retention.fmt_size(expected.freed_bytes)}?" in text
+            assert f"Delete 4 checkpoint(s) of voice, freeing {fmt_bytes(expected.freed_bytes)}?" in text
             assert f"Deleted: {', '.join(expected.delete)}." in text
             assert "epoch-0002 (the best by the rule" in text
             await pilot.press("n")  # no: everything stays
@@ -47,7 +48,7 @@ def test_prune_asks_with_exactly_what_goes_then_deletes(runs_root):
             await wait_for(pilot, lambda: app.screen.query_one("#checkpoints").row_count == 2 + 2,
                            what="the view to drop the deleted rows")
             said = [n.message for n in app._notifications]
-            assert any(m == f"deleted 4 checkpoint(s) of voice, freed {retention.fmt_size(expected.freed_bytes)}"
+            assert any(m == f"deleted 4 checkpoint(s) of voice, freed {fmt_bytes(expected.freed_bytes)}"
                        for m in said), said
             await pilot.press("P")  # nothing left to prune
             await settle(pilot)
@@ -94,7 +95,7 @@ def test_an_official_folder_is_a_read_only_run_and_A_adopts_it(runs_root):
             # per copy after the first: the speech tokenizer, vocab.json and config.json are the same bytes
             per_copy = sum((out / "checkpoint-epoch-1" / f).stat().st_blocks * 512
                            for f in ("speech_tokenizer/model.safetensors", "vocab.json", "config.json"))
-            assert f"3 checkpoints; 6 identical files hard-linked, {retention.fmt_size(2 * per_copy)} freed" in said
+            assert f"3 checkpoints; 6 identical files hard-linked, {fmt_bytes(2 * per_copy)} freed" in said
             assert "6 loss lines from train.log" in said
             await wait_for(pilot, lambda: app.run_metrics is not None and len(app.run_metrics.points) == 6,
                            timeout=15, what="its losses on the chart")
