@@ -136,6 +136,15 @@ class RunJudgement:
     ratings: dict = field(default_factory=dict)  # checkpoint name -> contract.samples.Ratings
 
 
+def judgement_files(run_dir: Path) -> list[Path]:
+    """The files a RunJudgement is read from: when none of them changed, neither did it."""
+    from contract import scores
+    from contract.samples import INDEX, samples_dir
+
+    return [run_dir / scores.SCORING_JSON, run_dir / scores.BASELINE_JSON, run_dir / scores.CEILING_JSON,
+            samples_dir(run_dir) / INDEX]
+
+
 def read_judgement(run_dir: Path) -> RunJudgement:
     from contract import scores
     from contract.samples import ratings_by_checkpoint, read_samples

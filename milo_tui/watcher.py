@@ -17,7 +17,7 @@ from typing import Callable
 from milo_tui.messages import CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunsScanned
 from contract.runfolder import METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_runs
 from contract.samples import INDEX as SAMPLES_INDEX, samples_dir
-from milo_tui.runs import CheckpointScanner, RunSummary, read_judgement, read_summary
+from milo_tui.runs import CheckpointScanner, RunSummary, judgement_files, read_judgement, read_summary
 from milo_tui.supervisor import Supervisor
 from milo_tui.tail import LogReader, MetricsReader
 
@@ -54,6 +54,8 @@ class RunWatcher:
         self._scanner = CheckpointScanner(disk_usage) if disk_usage else CheckpointScanner()
         self._ckpt_seen: tuple = ()
         self._ckpt_posted = 0.0
+        self._judged: tuple = ()              # (run, stamps of the files its RunJudgement was read from)
+        self._judgement = None
         self._stamps: dict[Path, tuple] = {}
         self._summarised: dict[Path, float] = {}
         self._summaries: dict[Path, RunSummary] = {}
@@ -196,10 +198,13 @@ class RunWatcher:
         if log is not None:
             self.post(LogRead(run_dir, *log))
         now = time.monotonic()
-        # the run folder changes when a checkpoint, a score (scoring.json) or a baseline lands; the samples
-        # index when an audition is rated
+        # the run folder changes when a checkpoint, a score (scoring.json) or a baseline lands, and with each
+        # state.json write of a live run; the samples index when an audition is rated
         stamp = (_stamp(run_dir), _stamp(samples_dir(run_dir) / SAMPLES_INDEX))
         if stamp != self._ckpt_seen or now - self._ckpt_posted > FREE_SPACE_EVERY:
             checkpoints, free = self._scanner.scan(run_dir)
             self._ckpt_seen, self._ckpt_posted = stamp, now
-            self.post(CheckpointsScanned(run_dir, tuple(checkpoints), free, read_judgement(run_dir)))
+            judged = (run_dir, tuple(_stamp(p) for p in judgement_files(run_dir)))
+            if judged != self._judged:  # re-read only what changed: not once a second for each state.json write
+                self._judged, self._judgement = judged, read_judgement(run_dir)
+            self.post(CheckpointsScanned(run_dir, tuple(checkpoints), free, self._judgement))
