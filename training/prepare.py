@@ -33,6 +33,7 @@ import numpy as np
 from contract import audit as ca
 from contract.configfile import ConfigError, read_config
 from contract.runfolder import write_json_atomic
+from contract.samples import write_wav
 from training.audio import SAMPLE_RATE, AudioError, read_audio, to_24k_mono
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff", ".au"}
@@ -153,18 +154,6 @@ def encode(tokenizer, mono24: np.ndarray) -> np.ndarray:
     return codes.cpu().numpy().astype(np.int32)
 
 
-def write_wav_atomic(path: Path, audio: np.ndarray) -> None:
-    import soundfile as sf
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -195,7 +184,7 @@ def cut_recording(entry: Entry, mono: np.ndarray, auditor, clips_dir: Path,
     for k, (start, end) in enumerate(cuts, 1):
         path = clips_dir / f"{stem}-{k:03d}.wav"
         piece = mono[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
-        write_wav_atomic(path, piece)
+        write_wav(path, piece, SAMPLE_RATE)  # 16-bit PCM, written atomically
         out.append((Entry(f"{ca.CLIPS_DIR}/{path.name}", path,
                           dict(duration_s=round(len(piece) / SAMPLE_RATE, 3), source_sample_rate=SAMPLE_RATE,
                                source_channels=1),
