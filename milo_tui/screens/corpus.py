@@ -13,7 +13,6 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
@@ -21,6 +20,7 @@ from contract import audit as ca
 from contract.protocol import Event, Playback
 from contract.scores import is_score
 from milo_tui.audition.client import WorkerClient, output_settings
+from milo_tui.audition.screen import WorkerEvent
 from milo_tui.keys import ExplainDisabled
 
 SHOWS = ("flagged", "all", "skipped")
@@ -57,12 +57,6 @@ def _cell(row: dict, key: str, fmt: str, check: str) -> Text:
 
 def _short(name: str, width: int = 25) -> str:
     return name if len(name) <= width else "..." + name[-(width - 3):]
-
-
-class WorkerEvent(Message):
-    def __init__(self, event: dict) -> None:
-        super().__init__()
-        self.event = event
 
 
 class CorpusScreen(ExplainDisabled, Screen):
