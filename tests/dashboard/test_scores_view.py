@@ -160,7 +160,7 @@ def test_trend_panel_is_a_view_of_the_compact_layout(scored_run):
         app = make_app(scored_run.parent)
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: app.judgements.get(app.selected) is not None, what="the scores")
-            assert not app.screen.query_one(TrendPanel).display or app.view != "trend"
+            assert app.view == "chart" and not app.screen.query_one(TrendPanel).display  # compact: one pane at a time
             await pilot.press("v")
             await settle(pilot)
             assert app.view == "trend"
