@@ -370,7 +370,7 @@ class MiloApp(App):
             device = self.settings.device
             self.launch(replace(request, device=None if device == "auto" else device,
                                 score=self.settings.score_checkpoints,
-                                retain=tuple(self.settings.retention.trainer_flags())))
+                                retain=tuple(self.settings.retention_policy().trainer_flags())))
 
     def launch(self, request: RunRequest) -> None:
         self._select_when_seen = request.run_dir

@@ -26,13 +26,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from platformdirs import user_data_path
 
-from contract.audit import AUDIT_TABLE, audit_thresholds
 from contract.configfile import APP, ConfigError, config_file, read_config
-from contract.retention import RETENTION_TABLE, Policy, policy_from
 from contract.scores import BEST_TABLE, BestRule, best_rule
+
+if TYPE_CHECKING:
+    from contract.retention import Policy
 
 __all__ = ["APP", "ConfigError", "Settings", "config_file", "load_settings"]
 DEVICES = ("auto", "cpu", "cuda")
@@ -74,12 +76,18 @@ class Settings:
     score_checkpoints: bool = True
     # [best] table: which checkpoint is the voice (contract/scores.py)
     best: BestRule = field(default_factory=BestRule)
-    # [retention] table: what the prune key keeps (contract/retention.py)
-    retention: Policy = field(default_factory=Policy)
+    # [retention] table: what the prune key keeps (contract/retention.Policy; None: its defaults, read through
+    # retention_policy(), so the policy's module waits until a prune or a launch needs it)
+    retention: Policy | None = None
     # [keys] table: binding id -> key string(s), applied with App.set_keymap
     keys: dict = field(default_factory=dict, compare=False)
     # key -> "default" | "file <path>" | "env NAME" | "flag --x" | "demo workspace"
     sources: dict = field(default_factory=dict, compare=False)
+
+    def retention_policy(self) -> Policy:
+        from contract.retention import Policy
+
+        return self.retention or Policy()
 
     def source(self, key: str) -> str:
         return self.sources.get(key, "default")
@@ -135,6 +143,9 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
     path = config_file() if path is None else path
     settings = Settings()
     if path.is_file():
+        from contract.audit import AUDIT_TABLE, audit_thresholds  # the tables only a config file can hold
+        from contract.retention import RETENTION_TABLE, policy_from
+
         data = read_config(path)
         unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE})
         if unknown:

@@ -143,7 +143,7 @@ class CheckpointsScreen(ExplainDisabled, Screen):
             loaded = getattr(app.get_screen("audition"), "loaded", None)
             if loaded and Path(loaded).parent == app.selected:
                 protect[Path(loaded).name] = "loaded for audition"
-        return retention.plan(app.selected, app.settings.retention, app.settings.best, protect=protect)
+        return retention.plan(app.selected, app.settings.retention_policy(), app.settings.best, protect=protect)
 
     def action_prune(self) -> None:
         from contract.units import fmt_bytes
@@ -153,7 +153,7 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         if app.selected is None:
             return
         plan = self.prune_plan()
-        policy = app.settings.retention
+        policy = app.settings.retention_policy()
         if not plan.delete:
             self.notify(f"nothing to prune: the policy (best {policy.keep_best}, newest {policy.keep_last}"
                         + (f", {fmt_bytes(policy.budget_bytes)}" if policy.budget_bytes is not None else "")
