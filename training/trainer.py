@@ -224,11 +224,17 @@ class Dist:
 
             td.barrier()
 
-    def close(self) -> None:
+    def close(self, clean: bool = False) -> None:
+        """Tear the process group down. After a clean end (every rank left the loop at the same step) the
+        ranks first meet at a barrier, so none tears down while another still talks to it: once, in a full
+        test run, rank 1 aborted in gloo's teardown ("terminate called without an active exception") while
+        rank 0 was still finishing. After a failure there is no barrier (the other rank may be gone)."""
         if self.world > 1:
             import torch.distributed as td
 
             if td.is_initialized():
+                if clean:
+                    td.barrier()
                 td.destroy_process_group()
 
 
@@ -983,5 +989,5 @@ def run(args) -> int:
             with contextlib.suppress(OSError):
                 rf.update_state(run_dir, status=rf.CRASHED, exit_code=code, error=message, ended_at=time.time())
     log.close()
-    dist.close()
+    dist.close(clean=code == exits.OK)
     return code
