@@ -325,7 +325,7 @@ class Trainer:
         self.args, self.dist, self.log = args, dist, log
         self.run_dir = Path(args.run).absolute()
         self.stop_requested = False
-        self.stop_announced = self.stop_state_written = self.writing_state = False
+        self.stop_announced = self.stop_state_written = self.holding_run_lock = False
         self.took_over = False  # state.json is ours to write once we said "running"
         self.hooks = TestHooks.from_env(self.run_dir)
         self.step = 0
@@ -337,11 +337,12 @@ class Trainer:
     # ---------------------------------------------------------------- setup
 
     def on_signal(self, signum, frame) -> None:
-        """Only sets the flag, and says `stopping` in state.json at once unless the main code is in the middle
-        of a state write (the handler runs between its bytecodes): then the loop says it after the step.
+        """Only sets the flag, and says `stopping` in state.json at once unless the main code holds the run
+        folder's lock (a state.json or scoring.json write: the handler runs between its bytecodes, and its own
+        update_state would wait forever on that flock): then the loop says it after the step.
         No logging here: a print interrupted by a print raises."""
         self.stop_requested = True
-        if self.took_over and not self.writing_state and not self.stop_state_written:
+        if self.took_over and not self.holding_run_lock and not self.stop_state_written:
             with contextlib.suppress(Exception):
                 self.state(status=rf.STOPPING)
                 self.stop_state_written = True
@@ -600,13 +601,20 @@ class Trainer:
     def event(self, event: str, message: str, **fields) -> None:
         self.append(rf.record("event", event=event, message=message, **fields))
 
+    @contextlib.contextmanager
+    def run_lock(self):
+        """Around every write this process makes under the run folder's flock (runfolder.locked): while it is
+        held, the signal handler leaves state.json alone."""
+        self.holding_run_lock = True
+        try:
+            yield
+        finally:
+            self.holding_run_lock = False
+
     def state(self, **fields) -> None:
         if self.dist.is_main:
-            self.writing_state = True
-            try:
+            with self.run_lock():
                 rf.update_state(self.run_dir, **fields)
-            finally:
-                self.writing_state = False
 
     def write_run_json(self) -> None:
         if not self.dist.is_main:
@@ -714,7 +722,8 @@ class Trainer:
         run drains the queue; a second start waits for the first and finds nothing left."""
         from contract import scores
 
-        scores.set_state(self.run_dir, name, scores.QUEUED)
+        with self.run_lock():
+            scores.set_state(self.run_dir, name, scores.QUEUED)
         try:
             scores.start_scorer(self.run_dir, python=sys.executable, device=self.device.type)
         except OSError as exc:  # training goes on; the checkpoint stays queued for `milo-train eval`

@@ -23,10 +23,10 @@ import os, signal, subprocess, sys, time
 from contract.runfolder import update_state
 run, mode = sys.argv[1], sys.argv[2]
 print("stand-in argv", sys.argv[3:], flush=True)
-def stop(*_):
-    update_state(run, status="stopped", exit_code=0)
-    sys.exit(0)
-signal.signal(signal.SIGTERM, stop)
+# The handler only sets a flag, as the trainer's does: writing state.json from it could wait forever on
+# the run folder's flock held by the interrupted update_state below.
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
 update_state(run, status="running")
 print("stand-in up, stdin:", sys.stdin.read() == "", flush=True)
 if mode == "crash" or (mode == "crash_once" and not os.path.exists(os.path.join(run, "crashed-once"))):
@@ -35,8 +35,9 @@ if mode == "crash" or (mode == "crash_once" and not os.path.exists(os.path.join(
     sys.exit(1)
 if mode == "grandchild":
     subprocess.Popen(["sleep", "300"])
-while True:
+while not stopping:
     time.sleep(0.05)
+update_state(run, status="stopped", exit_code=0)
 '''
 
 

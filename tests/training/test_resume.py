@@ -96,3 +96,44 @@ def test_after_sigkill_resume_repeats_only_the_steps_since_the_resume_point(tiny
     start = [r for r in metrics(run) if r.get("event") == "start"]
     assert start[-1]["resumed_from_step"] == saved
     _assert_same_run(run, reference)
+
+
+STOP_DURING_SCORING_WRITE = r'''
+import os, signal, sys, types
+from pathlib import Path
+from contract import runfolder as rf, scores
+from training.trainer import Dist, RunLog, Trainer
+run = Path(sys.argv[1])
+trainer = Trainer(types.SimpleNamespace(run=str(run)), Dist(), RunLog(None))
+trainer.device = types.SimpleNamespace(type="cpu")
+rf.update_state(run, status="running")
+trainer.took_over = True
+signal.signal(signal.SIGTERM, trainer.on_signal)
+write = scores.write_json_atomic
+def write_after_a_stop(path, doc):  # the operator's Stop lands while scoring.json is written under the lock
+    os.kill(os.getpid(), signal.SIGTERM)
+    write(path, doc)
+scores.write_json_atomic = write_after_a_stop
+trainer.queue_scoring("epoch-0001")
+print("queued", trainer.stop_requested, rf.read_json(run / "state.json")["status"], flush=True)
+trainer.state(status="stopping")  # what the loop does after the step when the handler could not
+'''
+
+
+def test_a_stop_while_the_run_folder_is_locked_does_not_hang(tmp_path):
+    """The signal handler writes state.json under the run folder's flock; arriving while the trainer itself
+    holds that lock (queueing a checkpoint for scoring), it must leave the write to the loop instead of
+    waiting on its own lock forever."""
+    import subprocess
+    import sys
+
+    from tests.conftest import python_env
+
+    run = tmp_path / "run"
+    run.mkdir()
+    out = subprocess.run([sys.executable, "-c", STOP_DURING_SCORING_WRITE, str(run)], capture_output=True, text=True,
+                         timeout=60, env=python_env(), stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert "queued True running" in out.stdout
+    assert state(run)["status"] == "stopping"
+    assert json.loads((run / "scoring.json").read_text())["checkpoints"]["epoch-0001"]["state"] in ("queued", "running", "failed")
