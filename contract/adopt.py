@@ -7,7 +7,8 @@ The dashboard lists such a folder as a read-only run (status "external") with no
 
 - hard-links the files that are identical across its checkpoints (same relative path, same size, same
   SHA-256: the tokenizers, most configs), each replaced atomically (a link made beside it, renamed over it),
-  and reports the bytes that frees;
+  and reports the bytes that frees. Each epoch's weights are the same size but never the same: a glance
+  at eight blocks of each tells them apart, so they are not read whole (bench/adopt.py);
 - turns the loss lines of a log beside it (`*.log`: "Epoch 3 | Step 40 | Loss: 4.2170") into metrics.jsonl,
   so its loss curve shows (its losses are the official script's, shifted targets included: not comparable
   with ours, docs/upstream.md);
@@ -28,6 +29,8 @@ from contract.runfolder import METRICS, RUN_JSON, append_records, list_checkpoin
 
 LOSS_LINE = re.compile(r"epoch\W*(\d+)\W+step\W*(\d+)\W+loss\W*([-+0-9.eE]+)", re.IGNORECASE)
 CHUNK = 1 << 20
+GLANCE = 64 << 10  # bytes per block of the first look at a large file
+GLANCES = 8
 
 
 class AdoptError(ValueError):
@@ -61,39 +64,66 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _glance(path: Path, size: int) -> bytes:
+    """A first look at a file: GLANCES blocks spread evenly over it, the first and the last among them.
+    Copies of one file agree; two epochs' weights (the same size, the same safetensors header) differ in
+    the blocks that hold weights, so they part here without being read whole."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for i in range(GLANCES):
+            f.seek((size - GLANCE) * i // (GLANCES - 1))
+            h.update(f.read(GLANCE))
+    return h.digest()
+
+
+def _same_content(copies: list[tuple[Path, os.stat_result]]) -> list[list[tuple[Path, os.stat_result]]]:
+    """Split copies of one relative path into groups of identical content, cheapest test first: the size,
+    then a glance (files over GLANCES blocks), then the whole file's SHA-256. Hard links of one inode are
+    read once. Keeps the copies' order, so each group's first is the earliest checkpoint's."""
+    def split(items, key):
+        out: dict = {}
+        seen: dict = {}
+        for path, st in items:
+            inode = (st.st_dev, st.st_ino)
+            if inode not in seen:
+                seen[inode] = key(path, st)
+            out.setdefault(seen[inode], []).append((path, st))
+        return [g for g in out.values() if len({(s.st_dev, s.st_ino) for _p, s in g}) > 1]
+
+    groups = split(copies, lambda _p, st: st.st_size)
+    groups = [g for group in groups
+              for g in (split(group, lambda p, st: _glance(p, st.st_size)) if group[0][1].st_size > GLANCES * GLANCE
+                        else [group])]
+    return [g for group in groups for g in split(group, lambda p, _st: _digest(p))]
+
+
 def link_identical(run_dir: Path) -> tuple[int, int]:
     """Hard-link files with the same relative path and content across the run's checkpoints. Returns
     (files linked, bytes freed). A file already sharing the first copy's inode is left as it is."""
     checkpoints = list_checkpoints(run_dir)
-    by_path: dict[str, list[Path]] = {}
+    by_path: dict[str, list[tuple[Path, os.stat_result]]] = {}
     for ck in checkpoints:
         for root, _dirs, names in os.walk(ck):
             for name in names:
                 full = Path(root) / name
                 if full.is_file() and not full.is_symlink():
-                    by_path.setdefault(str(full.relative_to(ck)), []).append(full)
+                    by_path.setdefault(str(full.relative_to(ck)), []).append((full, full.stat()))
     linked = freed = 0
     for copies in by_path.values():
         if len(copies) < 2:
             continue
-        groups: dict[tuple[int, str], Path] = {}
-        digests: dict[tuple[int, int], str] = {}
-        for path in copies:
-            st = path.stat()
-            inode = (st.st_dev, st.st_ino)
-            if inode not in digests:
-                digests[inode] = _digest(path)
-            key = (st.st_size, digests[inode])
-            first = groups.setdefault(key, path)
-            if first == path or first.stat().st_ino == st.st_ino:
-                continue
-            tmp = path.with_name(f".milo-link-{path.name}")
-            tmp.unlink(missing_ok=True)
-            os.link(first, tmp)
-            os.replace(tmp, path)  # atomic: the name is the old file or the link, never missing
-            linked += 1
-            if st.st_nlink == 1:
-                freed += st.st_blocks * 512
+        for group in _same_content(copies):
+            first, first_st = group[0]
+            for path, st in group[1:]:
+                if st.st_ino == first_st.st_ino and st.st_dev == first_st.st_dev:
+                    continue
+                tmp = path.with_name(f".milo-link-{path.name}")
+                tmp.unlink(missing_ok=True)
+                os.link(first, tmp)
+                os.replace(tmp, path)  # atomic: the name is the old file or the link, never missing
+                linked += 1
+                if st.st_nlink == 1:
+                    freed += st.st_blocks * 512
     return linked, freed
 
 

@@ -198,3 +198,50 @@ def test_a_checkpoint_being_scored_is_not_deleted_under_the_scorer(six_epochs, d
         assert retention.apply(run, ["epoch-0003"]).deleted == ["epoch-0003"] and not ck.exists()
     finally:
         scorer.kill()
+
+
+def test_adopt_links_only_what_is_identical(tmp_path):
+    """Each epoch's weights have the same size and, in the official format, the same header: a copy that
+    differs outside the blocks the first look reads is still told apart by the whole-file hash, one that
+    differs inside them never gets that far, and identical copies are linked to the earliest."""
+    from contract.adopt import GLANCE, GLANCES, link_identical
+
+    size = 32 * GLANCE
+    assert size > GLANCES * GLANCE
+    weights = bytearray(os.urandom(size))
+    unseen = bytearray(weights)
+    unseen[2 * GLANCE + 5] ^= 0xFF  # between the first look's blocks 1 and 2
+    seen = bytearray(weights)
+    seen[0] ^= 0xFF
+    tokenizer = os.urandom(size)
+    out = tmp_path / "output"
+    for epoch, w in ((1, weights), (2, unseen), (3, weights), (4, seen)):
+        ck = out / f"checkpoint-epoch-{epoch}"
+        (ck / "speech_tokenizer").mkdir(parents=True)
+        (ck / "model.safetensors").write_bytes(w)
+        (ck / "speech_tokenizer" / "model.safetensors").write_bytes(tokenizer)
+        (ck / "config.json").write_text('{"tts_model_type": "custom_voice"}')
+    before = _blocks(out)
+    linked, freed = link_identical(out)
+
+    def inode(epoch, rel):
+        return (out / f"checkpoint-epoch-{epoch}" / rel).stat().st_ino
+
+    assert {inode(e, "speech_tokenizer/model.safetensors") for e in (1, 2, 3, 4)} == {inode(1, "speech_tokenizer/model.safetensors")}
+    assert {inode(e, "config.json") for e in (1, 2, 3, 4)} == {inode(1, "config.json")}
+    assert inode(3, "model.safetensors") == inode(1, "model.safetensors")
+    assert len({inode(e, "model.safetensors") for e in (1, 2, 4)}) == 3
+    assert (out / "checkpoint-epoch-2" / "model.safetensors").read_bytes() == unseen
+    assert (out / "checkpoint-epoch-4" / "model.safetensors").read_bytes() == seen
+    assert linked == 3 + 3 + 1
+    assert freed == before - _blocks_once(out)
+    assert link_identical(out) == (0, 0)  # a second adoption finds nothing new
+
+
+def _blocks_once(folder: Path) -> int:
+    inodes = {}
+    for p in folder.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            inodes[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+    return sum(inodes.values())
