@@ -24,3 +24,11 @@ def parse_size(text: str) -> int:
     if value < 0:
         raise ValueError(f"{text!r}: a size cannot be negative")
     return int(value * factor)
+
+
+def size_text(n: int) -> str:
+    """Bytes as parse_size reads them back exactly: the largest unit that divides them ('40G'), else bytes."""
+    for unit, factor in (("T", 1024 ** 4), ("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+        if n and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)

@@ -337,7 +337,7 @@ class MiloApp(App):
 
     def action_new_run(self) -> None:
         from contract.defaults import RUN_DEFAULTS as D
-        from milo_tui.screens.new_run import NewRunScreen
+        from milo_tui.screens.new_run import NewRunScreen, retention_defaults
 
         s = self.settings
         name = time.strftime("run-%Y%m%d-%H%M", time.localtime(self.clock()))
@@ -345,7 +345,7 @@ class MiloApp(App):
             "base_model": str(s.base_model or ""), "data": str(self.default_data() or ""), "run_name": name,
             "lr": str(D["lr"]), "epochs": str(D["epochs"]), "batch_size": str(D["batch_size"]),
             "grad_accum": str(D["grad_accum"]), "speaker": self.default_speaker(), "attention": D["attn"],
-            "restart_limit": str(s.restart_on_crash),
+            "restart_limit": str(s.restart_on_crash), **retention_defaults(s.retention_policy()),
         }
         self.push_screen(NewRunScreen(defaults, Path(s.checkpoints)), self._launch_from_form)
 
@@ -369,8 +369,7 @@ class MiloApp(App):
         if request is not None:
             device = self.settings.device
             self.launch(replace(request, device=None if device == "auto" else device,
-                                score=self.settings.score_checkpoints,
-                                retain=tuple(self.settings.retention_policy().trainer_flags())))
+                                score=self.settings.score_checkpoints))
 
     def launch(self, request: RunRequest) -> None:
         self._select_when_seen = request.run_dir

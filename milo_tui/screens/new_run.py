@@ -31,7 +31,16 @@ FIELDS = {
     "speaker": "Speaker name",
     "attention": "Attention",
     "restart_limit": "Restarts on crash (0 = off)",
+    # retention after each save and quality-aware stopping (docs/retention.md); defaults: the config's [retention]
+    "keep_best": "Prune: keep best (empty=off)",
+    "keep_last": "Prune: keep newest",
+    "disk_budget": "Prune: disk budget (e.g. 40G)",
+    "stop_unimproved": "Quality stop after N (0=off)",
 }
+PRUNE_FIELDS = ("keep_best", "keep_last", "disk_budget")
+OPTIONAL = ("speaker", *PRUNE_FIELDS)  # empty is a choice: the run's name as speaker, no pruning
+PLACEHOLDERS = {"speaker": "the run name", "keep_best": "off: every checkpoint stays", "keep_last": "2",
+                "disk_budget": "none"}
 
 
 def check_base_model(path: Path) -> str | None:
@@ -99,12 +108,56 @@ def validate_form(values: dict[str, str], checkpoints: Path) -> tuple[RunRequest
     attention = values.get("attention") or "sdpa"
     if attention not in ATTENTION:
         errors["attention"] = f"attention must be one of {', '.join(ATTENTION)}"
+    retain, retain_errors = _retention(values)
+    errors.update(retain_errors)
     if errors:
         return None, errors
     return RunRequest(run_dir=Path(checkpoints).absolute() / name, base_model=paths["base_model"], data=paths["data"],
                       epochs=numbers["epochs"], lr=numbers["lr"], batch_size=numbers["batch_size"],
                       grad_accum=numbers["grad_accum"], speaker=speaker.lower(), attention=attention,
-                      restart_limit=numbers["restart_limit"]), {}
+                      restart_limit=numbers["restart_limit"], retain=retain), {}
+
+
+def _retention(values: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The trainer flags of the prune and quality-stop fields. Pruning after each save is on when "keep best"
+    holds a number; "keep newest" and the budget then refine it (empty: 2 newest, no budget)."""
+    from contract.retention import Policy
+    from contract.units import parse_size
+
+    errors: dict[str, str] = {}
+    text = {key: values.get(key, "").strip() for key in (*PRUNE_FIELDS, "stop_unimproved")}
+    counts = {}
+    for key, empty in (("keep_best", None), ("keep_last", Policy.keep_last), ("stop_unimproved", 0)):
+        if not text[key]:
+            counts[key] = empty
+            continue
+        counts[key], err = _number(text[key], int, 0, 1000, FIELDS[key].split(" (")[0].lower())
+        if err:
+            errors[key] = err
+    budget = None
+    if text["disk_budget"]:
+        try:
+            budget = parse_size(text["disk_budget"])
+        except ValueError as exc:
+            errors["disk_budget"] = f"disk budget: {exc}"
+    if counts.get("keep_best") is None and not errors and (text["keep_last"] or text["disk_budget"]):
+        errors["keep_best"] = "prune: give keep best too (empty keeps every checkpoint)"
+    if errors:
+        return (), errors
+    pruning = counts["keep_best"] is not None
+    policy = Policy(keep_best=counts["keep_best"] or 0, keep_last=counts["keep_last"], budget_bytes=budget,
+                    after_each_save=pruning, stop_unimproved=counts["stop_unimproved"])
+    return tuple(policy.trainer_flags()), {}
+
+
+def retention_defaults(policy) -> dict[str, str]:
+    """The form's prune and quality-stop fields for a configured policy (contract.retention.Policy)."""
+    from contract.units import size_text
+
+    on = policy.after_each_save
+    return {"keep_best": str(policy.keep_best) if on else "", "keep_last": str(policy.keep_last) if on else "",
+            "disk_budget": size_text(policy.budget_bytes) if on and policy.budget_bytes is not None else "",
+            "stop_unimproved": str(policy.stop_unimproved)}
 
 
 class NewRunScreen(ModalScreen[RunRequest | None]):
@@ -127,15 +180,13 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
                         yield Select([(a, a) for a in ATTENTION], value=self.defaults.get(key, "sdpa"), allow_blank=False,
                                      compact=True, id=key)
                     else:
-                        yield Input(self.defaults.get(key, ""), compact=True, id=key,
-                                    placeholder="the run name" if key == "speaker" else "")
+                        yield Input(self.defaults.get(key, ""), compact=True, id=key, placeholder=PLACEHOLDERS.get(key, ""))
             yield Static("", id="errors")
 
     def on_mount(self) -> None:
         # A field has the focus from the start, so Enter launches as the title says: the first empty one,
         # else the run name (the field most often changed).
-        empty = [key for key in FIELDS if key != "attention" and not self.defaults.get(key, "").strip()
-                 and key != "speaker"]
+        empty = [key for key in FIELDS if key not in ("attention", *OPTIONAL) and not self.defaults.get(key, "").strip()]
         self.query_one(f"#{empty[0] if empty else 'run_name'}", Input).focus()
         self.call_after_refresh(self._show_ends)
 

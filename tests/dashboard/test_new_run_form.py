@@ -56,6 +56,10 @@ def test_each_bad_field_gets_its_line(base, tmp_path):
         "speaker": [("two words", "one word")],
         "restart_limit": [("101", "must be from 0")],
         "attention": [("flash", "attention must be one of")],
+        "keep_best": [("-1", "must be from 0"), ("all", "whole number")],
+        "keep_last": [("two", "whole number")],
+        "disk_budget": [("lots", "is not a size"), ("-5G", "cannot be negative")],
+        "stop_unimproved": [("1.5", "whole number")],
     }
     data = tmp_path / "train.jsonl"
     data.write_text("{}\n")
@@ -66,6 +70,41 @@ def test_each_bad_field_gets_its_line(base, tmp_path):
             request, errors = validate_form(_values(base, data, **{field: value}), tmp_path / "ck")
             assert request is None and list(errors) == [field] and words in errors[field], (field, value, errors)
             assert "\n" not in errors[field]
+
+
+def test_the_prune_and_stop_fields_become_trainer_flags(base, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+
+    def flags(**fields):
+        request, errors = validate_form(_values(base, data, **fields), tmp_path / "ck")
+        assert errors == {}, errors
+        return list(request.retain)
+
+    assert flags() == [] and flags(keep_best="", keep_last="", disk_budget="", stop_unimproved="0") == []
+    assert flags(keep_best="3") == ["--keep-best", "3", "--keep-last", "2"]
+    assert flags(keep_best="1", keep_last="0", disk_budget="40G", stop_unimproved="4") == [
+        "--keep-best", "1", "--keep-last", "0", "--disk-budget", str(40 * 1024 ** 3), "--stop-unimproved", "4"]
+    assert flags(stop_unimproved="2") == ["--stop-unimproved", "2"]  # a quality stop without pruning
+    request, errors = validate_form(_values(base, data, keep_last="1", disk_budget="1G"), tmp_path / "ck")
+    assert request is None and errors == {"keep_best": "prune: give keep best too (empty keeps every checkpoint)"}
+
+
+async def test_the_retention_table_fills_the_form_and_the_launch_carries_it(base, tmp_path):
+    from contract.retention import Policy
+
+    app, _data, launched = _app_with_base_and_data(base, tmp_path)
+    app.settings = app.settings.with_values("test", retention=Policy(2, 1, 3 * 1024 ** 3 // 2, True, 3))
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await _open_form(app, pilot)
+        shown = {key: form.query_one(f"#{key}").value for key in ("keep_best", "keep_last", "disk_budget", "stop_unimproved")}
+        assert shown == {"keep_best": "2", "keep_last": "1", "disk_budget": "1536M", "stop_unimproved": "3"}
+        form.query_one("#keep_best").value = ""  # this run keeps every checkpoint; the quality stop stays
+        form.query_one("#keep_last").value = ""
+        form.query_one("#disk_budget").value = ""
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: launched, what="the launch")
+        assert launched[0].retain == ("--stop-unimproved", "3")
 
 
 def _app_with_base_and_data(base, tmp_path):
