@@ -6,6 +6,7 @@ checkpoints followed the best, with the reason in state.json, a resume point, an
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -49,12 +50,14 @@ def test_the_run_stops_when_the_voice_stops_improving(tiny_base, demo_data, tmp_
     assert proc.returncode == 0, err
     st = state(run)
     assert st["status"] == "stopped", st
-    assert st["stop_reason"].startswith("the best score has not improved for 2 scored checkpoints (best epoch-0003")
-    assert "--stop-unimproved 2" in st["stop_reason"]
+    said = re.match(r"the best score has not improved for (\d+) scored checkpoints \(best epoch-0003", st["stop_reason"])
+    assert said and "--stop-unimproved 2" in st["stop_reason"], st["stop_reason"]
     last = max(seen)
     # epoch 5 scored makes two after the best; the check runs at each save and sees what is scored by then
-    # (one epoch later if a score lands just after a save: the scorer is another process)
+    # (one epoch later if a score lands just after a save: the scorer is another process, and then the
+    # reason counts the three or four scored by that save)
     assert 5 <= last <= 7, seen
+    assert 2 <= int(said[1]) <= last - 3, (said[1], seen)
     assert (run / RESUME_DIR).is_dir()
     event = [r for r in metrics(run) if r["kind"] == "event" and r.get("event") == "stop"][-1]
     assert event["reason"] == "quality"
