@@ -121,7 +121,8 @@ class MiloApp(App):
         psutil_module = src["psutil_module"]
         self.watcher = RunWatcher(checkpoints, self.post_message, self.supervisor, poll_s=src["poll_s"],
                                   use_watchfiles=src["watch_files"],
-                                  disk_usage=psutil_module.disk_usage if psutil_module is not None else None)
+                                  disk_usage=psutil_module.disk_usage if psutil_module is not None else None,
+                                  best_rule=lambda: self.settings.best)
         self.telemetry = TelemetrySource(checkpoints, src["nvml"], psutil_module, self.clock)
         self.run_worker(self._watch, thread=True, group="watcher", name="run watcher", exit_on_error=False)
         if self.telemetry_interval:

@@ -43,6 +43,7 @@ class RunSummary:
     has_run_json: bool = False
     updated_at: float | None = None
     stop_reason: str | None = None   # why the trainer stopped itself (quality-aware stopping)
+    voice: "Voice | None" = None     # the best checkpoint by the [best] rule (RunWatcher adds it)
 
     @property
     def live(self) -> bool:
@@ -152,6 +153,39 @@ def read_judgement(run_dir: Path) -> RunJudgement:
     return RunJudgement(scores.read_row(run_dir, "baseline"), scores.read_row(run_dir, "ceiling"),
                         scores.states(run_dir), scores.states(run_dir, "rows"),
                         ratings_by_checkpoint(read_samples(run_dir)))
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A run's answer to "which checkpoint is the voice": the best by the [best] rule (contract.scores.pick_best,
+    the same as the checkpoints view's mark), for the runs table."""
+    name: str | None      # None: no scored checkpoint meets the rule yet
+    value: float | None   # the best one's value of the rule's metric
+    metric: str
+    scored: int           # checkpoints with scores
+
+
+def voice_stamp_files(run_dir: Path) -> list[Path]:
+    """The files a Voice is read from: each checkpoint's eval.json (scores, validation loss), scoring.json and
+    the baseline row. The list itself changes when a checkpoint comes or goes."""
+    from contract import scores
+
+    return [ck / EVAL_JSON for ck in list_checkpoints(run_dir)] + [run_dir / scores.SCORING_JSON,
+                                                                   run_dir / scores.BASELINE_JSON]
+
+
+def read_voice(run_dir: Path, rule) -> Voice:
+    from contract import scores
+
+    rows = scores.checkpoint_rows(run_dir)
+    baseline = scores.read_row(run_dir, "baseline")
+    name, _why = scores.pick_best(rows, (baseline or {}).get("means"), rule)
+    value = None
+    for row_name, means, val_loss in rows:
+        if row_name == name:
+            value = val_loss if rule.metric == "val_loss" else (means or {}).get(rule.metric)
+    return Voice(name, value if scores.is_score(value) else None, rule.metric,
+                 sum(1 for _n, means, _v in rows if means is not None))
 
 
 def folder_bytes(path: Path) -> int:

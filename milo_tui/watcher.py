@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from milo_tui.messages import CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunsScanned
 from contract.runfolder import METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_runs
 from contract.samples import INDEX as SAMPLES_INDEX, samples_dir
-from milo_tui.runs import CheckpointScanner, RunSummary, judgement_files, read_judgement, read_summary
+from milo_tui.runs import (
+    CheckpointScanner, RunSummary, judgement_files, read_judgement, read_summary, read_voice, voice_stamp_files,
+)
 from milo_tui.supervisor import Supervisor
 from milo_tui.tail import LogReader, MetricsReader
 
@@ -38,8 +41,11 @@ def _stamp(path: Path) -> tuple:
 
 class RunWatcher:
     def __init__(self, checkpoints: Path, post: Callable, supervisor: Supervisor, poll_s: float = 1.0,
-                 use_watchfiles: bool = True, disk_usage: Callable | None = None) -> None:
+                 use_watchfiles: bool = True, disk_usage: Callable | None = None,
+                 best_rule: Callable | None = None) -> None:
         self.root = Path(checkpoints)
+        self.best_rule = best_rule  # () -> contract.scores.BestRule, read each pass (the settings may change)
+        self._voices: dict[Path, tuple] = {}  # run -> (rule, stamps of voice_stamp_files, Voice)
         self.post = post
         self.supervisor = supervisor
         self.poll_s = poll_s
@@ -173,6 +179,7 @@ class RunWatcher:
         for gone in set(self._summaries) - present:
             self._summaries.pop(gone, None)
             self._stamps.pop(gone, None)
+            self._voices.pop(gone, None)
         for run_dir in runs:
             stamp = tuple(_stamp(run_dir / name) for name in RUN_FILES)
             old = self._stamps.get(run_dir)
@@ -184,10 +191,21 @@ class RunWatcher:
             self._stamps[run_dir] = stamp
             self._summarised[run_dir] = now
             self._summaries[run_dir] = read_summary(run_dir)
-        summaries = tuple(self._summaries[r] for r in sorted(self._summaries))
+        summaries = tuple(self._with_voice(self._summaries[r]) for r in sorted(self._summaries))
         if summaries != self._posted:
             self._posted = summaries
             self.post(RunsScanned(summaries))
+
+    def _with_voice(self, summary: RunSummary) -> RunSummary:
+        """The summary with its run's Voice, re-read only when a file it depends on (or the rule) changed."""
+        if self.best_rule is None:
+            return summary
+        rule = self.best_rule()
+        stamps = tuple(_stamp(p) for p in voice_stamp_files(summary.path))
+        cached = self._voices.get(summary.path)
+        if cached is None or cached[:2] != (rule, stamps):
+            cached = self._voices[summary.path] = (rule, stamps, read_voice(summary.path, rule))
+        return summary if summary.voice == cached[2] else replace(summary, voice=cached[2])
 
     def _tail_followed(self) -> None:
         run_dir = self._followed

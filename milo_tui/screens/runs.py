@@ -19,7 +19,7 @@ from milo_tui.keys import ExplainDisabled
 from contract.runfolder import CRASHED, EXTERNAL, STOPPED
 from milo_tui.widgets.charts import LayerPanel, LossChart, TrendPanel
 from milo_tui.widgets.log_tail import LogTail
-from milo_tui.widgets.tables import STATUS_STYLE, RunsTable
+from milo_tui.widgets.tables import METRIC_WORD, STATUS_STYLE, RunsTable
 from milo_tui.widgets.telemetry import TelemetryPanel
 
 VIEWS = ("chart", "trend", "layers", "log")
@@ -160,6 +160,9 @@ class RunsScreen(ExplainDisabled, Screen):
             parts.append("checkpoints made elsewhere: read-only; [b]A[/] adopts it (docs/adopt.md)")
         if r.best_val is not None:
             parts.append(f"best {fmt_num(r.best_val)} @ epoch {r.best_epoch}")
+        if r.voice is not None and r.voice.name is not None:
+            value = f" {METRIC_WORD.get(r.voice.metric, r.voice.metric)} {r.voice.value:.2f}" if r.voice.value is not None else ""
+            parts.append(f"[#87d787]\u2605 {escape(r.voice.name)}{value}[/]")
         if r.restart_limit:
             parts.append(f"restarts {r.restarts}/{r.restart_limit}")
         if r.restart_at is not None and r.status == CRASHED:

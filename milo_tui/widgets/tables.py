@@ -5,7 +5,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from milo_tui.format import fmt_bytes, fmt_duration, fmt_num, fmt_time
-from contract.runfolder import CRASHED, EXTERNAL, FINISHED, RUNNING, STARTING, STOPPED, STOPPING
+from contract.runfolder import CRASHED, EXTERNAL, FINISHED, RUNNING, STARTING, STOPPED, STOPPING, checkpoint_epoch
 from contract.scores import is_score
 
 STATUS_STYLE = {
@@ -22,8 +22,11 @@ class KeyedTable(DataTable):
         # before any row: columns added after rows would keep their label widths
         if not self.columns:
             self.cursor_type = "row"
-            for key, label in self.COLUMNS:
+            for key, label in self.columns_now():
                 self.add_column(label, key=key)
+
+    def columns_now(self) -> tuple[tuple[str, str], ...]:
+        return self.COLUMNS
 
     def on_mount(self) -> None:
         self._ensure_columns()
@@ -60,7 +63,12 @@ def _update_rows(table: DataTable, rows: dict[str, tuple]) -> None:
 
 class RunsTable(KeyedTable):
     COLUMNS = (("run", "run"), ("status", "status"), ("epoch", "epoch"), ("step", "step"), ("speed", "samples/s"),
-               ("eta", "ETA"), ("best", "best val"))
+               ("eta", "ETA"), ("best", "best val"), ("voice", "\u2605"))
+
+    def columns_now(self) -> tuple[tuple[str, str], ...]:
+        # the voice column is titled by the [best] rule's metric: "★ sim" by default
+        metric = self.app.settings.best.metric
+        return self.COLUMNS[:-1] + (("voice", f"\u2605 {METRIC_WORD.get(metric, metric)}"),)
 
     def show(self, runs) -> None:
         rows = {}
@@ -70,8 +78,23 @@ class RunsTable(KeyedTable):
             best = fmt_num(r.best_val) + (f" @{r.best_epoch}" if r.best_epoch else "") if r.best_val is not None else "-"
             rows[str(r.path)] = (r.name, Text(r.status, STATUS_STYLE.get(r.status, "")), epoch, step,
                                  fmt_num(r.samples_per_s, 1) if r.live else "-",
-                                 fmt_duration(r.eta_s) if r.live else "-", best)
+                                 fmt_duration(r.eta_s) if r.live else "-", best, voice_cell(r.voice))
         self.show_rows(rows)
+
+
+METRIC_WORD = {"similarity": "sim", "dnsmos_ovrl": "OVRL", "wer": "WER", "cer": "CER", "val_loss": "val"}
+
+
+def voice_cell(voice) -> Text | str:
+    """The runs table's voice column: the best checkpoint by the [best] rule (the checkpoints view's ★), as
+    the rule metric's value and the epoch; "none" when scores exist but none meets the rule."""
+    if voice is None or not voice.scored:
+        return "-"
+    if voice.name is None:
+        return Text("none", "#8a8a8a")
+    epoch = checkpoint_epoch(voice.name)
+    value = f"{voice.value:.2f}" if voice.value is not None else "?"
+    return Text(f"{value} @{epoch if epoch is not None else voice.name}", "bold #87d787")
 
 
 STATE_WORD = {"queued": "queued", "running": "scoring", "done": "done", "failed": "failed", "skipped": "skipped"}

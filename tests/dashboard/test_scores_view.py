@@ -127,6 +127,40 @@ def test_a_checkpoint_scored_while_the_dashboard_is_open_appears(scored_run):
     asyncio.run(go())
 
 
+def test_the_runs_table_says_which_checkpoint_is_each_runs_voice(scored_run, runs_root):
+    """One column across runs: the best checkpoint by the rule (the checkpoints view's mark), "none" when
+    scores exist but none meets the rule, "-" before any score; it follows scores that land, and the rule."""
+    from milo_tui.widgets.tables import RunsTable
+
+    unscored = write_run(runs_root, "fresh", 200, status="finished")
+    runaway = write_run(runs_root, "wild", 200, status="finished")
+    write_scores(runaway, scored={1: dict(similarity=0.9, runaway=3), 2: dict(similarity=0.8, runaway=1)},
+                 baseline=BASELINE)
+
+    async def voices(rule: BestRule | None = None, then=None):
+        app = make_app(runs_root, poll_s=0.2, settings={"best": rule} if rule else {})
+        async with app.run_test(size=(120, 40)) as pilot:
+            table = app.screen.query_one(RunsTable)
+            await wait_for(pilot, lambda: len(table.rows) == 3 and cells(table, str(scored_run))[-1] != "-",
+                           what="three runs, the voice of one")
+            seen = {name: cells(table, str(runs_root / name))[-1] for name in ("voice", "fresh", "wild")}
+            seen["title"] = str(list(table.columns.values())[-1].label)
+            app.select_run(str(scored_run))
+            await wait_for(pilot, lambda: "\u2605 epoch-0002 sim 0.86" in screen_text(app) or rule is not None,
+                           what="the voice in the selected run's line")
+            if then is not None:
+                then()
+                await wait_for(pilot, lambda: cells(table, str(scored_run))[-1] == "0.93 @5", timeout=15,
+                               what="the new best in the runs table")
+            return seen
+
+    land = lambda: write_scores(scored_run, scored={5: dict(similarity=0.93, wer=0.19, rate_ratio=1.0)})  # noqa: E731
+    assert asyncio.run(voices()) == {"voice": "0.86 @2", "fresh": "-", "wild": "none", "title": "\u2605 sim"}
+    moved = asyncio.run(voices(BestRule("dnsmos_ovrl", 0.1, 2)))
+    assert (moved["voice"], moved["title"]) == ("3.50 @4", "\u2605 OVRL")
+    asyncio.run(voices(then=land))
+
+
 @pytest.mark.slow
 def test_the_score_key_starts_the_runs_scorer(runs_root):
     """`e` queues the highlighted checkpoint and starts the real scorer (python -m inference.scoring queue);
