@@ -263,7 +263,7 @@ def layer_rows(points, width: int, height: int, *, overlay: int | None = None, a
 def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[Text]:
     """The scores per epoch as stacked small charts, one per measure: `series` is a list of (label, style,
     [(epoch, value)], baseline value or None, format). Each chart gets a title line (latest value, the
-    baseline's) and a braille plot with the baseline as a dotted reference line; with one line per measure,
+    baseline's, and at its right end the plot's y range, bottom..top, when it fits) and a braille plot with the baseline as a dotted reference line; with one line per measure,
     a sparkline."""
     if not any(points for _l, _s, points, _b, _f in series):
         lines = [Text(" " * width) for _ in range(height)]
@@ -285,11 +285,14 @@ def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[
             head.append(" " + sparkline([v for _e, v in points], spark_w, ascii), style)
             out.append(head)
             continue
+        rng = _range([v for _e, v in points] + ([base] if base is not None else [])) or (0.0, 1.0)
+        scale = f"{format(rng[0], fmt)}..{format(rng[1], fmt)}"  # the plot's y range: its bottom and top rows
+        if head.cell_len + 2 + len(scale) <= width:
+            head.append(" " * (width - head.cell_len - len(scale)) + scale, AXIS)
         head.truncate(width, pad=True)
         out.append(head)
         plot_h = per - 1
         canvas = Canvas(width, plot_h, ascii)
-        rng = _range([v for _e, v in points] + ([base] if base is not None else [])) or (0.0, 1.0)
         xs = [e for e, _v in points]
         x0, x1 = (xs[0], xs[-1]) if xs else (0, 1)
 

@@ -5,6 +5,7 @@ and the trend panel on the runs screen. Snapshots at 80x24 and 120x40."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -205,6 +206,9 @@ def test_trend_panel_is_a_view_of_the_compact_layout(scored_run):
             assert sim[2] == [(e, SCORED[e]["similarity"]) for e in sorted(SCORED)] and sim[3] == BASELINE["similarity"]
             text = screen_text(app)
             assert "Scores per epoch" in text and "sim 0.89  base 0.62  @4" in text and "WER 0.20  base 0.17" in text
+            # each plot's y range at the right of its title: the baseline (0.62) below the lowest score (0.71)
+            assert re.search(r"sim 0\.89  base 0\.62  @4 +0\.62\.\.0\.91│", text), text
+            assert re.search(r"WER 0\.20  base 0\.17  @4 +0\.17\.\.0\.45│", text), text
 
     asyncio.run(go())
 
