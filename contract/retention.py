@@ -9,22 +9,26 @@ frees nothing while another link to the same data stays.
 
 A deletion renames the folder to a hidden name first (one atomic step: it stops being a checkpoint for
 every reader), then removes it; a removal that fails halfway leaves only the hidden folder, which the next
-prune finishes. Used by `milo-train prune`, the trainer after each save (--keep-best/--keep-last), and the
-dashboard's prune key. Torch-free.
+prune finishes. Used by `milo-train prune`, the trainer after each save (--keep-best/--keep-last), the
+run's scorer after the scores it lands (the same policy, from run.json: a run whose scorer lags its trainer
+still ends with the policy's checkpoints), and the dashboard's prune key. One prune at a time per run
+(`pruning`): a plan made on older scores never deletes what a plan on newer scores keeps. Torch-free.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.runfolder import claim, list_checkpoints
-from contract.scores import BestRule, checkpoint_rows, pick_best, read_row
+from contract.runfolder import RUN_JSON, claim, list_checkpoints, locked, read_json
+from contract.scores import QUEUED, RUNNING, BestRule, checkpoint_rows, pick_best, read_row, states
 from contract.units import fmt_bytes, parse_size
 
 TRASH_PREFIX = ".deleting-"
 RETENTION_TABLE = "retention"
+PRUNE_LOCK = ".prune.lock"  # in the run folder: held while a prune plans and deletes
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,44 @@ def apply(run_dir: Path, to_delete: list[str]) -> Outcome:
     for trash in moved:
         shutil.rmtree(trash, ignore_errors=True)
     return out
+
+
+@contextlib.contextmanager
+def pruning(run_dir: Path):
+    """Hold the run's prune lock (flock on .prune.lock, waiting for another prune to finish): plan and delete
+    inside it. Not reentrant: take it once per process."""
+    with locked(Path(run_dir) / PRUNE_LOCK):
+        yield
+
+
+def waiting_for_scores(run_dir: Path) -> dict[str, str]:
+    """Checkpoints queued or being scored (scoring.json): they stay, their scores may make one of them best."""
+    return {name: "waiting to be scored" for name, e in states(Path(run_dir)).items()
+            if e.get("state") in (QUEUED, RUNNING)}
+
+
+def run_policy(run_dir: Path) -> Policy | None:
+    """The after-save policy the run was started (or resumed) with: run.json's hyper keep_best, keep_last and
+    disk_budget (the trainer's --keep-best/--keep-last/--disk-budget); None when it has none."""
+    hyper = (read_json(Path(run_dir) / RUN_JSON) or {}).get("hyper")
+    if not isinstance(hyper, dict):
+        return None
+    best, last, budget = hyper.get("keep_best") or 0, hyper.get("keep_last") or 0, hyper.get("disk_budget") or ""
+    if not (isinstance(best, int) and isinstance(last, int)) or not (best or last or budget):
+        return None
+    try:
+        return Policy(best, last, parse_size(budget) if budget else None)
+    except ValueError:
+        return None
+
+
+def enforce(run_dir: Path, policy: Policy, rule: BestRule | None = None, *,
+            protect: dict[str, str] | None = None) -> Outcome | None:
+    """Plan and delete under the prune lock, keeping what waits to be scored and `protect`; None when nothing
+    was to go."""
+    with pruning(run_dir):
+        chosen = plan(run_dir, policy, rule, protect={**waiting_for_scores(run_dir), **(protect or {})})
+        return apply(run_dir, chosen.delete) if chosen.delete else None
 
 
 def finish_trash(run_dir: Path) -> list[str]:

@@ -536,7 +536,8 @@ class MiloApp(App):
         from contract.units import fmt_bytes
 
         def work() -> None:
-            done = retention.apply(run_dir, names)
+            with retention.pruning(run_dir):
+                done = retention.apply(run_dir, names)
             kept = "; ".join(f"kept {n}: {why}" for n, why in done.skipped.items())
             self.call_from_thread(self.notify, f"deleted {len(done.deleted)} checkpoint(s) of {run_dir.name}, freed "
                                   f"{fmt_bytes(done.freed_bytes)}" + (f"; {kept}" if kept else ""),

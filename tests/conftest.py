@@ -62,6 +62,16 @@ def tiny_base(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_data(tiny_base, demo_clips, tmp_path_factory) -> Path:
+    """The demo corpus prepared by `training.prepare` (same code as `milo-train prepare`)."""
+    from training.prepare import prepare
+
+    out = tmp_path_factory.mktemp("data") / "train.jsonl"
+    prepare(demo_clips[0].parent, tiny_base, out, say=lambda s: None)
+    return out
+
+
+@pytest.fixture(scope="session")
 def demo_clips(tmp_path_factory) -> list[Path]:
     """The demo workspace's synthetic corpus (16 WAV + transcript pairs)."""
     from contract.synth import write_corpus

@@ -68,9 +68,15 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         return 3
     policy = retention.Policy(policy.keep_best if args.keep_best is None else args.keep_best,
                               policy.keep_last if args.keep_last is None else args.keep_last, budget)
-    waiting = {n: "waiting to be scored" for n, e in scores.states(run).items()
-               if e.get("state") in (scores.QUEUED, scores.RUNNING)}
-    plan = retention.plan(run, policy, rule, protect=waiting)
+    with retention.pruning(run):
+        return _prune(run, policy, rule, args)
+
+
+def _prune(run: Path, policy, rule, args) -> int:
+    from contract import retention
+    from contract.units import fmt_bytes
+
+    plan = retention.plan(run, policy, rule, protect=retention.waiting_for_scores(run))
     print(f"{run.name}: keep best {policy.keep_best}, newest {policy.keep_last}"
           + (f", within {fmt_bytes(policy.budget_bytes)}" if policy.budget_bytes is not None else ""))
     for name, why in plan.keep.items():

@@ -680,12 +680,9 @@ class Trainer:
             self.log.info(f"retention skipped: {exc}")
             return
         policy = retention.Policy(h.keep_best, h.keep_last, parse_size(h.disk_budget) if h.disk_budget else None)
-        waiting = {n: "waiting to be scored" for n, e in scores.states(self.run_dir).items()
-                   if e.get("state") in (scores.QUEUED, scores.RUNNING)}
-        plan = retention.plan(self.run_dir, policy, rule, protect={saved: "just saved", **waiting})
-        if not plan.delete:
+        done = retention.enforce(self.run_dir, policy, rule, protect={saved: "just saved"})
+        if done is None:
             return
-        done = retention.apply(self.run_dir, plan.delete)
         skipped = "; ".join(f"{n}: {why}" for n, why in done.skipped.items())
         self.event("prune", f"pruned {len(done.deleted)} checkpoint(s), freed {fmt_bytes(done.freed_bytes)}",
                    deleted=done.deleted, freed_bytes=done.freed_bytes, skipped=done.skipped)

@@ -165,6 +165,7 @@ def cmd_queue(args) -> int:
                 # The checkpoints first (what the operator waits for), then the run's baseline, once.
                 if _baseline(run_dir, run_json, scorer, reference, args, prompts):
                     continue  # more may have been queued meanwhile
+                _retain(run_dir)
                 return exits.OK
             name = queued[0]
             ckpt = run_dir / name
@@ -182,12 +183,45 @@ def cmd_queue(args) -> int:
                                               prompts=prompts, say=log)
                 write_scores(ckpt, scores)
                 sc.set_state(run_dir, name, sc.DONE, seconds=scores["seconds"])
+                if (run_dir / sc.BASELINE_JSON).exists():  # before it, the rule cannot hold WER to the baseline's
+                    _retain(run_dir)
             except Exception as exc:  # noqa: BLE001 - the queue goes on
                 gone = not ckpt.is_dir()
                 why = ("the checkpoint was deleted while it was scored" if gone
                        else one_line(exc)[:200])
                 log(f"{name}: {why}")
                 sc.set_state(run_dir, name, sc.SKIPPED if gone else sc.FAILED, error=why)
+
+
+def _retain(run_dir: Path) -> None:
+    """The run's after-save retention (run.json: --keep-best/--keep-last/--disk-budget), applied now that new
+    scores changed the ranking: the trainer's prune after a save keeps what waits to be scored, so without
+    this a scorer slower than the trainer would leave every checkpoint. A line in scoring.log and a `prune`
+    event in metrics.jsonl, as the trainer's."""
+    from contract import retention
+    from contract.configfile import ConfigError, read_config
+    from contract.runfolder import METRICS, append_records, list_checkpoints, record
+    from contract.units import fmt_bytes
+    from inference.scoring.scorer import log
+
+    policy = retention.run_policy(run_dir)
+    if policy is None:
+        return
+    # A checkpoint the trainer has just saved but not yet queued is not the scorer's to judge.
+    known = sc.states(run_dir)
+    fresh = {ck.name: "saved, not yet queued for scoring" for ck in list_checkpoints(run_dir) if ck.name not in known}
+    try:
+        rule = sc.best_rule(read_config())
+        done = retention.enforce(run_dir, policy, rule, protect=fresh)
+    except (ConfigError, OSError) as exc:
+        log(f"retention skipped: {one_line(exc)}")
+        return
+    if done is None or not (done.deleted or done.skipped):
+        return
+    message = f"pruned {len(done.deleted)} checkpoint(s), freed {fmt_bytes(done.freed_bytes)}"
+    log(f"retention: {message}" + "".join(f"; kept {n}: {why}" for n, why in done.skipped.items()))
+    append_records(run_dir / METRICS, [record("event", event="prune", message=message, deleted=done.deleted,
+                                              freed_bytes=done.freed_bytes, skipped=done.skipped, by="scorer")])
 
 
 def _ceiling(run_dir, scorer, reference) -> None:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from contract import scores as sc
-from contract.runfolder import read_json
+from contract.runfolder import list_checkpoints, read_json
 from tests.conftest import python_env
 
 PROMPTS = "21\tHello from the dashboard.\n22\tGood morning.\n"
@@ -94,13 +94,10 @@ def test_a_generation_cut_at_the_frame_limit_is_runaway(tiny_custom_voice):
     assert results[11][0] < 39 and results[11][1] == 0
 
 
-def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_clips, tmp_path):
+def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_data, tmp_path):
     """The trainer queues each saved checkpoint and starts the scorer; the scorer writes eval.json scores, the
     run's ceiling and baseline rows, and skips a queued checkpoint that was deleted."""
-    from training.prepare import prepare
-
-    data = tmp_path / "train.jsonl"
-    prepare(demo_clips[0].parent, tiny_base, data, say=lambda s: None)
+    data = demo_data
     run = tmp_path / "run"
     run.mkdir()
     (run / sc.PROMPTS_TXT).write_text("31\tGood morning.\n")  # this run's prompt set: one short sentence
@@ -129,3 +126,50 @@ def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_clips, tmp
     assert sc.states(run, "rows") == {"ceiling": {**sc.states(run, "rows")["ceiling"], "state": sc.DONE},
                                       "baseline": {**sc.states(run, "rows")["baseline"], "state": sc.DONE}}
     assert "Traceback" not in (run / sc.SCORING_LOG).read_text()
+
+
+def test_a_scorer_slower_than_the_trainer_still_leaves_the_policys_checkpoints(tiny_base, demo_data, tmp_path):
+    """The trainer's prune after a save keeps what waits to be scored; when the scorer lags (here it is still
+    loading when the run ends), the scorer applies the run's policy (run.json) once the scores are in."""
+    data = demo_data
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / sc.PROMPTS_TXT).write_text("31\tGood morning.\n")
+    proc = subprocess.run([sys.executable, "-m", "training", "run", "--base", str(tiny_base), "--data", str(data),
+                           "--run", str(run), "--epochs", "2", "--batch-size", "2", "--grad-accum", "2", "--lr", "2e-3",
+                           "--val-fraction", "0.2", "--keep-best", "0", "--keep-last", "1"],
+                          capture_output=True, text=True, timeout=600, env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = {r["epoch"]: r["objective"] for r in events if r["kind"] == "validation"}
+    assert val[2] < val[1]  # epoch 2 is the newest and the best by validation loss: epoch 1 has no reason to stay
+    assert (run / "epoch-0001").is_dir(), "the trainer kept epoch 1: it was waiting to be scored"
+    deadline = time.monotonic() + 400
+    while (any(e["state"] in (sc.QUEUED, sc.RUNNING) for e in sc.states(run).values())
+           or sc.states(run, "rows").get("baseline", {}).get("state") in (None, sc.RUNNING)
+           or scorer_running(run)):
+        assert time.monotonic() < deadline, (sc.states(run), (run / sc.SCORING_LOG).read_text()[-2000:])
+        time.sleep(0.5)
+    assert [p.name for p in list_checkpoints(run)] == ["epoch-0002"], (run / sc.SCORING_LOG).read_text()[-2000:]
+    pruned = [r for r in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+              if r.get("event") == "prune"]
+    assert [(r["deleted"], r.get("by")) for r in pruned] == [(["epoch-0001"], "scorer")]
+    assert pruned[0]["freed_bytes"] > 0 and "retention: pruned 1 checkpoint(s)" in (run / sc.SCORING_LOG).read_text()
+    assert (run / "resume").is_dir()
+
+
+def scorer_running(run) -> bool:
+    """The run's scorer holds .scoring.lock while it works (one scorer per run)."""
+    import fcntl
+    import os
+
+    from inference.scoring.__main__ import LOCK
+
+    fd = os.open(run / LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)

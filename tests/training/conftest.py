@@ -22,16 +22,6 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def demo_data(tiny_base, demo_clips, tmp_path_factory) -> Path:
-    """The demo corpus prepared by `training.prepare` (same code as `milo-train prepare`)."""
-    from training.prepare import prepare
-
-    out = tmp_path_factory.mktemp("data") / "train.jsonl"
-    prepare(demo_clips[0].parent, tiny_base, out, say=lambda s: None)
-    return out
-
-
 def start_run(*args: str, hooks: str = "", log: Path | None = None, module: list[str] | None = None,
               **popen) -> subprocess.Popen:
     """`python -m training run ARGS` in its own session (as the dashboard's supervisor starts it)."""
