@@ -14,6 +14,7 @@ short to embed, no corpus reference): a reader never has to guess why a number i
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +99,42 @@ def set_state(run_dir: Path, checkpoint: str, state: str, *, section: str = "che
     return entry
 
 
-def states(run_dir: Path, section: str = "checkpoints") -> dict[str, dict]:
-    """Checkpoint name (or, with section "rows", "baseline" / "ceiling") -> its scoring entry."""
+def states(run_dir: Path, section: str = "checkpoints", *, as_written: bool = False) -> dict[str, dict]:
+    """Checkpoint name (or, with section "rows", "baseline" / "ceiling") -> its scoring entry. An entry left
+    `running` by a scorer process that is gone (killed, out of memory, a reboot) reads as `failed`, saying
+    so: nothing would ever finish it (`as_written`: as scoring.json holds it)."""
     doc = read_json(Path(run_dir) / SCORING_JSON) or {}
     entries = doc.get(section)
-    return entries if isinstance(entries, dict) else {}
+    if not isinstance(entries, dict):
+        return {}
+    return entries if as_written else {name: _settled(e) for name, e in entries.items()}
+
+
+def _settled(entry):
+    pid = entry.get("pid") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or entry.get("state") != RUNNING or not isinstance(pid, int) or _alive(pid):
+        return entry
+    return {**entry, "state": FAILED,
+            "error": f"the scorer stopped before it finished (process {pid} is gone); e scores it again"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal: it exists
+        return True
+    return True
+
+
+def requeue_interrupted(run_dir: Path) -> list[str]:
+    """Checkpoints a scorer left `running` back to `queued`. Only the scorer that holds the run's one-scorer lock
+    calls it: while it holds that lock no other scorer runs, so every `running` entry was interrupted."""
+    names = [name for name, e in states(run_dir, as_written=True).items() if isinstance(e, dict) and e.get("state") == RUNNING]
+    for name in names:
+        set_state(run_dir, name, QUEUED, pid=None)
+    return names
 
 
 # ---- reading them back (the dashboard, milo-say, the audition screen) --------------------------------------

@@ -152,6 +152,8 @@ def cmd_queue(args) -> int:
     except OSError:
         pass
     with locked(run_dir / LOCK):  # one scorer per run: a second waits, then finds the queue as it was left
+        for name in sc.requeue_interrupted(run_dir):
+            log(f"{name}: the last scorer stopped before it finished; scoring it again")
         scorer = Scorer(device=args.device)
         data, run_json = run_reference(run_dir)
         reference = scorer.reference(data, hold_out=CEILING_CLIPS)

@@ -173,3 +173,37 @@ def scorer_running(run) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def test_a_scorer_killed_mid_score_is_said_and_the_next_one_scores_it_again(tiny_base, demo_data, tmp_path):
+    """A scorer killed while scoring (out of memory, a reboot) leaves its entry `running`; readers see it as
+    failed with why (nothing would finish it), and the next scorer of the run scores it again."""
+    import os
+    import signal
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / sc.PROMPTS_TXT).write_text("31\tGood morning.\n")
+    proc = subprocess.run([sys.executable, "-m", "training", "run", "--base", str(tiny_base), "--data", str(demo_data),
+                           "--run", str(run), "--epochs", "1", "--batch-size", "2", "--grad-accum", "2",
+                           "--val-fraction", "0.2", "--no-score"], capture_output=True, text=True, timeout=600,
+                          env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    (run / sc.CEILING_JSON).write_text('{"v": 1, "row": "ceiling", "error": "not scored: not in this test"}')
+    sc.set_state(run, "epoch-0001", sc.QUEUED)
+    first = sc.start_scorer(run, python=sys.executable, env=python_env())
+    deadline = time.monotonic() + 120
+    while sc.states(run)["epoch-0001"]["state"] != sc.RUNNING:
+        assert time.monotonic() < deadline and first.poll() is None, (run / sc.SCORING_LOG).read_text()[-2000:]
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(30)
+    assert sc.states(run, as_written=True)["epoch-0001"]["state"] == sc.RUNNING  # what the dead scorer left
+    seen = sc.states(run)["epoch-0001"]
+    assert seen["state"] == sc.FAILED and f"process {first.pid} is gone" in seen["error"]
+    again = subprocess.run([sys.executable, "-m", "inference.scoring", "queue", str(run), "--device", "cpu",
+                            "--no-baseline"], capture_output=True, text=True, timeout=400, env=python_env())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sc.states(run)["epoch-0001"]["state"] == sc.DONE
+    assert "epoch-0001: the last scorer stopped before it finished; scoring it again" in again.stdout + again.stderr
+    assert sc.scores_of(read_json(run / "epoch-0001" / "eval.json")) is not None
