@@ -185,14 +185,15 @@ def cmd_queue(args) -> int:
                                               prompts=prompts, say=log)
                 write_scores(ckpt, scores)
                 sc.set_state(run_dir, name, sc.DONE, seconds=scores["seconds"])
-                if (run_dir / sc.BASELINE_JSON).exists():  # before it, the rule cannot hold WER to the baseline's
-                    _retain(run_dir)
             except Exception as exc:  # noqa: BLE001 - the queue goes on
                 gone = not ckpt.is_dir()
                 why = ("the checkpoint was deleted while it was scored" if gone
                        else one_line(exc)[:200])
                 log(f"{name}: {why}")
                 sc.set_state(run_dir, name, sc.SKIPPED if gone else sc.FAILED, error=why)
+                continue
+            if (run_dir / sc.BASELINE_JSON).exists():  # before it, the rule cannot hold WER to the baseline's
+                _retain(run_dir)
 
 
 def _retain(run_dir: Path) -> None:
@@ -201,7 +202,7 @@ def _retain(run_dir: Path) -> None:
     this a scorer slower than the trainer would leave every checkpoint. A line in scoring.log and a `prune`
     event in metrics.jsonl, as the trainer's."""
     from contract import retention
-    from contract.configfile import ConfigError, read_config
+    from contract.configfile import read_config
     from contract.runfolder import METRICS, append_records, list_checkpoints, record
     from contract.units import fmt_bytes
     from inference.scoring.scorer import log
@@ -215,7 +216,7 @@ def _retain(run_dir: Path) -> None:
     try:
         rule = sc.best_rule(read_config())
         done = retention.enforce(run_dir, policy, rule, protect=fresh)
-    except (ConfigError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a wrong [best] table or a prune that fails never stops the scoring
         log(f"retention skipped: {one_line(exc)}")
         return
     if done is None or not (done.deleted or done.skipped):
