@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.runfolder import RUN_JSON, claim, list_checkpoints, locked, read_json
+from contract.runfolder import RUN_JSON, claim, list_checkpoints, locked, read_json, record
 from contract.scores import QUEUED, RUNNING, BestRule, checkpoint_rows, pick_best, read_row, states
 from contract.units import fmt_bytes, parse_size
 
@@ -176,6 +176,15 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)   # name -> why it was not deleted
     freed_bytes: int = 0
+
+    def describe(self) -> str:
+        return (f"pruned {len(self.deleted)} checkpoint(s) ({', '.join(self.deleted) or 'none'}), freed "
+                f"{fmt_bytes(self.freed_bytes)}" + "".join(f"; kept {n}: {why}" for n, why in self.skipped.items()))
+
+    def event(self, **extra) -> dict:
+        """The `prune` record of metrics.jsonl (docs/run-folder.md) for what this prune did."""
+        return record("event", event="prune", message=self.describe(), deleted=self.deleted,
+                      freed_bytes=self.freed_bytes, skipped=self.skipped, **extra)
 
 
 def apply(run_dir: Path, to_delete: list[str]) -> Outcome:

@@ -672,7 +672,7 @@ class Trainer:
             return
         from contract import retention, scores
         from contract.configfile import ConfigError, read_config
-        from contract.units import fmt_bytes, parse_size
+        from contract.units import parse_size
 
         try:
             rule = scores.best_rule(read_config())
@@ -683,11 +683,8 @@ class Trainer:
         done = retention.enforce(self.run_dir, policy, rule, protect={saved: "just saved"})
         if done is None:
             return
-        skipped = "; ".join(f"{n}: {why}" for n, why in done.skipped.items())
-        self.event("prune", f"pruned {len(done.deleted)} checkpoint(s), freed {fmt_bytes(done.freed_bytes)}",
-                   deleted=done.deleted, freed_bytes=done.freed_bytes, skipped=done.skipped)
-        self.log.info(f"retention: deleted {', '.join(done.deleted) or 'none'} ({fmt_bytes(done.freed_bytes)} "
-                      f"freed)" + (f"; kept {skipped}" if skipped else ""))
+        self.append(done.event())
+        self.log.info(f"retention: {done.describe()}")
 
     def check_quality(self) -> None:
         """Quality-aware stopping: ask for a normal stop (a resume point, status stopped) once the best score
@@ -1000,7 +997,8 @@ def run(args) -> int:
         # A rank of a distributed run leaves without interpreter finalization: in it, a gloo thread that
         # destroy_process_group did not join can make the C++ runtime abort ("terminate called without an
         # active exception", SIGABRT, no Python frame), and torchrun then reports the whole run failed
-        # although every file was written. Measured with a busy core beside it: 3 of 40 clean runs aborted so before this, 0 of 40 after.
+        # although every file was written. Measured with a busy core beside it: 3 of 40 clean runs aborted
+        # so before this, 0 of 40 after.
         # Everything this process owns is closed above; only the console buffers are left to flush.
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

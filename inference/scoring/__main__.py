@@ -203,8 +203,7 @@ def _retain(run_dir: Path) -> None:
     event in metrics.jsonl, as the trainer's."""
     from contract import retention
     from contract.configfile import read_config
-    from contract.runfolder import METRICS, append_records, list_checkpoints, record
-    from contract.units import fmt_bytes
+    from contract.runfolder import METRICS, append_records, list_checkpoints
     from inference.scoring.scorer import log
 
     policy = retention.run_policy(run_dir)
@@ -221,10 +220,8 @@ def _retain(run_dir: Path) -> None:
         return
     if done is None or not (done.deleted or done.skipped):
         return
-    message = f"pruned {len(done.deleted)} checkpoint(s), freed {fmt_bytes(done.freed_bytes)}"
-    log(f"retention: {message}" + "".join(f"; kept {n}: {why}" for n, why in done.skipped.items()))
-    append_records(run_dir / METRICS, [record("event", event="prune", message=message, deleted=done.deleted,
-                                              freed_bytes=done.freed_bytes, skipped=done.skipped, by="scorer")])
+    log(f"retention: {done.describe()}")
+    append_records(run_dir / METRICS, [done.event(by="scorer")])
 
 
 def _ceiling(run_dir, scorer, reference) -> None:
