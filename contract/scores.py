@@ -111,8 +111,8 @@ def states(run_dir: Path, section: str = "checkpoints", *, as_written: bool = Fa
 
 
 def _settled(entry):
-    pid = entry.get("pid") if isinstance(entry, dict) else None
-    if not isinstance(entry, dict) or entry.get("state") != RUNNING or not isinstance(pid, int) or _alive(pid):
+    pid = entry.get("pid") if isinstance(entry, dict) and entry.get("state") == RUNNING else None
+    if not isinstance(pid, int) or _alive(pid):
         return entry
     return {**entry, "state": FAILED,
             "error": f"the scorer stopped before it finished (process {pid} is gone); e scores it again"}

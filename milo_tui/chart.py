@@ -263,8 +263,8 @@ def layer_rows(points, width: int, height: int, *, overlay: int | None = None, a
 def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[Text]:
     """The scores per epoch as stacked small charts, one per measure: `series` is a list of (label, style,
     [(epoch, value)], baseline value or None, format). Each chart gets a title line (latest value, the
-    baseline's, and at its right end the plot's y range, bottom..top, when it fits) and a braille plot with the baseline as a dotted reference line; with one line per measure,
-    a sparkline."""
+    baseline's, and at its right end the plot's y range, bottom..top, when it fits) and a braille plot with
+    the baseline as a dotted reference line; with one line per measure, a sparkline."""
     if not any(points for _l, _s, points, _b, _f in series):
         lines = [Text(" " * width) for _ in range(height)]
         if height:

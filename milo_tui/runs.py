@@ -180,10 +180,8 @@ def read_voice(run_dir: Path, rule) -> Voice:
     rows = scores.checkpoint_rows(run_dir)
     baseline = scores.read_row(run_dir, "baseline")
     name, _why = scores.pick_best(rows, (baseline or {}).get("means"), rule)
-    value = None
-    for row_name, means, val_loss in rows:
-        if row_name == name:
-            value = val_loss if rule.metric == "val_loss" else (means or {}).get(rule.metric)
+    value = next((val_loss if rule.metric == "val_loss" else (means or {}).get(rule.metric)
+                  for row_name, means, val_loss in rows if row_name == name), None)
     return Voice(name, value if scores.is_score(value) else None, rule.metric,
                  sum(1 for _n, means, _v in rows if means is not None))
 
