@@ -59,15 +59,21 @@ def _float(v) -> float | None:
 
 
 def recent_steps(run_dir: Path) -> list[dict]:
-    """The last step records of a run's metrics.jsonl (read from the end of the file)."""
+    """The last step records of a run's metrics.jsonl (read from the end of the file), of its current attempt
+    only: the steps before a start event (a resume or a restart) and the pause before it say nothing about
+    the speed now."""
     out = []
     for line in last_lines(Path(run_dir) / METRICS, RECENT * 2):
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        if isinstance(rec, dict) and rec.get("kind") == "step":
+        if not isinstance(rec, dict):
+            continue
+        if rec.get("kind") == "step":
             out.append(rec)
+        elif rec.get("kind") == "event" and rec.get("event") == "start":
+            out.clear()
     return out[-RECENT:]
 
 

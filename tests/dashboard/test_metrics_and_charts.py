@@ -98,3 +98,24 @@ def test_layer_rows_fit_the_height_in_columns():
     short = layer_rows(pts, 60, 8, ascii=True)
     assert len(short) == 8 and "L8" in short[0].plain and all(line.plain.isascii() for line in short)
     assert sparkline([1, 2, 3, 4], 4) == "▁▃▆█" and sparkline([], 3) == "   "
+
+
+def test_the_eta_after_a_resume_counts_only_the_resumed_steps(tmp_path):
+    """Stopped at step 20, resumed ten minutes later: the speed (and so the ETA) is the resumed steps' own
+    (2 steps/s), not 30 steps over ten minutes."""
+    from contract.runfolder import append_records, write_json_atomic
+    from milo_tui.runs import read_summary
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json_atomic(run / "run.json", {"hyper": {"epochs": 1}})
+    write_json_atomic(run / "state.json", {"status": "running"})
+    t0 = 1_000_000.0
+    before = step_records(1, 20, per_epoch=100, t0=t0, dt=0.5)
+    resumed_at = before[-1]["time"] + 600
+    start = record("event", time=resumed_at, event="start", message="resumed", resumed_from_step=20)
+    after = step_records(21, 26, per_epoch=100, t0=resumed_at + 5 - 21 * 0.5, dt=0.5)
+    append_records(run / "metrics.jsonl", [*before, record("event", time=before[-1]["time"], event="stop",
+                                                            reason="signal", step=20), start, *after])
+    r = read_summary(run)
+    assert r.step == 26 and abs(r.eta_s - (100 - 26) / 2.0) < 1e-6, r.eta_s
