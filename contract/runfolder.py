@@ -35,10 +35,11 @@ RESUME_DIR = "resume"
 SAMPLES_DIR = "samples"
 EVAL_JSON = "eval.json"
 
-# Statuses in state.json. "starting" is written by the supervisor before the trainer takes over.
-STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED = (
-    "starting", "running", "stopping", "stopped", "crashed", "finished")
-STATUSES = (STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED)
+# Statuses in state.json. "starting" is written by the supervisor before the trainer takes over; "killed" by
+# the dashboard that sent the operator's SIGKILL (resumable like "stopped", never restarted).
+STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED, KILLED = (
+    "starting", "running", "stopping", "stopped", "crashed", "finished", "killed")
+STATUSES = (STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED, KILLED)
 LIVE_STATUSES = (STARTING, RUNNING, STOPPING)
 EXTERNAL = "external"  # a folder of checkpoints made elsewhere (the official script): no trainer, read-only
 

@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # the sources' modules are imported once the first frame is u
     from milo_tui.watcher import RunWatcher
 
 # state.json statuses, as in contract.runfolder (not imported before the first frame)
-CRASHED, FINISHED, STOPPED, UNREADABLE, EXTERNAL = "crashed", "finished", "stopped", "unreadable", "external"
+CRASHED, FINISHED, STOPPED, UNREADABLE, EXTERNAL, KILLED = (
+    "crashed", "finished", "stopped", "unreadable", "external", "killed")
 
 DRAW_HZ = 2  # redraws per second at most, and only of what changed
 PARTS = ("runs", "chart", "log", "telemetry", "checkpoints", "trend")
@@ -261,6 +262,8 @@ class MiloApp(App):
             self.notify(f"{name}: {e.error or 'crashed'}", severity="error", timeout=10)
         elif e.status == STOPPED:
             self.notify(f"{name} stopped; resume with r")
+        elif e.status == KILLED and e.requested != "kill":  # a kill sent from here was said when sent
+            self.notify(f"{name} was killed; r resumes from the newest resume point", severity="warning")
         elif e.status == FINISHED:
             self.notify(f"{name} finished")
 

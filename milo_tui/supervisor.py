@@ -24,7 +24,9 @@ from pathlib import Path
 
 from contract.defaults import ATTENTION, RUN_DEFAULTS
 from contract.exits import NO_RESTART, describe
-from contract.runfolder import CRASHED, LIVE_STATUSES, RUN_JSON, STARTING, STATE_JSON, TRAIN_LOG, read_json, update_state
+from contract.runfolder import (
+    CRASHED, KILLED, LIVE_STATUSES, RUN_JSON, STARTING, STATE_JSON, TRAIN_LOG, read_json, update_state,
+)
 
 PREPARED_DATA = "prepared.jsonl"  # where a corpus folder is prepared to, inside the run folder
 START_TIME_TOLERANCE = 0.05  # s; psutil's create_time has clock-tick (10 ms) resolution
@@ -205,8 +207,15 @@ class Supervisor:
         self._signal(Path(run_dir), signal.SIGTERM, "stop")
 
     def kill(self, run_dir: Path) -> None:
-        """Force: SIGKILL to the whole process group. Work since the last resume point is lost."""
-        self._signal(Path(run_dir), signal.SIGKILL, "kill")
+        """Force: SIGKILL to the whole process group. Work since the last resume point is lost. The run is
+        recorded `killed` here, where the kill is sent: the keeper went with the group, so nothing else
+        knows it was the operator (and a keeper or watcher must not call it a crash and restart it)."""
+        run_dir = Path(run_dir)
+        self._signal(run_dir, signal.SIGKILL, "kill")
+        # The group cannot run another instruction, so nothing of it writes after this; a trainer that was
+        # inside update_state held the run folder's lock, which its death releases.
+        update_state(run_dir, status=KILLED, exit_code=-signal.SIGKILL, error=ended_error(run_dir, {}, None, "kill"),
+                     ended_at=time.time(), restart_at=None)
 
     def _signal(self, run_dir: Path, sig: int, what: str) -> None:
         state = read_json(run_dir / STATE_JSON)
@@ -217,6 +226,9 @@ class Supervisor:
             raise SupervisorError(f"run {run_dir.name!r} is not running (it is {state.get('status')})")
         if not is_same_process(pid, state.get("pid_start_time")):
             raise SupervisorError(f"run {run_dir.name!r}: its process {pid} is gone; nothing to {what}")
+        with self._lock:  # before the signal: RunWatcher may find the processes gone before this returns
+            self._requested[run_dir] = what
+            self._watched.add(run_dir)
         try:
             # The keeper leads the group of the trainer and anything it started; a trainer started by hand
             # from a shell is in the shell's group and gets the signal alone.
@@ -226,12 +238,13 @@ class Supervisor:
             else:
                 os.kill(pid, sig)
         except ProcessLookupError:
+            with self._lock:
+                self._requested.pop(run_dir, None)
             raise SupervisorError(f"run {run_dir.name!r}: its process {pid} is gone; nothing to {what}") from None
         except PermissionError:
+            with self._lock:
+                self._requested.pop(run_dir, None)
             raise SupervisorError(f"run {run_dir.name!r}: not allowed to signal process {pid}") from None
-        with self._lock:
-            self._requested[run_dir] = what
-            self._watched.add(run_dir)
 
     # ------------------------------------------------------------------ watching (RunWatcher's thread)
 
@@ -286,7 +299,8 @@ class Supervisor:
         state = read_json(run_dir / STATE_JSON) or state  # the trainer may have written its end just now
         if state.get("status") in LIVE_STATUSES:
             error = ended_error(run_dir, state, exit_code, requested)
-            state = update_state(run_dir, status=CRASHED, exit_code=exit_code, error=error, ended_at=time.time())
+            state = update_state(run_dir, status=KILLED if requested == "kill" else CRASHED, exit_code=exit_code,
+                                 error=error, ended_at=time.time())
         if not watched:
             return None
         return Ended(run_dir, state.get("status"), state.get("exit_code", exit_code), state.get("error"), requested,
@@ -306,7 +320,7 @@ def ended_error(run_dir: Path, state: dict, exit_code: int | None, requested: st
 
     if requested == "kill" or (exit_code == -signal.SIGKILL and requested is None):
         who = "by the operator" if requested == "kill" else "by SIGKILL (out of host memory?)"
-        return f"killed {who}; resume continues from the newest resume point"
+        return f"killed {who}; r resumes from the newest resume point"
     line = log_error_line(run_dir)
     if state.get("preparing") and state.get("status") == STARTING:
         return f"data preparation failed: {line}" if line else "data preparation failed; see train.log"

@@ -5,12 +5,14 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from milo_tui.format import fmt_bytes, fmt_duration, fmt_num, fmt_time
-from contract.runfolder import CRASHED, EXTERNAL, FINISHED, RUNNING, STARTING, STOPPED, STOPPING, checkpoint_epoch
+from contract.runfolder import (
+    CRASHED, EXTERNAL, FINISHED, KILLED, RUNNING, STARTING, STOPPED, STOPPING, checkpoint_epoch,
+)
 from contract.scores import is_score
 
 STATUS_STYLE = {
     RUNNING: "bold #87d787", STARTING: "#87d787", STOPPING: "#ffaf00", STOPPED: "#d7d7d7",
-    CRASHED: "bold #ff5f5f", FINISHED: "#5fafff", EXTERNAL: "italic #8a8a8a",
+    CRASHED: "bold #ff5f5f", FINISHED: "#5fafff", EXTERNAL: "italic #8a8a8a", KILLED: "#ff8700",
 }
 
 

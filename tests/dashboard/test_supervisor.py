@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from contract.runfolder import CRASHED, STARTING, STOPPED, read_json, write_json_atomic
+from contract.runfolder import CRASHED, KILLED, STARTING, STOPPED, read_json, write_json_atomic
 from milo_tui.supervisor import (
     RunRequest, Supervisor, SupervisorError, is_same_process, restartable, trainer_argv,
 )
@@ -107,12 +107,37 @@ def test_kill_takes_the_whole_process_group(sup, tmp_path):
     _wait(lambda: any(p.name() == "sleep" for p in psutil.Process(pid).children()))
     grandchild = next(p for p in psutil.Process(pid).children() if p.name() == "sleep")
     sup.kill(run)
+    assert _state(run)["status"] == KILLED  # recorded where the kill is sent, before any watcher looks
     ended = _ended(sup, run)
-    assert ended.status == CRASHED and ended.exit_code == -9 and "killed by the operator" in ended.error
+    assert ended.status == KILLED and ended.exit_code == -9 and "killed by the operator" in ended.error
     assert ended.restart_at is None and not psutil.pid_exists(keeper)  # the keeper went with it: no restart
     _wait(lambda: not grandchild.is_running() or grandchild.status() == psutil.STATUS_ZOMBIE)
     with pytest.raises(SupervisorError, match="not running"):
         sup.stop(run)
+    state = _state(run)
+    assert (state["status"], state["restart_at"], state["exit_code"]) == (KILLED, None, -9)
+    assert not restartable(state, -9)  # a kill is the operator's word: never restarted by the policy
+    # resumable like a stopped run, by a dashboard that did not send the kill
+    other = Supervisor(env=python_env(), backoff=0.2)
+    other.resume(run)
+    _wait(lambda: _state(run).get("status") == "running" and _state(run).get("error") is None)
+    other.kill(run)  # (a stop would leave this stand-in's grandchild behind)
+    assert _ended(other, run).status == KILLED
+
+
+def test_a_kill_by_another_dashboard_is_not_relabelled_a_crash(tmp_path):
+    """The kill comes from one dashboard; another one, watching the same run, sees it end as killed."""
+    sender, watcher = Supervisor(env=python_env(), backoff=0.2), Supervisor(env=python_env(), backoff=0.2)
+    run = tmp_path / "run"
+    _spawn(sender, run, restart_limit=3)
+    _trainer(run)
+    _wait(lambda: _state(run).get("status") == "running")
+    assert watcher.check(run) is None  # alive: watched from now on
+    sender.kill(run)
+    ended = _ended(watcher, run)
+    assert ended.status == KILLED and ended.requested is None and "killed by the operator" in ended.error
+    time.sleep(0.6)  # longer than the back-off: no keeper is left to restart it
+    assert _state(run)["status"] == KILLED
 
 
 def test_a_crash_is_recorded_with_its_last_error_line(sup, tmp_path):

@@ -84,7 +84,7 @@ async def test_start_stop_resume_kill(demo_workspace, runs_root):
         await pilot.press("K")  # kill asks first
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
-        await wait_for(pilot, lambda: status(app, run) == "crashed", 30, "killed")
+        await wait_for(pilot, lambda: status(app, run) == "killed", 30, "killed")
         state = read_json(run / "state.json")
         assert "killed by the operator" in state["error"] and state["exit_code"] == -9
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
