@@ -332,9 +332,8 @@ class MiloApp(App):
                 return f"{r.name} has finished"
             if not r.has_resume:
                 return f"{r.name} has no resume point yet; start a new run"
-        if action == "corpus" and self.corpus_report_file() is None:
-            return ("no corpus report beside the selected run's data or the configured data; milo-train prepare "
-                    "writes corpus-report.json beside the JSONL")
+        if action == "corpus":
+            return self.corpus_report()[1]
         if action == "view" and getattr(self.screen, "wide", False):
             return "every pane is on screen at this size"
         return None
@@ -459,30 +458,32 @@ class MiloApp(App):
 
         self.push_screen(CheckpointsScreen())
 
-    def corpus_report_file(self) -> Path | None:
-        """The corpus report beside the selected run's data (run.json), else beside the configured data."""
-        from contract.audit import report_path
+    def corpus_report(self) -> tuple[Path | None, str | None]:
+        """The corpus report beside the selected run's data (run.json), or None and why: never another
+        corpus's report (the configured data's may be a different corpus)."""
+        from contract.audit import CORPUS_REPORT, report_path
         from contract.runfolder import RUN_JSON, read_json
 
-        candidates = []
-        if self.selected is not None:
-            data = (read_json(self.selected / RUN_JSON) or {}).get("data")
-            if isinstance(data, str) and data:
-                candidates.append(Path(data))
-        if self.default_data() is not None:
-            candidates.append(Path(self.default_data()))
-        for data in candidates:
-            path = report_path(data)
-            if path.is_file():
-                return path
-        return None
+        if self.selected is None:
+            return None, "no run selected"
+        name = self.selected.name
+        data = (read_json(self.selected / RUN_JSON) or {}).get("data")
+        make = f"`milo-train prepare CORPUS --base BASE --out DATA.jsonl` writes {CORPUS_REPORT} beside DATA.jsonl"
+        if not isinstance(data, str) or not data:
+            return None, f"{name} has no corpus report: its run.json names no data; {make}"
+        path = report_path(Path(data))
+        if not path.is_file():
+            return None, f"{name} has no corpus report: none at {path}; {make}"
+        return path, None
 
     def action_corpus(self) -> None:
         from milo_tui.screens.corpus import CorpusScreen
 
-        path = self.corpus_report_file()
-        if path is not None:
-            self.push_screen(CorpusScreen(path, device=self.settings.device))
+        path, why = self.corpus_report()
+        if path is None:
+            self.notify(why, severity="warning", timeout=8)
+            return
+        self.push_screen(CorpusScreen(path, device=self.settings.device))
 
     def best_of(self, run_dir: Path | None) -> tuple[str | None, str]:
         """The run's best checkpoint by the configured rule ([best]), and why."""

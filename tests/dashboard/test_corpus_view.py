@@ -96,6 +96,35 @@ def test_without_a_report_the_key_says_why(runs_root, tmp_path):
     asyncio.run(go())
 
 
+def test_a_run_without_a_report_never_shows_the_configured_corpus(runs_root, tmp_path):
+    """The configured data has a report, the selected run's data none: C says the run has none, where it
+    looked and how to make one; it does not open the other corpus's report."""
+    import asyncio
+
+    from milo_tui.screens.corpus import CorpusScreen
+
+    configured = _fixed_report(tmp_path / "configured")
+    run = write_run(runs_root, "voice", 200, status="finished")
+    _point_run_at(run, tmp_path / "elsewhere" / "train.jsonl")
+
+    async def go():
+        app = make_app(runs_root, settings={"data": configured})
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.selected is not None, what="a run to be selected")
+            await pilot.press("C")
+            await settle(pilot)
+            assert not isinstance(app.screen, CorpusScreen)
+            said = [n.message for n in app._notifications]
+            where = str(tmp_path / "elsewhere" / ca.CORPUS_REPORT)
+            assert any(m.startswith("voice has no corpus report") and where in m and "milo-train prepare" in m
+                       and "\n" not in m for m in said), said
+            app.action_corpus()  # the palette's way in says the same
+            await settle(pilot)
+            assert not isinstance(app.screen, CorpusScreen) and len(app._notifications) >= 1
+
+    asyncio.run(go())
+
+
 # ---- snapshot on a fixed report --------------------------------------------------------------------------
 def _fixed_report(folder):
     """A report of the schema prepare writes, with fixed values, and a short WAV for each clip."""
