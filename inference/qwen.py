@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.machinery
+import io
+import re
 import sys
 import types
 
 _PLACEHOLDER_MODULES = ("torchaudio", "torchaudio.compliance", "torchaudio.compliance.kaldi")
+
+# qwen_tts's 25 Hz tokenizer prints this four-line notice at import when flash-attn is missing, which on a
+# DGX Spark (no flash-attn build for the GB10) is always: we use sdpa, so it says nothing worth reading.
+_FLASH_ATTN_NOTICE = re.compile(r"\n?\*{8}\nWarning: flash-attn is not installed\.[^\n]*\n\*{8}\n[ \t]*\n?")
 
 # Why the placeholder was installed (None while the real torchaudio is in use or untried).
 torchaudio_problem: str | None = None
@@ -71,9 +77,15 @@ def import_qwen_tts():
     guard_torchaudio()
     if "qwen_tts" in sys.modules:
         return sys.modules["qwen_tts"]
-    # qwen_tts prints a flash-attn notice on stdout at import; stdout may be a protocol channel
-    # (the audition worker's), so the notice goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        import qwen_tts
-
+    # What qwen_tts prints at import is caught (stdout may be a protocol channel, the audition worker's):
+    # its flash-attn notice is dropped, anything else goes on to stderr, and an import error still raises.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            import qwen_tts
+    finally:
+        rest = _FLASH_ATTN_NOTICE.sub("", printed.getvalue())
+        if rest.strip():
+            sys.stderr.write(rest)
+            sys.stderr.flush()
     return qwen_tts

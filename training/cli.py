@@ -46,6 +46,15 @@ def _cmd_demo_assets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_a_folder(path) -> str | None:
+    """The one-line error for a folder argument that is missing or a file, or None when it is a folder."""
+    if path.is_dir():
+        return None
+    if path.exists():
+        return f"milo-train: error: {path} is not a folder"
+    return f"milo-train: error: {path} does not exist (check the path)"
+
+
 def _cmd_prune(args: argparse.Namespace) -> int:
     """Plan by the policy (flags over the config's [retention]), print it, and delete unless --dry-run."""
     from pathlib import Path
@@ -56,6 +65,10 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     from contract.units import fmt_bytes, parse_size
 
     run = Path(args.run).absolute()
+    problem = _not_a_folder(run)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 3
     if not list_checkpoints(run):
         print(f"milo-train: error: {run} holds no checkpoints", file=sys.stderr)
         return 3
@@ -100,6 +113,10 @@ def _cmd_adopt(args: argparse.Namespace) -> int:
 
     from contract.adopt import AdoptError, adopt
 
+    problem = _not_a_folder(Path(args.dir).absolute())
+    if problem:
+        print(problem, file=sys.stderr)
+        return 3
     try:
         result = adopt(Path(args.dir), data=Path(args.data) if args.data else None,
                        base=Path(args.base) if args.base else None)

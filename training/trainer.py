@@ -941,6 +941,10 @@ def run(args) -> int:
     """`milo-train run`. Returns the exit code (docs/run-folder.md)."""
     dist = Dist.from_env()
     run_dir = Path(args.run).absolute()
+    if args.resume and not run_dir.is_dir():  # checked before the folder (and its train.log) is made
+        print(f"milo-train: error: --resume: {run_dir} does not exist (check the path; without --resume, "
+              f"--base and --data start a new run there)", file=sys.stderr)
+        return exits.USAGE
     if dist.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,10 @@ def cmd_eval(args) -> int:
               if args.json else _table(rows, [Path(a).name for a in args.audio]))
         return exits.OK
     checkpoints = [Path(c).absolute() for c in args.checkpoints]
+    missing = [c for c in checkpoints + ([Path(args.run).absolute()] if args.run else []) if not c.exists()]
+    if missing:
+        print(f"milo-train eval: error: {missing[0]} does not exist (check the path)", file=sys.stderr)
+        return exits.BAD_INPUT
     bad = [c for c in checkpoints if not (c / "config.json").is_file()]
     if bad:
         print(f"milo-train eval: error: {bad[0]} is not a checkpoint folder (no config.json)", file=sys.stderr)
