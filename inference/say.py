@@ -4,8 +4,10 @@ Writes a 24 kHz mono 16-bit WAV: to `-o` when given; otherwise into the run's sa
 line (source "milo-say") when the checkpoint sits in a run folder, else ./milo-say-<checkpoint>-<seed>.wav.
 With --play the audio plays here while it is generated; with --laptop it streams to milo-listen. Timings go to stderr, the WAV path to stdout.
 
+Ctrl+C (SIGINT) stops the audition and saves the audio made so far in the same place, the same way.
+
 Exit codes: 0 done; 1 unexpected error; 2 bad command line; 3 bad input (checkpoint, text, speaker,
-sampling option); 6 the WAV is saved but could not be played (no or lost audio device).
+sampling option); 6 the WAV is saved but could not be played (no or lost audio device); 130 interrupted.
 The table is contract/exits.py.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import errno
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -69,23 +72,32 @@ def _unwritable(path: Path) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _say(line: str) -> None:
+    print(f"milo-say: {line}", file=sys.stderr, flush=True)
 
-    def say(line: str) -> None:
-        print(f"milo-say: {line}", file=sys.stderr, flush=True)
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while the model loads (once audio flows, _main keeps it)
+        _say("interrupted before any audio was made: nothing saved")
+        return exits.INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
 
     from contract.text import TextError, split_sentences
 
     try:
         split_sentences(args.text)
     except TextError as exc:
-        say(str(exc))
+        _say(str(exc))
         return exits.BAD_INPUT
     if args.output:
         problem = _unwritable(Path(args.output))
         if problem:
-            say(f"cannot write {args.output}: {problem}")
+            _say(f"cannot write {args.output}: {problem}")
             return exits.BAD_INPUT
     from contract.checkpoint import CheckpointError, validate_checkpoint
     from contract.configfile import ConfigError
@@ -94,14 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint, note = resolve_checkpoint(args.checkpoint)
     except (NoBest, ConfigError) as exc:
-        say(str(exc))
+        _say(str(exc))
         return exits.BAD_INPUT
     if note:
-        say(note)
+        _say(note)
     try:
         info = validate_checkpoint(checkpoint)
     except CheckpointError as exc:
-        say(f"{exc.path} cannot be auditioned:")
+        _say(f"{exc.path} cannot be auditioned:")
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return exits.BAD_INPUT
@@ -122,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                                    subtalker_top_p=args.top_p, **greedy)
         speaker = engine.speaker_for(args.speaker)
     except (CheckpointError, EngineError) as exc:
-        say(str(exc))
+        _say(str(exc))
         return exits.BAD_INPUT
     seed = args.seed if args.seed is not None else random.randrange(2**31)
 
@@ -138,49 +150,75 @@ def main(argv: list[str] | None = None) -> int:
                                   "expected_s": expected_audio_s(split_sentences(args.text), sampling.max_new_tokens,
                                                                  not args.no_budget)})
 
+    run_dir = None if args.output else _run_dir_of(loaded.info.path)
+
+    def save(audio, **extra) -> Path:
+        """Write the WAV where it belongs (each path written atomically: temporary name, then rename)."""
+        if args.output:
+            return write_wav(Path(args.output), audio, SAMPLE_RATE)
+        if run_dir is not None:
+            sample_id, out = save_sample(run_dir, loaded.info.name, seed, audio, SAMPLE_RATE)
+            append_sample(run_dir, id=sample_id, wav=out.name, checkpoint=loaded.info.name,
+                          checkpoint_path=str(loaded.info.path), speaker=speaker, text=args.text, seed=seed,
+                          sampling=sampling.as_dict(), language=args.language, device=loaded.device,
+                          dtype=loaded.dtype, path=loaded.path, source="milo-say", **timings.as_dict(), **extra)
+            return out
+        return write_wav(Path(f"milo-say-{loaded.info.name}-{seed}.wav"), audio, SAMPLE_RATE)
+
     timings = Timings(load_s=loaded.load_s)
     chunks = []
     try:
         for chunk in engine.stream(args.text, seed=seed, sampling=sampling, speaker=speaker, language=args.language,
                                    budget=not args.no_budget, timings=timings):
             chunks.append(chunk)
+            if len(chunks) == 1:
+                _say(f"first audio after {timings.first_audio_s or 0:.2f} s; ctrl+c now stops and keeps what is made")
             if output is not None:
                 output.feed(chunk)
     except (TextError, EngineError) as exc:
-        say(str(exc))
+        _say(str(exc))
         return exits.BAD_INPUT
     except KeyboardInterrupt:
-        say("interrupted")
-        return exits.ERROR
+        # Ctrl+C keeps the audio made so far: saved like a whole take, the index line marked interrupted.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if output is not None:
+            output.close()
+        if not chunks:
+            _say("interrupted before any audio was made: nothing saved")
+            return exits.INTERRUPTED
+        audio = np.concatenate(chunks)
+        try:
+            out = save(audio, interrupted=True)
+        except OSError as exc:
+            _say(f"interrupted; cannot save the WAV: {exc.strerror or exc} ({exc.filename or args.output or run_dir})")
+            return exits.INTERRUPTED
+        _say(f"interrupted: the {len(audio) / SAMPLE_RATE:.2f} s of audio made so far is saved in {out}")
+        print(out)
+        return exits.INTERRUPTED
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
-    run_dir = None if args.output else _run_dir_of(loaded.info.path)
     try:
-        if args.output:
-            out = write_wav(Path(args.output), audio, SAMPLE_RATE)
-        elif run_dir is not None:
-            sample_id, out = save_sample(run_dir, loaded.info.name, seed, audio, SAMPLE_RATE)
-            append_sample(run_dir, id=sample_id, wav=out.name, checkpoint=loaded.info.name,
-                          checkpoint_path=str(loaded.info.path), speaker=speaker, text=args.text, seed=seed,
-                          sampling=sampling.as_dict(), language=args.language, device=loaded.device,
-                          dtype=loaded.dtype, path=loaded.path, source="milo-say", **timings.as_dict())
-        else:
-            out = write_wav(Path(f"milo-say-{loaded.info.name}-{seed}.wav"), audio, SAMPLE_RATE)
+        out = save(audio)
     except OSError as exc:
-        say(f"cannot save the WAV: {exc.strerror or exc} ({exc.filename or args.output or run_dir})")
+        _say(f"cannot save the WAV: {exc.strerror or exc} ({exc.filename or args.output or run_dir})")
         return exits.DISK_FULL if exc.errno == errno.ENOSPC else exits.ERROR
-    say(f"{loaded.info.name} ({speaker}, seed {seed}): {timings.audio_s:.2f} s of audio in {timings.wall_s:.2f} s "
+    _say(f"{loaded.info.name} ({speaker}, seed {seed}): {timings.audio_s:.2f} s of audio in {timings.wall_s:.2f} s "
         f"({timings.rtf:.2f}x real time), first audio after {timings.first_audio_s or 0:.2f} s, "
         f"load {loaded.load_s:.2f} s on {loaded.device}, {loaded.path} path")
     print(out)
 
     if output is not None:
-        output.end()
-        output.wait_idle()
-        output.close()
+        try:
+            output.end()
+            output.wait_idle()
+        except KeyboardInterrupt:
+            _say(f"interrupted: playback stopped; the WAV is saved: {out}")
+            return exits.INTERRUPTED
+        finally:
+            output.close()
     problem = playback.get(Playback.NO_DEVICE) or playback.get(Playback.DEVICE_LOST)
     if output is not None and problem:
-        say(f"not played: {problem.get('message')}; the WAV is saved: {out}")
+        _say(f"not played: {problem.get('message')}; the WAV is saved: {out}")
         return exits.NOT_PLAYED
     return exits.OK
 

@@ -83,3 +83,47 @@ def test_milo_say_run_best_speaks_with_the_best_checkpoint(audition_run, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert "milo-say: best in run is epoch-0002: highest similarity 0.900 among 2 of 2 scored" in proc.stderr
     assert "milo-say: epoch-0002 (" in proc.stderr and out.is_file()
+
+
+def test_milo_say_ctrl_c_keeps_the_audio_made_so_far(tiny_custom_voice, tmp_path):
+    """SIGINT mid-synthesis (about 40 s of work): the audio already made is written to -o (a whole, valid
+    WAV, atomically) and said in one line; exit 130."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from tests.conftest import python_env
+
+    out = tmp_path / "partial.wav"
+    text = " ".join(["This sentence is long enough to take a while to say."] * 8)
+    proc = subprocess.Popen([sys.executable, "-m", "inference.say", str(tiny_custom_voice), text, "-o", str(out),
+                             "--seed", "1", "--no-budget", "--max-new-tokens", "400", "--device", "cpu"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=python_env())
+    lines, first_audio = [], threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "first audio after" in line:
+                first_audio.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    first_audio.wait(timeout=20)  # the audio has started flowing (or, without that line, the load is long over)
+    proc.send_signal(signal.SIGINT)
+    stdout = proc.stdout.read()
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    stderr = "".join(lines)
+    assert proc.returncode == 130, stderr
+    assert out.is_file(), stderr
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16") and info.duration > 0
+    assert info.duration < 8 * 400 * 1920 / 24000  # not the whole text
+    assert stdout.strip() == str(out) and "Traceback" not in stderr
+    assert "ctrl+c now stops and keeps what is made" in stderr
+    assert stderr.strip().splitlines()[-1] == (f"milo-say: interrupted: the {info.duration:.2f} s of audio made "
+                                               f"so far is saved in {out}")
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
