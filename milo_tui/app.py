@@ -60,6 +60,11 @@ class MiloApp(App):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c",
                 tooltip="Quit the dashboard; runs keep going"),
         Binding("question_mark", "help", "Keys", id="help", tooltip="Every key of this screen"),
+        # Focus moves are priority bindings: the app runs them as it reads the key, before it forwards the
+        # next one. As plain bindings they ran only after the key had bubbled up from the focused field, so
+        # a key in the same read (keys arrive together over SSH: `Tab 7`) went to the field just left.
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
     ]
 
     def __init__(self, settings: Settings, *, nvml=None, psutil_module=None, clock: Callable[[], float] = time.time,

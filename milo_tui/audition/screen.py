@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -108,36 +108,41 @@ class CheckpointPicker(ModalScreen):
 
 class AuditionScreen(Screen):
     BINDINGS = [
-        Binding("t", "type", "Type", id="audition.type", tooltip="Put the cursor in the text box"),
-        Binding("escape", "escape", "Stop", id="audition.stop", tooltip="Stop speaking and playing at once"),
-        Binding("s", "stop", "Stop", show=False, id="audition.stop_s", tooltip="Stop speaking and playing at once"),
-        Binding("r", "replay", "Replay", id="audition.replay",
+        Binding("t", "type", "Type", id="audition.type", priority=True,
+                tooltip="Put the cursor in the text box"),
+        Binding("escape", "escape", "Stop", id="audition.stop", priority=True,
+                tooltip="Stop speaking and playing at once"),
+        Binding("s", "stop", "Stop", show=False, id="audition.stop_s", priority=True,
+                tooltip="Stop speaking and playing at once"),
+        Binding("r", "replay", "Replay", id="audition.replay", priority=True,
                 tooltip="Play the highlighted sample again (an A/B pair: A then B)"),
-        Binding("c", "choose_checkpoint", "Checkpoint", id="audition.checkpoint",
+        Binding("c", "choose_checkpoint", "Checkpoint", id="audition.checkpoint", priority=True,
                 tooltip="Choose the checkpoint to hear"),
-        Binding("x", "toggle_ab", "A/B", id="audition.ab",
+        Binding("x", "toggle_ab", "A/B", id="audition.ab", priority=True,
                 tooltip="Compare with a second checkpoint: same sentence, same seed"),
-        Binding("v", "toggle_blind", "Blind", id="audition.blind",
+        Binding("v", "toggle_blind", "Blind", id="audition.blind", priority=True,
                 tooltip="Hide which checkpoint is A until you judge the pair"),
-        Binding("1", "rate(1)", "Rate 1", show=False, id="audition.rate1",
+        Binding("1", "rate(1)", "Rate 1", show=False, id="audition.rate1", priority=True,
                 tooltip="Rate the highlighted sample 1 of 5"),
-        Binding("2", "rate(2)", "Rate 2", show=False, id="audition.rate2",
+        Binding("2", "rate(2)", "Rate 2", show=False, id="audition.rate2", priority=True,
                 tooltip="Rate the highlighted sample 2 of 5"),
-        Binding("3", "rate(3)", "Rate 3", show=False, id="audition.rate3",
+        Binding("3", "rate(3)", "Rate 3", show=False, id="audition.rate3", priority=True,
                 tooltip="Rate the highlighted sample 3 of 5"),
-        Binding("4", "rate(4)", "Rate 4", show=False, id="audition.rate4",
+        Binding("4", "rate(4)", "Rate 4", show=False, id="audition.rate4", priority=True,
                 tooltip="Rate the highlighted sample 4 of 5"),
-        Binding("5", "rate(5)", "Rate 5", show=False, id="audition.rate5",
+        Binding("5", "rate(5)", "Rate 5", show=False, id="audition.rate5", priority=True,
                 tooltip="Rate the highlighted sample 5 of 5"),
-        Binding("a", "prefer('A')", "Prefer A", show=False, id="audition.prefer_a", tooltip="A/B: A sounds better"),
-        Binding("b", "prefer('B')", "Prefer B", show=False, id="audition.prefer_b", tooltip="A/B: B sounds better"),
-        Binding("equals_sign", "prefer('=')", "No difference", show=False, id="audition.prefer_none",
+        Binding("a", "prefer('A')", "Prefer A", show=False, id="audition.prefer_a", priority=True,
+                tooltip="A/B: A sounds better"),
+        Binding("b", "prefer('B')", "Prefer B", show=False, id="audition.prefer_b", priority=True,
+                tooltip="A/B: B sounds better"),
+        Binding("equals_sign", "prefer('=')", "No difference", show=False, id="audition.prefer_none", priority=True,
                 tooltip="A/B: no difference"),
-        Binding("o", "cycle_output", "Output", id="audition.output",
+        Binding("o", "cycle_output", "Output", id="audition.output", priority=True,
                 tooltip="Where audio plays: Spark speakers, the laptop (milo-listen), or nowhere"),
-        Binding("f", "fix_seed", "Fix seed", show=False, id="audition.seed",
+        Binding("f", "fix_seed", "Fix seed", show=False, id="audition.seed", priority=True,
                 tooltip="Keep this seed for the next auditions (same seed, same audio)"),
-        Binding("q", "back", "Back", id="audition.back",
+        Binding("q", "back", "Back", id="audition.back", priority=True,
                 tooltip="Back to the checkpoints; the worker keeps the checkpoint loaded"),
     ]
     DEFAULT_CSS = """
@@ -168,6 +173,7 @@ class AuditionScreen(Screen):
         self.loaded: str | None = None
         self.playing: str | None = None
         self.worker_state = "starting"
+        self._picking = False  # the checkpoint picker is open over this screen
         self.worker_detail = ""
         self.status = "starting the audition worker..."
         self.status_error = False
@@ -200,8 +206,26 @@ class AuditionScreen(Screen):
         if self.checkpoint_a is not None:
             self._load(self.checkpoint_a)
 
+    def on_screen_resume(self) -> None:
+        # Every arrival starts in the text box (the screen is reused: Textual would give focus back to the
+        # history where the last visit left it, and the sentence typed next would run its commands). Back
+        # from this screen's own checkpoint picker, the focus stays where the operator had it.
+        if self._picking:
+            self._picking = False
+            return
+        self.set_focus(self.query_one("#audition-text", Input))
+
     def on_unmount(self) -> None:
         self.client.close()
+
+    def on_paste(self, event: events.Paste) -> None:
+        """A sentence pasted while the history has focus goes into the text box, never to the keys."""
+        box = self.query_one("#audition-text", Input)
+        if self.focused is box:
+            return
+        event.stop()
+        self.set_focus(box)
+        box.insert_text_at_cursor(" ".join(event.text.split()))
 
     def retarget(self, run_dir: str | Path, checkpoint: str | Path | None) -> None:
         """Show another run or checkpoint (the dashboard reuses an installed screen)."""
@@ -478,6 +502,11 @@ class AuditionScreen(Screen):
 
     # ---- actions ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # The screen's keys are priority bindings, decided in the order they are read (a burst such as
+        # `t Hello` or `esc q`, one read over SSH, acts as typed). While the text box has focus they are
+        # all off but Esc, so the keys go into the box as text: typing never runs a command.
+        if action != "escape" and isinstance(self.focused, Input):
+            return None
         if action in ("replay", "rate"):
             return True if self.selected() is not None else None
         if action == "prefer":
@@ -491,12 +520,14 @@ class AuditionScreen(Screen):
             return True if len(self.app.screen_stack) > 1 else None
         return True
 
+    # Focus moves here are immediate (Screen.set_focus; Widget.focus() waits for the app's queue, behind
+    # keys already read): the next key of the same read goes where the operator meant.
     def action_type(self) -> None:
-        self.query_one("#audition-text", Input).focus()
+        self.set_focus(self.query_one("#audition-text", Input))
 
     def action_escape(self) -> None:
         if isinstance(self.focused, Input):
-            self.query_one(DataTable).focus()
+            self.set_focus(self.query_one(DataTable))
             return
         self.action_stop()
 
@@ -555,6 +586,7 @@ class AuditionScreen(Screen):
             self._say_status(f"no checkpoints in {self.run_dir} yet", error=True)
             return
         best, _why = self._best()
+        self._picking = True
         self.app.push_screen(CheckpointPicker(title, checkpoints, current, best), then)
 
     def action_choose_checkpoint(self) -> None:

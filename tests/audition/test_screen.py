@@ -187,3 +187,63 @@ async def _bad_input(screen_factory):
         screen.retarget(screen.run_dir, screen.run_dir / "epoch-0002")
         await until(pilot, lambda: _saw(screen, "loaded", name="epoch-0002"), what="the retargeted checkpoint")
         assert "epoch-0002 (loaded)" in str(screen.query_one("#audition-info").render())
+
+
+class ReusingHost(App):
+    """Installs the screen once and pushes it by name, as the dashboard does: a second visit reuses it."""
+
+    def __init__(self, screen: AuditionScreen) -> None:
+        super().__init__()
+        self.audition = screen
+
+    def on_mount(self) -> None:
+        self.install_screen(self.audition, name="audition")
+        self.push_screen("audition")
+
+
+def _burst(app, keys: str) -> None:
+    """Keys posted together, as the driver posts the keys of one read (a paste, or typing over SSH)."""
+    from textual import events
+
+    for key in keys:
+        app.post_message(events.Key(key, key))
+
+
+def test_typing_never_runs_a_command(screen_factory):
+    asyncio.run(asyncio.wait_for(_typing_never_runs_a_command(screen_factory), 120))
+
+
+async def _typing_never_runs_a_command(screen_factory):
+    from textual import events
+    from textual.widgets import Input
+
+    screen = screen_factory()
+    app = ReusingHost(screen)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        box = screen.query_one("#audition-text", Input)
+        assert app.focused is box
+        await pilot.press("escape")  # leave the box: the history has focus, letters are commands
+        assert isinstance(app.focused, DataTable)
+        await pilot.press("q")  # back
+        await until(pilot, lambda: app.screen is not screen, timeout=10, what="back")
+        app.push_screen("audition")  # the second visit
+        await until(pilot, lambda: app.screen is screen, timeout=10, what="the second visit")
+        await pilot.pause()
+        _burst(app, "Hello ok abc=12345")
+        await pilot.pause(0.5)
+        assert box.value == "Hello ok abc=12345"
+        assert (screen.output, screen.fixed_seed, screen.ab_mode, app.screen) == ("local", SEED, False, screen)
+        # out of the box and back in within one read: the letters after `t` are text again
+        box.value = ""
+        app.post_message(events.Key("escape", "\x1b"))
+        _burst(app, "tfox")
+        await pilot.pause(0.5)
+        assert box.value.endswith("fox") and screen.output == "local" and screen.fixed_seed == SEED
+        # a sentence pasted while the history has focus goes into the box
+        await pilot.press("escape")
+        box.value = ""
+        app.post_message(events.Paste("Once upon a\ntime, obviously."))
+        await pilot.pause(0.5)
+        assert app.focused is box and box.value == "Once upon a time, obviously."
+        assert screen.output == "local" and app.screen is screen
