@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,26 +97,53 @@ def policy_from(config: dict | None, origin: str | Path = "the configuration fil
     return Policy(**values)
 
 
-def _files(folder: Path) -> list[os.stat_result]:
+def _entries(folder: Path) -> list[os.stat_result]:
+    """The folder itself, its subfolders and its files (not following links), as `du` walks them."""
     out = []
     for root, _dirs, names in os.walk(folder):
-        for name in names:
+        for path in [root] + [os.path.join(root, n) for n in names]:
             try:
-                out.append(os.lstat(os.path.join(root, name)))
+                out.append(os.lstat(path))
             except OSError:
                 pass
     return out
 
 
+@dataclass(frozen=True)
+class DiskBytes:
+    """What some folders take on disk, each file's blocks counted once by (st_dev, st_ino) however many
+    hard links to it they hold."""
+    used: int                 # blocks of everything in them, each file once: what `du -sc` says for them together
+    freed: int                # only the files whose every link is among them: what deleting them all frees
+    own: dict[Path, int]      # per folder: the files only it holds (every link inside it): what deleting it alone frees
+
+
+def disk_bytes(folders: list[Path]) -> DiskBytes:
+    """One walk of `folders`: the one place sizes of checkpoints are counted (prune, the trainer's budget and
+    the checkpoints view). A folder's own entries (itself, its subfolders) are always its own."""
+    inodes: dict[tuple[int, int], list] = {}  # (dev, ino) -> [links seen, stat, folders holding it]
+    for folder in folders:
+        for st in _entries(Path(folder)):
+            entry = inodes.setdefault((st.st_dev, st.st_ino), [0, st, set()])
+            entry[0] += 1
+            entry[2].add(Path(folder))
+    used = freed = 0
+    own = {Path(f): 0 for f in folders}
+    for seen, st, holders in inodes.values():
+        size = st.st_blocks * 512
+        used += size
+        alone = stat.S_ISDIR(st.st_mode) or seen >= st.st_nlink
+        if alone:
+            freed += size
+            if len(holders) == 1:
+                own[next(iter(holders))] += size
+    return DiskBytes(used, freed, own)
+
+
 def freed_by(folders: list[Path]) -> int:
     """Bytes that deleting all of `folders` frees: a file's blocks count once, and only when every link to
     it is among them."""
-    links: dict[tuple[int, int], list] = {}
-    for folder in folders:
-        for st in _files(folder):
-            entry = links.setdefault((st.st_dev, st.st_ino), [0, st])
-            entry[0] += 1
-    return sum(st.st_blocks * 512 for seen, st in links.values() if seen >= st.st_nlink)
+    return disk_bytes(folders).freed
 
 
 def ranking(run_dir: Path, rule: BestRule) -> tuple[list[str], str | None, str | None]:

@@ -88,6 +88,7 @@ class MiloApp(App):
         self.run_metrics: RunMetrics | None = None  # of the selected run
         self.log_lines: deque[str] = deque(maxlen=LOG_LINES)
         self.checkpoints: dict[Path, tuple] = {}
+        self.checkpoints_used: dict[Path, int | None] = {}  # run -> bytes its checkpoints take together (du)
         self.judgements: dict[Path, RunJudgement] = {}  # per run: baseline, ceiling, scoring states, ratings
         self.history = TelemetryHistory()
         self.smooth = False
@@ -239,6 +240,7 @@ class MiloApp(App):
 
     def on_checkpoints_scanned(self, message: CheckpointsScanned) -> None:
         self.checkpoints[message.run_dir] = (message.checkpoints, message.free_bytes)
+        self.checkpoints_used[message.run_dir] = message.used_bytes
         if message.judgement is not None:
             self.judgements[message.run_dir] = message.judgement
         self.mark_dirty("checkpoints", "trend")

@@ -43,6 +43,7 @@ class CheckpointsScanned(Message):
     checkpoints: tuple[CheckpointRow, ...]
     free_bytes: int | None
     judgement: RunJudgement | None = None
+    used_bytes: int | None = None  # what the checkpoints take together, each hard-linked file once (as du counts)
 
 
 @dataclass

@@ -3,9 +3,9 @@ CheckpointRow per checkpoint (checkpoints view). Plain functions, run off the ev
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from milo_tui.metrics import RECENT, speed
@@ -90,8 +90,8 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
     last = recent[-1] if recent else {}
     hyper = (run_json or {}).get("hyper") if isinstance((run_json or {}).get("hyper"), dict) else {}
     epochs = _int(hyper.get("epochs"))
-    epoch = _int(last.get("epoch")) or _int(st.get("epoch"))
-    step = _int(last.get("step")) or _int(st.get("step"))
+    epoch = next((v for v in (_int(last.get("epoch")), _int(st.get("epoch"))) if v is not None), None)  # 0 is an epoch
+    step = next((v for v in (_int(last.get("step")), _int(st.get("step"))) if v is not None), None)
     epoch_steps, epoch_step = _int(last.get("epoch_steps")), _int(last.get("epoch_step"))
     total = epochs * epoch_steps if epochs and epoch_steps else None
     eta = None
@@ -125,7 +125,7 @@ class CheckpointRow:
     path: Path
     epoch: int | None
     step: int | None
-    bytes: int
+    bytes: int                       # what only it holds (deleting it frees this); shared files are in the run's total
     val_loss: float | None
     created: float
     scores: dict | None = None       # the score means from eval.json (contract/scores.py), once scored
@@ -192,18 +192,6 @@ def read_voice(run_dir: Path, rule) -> Voice:
                  sum(1 for _n, means, _v in rows if means is not None))
 
 
-def folder_bytes(path: Path) -> int:
-    """Bytes on disk of the files in a folder (allocated blocks, so sparse files count what they use)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
 def eval_loss(ev: dict | None) -> float | None:
     """The validation objective from a checkpoint's eval.json (tolerant of where the trainer puts it)."""
     if not ev:
@@ -216,18 +204,39 @@ def eval_loss(ev: dict | None) -> float | None:
 
 
 class CheckpointScanner:
-    """Checkpoint folders are complete once renamed into place and never change after: sizes and eval.json
-    are read once per folder (and eval.json again until it appears)."""
+    """Checkpoint folders are complete once renamed into place and never change after: eval.json is read
+    once per folder (and again when it changes). Sizes count each file's blocks once however many hard links
+    share it (contract.retention.disk_bytes): a checkpoint's own size is what only it holds (what deleting it
+    frees), the run's total what `du` says of its checkpoints. Deleting one checkpoint can make another the
+    only holder of a shared file, and adoption turns copies into links, so sizes are counted again whenever
+    the set of checkpoints changes, and every SIZES_EVERY seconds."""
 
-    def __init__(self, disk_usage=shutil.disk_usage) -> None:
+    SIZES_EVERY = 10.0
+
+    def __init__(self, disk_usage=shutil.disk_usage, clock=time.monotonic) -> None:
         self._cache: dict[Path, CheckpointRow] = {}
         self._disk_usage = disk_usage
+        self._clock = clock
+        self._sizes: tuple = (None, 0.0, None)  # (checkpoint paths, when counted, DiskBytes)
 
-    def scan(self, run_dir: Path) -> tuple[list[CheckpointRow], int | None]:
+    def _disk_bytes(self, paths: list[Path]):
+        from contract.retention import disk_bytes
+
+        key, counted, sizes = self._sizes
+        now = self._clock()
+        if key != tuple(paths) or now - counted > self.SIZES_EVERY:
+            sizes = disk_bytes(paths)
+            self._sizes = (tuple(paths), now, sizes)
+        return sizes
+
+    def scan(self, run_dir: Path) -> tuple[list[CheckpointRow], int | None, int]:
+        """(the checkpoints oldest first, free bytes on the disk, bytes all the checkpoints take together)."""
         from contract.scores import scores_of
 
+        paths = list_checkpoints(run_dir)
+        sizes = self._disk_bytes(paths)
         found = []
-        for path in list_checkpoints(run_dir):
+        for path in paths:
             info = self._cache.get(path)
             try:
                 eval_mtime = (path / EVAL_JSON).stat().st_mtime
@@ -244,16 +253,16 @@ class CheckpointScanner:
                         [path.stat().st_mtime] + [f.stat().st_mtime for f in path.glob("*.safetensors")])
                 except OSError:
                     continue
-                bytes_ = info.bytes if info else folder_bytes(path)
-                info = CheckpointRow(path.name, path, epoch, step, bytes_, eval_loss(ev), created, scores_of(ev),
+                info = CheckpointRow(path.name, path, epoch, step, 0, eval_loss(ev), created, scores_of(ev),
                                      eval_mtime)
                 self._cache[path] = info
-            found.append(info)
+            own = sizes.own.get(path, 0)
+            found.append(info if info.bytes == own else replace(info, bytes=own))
         try:
             free = self._disk_usage(str(run_dir)).free
         except Exception:
             free = None
-        return sorted(found, key=lambda c: (c.created, c.name)), free
+        return sorted(found, key=lambda c: (c.created, c.name)), free, sizes.used
 
 
 def log_error_line(run_dir: Path) -> str | None:

@@ -220,9 +220,9 @@ class RunWatcher:
         # state.json write of a live run; the samples index when an audition is rated
         stamp = (_stamp(run_dir), _stamp(samples_dir(run_dir) / SAMPLES_INDEX))
         if stamp != self._ckpt_seen or now - self._ckpt_posted > FREE_SPACE_EVERY:
-            checkpoints, free = self._scanner.scan(run_dir)
+            checkpoints, free, used = self._scanner.scan(run_dir)
             self._ckpt_seen, self._ckpt_posted = stamp, now
             judged = (run_dir, tuple(_stamp(p) for p in judgement_files(run_dir)))
             if judged != self._judged:  # re-read only what changed: not once a second for each state.json write
                 self._judged, self._judgement = judged, read_judgement(run_dir)
-            self.post(CheckpointsScanned(run_dir, tuple(checkpoints), free, self._judgement))
+            self.post(CheckpointsScanned(run_dir, tuple(checkpoints), free, self._judgement, used))

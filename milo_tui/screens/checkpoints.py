@@ -60,9 +60,12 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         self.query_one("#best", Static).update(
             f" [b #87d787]{mark} {escape(best)}[/]: {escape(why)}" if best else
             f" [dim]no best yet: {escape(why)}[/]" if checkpoints else "")
-        total = sum(c.bytes for c in checkpoints)
+        used = app.checkpoints_used.get(app.selected)
+        own = sum(c.bytes for c in checkpoints)
+        shared = f" ({fmt_bytes(used - own)} of it shared)" if used is not None and used > own else ""
         self.query_one("#free", Static).update(
-            f" {fmt_bytes(total)} in checkpoints · {fmt_bytes(free)} free on this disk" if free is not None else "")
+            (f" {fmt_bytes(used)} in checkpoints{shared} · " if used is not None else " ")
+            + (f"{fmt_bytes(free)} free on this disk" if free is not None else ""))
         self._explain()
         self.refresh_bindings()
 

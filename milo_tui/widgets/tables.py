@@ -174,7 +174,8 @@ class CheckpointsTable(KeyedTable):
                 (str(runaway) if is_score(runaway) else "-"),
                 _ear((j.ratings if j is not None else {}).get(c.name)),
                 Text(state, "dim") if state == "not scored" else state,
-                fmt_bytes(c.bytes), str(c.epoch or "-"), str(c.step or "-"), fmt_time(c.created))
+                fmt_bytes(c.bytes), "-" if c.epoch is None else str(c.epoch), "-" if c.step is None else str(c.step),
+                fmt_time(c.created))
         start = best_key or val_key or next(reversed(rows), None)
         fresh = not any(key in self.rows for key in rows if key not in PINNED)
         self.show_rows(rows)
