@@ -46,14 +46,31 @@ class Adopted:
     log: str | None = None
     speaker: str | None = None
     problems: list[str] = field(default_factory=list)
+    already: bool = False            # run.json said adopted before this call
+    losses_before: bool = False      # metrics.jsonl was there already: its loss lines were read before
+    logs: list[str] = field(default_factory=list)  # the *.log files beside the checkpoints
+    data: str | None = None          # the corpus the scorer compares with (run.json data), None: none known
 
     def describe(self) -> str:
         from contract.units import fmt_bytes
 
         parts = [f"{self.checkpoints} checkpoints", f"{self.linked_files} identical files hard-linked, "
                  f"{fmt_bytes(self.freed_bytes)} freed"]
-        parts.append(f"{self.loss_lines} loss lines from {self.log}" if self.log else "no log beside it")
+        if self.log:
+            parts.append(f"{self.loss_lines} loss lines from {self.log}")
+        elif self.losses_before:
+            parts.append("its loss lines were read before (metrics.jsonl)")
+        elif self.logs:
+            parts.append(f"no loss lines in {', '.join(self.logs)}")
+        else:
+            parts.append("no log beside it")
+        parts.append(f"scored against {self.data}" if self.data else
+                     "no corpus to score against: give it with A again or milo-train adopt DIR --data CORPUS")
         return "; ".join(parts + self.problems)
+
+    def headline(self, name: str) -> str:
+        """The one line the dashboard and `milo-train adopt` say."""
+        return (f"{name} was adopted already (updated): " if self.already else f"adopted {name}: ") + self.describe()
 
 
 def _digest(path: Path) -> str:
@@ -152,7 +169,9 @@ def adopt(run_dir: Path, *, data: Path | None = None, base: Path | None = None, 
     existing = read_json(run_dir / RUN_JSON) or {}
     if existing and not existing.get("adopted"):
         raise AdoptError(f"{run_dir} is a milo run already (run.json): nothing to adopt")
-    result = Adopted(checkpoints=len(checkpoints))
+    if data is not None and not Path(data).exists():
+        raise AdoptError(f"--data {data} does not exist: give the training JSONL or the corpus folder, or leave it out")
+    result = Adopted(checkpoints=len(checkpoints), already=bool(existing.get("adopted")))
     config = read_json(checkpoints[-1] / "config.json") or {}
     speakers = list(((config.get("talker_config") or {}).get("spk_id") or {}).keys())
     result.speaker = speakers[0] if speakers else None
@@ -161,7 +180,9 @@ def adopt(run_dir: Path, *, data: Path | None = None, base: Path | None = None, 
     if link:
         result.linked_files, result.freed_bytes = link_identical(run_dir)
     logs = sorted(p for p in run_dir.glob("*.log") if p.is_file())
-    if logs and not (run_dir / METRICS).exists():
+    result.logs = [p.name for p in logs]
+    result.losses_before = (run_dir / METRICS).exists()
+    if logs and not result.losses_before:
         records = []
         for log in logs:
             records += loss_records(log.read_text(encoding="utf-8", errors="replace"))
@@ -174,5 +195,6 @@ def adopt(run_dir: Path, *, data: Path | None = None, base: Path | None = None, 
         spec["data"] = str(Path(data).absolute())
     if base is not None:
         spec["base_model"] = str(Path(base).absolute())
+    result.data = spec.get("data") or None
     write_json_atomic(run_dir / RUN_JSON, spec)
     return result

@@ -156,6 +156,20 @@ def read_row(run_dir: Path, row: str) -> dict | None:
     return {"error": str(doc.get("error") or not_scored("unreadable"))}
 
 
+def missing_reference(run_dir: Path) -> str | None:
+    """Why the run's checkpoints cannot be judged yet, in one line that says how to fix it, or None: a run
+    whose run.json names no corpus (an adopted folder given none, or one not adopted) has no voice to compare
+    with. Asked before any model loads (the dashboard's score keys, the run's scorer), not after minutes of
+    synthesis that cannot give the main score."""
+    from contract.runfolder import RUN_JSON
+
+    run_dir = Path(run_dir)
+    if (read_json(run_dir / RUN_JSON) or {}).get("data"):
+        return None
+    return (f"{run_dir.name} names no corpus to score against: give it with A on the runs screen, or "
+            f"milo-train adopt {run_dir} --data CORPUS")
+
+
 def start_scorer(run_dir: Path, *, python: str, device: str = "cpu", env: dict | None = None):
     """Start the run's scorer (`python -m inference.scoring queue RUN`): niced by itself, in its own session
     (a Stop of the run does not cut a score short), its output appended to scoring.log. One scorer per run

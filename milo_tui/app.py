@@ -327,7 +327,8 @@ class MiloApp(App):
         if action in ("stop", "kill", "resume", "checkpoints", "restart_policy", "adopt") and r is None:
             return "no run selected"
         if action in ("stop", "kill", "resume", "restart_policy") and r.status == EXTERNAL:
-            return f"{r.name} holds checkpoints made elsewhere: read-only (audition, score, prune; A adopts it)"
+            return (f"{r.name} holds checkpoints made elsewhere: read-only (audition, score, prune; "
+                    + ("adopted; A gives its corpus)" if r.adopted else "A adopts it)"))
         if action == "adopt" and r.status != EXTERNAL:
             return f"{r.name} is a milo run: only a folder of the official script's checkpoints is adopted"
         if action in ("stop", "kill") and not r.live:
@@ -507,6 +508,10 @@ class MiloApp(App):
         from contract import scores
 
         def queue_and_start() -> None:
+            why = scores.missing_reference(run_dir)
+            if why:  # said now, not after the minutes a scorer would spend without a voice to compare with
+                self.call_from_thread(self.notify, f"not scoring: {why}", severity="error", timeout=10)
+                return
             for name in names:
                 scores.set_state(run_dir, name, scores.QUEUED, by="dashboard")
             try:
@@ -521,20 +526,28 @@ class MiloApp(App):
         self.run_worker(queue_and_start, thread=True, group="score", name=f"score {run_dir.name}", exit_on_error=False)
 
     def action_adopt(self) -> None:
-        """Adopt the selected official-script folder (contract/adopt.py) in a thread: hashing copies of a
-        base model takes a while."""
+        """Ask for the corpus (the scorer's reference voice; prefilled with the run's, else the configured data),
+        then adopt the selected official-script folder (contract/adopt.py) in a thread: hashing copies of a
+        base model takes a while. Adopting again records a corpus given now and links what is new."""
+        from milo_tui.screens.adopt import AdoptScreen
+
         r = self.selected_summary()
         if r is None:
             return
+        self.push_screen(AdoptScreen(r.name, r.data or self.default_data(), again=r.adopted),
+                         lambda answer: answer is not None and self._adopt(r, answer[0]))
+
+    def _adopt(self, r, corpus: Path | None) -> None:
         from contract.adopt import AdoptError, adopt
 
         def work() -> None:
             try:
-                result = adopt(r.path)
+                result = adopt(r.path, data=corpus)
             except (AdoptError, OSError) as exc:
                 self.call_from_thread(self.notify, f"cannot adopt {r.name}: {exc}", severity="error", timeout=10)
                 return
-            self.call_from_thread(self.notify, f"adopted {r.name}: {result.describe()}", timeout=10)
+            self.call_from_thread(self.notify, result.headline(r.name),
+                                  severity="information" if result.data else "warning", timeout=10)
             if self.watcher:
                 self.call_from_thread(self.watcher.wake)
 

@@ -44,6 +44,8 @@ class RunSummary:
     updated_at: float | None = None
     stop_reason: str | None = None   # why the trainer stopped itself (quality-aware stopping)
     voice: "Voice | None" = None     # the best checkpoint by the [best] rule (RunWatcher adds it)
+    adopted: bool = False            # an official-script folder adopted (run.json adopted: docs/adopt.md)
+    data: str | None = None          # run.json's data: the corpus its scores compare with
 
     @property
     def live(self) -> bool:
@@ -111,6 +113,8 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
         restart_limit=_int(st.get("restart_limit")) or 0, restart_at=_float(st.get("restart_at")), has_resume=(run_dir / RESUME_DIR).is_dir(),
         has_run_json=run_json is not None, updated_at=_float(st.get("updated_at")),
         stop_reason=st.get("stop_reason") if isinstance(st.get("stop_reason"), str) else None,
+        adopted=(run_json or {}).get("adopted") is True,
+        data=(run_json or {}).get("data") if isinstance((run_json or {}).get("data"), str) and run_json["data"] else None,
     )
 
 

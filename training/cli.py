@@ -123,7 +123,7 @@ def _cmd_adopt(args: argparse.Namespace) -> int:
     except (AdoptError, OSError) as exc:
         print(f"milo-train: error: {exc}", file=sys.stderr)
         return 3
-    print(f"adopted {Path(args.dir).absolute()}: {result.describe()}")
+    print(result.headline(str(Path(args.dir).absolute())))
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from contract import exits
 from contract import scores as sc
-from contract.runfolder import RUN_JSON, InUse, is_checkpoint_dir, locked, read_json, write_json_atomic
+from contract.runfolder import RUN_JSON, InUse, is_checkpoint_dir, is_official_output, locked, read_json, write_json_atomic
 from inference.scoring.models import one_line
 
 LOCK = ".scoring.lock"
@@ -115,7 +115,11 @@ def cmd_eval(args) -> int:
         print(f"milo-train eval: error: {bad[0]} is not a checkpoint folder (no config.json)", file=sys.stderr)
         return exits.BAD_INPUT
     run_dir = Path(args.run).absolute() if args.run else checkpoints[0].parent
-    data, _ = run_reference(run_dir)
+    data, run_json = run_reference(run_dir)
+    why = sc.missing_reference(run_dir) if not args.reference else None
+    if why and (run_json.get("adopted") or is_official_output(run_dir)):  # checkpoints made elsewhere: no default
+        print(f"milo-train eval: error: {why} (or give --reference CORPUS_OR_JSONL)", file=sys.stderr)
+        return exits.BAD_INPUT
     source = Path(args.reference) if args.reference else data
     reference = scorer.reference(source, hold_out=CEILING_CLIPS)  # the same centroid as the run's queue uses
     results = []
@@ -145,12 +149,20 @@ def cmd_eval(args) -> int:
 
 
 def cmd_queue(args) -> int:
-    from inference.scoring.scorer import CEILING_CLIPS, Scorer, log, score_checkpoint, write_scores
-
     run_dir = Path(args.run).absolute()
     if not run_dir.is_dir():
         print(f"milo-train eval: error: {run_dir} is not a run folder", file=sys.stderr)
         return exits.BAD_INPUT
+    why = sc.missing_reference(run_dir)
+    if why:  # at once, before any model loads: without a voice to compare with there is no score worth minutes
+        print(f"[scoring] not scoring: {why}", file=sys.stderr, flush=True)
+        for name, entry in sc.states(run_dir).items():
+            if entry.get("state") == sc.QUEUED:
+                sc.set_state(run_dir, name, sc.FAILED, error=why)
+        return exits.BAD_INPUT
+
+    from inference.scoring.scorer import CEILING_CLIPS, Scorer, log, score_checkpoint, write_scores
+
     try:
         os.nice(19)  # beside a training run: take only what it leaves
     except OSError:

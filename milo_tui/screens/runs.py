@@ -4,6 +4,7 @@ the same widgets, arranged by milo.tcss from the screen's classes."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from rich.markup import escape
 from textual import on
@@ -156,8 +157,11 @@ class RunsScreen(ExplainDisabled, Screen):
             parts.append(f"[#ff5f5f]{escape(r.error)}{code}[/]")
         elif r.stop_reason and r.status == STOPPED:
             parts.append(f"[#ffaf00]stopped by the scores: {escape(r.stop_reason)}[/]")
-        elif r.status == EXTERNAL:
+        elif r.status == EXTERNAL and not r.adopted:
             parts.append("checkpoints made elsewhere: read-only; [b]A[/] adopts it (docs/adopt.md)")
+        elif r.status == EXTERNAL:
+            parts.append("adopted: read-only; " + (f"scored against {escape(Path(r.data).name)}" if r.data else
+                                                    "[#ffaf00]no corpus to score against: [b]A[/] gives it[/]"))
         if r.best_val is not None:
             parts.append(f"best {fmt_num(r.best_val)} @ epoch {r.best_epoch}")
         if r.voice is not None and r.voice.name is not None:

@@ -75,10 +75,12 @@ class RunsTable(KeyedTable):
     def show(self, runs) -> None:
         rows = {}
         for r in runs:
-            epoch = f"{r.epoch or '-'}/{r.epochs}" if r.epochs else (str(r.epoch) if r.epoch else "-")
+            shown = "-" if r.epoch is None else str(r.epoch)  # epoch 0 is an epoch (the official script counts from 0)
+            epoch = f"{shown}/{r.epochs}" if r.epochs else shown
             step = f"{r.step}" if r.step is not None else "-"
             best = fmt_num(r.best_val) + (f" @{r.best_epoch}" if r.best_epoch else "") if r.best_val is not None else "-"
-            rows[str(r.path)] = (r.name, Text(r.status, STATUS_STYLE.get(r.status, "")), epoch, step,
+            status = "adopted" if r.status == EXTERNAL and r.adopted else r.status
+            rows[str(r.path)] = (r.name, Text(status, STATUS_STYLE.get(r.status, "")), epoch, step,
                                  fmt_num(r.samples_per_s, 1) if r.live else "-",
                                  fmt_duration(r.eta_s) if r.live else "-", best, voice_cell(r.voice))
         self.show_rows(rows)

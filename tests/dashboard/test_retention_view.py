@@ -89,6 +89,8 @@ def test_an_official_folder_is_a_read_only_run_and_A_adopts_it(runs_root):
                 assert app.why_not(action).endswith("read-only (audition, score, prune; A adopts it)")
             await wait_for(pilot, lambda: len(app.checkpoints.get(out, ((), None))[0]) == 3, what="its checkpoints")
             await pilot.press("A")
+            await wait_for(pilot, lambda: app.screen.query("#corpus"), what="the adopt dialog")
+            await pilot.press("enter")  # no data configured: adopted without a corpus
             await wait_for(pilot, lambda: (out / "run.json").is_file() and any(
                 n.message.startswith("adopted official:") for n in app._notifications), what="the adoption")
             said = next(n.message for n in app._notifications if n.message.startswith("adopted official:"))
