@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, Static
+
+KEYS = "[b]y[/] yes    [b]n[/] / [b]esc[/] no"
 
 
 class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question. The whole message wraps to the dialog's width; a detail taller than the screen
+    scrolls (arrows, page keys, the wheel) between the question and the y/n line, which stay in view."""
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm_yes", tooltip="Do it"),
         Binding("n,escape", "answer(False)", "No", id="confirm_no", tooltip="Leave everything as it is"),
@@ -19,11 +23,20 @@ class ConfirmScreen(ModalScreen[bool]):
         self.question, self.detail = question, detail
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+        # the dialog itself scrolls; the question and the y/n line are docked, so they never scroll away
+        with VerticalScroll(classes="dialog confirm"):
+            yield Static(self.question, markup=False, classes="question")
+            yield Static(KEYS, classes="keys")
             if self.detail:
-                yield Label(self.detail, classes="detail")
-            yield Label("[b]y[/] yes    [b]n[/] / [b]esc[/] no", classes="keys")
+                yield Static(self.detail, markup=False, classes="detail")
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._say_scroll)
+
+    def _say_scroll(self) -> None:
+        """Name the scroll keys only when there is something to scroll to."""
+        more = self.query_one(".confirm", VerticalScroll).max_scroll_y > 0
+        self.query_one(".keys", Static).update(KEYS + ("    [b]up/down pgup/pgdn[/] scroll" if more else ""))
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
