@@ -1,11 +1,11 @@
 """Which checkpoints to keep, and deleting the rest safely (docs/retention.md).
 
 Policy: keep the best K (by the [best] rule's ranking: the checkpoints that meet the rule by its metric,
-then the rest by validation loss), the newest N, within an optional disk budget. Never deleted: the best
-by the rule, the best by validation loss, a checkpoint in use (loaded by the audition worker or read by
-the scorer: they hold a shared flock on it, contract.runfolder.InUse), and the run's resume point (it is
-not a checkpoint: prune never touches resume/). Bytes freed count a hard-linked file once: deleting a link
-frees nothing while another link to the same data stays.
+then the other scored ones by validation loss, then the unscored ones), the newest N, within an optional disk
+budget. Never deleted: the best by the rule, the best by validation loss, a checkpoint in use (loaded by the
+audition worker or read by the scorer: they hold a shared flock on it, contract.runfolder.InUse), and the
+run's resume point (it is not a checkpoint: prune never touches resume/). Bytes freed count a hard-linked
+file once: deleting a link frees nothing while another link to the same data stays.
 
 A deletion renames the folder to a hidden name first (one atomic step: it stops being a checkpoint for
 every reader), then removes it; a removal that fails halfway leaves only the hidden folder, which the next
@@ -148,14 +148,16 @@ def freed_by(folders: list[Path]) -> int:
 
 def ranking(run_dir: Path, rule: BestRule) -> tuple[list[str], str | None, str | None]:
     """(checkpoint names best first, the best by the rule, the best by validation loss): the checkpoints that
-    meet the rule by its metric (pick_best again and again), then the rest by validation loss, then by name."""
+    meet the rule by its metric (pick_best again and again), then the other scored ones by validation loss,
+    then the unscored ones by validation loss (then by name). A scored checkpoint outranks every unscored one:
+    it has been listened to, and scoring it again costs minutes, while an unscored one is only a number."""
     rows = checkpoint_rows(run_dir)
     baseline = (read_row(run_dir, "baseline") or {}).get("means")
     eligible, remaining = [], list(rows)
     while (name := pick_best(remaining, baseline, rule)[0]) is not None:
         eligible.append(name)
         remaining = [r for r in remaining if r[0] != name]
-    by_loss = sorted(remaining, key=lambda r: (r[2] is None, r[2] or 0.0, r[0]))
+    by_loss = sorted(remaining, key=lambda r: (r[1] is None, r[2] is None, r[2] or 0.0, r[0]))
     losses = [r for r in rows if r[2] is not None]
     best_loss = min(losses, key=lambda r: (r[2], r[0]))[0] if losses else None
     return eligible + [r[0] for r in by_loss], (eligible[0] if eligible else None), best_loss
