@@ -11,8 +11,9 @@ A deletion renames the folder to a hidden name first (one atomic step: it stops 
 every reader), then removes it; a removal that fails halfway leaves only the hidden folder, which the next
 prune finishes. Used by `milo-train prune`, the trainer after each save (--keep-best/--keep-last), the
 run's scorer after the scores it lands (the same policy, from run.json: a run whose scorer lags its trainer
-still ends with the policy's checkpoints), and the dashboard's prune key. One prune at a time per run
-(`pruning`): a plan made on older scores never deletes what a plan on newer scores keeps. Torch-free.
+still ends with the policy's checkpoints), and the dashboard's prune key. One policy per run (`policy_for`:
+the run's own where it has one, else the configuration's). One prune at a time per run (`pruning`): a plan
+made on older scores never deletes what a plan on newer scores keeps. Torch-free.
 """
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ class Policy:
     # for runs started from the dashboard: prune after each save, stop when the scores stop improving
     after_each_save: bool = False
     stop_unimproved: int = 0
+
+    def describe(self, rule: BestRule | None = None) -> str:
+        """The policy in the operator's words, with the ranking that "best" means."""
+        rule = rule or BestRule()
+        budget = f"within {fmt_bytes(self.budget_bytes)}" if self.budget_bytes is not None else "no disk budget"
+        return (f"keep the best {self.keep_best} (first those meeting the [best] rule: {rule.describe()}; then the "
+                f"other scored ones by validation loss; unscored last), the newest {self.keep_last}, {budget}")
 
     def trainer_flags(self) -> list[str]:
         """The `milo-train run` flags that carry this policy into a run."""
@@ -276,6 +284,28 @@ def run_policy(run_dir: Path) -> Policy | None:
         return Policy(best, last, parse_size(budget) if budget else None)
     except ValueError:
         return None
+
+
+RUN_POLICY_SOURCE = "the run's own policy (run.json; its trainer and scorer apply it after each save)"
+
+
+def policy_for(run_dir: Path, fallback: Policy, fallback_source: str) -> tuple[Policy, str]:
+    """One policy per run: the run's own (run_policy) where it has one, else `fallback` (the configuration's
+    [retention]); with where it came from, for the operator to read."""
+    own = run_policy(run_dir)
+    return (own, RUN_POLICY_SOURCE) if own is not None else (fallback, fallback_source)
+
+
+def apply_if_unchanged(run_dir: Path, confirmed: list[str], policy: Policy, rule: BestRule | None = None, *,
+                       protect: dict[str, str] | None = None) -> tuple[Plan, Outcome | None]:
+    """Delete what the operator confirmed only if the policy still deletes exactly that: plan again under the
+    prune lock (scores, saves and other prunes may have landed since the plan was shown). (the plan now, what
+    was deleted or None when the plan changed and nothing was touched)."""
+    with pruning(run_dir):
+        now = plan(run_dir, policy, rule, protect={**waiting_for_scores(run_dir), **(protect or {})})
+        if set(now.delete) != set(confirmed) or not now.delete:
+            return now, None
+        return now, apply(run_dir, now.delete)
 
 
 def enforce(run_dir: Path, policy: Policy, rule: BestRule | None = None, *,

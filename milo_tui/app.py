@@ -554,14 +554,17 @@ class MiloApp(App):
         self.notify(f"adopting {r.name}: comparing its checkpoints' files...")
         self.run_worker(work, thread=True, group="adopt", name=f"adopt {r.name}", exit_on_error=False)
 
-    def prune(self, run_dir: Path, names: list[str]) -> None:
-        """Delete checkpoints the operator confirmed (contract/retention.py), in a thread; say what happened."""
+    def prune(self, run_dir: Path, names: list[str], policy, rule, protect: dict[str, str], changed) -> None:
+        """Delete the checkpoints the operator confirmed (contract/retention.py), in a thread: planned again under
+        the run's prune lock, and only if the plan is still the one shown; else `changed(new plan)` shows it."""
         from contract import retention
         from contract.units import fmt_bytes
 
         def work() -> None:
-            with retention.pruning(run_dir):
-                done = retention.apply(run_dir, names)
+            now, done = retention.apply_if_unchanged(run_dir, names, policy, rule, protect=protect)
+            if done is None:
+                self.call_from_thread(changed, now)
+                return
             kept = "; ".join(f"kept {n}: {why}" for n, why in done.skipped.items())
             self.call_from_thread(self.notify, f"deleted {len(done.deleted)} checkpoint(s) of {run_dir.name}, freed "
                                   f"{fmt_bytes(done.freed_bytes)}" + (f"; {kept}" if kept else ""),

@@ -56,13 +56,15 @@ def _not_a_folder(path) -> str | None:
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    """Plan by the policy (flags over the config's [retention]), print it, and delete unless --dry-run."""
+    """Plan by the run's one policy (its own from run.json, else the config's [retention]; flags over either),
+    print it and where it came from, and delete unless --dry-run."""
+    import dataclasses
     from pathlib import Path
 
     from contract import retention, scores
-    from contract.configfile import ConfigError, read_config
+    from contract.configfile import ConfigError, config_file, read_config
     from contract.runfolder import list_checkpoints
-    from contract.units import fmt_bytes, parse_size
+    from contract.units import parse_size
 
     run = Path(args.run).absolute()
     problem = _not_a_folder(run)
@@ -74,24 +76,39 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         return 3
     try:
         config = read_config()
-        policy, rule = retention.policy_from(config), scores.best_rule(config)
-        budget = parse_size(args.budget) if args.budget else policy.budget_bytes
+        configured, rule = retention.policy_from(config), scores.best_rule(config)
+        budget = parse_size(args.budget) if args.budget else None
     except (ConfigError, ValueError) as exc:
         print(f"milo-train: error: {exc}", file=sys.stderr)
         return 3
-    policy = retention.Policy(policy.keep_best if args.keep_best is None else args.keep_best,
-                              policy.keep_last if args.keep_last is None else args.keep_last, budget)
+    policy, source = retention.policy_for(run, configured, _config_source(config, config_file()))
+    given = {field: (flag, value) for field, flag, value in (
+        ("keep_best", f"--keep-best {args.keep_best}", args.keep_best),
+        ("keep_last", f"--keep-last {args.keep_last}", args.keep_last),
+        ("budget_bytes", f"--budget {args.budget}", budget)) if value is not None}
+    if given:
+        policy = dataclasses.replace(policy, **{field: value for field, (_flag, value) in given.items()})
+        source = f"{', '.join(flag for flag, _v in given.values())} given here, over {source}" + (
+            "; the run's trainer and scorer keep applying its own after each save"
+            if source == retention.RUN_POLICY_SOURCE else "")
     with retention.pruning(run):
-        return _prune(run, policy, rule, args)
+        return _prune(run, policy, rule, source, args)
 
 
-def _prune(run: Path, policy, rule, args) -> int:
+def _config_source(config: dict, path) -> str:
+    from contract.retention import RETENTION_TABLE
+
+    return (f"[retention] of {path}" if RETENTION_TABLE in config
+            else f"the defaults (no [retention] in {path})")
+
+
+def _prune(run: Path, policy, rule, source: str, args) -> int:
     from contract import retention
     from contract.units import fmt_bytes
 
     plan = retention.plan(run, policy, rule, protect=retention.waiting_for_scores(run))
-    print(f"{run.name}: keep best {policy.keep_best}, newest {policy.keep_last}"
-          + (f", within {fmt_bytes(policy.budget_bytes)}" if policy.budget_bytes is not None else ""))
+    print(f"{run.name}: {policy.describe(rule)}")
+    print(f"  policy: {source}")
     for name, why in plan.keep.items():
         print(f"  keep   {name}: {why}")
     for name in plan.delete:
@@ -240,12 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prune", help="delete checkpoints by the retention policy (docs/retention.md)",
                        description="Keep the best K checkpoints (by the [best] rule, then validation loss), the newest "
                                    "N, within a disk budget; never the best, a checkpoint in use (loaded for audition, "
-                                   "being scored) or the resume point. Flags override the config's [retention].")
+                                   "being scored) or the resume point. The run's own policy (run.json: the trainer's "
+                                   "--keep-best/--keep-last/--disk-budget) where it has one, else the config's "
+                                   "[retention]; flags override either, and the output says which applied.")
     p.add_argument("run", metavar="RUN", help="the run folder (or an official-script output folder)")
     p.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
-    p.add_argument("--keep-best", type=int, metavar="K", help="the best K stay [3]")
-    p.add_argument("--keep-last", type=int, metavar="N", help="the newest N stay [2]")
-    p.add_argument("--budget", metavar="SIZE", help="keep at most this much, e.g. 50G [no budget]")
+    p.add_argument("--keep-best", type=int, metavar="K", help="the best K stay [the run's own policy, else [retention], else 3]")
+    p.add_argument("--keep-last", type=int, metavar="N", help="the newest N stay [the run's own policy, else [retention], else 2]")
+    p.add_argument("--budget", metavar="SIZE", help="keep at most this much, e.g. 50G [the run's own policy, else [retention], else none]")
     p.set_defaults(func=_cmd_prune)
     p = sub.add_parser("adopt", help="make an official-script output folder a milo run (docs/adopt.md)",
                        description="Hard-link the files identical across its checkpoint-epoch-N folders (and say how "

@@ -131,11 +131,21 @@ class CheckpointsScreen(ExplainDisabled, Screen):
             return "every checkpoint is scored, queued or being scored"
         return None
 
-    def prune_plan(self):
-        """What the [retention] policy would delete now: the audition worker's checkpoint and those waiting to
-        be scored are kept (the worker also holds its folder, so even a stale plan cannot delete it)."""
+    def prune_policy(self):
+        """The selected run's one policy and where it came from: its own (run.json, the one its trainer and
+        scorer apply after each save) where it has one, else the configuration's [retention]."""
         from contract import retention
 
+        settings = self.app.settings
+        origin = settings.source("retention")
+        source = (f"[retention] of {origin.removeprefix('file ')}" if origin.startswith("file ") else
+                  "[retention] of the configuration" if settings.retention is not None else
+                  "the defaults (no [retention] in the configuration file)")
+        return retention.policy_for(self.app.selected, settings.retention_policy(), source)
+
+    def prune_protect(self) -> dict[str, str]:
+        """What stays whatever the policy says: the audition worker's checkpoint and those waiting to be scored
+        (the worker also holds its folder, so even a stale plan cannot delete it)."""
         app = self.app
         protect = {}
         judgement = app.judgements.get(app.selected)
@@ -146,29 +156,38 @@ class CheckpointsScreen(ExplainDisabled, Screen):
             loaded = getattr(app.get_screen("audition"), "loaded", None)
             if loaded and Path(loaded).parent == app.selected:
                 protect[Path(loaded).name] = "loaded for audition"
-        return retention.plan(app.selected, app.settings.retention_policy(), app.settings.best, protect=protect)
+        return protect
 
     def action_prune(self) -> None:
-        from contract.units import fmt_bytes
-        from milo_tui.screens.dialogs import ConfirmScreen
+        from contract import retention
 
         app = self.app
         if app.selected is None:
             return
-        plan = self.prune_plan()
-        policy = app.settings.retention_policy()
+        policy, source = self.prune_policy()
+        plan = retention.plan(app.selected, policy, app.settings.best, protect=self.prune_protect())
+        self.confirm_prune(app.selected, policy, source, plan)
+
+    def confirm_prune(self, run_dir: Path, policy, source: str, plan, *, changed: bool = False) -> None:
+        """Ask before deleting what `plan` deletes; at `y` the app plans again under the run's prune lock and
+        deletes only if the plan is still this one, else this comes back with the new plan."""
+        app, rule = self.app, self.app.settings.best
         if not plan.delete:
-            self.notify(f"nothing to prune: the policy (best {policy.keep_best}, newest {policy.keep_last}"
+            self.notify(("the plan changed since it was shown: " if changed else "") +
+                        f"nothing to prune: the policy (best {policy.keep_best}, newest {policy.keep_last}"
                         + (f", {fmt_bytes(policy.budget_bytes)}" if policy.budget_bytes is not None else "")
-                        + f") keeps all {len(plan.keep)}")
+                        + f"; {source}) keeps all {len(plan.keep)}")
             return
-        run_dir, names = app.selected, list(plan.delete)
-        kept = ", ".join(f"{n} ({why})" for n, why in plan.keep.items())
-        self.app.push_screen(ConfirmScreen(
-            f"Delete {len(names)} checkpoint(s) of {run_dir.name}, freeing {fmt_bytes(plan.freed_bytes)}?",
-            f"Deleted: {', '.join(names)}.\nKept: {kept}." + ("\nThe kept ones alone exceed the budget."
-                                                              if plan.over_budget else "")),
-            lambda yes: app.prune(run_dir, names) if yes else None)
+        from milo_tui.screens.dialogs import ConfirmScreen
+
+        question, detail = prune_confirmation(run_dir.name, policy, source, plan, rule, changed=changed)
+
+        def answered(yes: bool) -> None:
+            if yes:
+                app.prune(run_dir, list(plan.delete), policy, rule, self.prune_protect(),
+                          lambda now: self.confirm_prune(run_dir, policy, source, now, changed=True))
+
+        app.push_screen(ConfirmScreen(question, detail), answered)
 
     def action_score(self) -> None:
         checkpoint = self.highlighted()
@@ -187,3 +206,16 @@ class CheckpointsScreen(ExplainDisabled, Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def prune_confirmation(run: str, policy, source: str, plan, rule, *, changed: bool = False) -> tuple[str, str]:
+    """(question, detail) of the prune confirmation: the policy and where it came from, what `y` will delete,
+    what stays and why; in the future tense (nothing is gone until the answer)."""
+    question = (("The plan changed since it was shown (new scores, saves or another prune). " if changed else "")
+                + f"Delete {len(plan.delete)} checkpoint(s) of {run}, freeing {fmt_bytes(plan.freed_bytes)}?")
+    lines = [f"Policy: {policy.describe(rule)}.", f"From: {source}.", "",
+             "Will delete on y:", *(f"  {name}" for name in plan.delete), "",
+             f"Keeps {len(plan.keep)}:", *(f"  {name}: {why}" for name, why in plan.keep.items())]
+    if plan.over_budget:
+        lines += ["", f"The ones that must stay alone take {fmt_bytes(plan.kept_bytes)}: over the budget."]
+    return question, "\n".join(lines)

@@ -35,8 +35,10 @@ def test_prune_asks_with_exactly_what_goes_then_deletes(runs_root):
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
             text = screen_text(app)
             assert f"Delete 4 checkpoint(s) of voice, freeing {fmt_bytes(expected.freed_bytes)}?" in text
-            assert f"Deleted: {', '.join(expected.delete)}." in text
-            assert "epoch-0002 (the best by the rule" in text
+            assert "Deleted" not in text and "Will delete on y:" in text  # nothing is gone before the answer
+            assert all(f"  {name}" in text for name in expected.delete)
+            assert "From: [retention] of the configuration." in text
+            assert "epoch-0002: the best by the rule" in text
             await pilot.press("n")  # no: everything stays
             await settle(pilot)
             assert len(list_checkpoints(run)) == 6
@@ -52,8 +54,66 @@ def test_prune_asks_with_exactly_what_goes_then_deletes(runs_root):
                        for m in said), said
             await pilot.press("P")  # nothing left to prune
             await settle(pilot)
-            assert any(m.startswith("nothing to prune: the policy (best 1, newest 1) keeps all 2")
+            assert any(m.startswith("nothing to prune: the policy (best 1, newest 1; [retention] of the configuration)"
+                                    " keeps all 2")
                        for m in (n.message for n in app._notifications))
+
+    asyncio.run(go())
+
+
+def test_P_applies_the_runs_own_policy_and_names_it(runs_root):
+    """One policy per run: a run started with --keep-best/--keep-last is pruned by that (its trainer and scorer
+    apply it after each save), not by the configuration's [retention]."""
+    run = write_run(runs_root, "voice", 600, status="finished", epochs=6)
+    doc = json.loads((run / "run.json").read_text())
+    doc["hyper"].update(keep_best=1, keep_last=1, disk_budget="")
+    (run / "run.json").write_text(json.dumps(doc))
+
+    async def go():
+        from milo_tui.screens.dialogs import ConfirmScreen
+
+        app = make_app(runs_root, settings={"retention": Policy(keep_best=10, keep_last=10)}, poll_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _open_checkpoints(pilot)
+            await pilot.press("P")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            detail = app.screen.detail
+            assert "From: the run's own policy (run.json" in detail, detail
+            assert "Policy: keep the best 1 (first those meeting the [best] rule: highest similarity" in detail
+            assert "the newest 1, no disk budget." in detail
+            assert app.screen.question.startswith("Delete 5 checkpoint(s) of voice")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: [p.name for p in list_checkpoints(run)] == ["epoch-0006"], what="the prune")
+
+    asyncio.run(go())
+
+
+def test_y_plans_again_and_shows_a_plan_that_changed_instead_of_deleting(runs_root):
+    """Scores that land between `P` and `y` can make a checkpoint on the list the best: `y` plans again under
+    the run's prune lock, and deletes nothing when the plan changed; it shows the new one."""
+    run = write_run(runs_root, "voice", 600, status="finished", epochs=6)
+
+    async def go():
+        from milo_tui.screens.dialogs import ConfirmScreen
+
+        app = make_app(runs_root, settings={"retention": Policy(keep_best=1, keep_last=1)}, poll_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _open_checkpoints(pilot)
+            await pilot.press("P")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            first = app.screen
+            assert "  epoch-0002" in first.detail.split("Keeps")[0]  # on the list to delete
+            # the run's scorer lands a score: epoch 2 meets the rule, it is the voice now
+            write_scores(run, scored={2: dict(similarity=0.9)}, baseline=dict(similarity=0.5, wer=0.2))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen is not first,
+                           what="the new plan")
+            assert app.screen.question.startswith("The plan changed since it was shown")
+            assert "epoch-0002: the best by the rule" in app.screen.detail
+            assert len(list_checkpoints(run)) == 6  # nothing deleted on the old plan
+            await pilot.press("y")
+            await wait_for(pilot, lambda: len(list_checkpoints(run)) == 2, what="the deletion")
+            assert [p.name for p in list_checkpoints(run)] == ["epoch-0002", "epoch-0006"]
 
     asyncio.run(go())
 
