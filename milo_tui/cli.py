@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import TextIO
 
 from milo_tui import __version__
 from milo_tui.config import ConfigError, Settings, config_file, load_settings
@@ -29,6 +33,65 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class StepPrinter:
+    """Prints the lines of a long preparation (the demo workspace's steps) before the dashboard opens. On a
+    terminal the current step's line counts its seconds in place, so that a 20 s step is visibly alive, and
+    keeps its final count when the next line comes; elsewhere each line is printed once, a step's with the
+    seconds since the first line."""
+
+    TICK_S = 0.5
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self.first: float | None = None
+        self.step: str | None = None  # the step line being counted
+        self.since = 0.0
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.ticker: threading.Thread | None = None
+
+    def __call__(self, line: str) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.first = now if self.first is None else self.first
+            is_step = line.startswith("  step")
+            if not self.live:
+                print(f"{line}  (at {now - self.first:.0f} s)" if is_step else line, file=self.stream, flush=True)
+                return
+            self._draw(end="\n")  # the previous step keeps its final count
+            if not is_step:
+                self.step = None
+                print(line, file=self.stream, flush=True)
+                return
+            self.step, self.since = line, now
+            self._draw()
+            if self.ticker is None:
+                self.ticker = threading.Thread(target=self._tick, name="step-printer", daemon=True)
+                self.ticker.start()
+
+    def _draw(self, end: str = "") -> None:
+        if self.step is None:
+            return
+        count = f"  {time.monotonic() - self.since:.0f} s"
+        room = shutil.get_terminal_size().columns - len(count) - 1  # one row, or \r cannot redraw it
+        self.stream.write(f"\r\x1b[K{self.step[:room]}{count}{end}")
+        self.stream.flush()
+
+    def _tick(self) -> None:
+        while not self.stopped.wait(self.TICK_S):
+            with self.lock:
+                self._draw()
+
+    def close(self) -> None:
+        self.stopped.set()
+        if self.ticker is not None:
+            self.ticker.join()
+        with self.lock:
+            self._draw(end="\n")
+            self.step = None
+
+
 def resolve_workspace(args: argparse.Namespace, progress=lambda s: None) -> Settings:
     """Settings for this session; the demo workspace when asked for or when no base model is set."""
     flags = {k: getattr(args, k) for k in ("base_model", "checkpoints", "data", "device", "demo_dir")}
@@ -47,8 +110,12 @@ def resolve_workspace(args: argparse.Namespace, progress=lambda s: None) -> Sett
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    steps = StepPrinter()
     try:
-        settings = resolve_workspace(args, progress=lambda s: print(s, file=sys.stderr, flush=True))
+        try:
+            settings = resolve_workspace(args, progress=steps)
+        finally:
+            steps.close()  # before any error line, which would otherwise land on a counting line
     except ConfigError as exc:
         print(f"milo-tui: error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,8 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from contract.synth import SENTENCES, SPEAKER, write_corpus
+
 WORKSPACE_VERSION = 2  # 2: data/train.jsonl prepared from the corpus
-from contract.synth import SPEAKER, write_corpus
+STEPS = 5  # the synthetic corpus here, then the four of `milo-train demo-assets`
+
+
 @dataclass(frozen=True)
 class DemoWorkspace:
     root: Path
@@ -58,17 +63,28 @@ def _is_complete(root: Path) -> bool:
     return marker.get("version") == WORKSPACE_VERSION and (root / "base" / "config.json").is_file()
 
 
-def _python_module(args: list[str], cwd: Path) -> None:
-    """Run `python -m <args>` in the engine's interpreter; raise with its last error line on failure."""
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
-        raise RuntimeError(f"`{' '.join(args[:2])}` failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+STEP = re.compile(r"^\[(\d+)/(\d+)\] (.+)$")  # `milo-train demo-assets` starting one of its steps
+
+
+def _demo_assets(tmp: Path, step: Callable[[str], None]) -> None:
+    """`milo-train demo-assets` in the engine's interpreter, its step lines passed on as they come; raise
+    with its last error line on failure."""
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: nobody drains stderr while stdout is read
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "training", "demo-assets", str(tmp), "--seed", "0"],
+                                cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
+        with proc:
+            for line in proc.stdout:
+                if m := STEP.match(line.rstrip("\n")):
+                    step(m[3])
+        if proc.returncode != 0:
+            err.seek(0)
+            lines = [l for l in err.read().strip().splitlines() if l.strip()]
+            raise RuntimeError(f"`training demo-assets` failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
 
 
 def ensure_demo_workspace(root: Path, progress: Callable[[str], None] = lambda s: None) -> DemoWorkspace:
-    """Return the demo workspace at `root`, creating it first if needed."""
+    """Return the demo workspace at `root`, creating it first if needed. While creating, `progress` gets a
+    title line, then "step i of n: what" as each step starts, then "done in N s"."""
     root = Path(root).expanduser().absolute()
     ws = DemoWorkspace(root)
     if _is_complete(root):
@@ -80,14 +96,20 @@ def ensure_demo_workspace(root: Path, progress: Callable[[str], None] = lambda s
             return ws
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        done = 0
+
+        def step(what: str) -> None:
+            nonlocal done
+            done += 1
+            progress(f"  step {done} of {STEPS}: {what}")
+
         try:
-            progress(f"Creating the demo workspace in {root} (once)…")
-            progress("  synthetic corpus: 16 clips of 1-3 s at 24 kHz")
+            progress(f"Creating the demo workspace in {root} (once, about a minute)")
+            step(f"synthetic corpus: {len(SENTENCES)} clips of 1-3 s at 24 kHz")
             write_corpus(tmp / "corpus")
-            progress("  tiny random-weight Qwen3-TTS Base model, and the corpus prepared as training data")
-            # One child for both (torch + qwen_tts import once); data paths are relative to data/, since the
-            # workspace is renamed into place after this.
-            _python_module(["training", "demo-assets", str(tmp), "--seed", "0"], cwd=tmp)
+            # The engine's steps in one child (torch + qwen_tts import once); data paths are relative to
+            # data/, since the workspace is renamed into place after this.
+            _demo_assets(tmp, step)
             (tmp / "checkpoints").mkdir()
             (tmp / "workspace.json").write_text(json.dumps(
                 {"version": WORKSPACE_VERSION, "created": time.time(), "speaker": SPEAKER}, indent=2) + "\n")
@@ -97,5 +119,5 @@ def ensure_demo_workspace(root: Path, progress: Callable[[str], None] = lambda s
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        progress(f"  done in {time.monotonic() - started:.1f} s")
+        progress(f"  done in {time.monotonic() - started:.0f} s")
     return ws

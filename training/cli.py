@@ -28,17 +28,32 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo_assets(args: argparse.Namespace) -> int:
-    """The demo workspace's engine-made parts in one process (one torch + qwen_tts import, not two)."""
+    """The demo workspace's engine-made parts in one process (one torch + qwen_tts import, not two). Each
+    step starts with a line "[i/4] what" (milo-tui shows them while the operator waits)."""
     from pathlib import Path
 
-    from training.prepare import PrepareError, prepare
+    def step(i: int, what: str) -> None:
+        print(f"[{i}/4] {what}", flush=True)
 
     root = Path(args.workspace)
+    step(1, "starting the engine: torch and Qwen3-TTS")
+    from inference.qwen import import_qwen_tts
+    from training.prepare import PrepareError, prepare
+
+    import_qwen_tts()
+    step(2, "tiny random-weight Qwen3-TTS Base model")
     if _cmd_tiny_model(argparse.Namespace(out_dir=str(root / "base"), seed=args.seed)) != 0:
         return 1
+
+    def said(line: str) -> None:  # prepare's own lines: the two that start its phases become steps
+        if line.startswith("auditing"):
+            step(3, "auditing the corpus: speech recognition, speaker, loudness")
+        elif line.startswith("encoding"):
+            step(4, "encoding the corpus as training data")
+
     try:
         prepare(root / "corpus", root / "base", root / "data" / "train.jsonl", device="cpu", relative_paths=True,
-                say=lambda s: None)
+                say=said)
     except PrepareError as exc:
         print(f"milo-train: error: {exc}", file=sys.stderr)
         return 3

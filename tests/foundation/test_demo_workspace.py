@@ -41,3 +41,7 @@ def test_a_half_made_workspace_is_rebuilt(tmp_path, demo_workspace):
     said = []
     ws = ensure_demo_workspace(broken, progress=said.append)
     assert (ws.base / "config.json").is_file() and said and "Creating" in said[0]
+    # Each step as it starts, numbered (the operator waits about a minute), then the total.
+    steps = [line for line in said if line.startswith("  step")]
+    assert [line.split(":")[0] for line in steps] == [f"  step {i} of 5" for i in range(1, 6)], said
+    assert said[-1].startswith("  done in ")

@@ -1,7 +1,9 @@
 """`milo-tui --demo` in a real terminal: the dashboard shows the workspace and quits with q."""
 from __future__ import annotations
 
+import re
 import sys
+import time
 
 import pytest
 
@@ -18,3 +20,27 @@ def test_dashboard_opens_on_the_demo_workspace_and_quits(demo_workspace, quit_ke
         term.send(quit_key)
         screen = term.wait_for("EXITED:", timeout=20)
         assert "EXITED:0" in screen and "Traceback" not in screen
+
+
+@pytest.mark.tmux
+def test_the_first_start_shows_each_step_and_its_seconds(tmp_path):
+    """The demo workspace takes about a minute to make: every step shows as it starts, numbered, and the
+    current one counts its seconds until the dashboard's first frame."""
+    counts: dict[int, set[str]] = {}  # step -> the second counts seen on its line
+    first_seen: list[int] = []
+    with Tmux(100, 30) as term:
+        term.start([sys.executable, "-m", "milo_tui", "--demo"], env={"MILO_DEMO_DIR": str(tmp_path / "demo")})
+        deadline = time.monotonic() + 240
+        while "milo-tui ·" not in (screen := term.screen()):
+            assert time.monotonic() < deadline and "EXITED" not in screen, screen
+            for step, seconds in re.findall(r"step (\d) of 5: .+  (\d+) s$", screen, re.M):
+                if int(step) not in first_seen:
+                    first_seen.append(int(step))
+                counts.setdefault(int(step), set()).add(seconds)
+            time.sleep(0.2)
+        term.send("q")
+        screen = term.wait_for("EXITED:", timeout=20)
+    assert first_seen == sorted(first_seen) and 1 in first_seen and 5 in first_seen, first_seen
+    assert any(len(seen) > 1 for seen in counts.values()), counts  # the current step's count moves
+    # Back from the dashboard, the terminal still shows what was made and how long each step took.
+    assert "done in" in screen and re.search(r"step 5 of 5: .+  \d+ s$", screen, re.M), screen
