@@ -29,7 +29,9 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int, int]:
                 warnings.simplefilter("ignore")
                 mono, sr = librosa.load(str(path), sr=None, mono=False)
         except Exception:
-            raise AudioError(f"unreadable audio ({str(exc).split(':')[-1].strip() or exc})") from None
+            from contract.corpus import not_audio
+
+            raise AudioError(not_audio(Path(path), exc)) from None
         data = np.atleast_2d(mono).T.astype(np.float32)
     except OSError as exc:
         raise AudioError(f"cannot read ({exc.strerror or exc})") from None

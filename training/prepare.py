@@ -32,11 +32,11 @@ import numpy as np
 
 from contract import audit as ca
 from contract.configfile import ConfigError, read_config
+from contract.corpus import AUDIO_SUFFIXES
 from contract.runfolder import write_json_atomic
 from contract.samples import write_wav
 from training.audio import SAMPLE_RATE, AudioError, read_audio, to_24k_mono
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff", ".au"}
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 SILENT_PEAK = 10 ** (-50.0 / 20)   # a file whose loudest sample is under -50 dBFS is silent
 PROGRESS_S = 15.0                  # a progress line at most this often while auditing

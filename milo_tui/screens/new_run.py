@@ -12,12 +12,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
+from contract.corpus import AUDIO_SUFFIXES, audio_files, first_unreadable_apart
 from contract.defaults import ATTENTION
 from milo_tui.supervisor import RunRequest
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SPEAKER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-AUDIO = (".wav", ".flac", ".mp3", ".ogg")
 
 # field id -> (label, kind)
 FIELDS = {
@@ -62,9 +62,13 @@ def check_data(path: Path) -> str | None:
     if path.is_file():
         return None if path.suffix == ".jsonl" else f"{path.name} is not a .jsonl file"
     if path.is_dir():
-        if any(p.suffix.lower() in AUDIO for p in path.iterdir() if p.is_file()):
-            return None
-        return f"{path} holds no audio files ({', '.join(AUDIO)})"
+        if not audio_files(path):
+            return f"{path} holds no audio files ({', '.join(AUDIO_SUFFIXES)})"
+        # a name is not a format: each file must open, or the run would fail in its preparation
+        bad = first_unreadable_apart(path)
+        if bad is not None:
+            return f"{bad[0].relative_to(path)}: {bad[1]}; remove or replace it (in {path})"
+        return None
     return f"{path} does not exist"
 
 

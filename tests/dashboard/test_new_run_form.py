@@ -33,9 +33,62 @@ def test_a_good_form_becomes_a_request(base, tmp_path):
     assert (request.epochs, request.lr, request.restart_limit, request.prepare_first) == (3, 2e-5, 1, False)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "a.wav").write_bytes(b"RIFF")
+    _wav(corpus / "a.wav")
+    (corpus / "b.m4a").write_bytes(b"not checked: prepare reads it through its fallback")
     request, errors = validate_form(_values(base, corpus), tmp_path / "checkpoints")
     assert errors == {} and request.prepare_first
+
+
+def _wav(path):
+    import numpy as np
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(2400, np.float32), 24000)
+
+
+def test_a_folder_whose_audio_does_not_open_is_refused_naming_the_first_bad_file(base, tmp_path, capfd):
+    """Names are not formats: a folder of files called .wav and .mp3 that are not audio is refused in one line
+    that names the first bad file and says it is not audio soundfile can read, never that it does not exist.
+    The check runs apart: libmpg123's notes about a broken MP3 would land on the dashboard's terminal."""
+    corpus = tmp_path / "corpus"
+    _wav(corpus / "a_good.wav")
+    (corpus / "b_notes.mp3").write_text("these are my notes, not audio\n")
+    (corpus / "c_fake.wav").write_bytes(b"RIFF not really a wave file")
+    request, errors = validate_form(_values(base, corpus), tmp_path / "ck")
+    assert request is None and list(errors) == ["data"], errors
+    line = errors["data"]
+    assert line.startswith("b_notes.mp3: not audio that soundfile can read") and "\n" not in line, line
+    assert "does not exist" not in line and line.count("unreadable") <= 1
+    assert capfd.readouterr().err == ""
+    (corpus / "b_notes.mp3").unlink()
+    assert validate_form(_values(base, corpus), tmp_path / "ck")[1]["data"].startswith("c_fake.wav: not audio")
+    (corpus / "c_fake.wav").unlink()
+    (corpus / "sub").mkdir()
+    sf_empty = corpus / "sub" / "empty.wav"
+    import soundfile as sf
+    import numpy as np
+
+    sf.write(sf_empty, np.zeros(0, np.float32), 24000)
+    assert "sub/empty.wav: holds no samples" in validate_form(_values(base, corpus), tmp_path / "ck")[1]["data"]
+    sf_empty.unlink()
+    assert validate_form(_values(base, corpus), tmp_path / "ck")[1] == {}
+
+
+async def test_the_form_refuses_a_folder_of_files_that_are_not_audio(base, tmp_path):
+    app, _data, launched = _app_with_base_and_data(base, tmp_path)
+    corpus = tmp_path / "not-audio"
+    corpus.mkdir()
+    (corpus / "clip.wav").write_bytes(b"RIFF not really a wave file")
+    (corpus / "clip.txt").write_text("hello\n")
+    async with app.run_test(size=(100, 30)) as pilot:
+        form = await _open_form(app, pilot)
+        form.query_one("#data").value = str(corpus)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert launched == [] and isinstance(app.screen, NewRunScreen) and app.focused.id == "data"
+        assert "clip.wav: not audio that soundfile can read" in form.query_one("#errors").render().plain
+        assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())
 
 
 def test_each_bad_field_gets_its_line(base, tmp_path):

@@ -108,15 +108,18 @@ async def test_a_crash_is_restarted_by_the_policy(demo_workspace, runs_root):
 async def test_a_corpus_is_prepared_first_and_a_bad_one_starts_nothing(demo_workspace, runs_root, tmp_path):
     app = trainer_app(runs_root, demo_workspace, "step_delay=0.3")
     good, bad = runs_root / "from-corpus", runs_root / "bad-corpus"
-    broken = tmp_path / "broken-corpus"
+    broken = tmp_path / "broken-corpus"  # audio that opens (the form checks that) but holds only silence
     broken.mkdir()
-    (broken / "clip.wav").write_bytes(b"RIFF not really a wave file")
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(broken / "clip.wav", np.zeros(24000, np.float32), 24000)
     (broken / "clip.txt").write_text("hello\n")
     async with app.run_test(size=(100, 30)) as pilot:
         await start_from_form(pilot, "bad-corpus", data=broken)
         await wait_for(pilot, lambda: status(app, bad) == "crashed", START, "the failed preparation")
         error = read_json(bad / "state.json")["error"]
-        assert error.startswith("data preparation failed:") and "\n" not in error
+        assert error.startswith("data preparation failed:") and "\n" not in error and "silent" in error, error
         assert not (bad / "run.json").exists() and not (bad / "metrics.jsonl").exists()  # no run started
 
         await start_from_form(pilot, "from-corpus", data=demo_workspace.corpus, epochs=200)

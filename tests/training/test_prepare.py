@@ -35,6 +35,7 @@ def corpus(tmp_path_factory):
     (d / "metadata.csv").write_text("c_8bit|Eight bit audio.|Eight bit audio, normalized.\n")
     (d / "d_garbage.wav").write_bytes(b"RIFF not really a wave file")
     (d / "d_garbage.txt").write_text("garbage")
+    (d / "d_notes.mp3").write_text("these are my notes, not audio\n")  # libsndfile: "File does not exist"
     sf.write(d / "e_empty.wav", np.zeros(0, np.float32), 24000)
     (d / "e_empty.txt").write_text("empty")
     sf.write(d / "f_short.wav", _clip(0.2, 24000, 4), 24000)
@@ -83,8 +84,10 @@ def test_kept_clips_become_24k_mono_codes(prepared, corpus):
 def test_each_skipped_clip_has_its_reason(prepared):
     _, report, _ = prepared
     reasons = {r["clip"]: r["reason"] for r in report["clips"] if r["status"] == "skipped"}
-    assert reasons.keys() == {"d_garbage.wav", "e_empty.wav", "f_short.wav", "g_long.wav", "i_silent.wav"}
-    assert reasons["d_garbage.wav"].startswith("unreadable")
+    assert reasons.keys() == {"d_garbage.wav", "d_notes.mp3", "e_empty.wav", "f_short.wav", "g_long.wav", "i_silent.wav"}
+    assert reasons["d_garbage.wav"] == "unreadable: not audio that soundfile can read (format not recognised)"
+    # a file that is there is never said not to exist, and "unreadable" is said once
+    assert reasons["d_notes.mp3"] == "unreadable: not audio that soundfile can read (not a format it recognises)"
     assert reasons["e_empty.wav"] == "empty: no samples"
     assert reasons["i_silent.wav"] == "empty: silent"
     assert reasons["f_short.wav"].startswith("too short: 0.20 s")
@@ -93,7 +96,7 @@ def test_each_skipped_clip_has_its_reason(prepared):
 
 def test_report_describes_the_corpus(prepared):
     out, report, printed = prepared
-    assert report["counts"] == {"files": 9, "clips": 9, "kept": 4, "flagged": 3, "dropped": 0, "skipped": 5}
+    assert report["counts"] == {"files": 10, "clips": 10, "kept": 4, "flagged": 3, "dropped": 0, "skipped": 6}
     assert report["total_duration_s"] == pytest.approx(7.2, abs=0.05)
     assert report["duration_s"]["min"] == pytest.approx(1.2, abs=0.01) and report["duration_s"]["max"] == pytest.approx(2.5, abs=0.01)
     rows = {r["clip"]: r for r in report["clips"]}
@@ -106,7 +109,7 @@ def test_report_describes_the_corpus(prepared):
     saved = json.loads((out.parent / "corpus-report.json").read_text())
     assert saved["counts"]["kept"] == 4
     text = (out.parent / "corpus-report.txt").read_text()
-    assert "4 kept (3 of them flagged), 0 flagged and dropped, 5 skipped; 9 file(s) found" in text
+    assert "4 kept (3 of them flagged), 0 flagged and dropped, 6 skipped; 10 file(s) found" in text
     assert "skipped i_silent.wav: empty: silent" in text and text.strip() in printed
 
 
