@@ -167,17 +167,35 @@ class AudioDeviceError(RuntimeError):
     """No usable output device, or it went away; the message is one line."""
 
 
-def describe_output(device=None) -> str:
-    """Name of the output device `device` (None: the default) or raise AudioDeviceError."""
+NO_DEVICE_HINT = "plug in an output or start the sound server (pulseaudio --start); the next clip looks again"
+
+
+def describe_output(device=None, rescan: bool = False) -> str:
+    """Name of the output device `device` (None: the default) or raise AudioDeviceError.
+
+    PortAudio lists the devices once, when it starts. With `rescan` (only where no stream of this
+    process is open: it restarts PortAudio), a device that is not found is looked for again in a fresh
+    list, so a sound server started or a headset plugged in after this process began is found."""
     try:
         import sounddevice as sd
     except OSError as exc:  # PortAudio library missing
         raise AudioDeviceError(f"no audio output: {exc} (install libportaudio2)") from None
+
+    def lookup():
+        return sd.query_devices(device, kind="output") if device is None else sd.query_devices(device)
+
     try:
-        info = sd.query_devices(device, kind="output") if device is None else sd.query_devices(device)
+        try:
+            info = lookup()
+        except (ValueError, sd.PortAudioError):
+            if not (rescan and hasattr(sd, "_terminate") and hasattr(sd, "_initialize")):
+                raise
+            sd._terminate()
+            sd._initialize()
+            info = lookup()
     except (ValueError, sd.PortAudioError) as exc:
         what = "no default audio output device" if device is None else f"no audio output device {device!r}"
-        raise AudioDeviceError(f"{what} ({exc})") from None
+        raise AudioDeviceError(f"{what} ({exc}): {NO_DEVICE_HINT}") from None
     if info.get("max_output_channels", 0) < 1:
         raise AudioDeviceError(f"audio device {info.get('name')!r} has no output channels")
     return str(info.get("name"))
@@ -310,7 +328,7 @@ class Player:
     def _open(self):
         import sounddevice as sd
 
-        describe_output(self.device)
+        describe_output(self.device, rescan=True)  # no stream of this player is open here
         kwargs = dict(channels=1, dtype="float32", device=self.device, callback=self._callback, latency=self.LATENCY_S)
         try:
             stream, rate = sd.OutputStream(samplerate=self.samplerate, **kwargs), self.samplerate

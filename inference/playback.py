@@ -36,7 +36,9 @@ class LocalOutput:
         self.player = Player(device=device, on_event=on_event)
 
     def describe(self) -> str:
-        return f"spark speakers ({describe_output(self.device)})"
+        # Asked when the output is set, before this output's player opens any stream: the device list is
+        # read afresh if the device is not found (a sound server started after the worker).
+        return f"spark speakers ({describe_output(self.device, rescan=True)})"
 
     def start(self, clip, meta: dict) -> None:
         self.player.start(clip, expected_s=meta.get("expected_s"), rate_hint=meta.get("rate_hint"))

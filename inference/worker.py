@@ -79,13 +79,15 @@ class Worker:
         self.engine = Engine(device=self.device_arg, tune_threads=True, path=self.path_arg)
         self.engine.warm_up()
         target, audio_device, port = self._output_args
-        description = self._set_output(target, audio_device, port)
+        description, problem = self._set_output(target, audio_device, port)
         import torch
 
         self.emit(Event.READY, pid=os.getpid(), protocol=PROTOCOL, device=self.engine.device, dtype=self.engine.dtype_name,
-                  torch=torch.__version__, output=target, output_detail=description, path=self.engine.path)
+                  torch=torch.__version__, output=target, output_detail=description, output_problem=problem,
+                  path=self.engine.path)
 
-    def _set_output(self, target: str, audio_device, port: int) -> str:
+    def _set_output(self, target: str, audio_device, port: int) -> tuple[str, str | None]:
+        """The output's description, and why it cannot play (None when it can, as far as is known now)."""
         from contract.listen import AudioDeviceError, parse_device
         from inference.playback import make_output
 
@@ -94,9 +96,9 @@ class Worker:
             self.output.close()
         self.output = make_output(target, device=parse_device(audio_device), port=int(port), on_event=self._on_playback)
         try:
-            return self.output.describe()
+            return self.output.describe(), None
         except AudioDeviceError as exc:
-            return f"{exc} (auditions are still saved)"
+            return f"{exc} (auditions are still saved)", str(exc)
 
     # ---- command intake (main thread) -----------------------------------------------------------
     def serve(self, stdin: TextIO) -> int:
@@ -216,8 +218,8 @@ class Worker:
         if target not in OUTPUT_TARGETS:
             self.error(cmd.get("id"), f"unknown output {target!r}: one of {', '.join(OUTPUT_TARGETS)}")
             return
-        detail = self._set_output(target, cmd.get("device"), cmd.get("port") or DEFAULT_PORT)
-        self.emit(Event.OUTPUT, id=cmd.get("id"), target=target, detail=detail)
+        detail, problem = self._set_output(target, cmd.get("device"), cmd.get("port") or DEFAULT_PORT)
+        self.emit(Event.OUTPUT, id=cmd.get("id"), target=target, detail=detail, problem=problem)
 
     def _do_say(self, cmd: dict) -> None:
         import numpy as np

@@ -63,8 +63,10 @@ class MiloApp(App):
         # Focus moves are priority bindings: the app runs them as it reads the key, before it forwards the
         # next one. As plain bindings they ran only after the key had bubbled up from the focused field, so
         # a key in the same read (keys arrive together over SSH: `Tab 7`) went to the field just left.
-        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
-        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True, id="focus_next",
+                tooltip="Move to the next field or pane"),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True, id="focus_previous",
+                tooltip="Move to the previous field or pane"),
     ]
 
     def __init__(self, settings: Settings, *, nvml=None, psutil_module=None, clock: Callable[[], float] = time.time,

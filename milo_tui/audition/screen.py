@@ -175,6 +175,8 @@ class AuditionScreen(Screen):
         self.worker_state = "starting"
         self._picking = False  # the checkpoint picker is open over this screen
         self.worker_detail = ""
+        self.unheard: dict[str, str] = {}    # job id -> why its audio did not play (no device, lost)
+        self.output_problem: str | None = None  # the last clip found no output device: said in the header
         self.status = "starting the audition worker..."
         self.status_error = False
         if checkpoint:
@@ -273,8 +275,11 @@ class AuditionScreen(Screen):
         a = self._ckpt_name(self.checkpoint_a) + (" (loaded)" if loaded else "")
         mode = f"A/B with {self._ckpt_name(self.checkpoint_b)}" + (", blind" if self.blind else "") if self.ab_mode else "single"
         seed = f"seed {self.fixed_seed} (fixed)" if self.fixed_seed is not None else "seed random"
+        output = OUTPUT_NAMES.get(self.output, self.output)
+        if self.output_problem:
+            output += " [b](not playing: no device)[/]"
         info = (f"run {self.run_dir.name}   checkpoint {a}   {mode}\n"
-                f"output {OUTPUT_NAMES.get(self.output, self.output)}   {seed}   worker {self.worker_state}")
+                f"output {output}   {seed}   worker {self.worker_state}")
         self.query_one("#audition-info", Static).update(info)
         status = self.query_one("#audition-status", Static)
         status.update(self.status)
@@ -351,6 +356,7 @@ class AuditionScreen(Screen):
         if kind == Event.READY:
             self.worker_state = f"ready ({e.get('device')}, {e.get('dtype')})"
             self.worker_detail = e.get("output_detail", "")
+            self.output_problem = e.get("output_problem")
             if not self.jobs and not self.status_error:
                 self._say_status(f"worker ready; output: {self.worker_detail}")
         elif kind == Event.FATAL:
@@ -388,6 +394,7 @@ class AuditionScreen(Screen):
             self._on_playback(job_id, e)
         elif kind == Event.OUTPUT:
             self.worker_detail = e.get("detail", "")
+            self.output_problem = e.get("problem")
             self._say_status(f"output: {self.worker_detail}")
         elif kind == Event.ERROR:
             self.jobs.pop(job_id, None)
@@ -409,8 +416,10 @@ class AuditionScreen(Screen):
 
     def _on_done(self, job_id: str, job: Job | None, rec: dict) -> None:
         self.jobs.pop(job_id, None)
+        unheard = self.unheard.pop(job_id, None)
         if "id" not in rec:  # not saved (no run folder)
-            self._say_status(f"{rec.get('checkpoint')}: {rec.get('audio_s', 0):.1f} s of audio (not saved)")
+            self._say_status(f"{rec.get('checkpoint')}: {rec.get('audio_s', 0):.1f} s of audio (not saved)"
+                             + (f"; NOT PLAYED: {unheard}" if unheard else ""), error=unheard is not None)
             return
         sample = fold([rec], self.run_dir)[0]
         self._add_sample(sample)
@@ -423,6 +432,10 @@ class AuditionScreen(Screen):
             else:
                 self._say_status(f"A/B: {job.ab_label} ready, generating the other...")
             return
+        if unheard is not None:  # the success line must not hide that nothing played
+            self._say_status(f"{sample.checkpoint}: {rec.get('audio_s', 0):.1f} s of audio, saved #{sample.id:04d}; "
+                             f"NOT PLAYED: {unheard}", error=True)
+            return
         tail = f" (load {rec['load_s']:.1f} s)" if rec.get("load_s") else ""
         self._say_status(f"{sample.checkpoint}: {rec.get('audio_s', 0):.1f} s of audio in {rec.get('wall_s', 0):.1f} s "
                          f"({rec.get('rtf', 0):.1f}x real time), first audio {rec.get('first_audio_s') or 0:.2f} s"
@@ -432,13 +445,19 @@ class AuditionScreen(Screen):
         state = e.get("state")
         if state == Playback.STARTED:
             self.playing = job_id
+            self.output_problem = None
         elif state in (Playback.FINISHED, Playback.STOPPED):
             if self.playing == job_id:
                 self.playing = None
         elif state in (Playback.DEVICE_LOST, Playback.NO_DEVICE):
             self.playing = None
             what = "audio device lost mid-play" if state == Playback.DEVICE_LOST else "not played"
-            self._say_status(f"{what}: {e.get('message')}; the audition is still saved", error=True)
+            if state == Playback.NO_DEVICE:
+                self.output_problem = e.get("message") or "no output device"
+            if job_id in self.jobs and self.jobs[job_id].kind == Cmd.SAY:
+                self.unheard[job_id] = f"{e.get('message')}; o switches to the laptop"
+            self._say_status(f"{what}: {e.get('message')}; o switches to the laptop; the audition is still saved",
+                             error=True)
 
     def _blind_job(self, job: Job | None) -> bool:
         pair = self.pairs.get(job.ab_group) if job is not None and job.ab_group else None

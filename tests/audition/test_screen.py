@@ -247,3 +247,29 @@ async def _typing_never_runs_a_command(screen_factory):
         await pilot.pause(0.5)
         assert app.focused is box and box.value == "Once upon a time, obviously."
         assert screen.output == "local" and app.screen is screen
+
+
+def test_an_audition_with_no_sound_device_ends_saying_it_did_not_play(audition_run, no_audio_env, tmp_path):
+    asyncio.run(asyncio.wait_for(_no_device(audition_run, no_audio_env, tmp_path), 200))
+
+
+async def _no_device(audition_run, no_audio_env, tmp_path):
+    screen = AuditionScreen(audition_run, audition_run / "epoch-0001", device="cpu", output="local",
+                            sampling={"max_new_tokens": 40}, worker_env=no_audio_env, log_path=tmp_path / "worker.log")
+    screen.seen_events, screen.fixed_seed = [], SEED
+    app = Host(screen)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: _saw(screen, "loaded"), what="the checkpoint to load")
+        info = str(screen.query_one("#audition-info").render())
+        assert "spark speakers (not playing: no device)" in info, info
+        await pilot.press(*"Nobody hears this.")
+        await pilot.press("enter")
+        await until(pilot, lambda: _saw(screen, "done"), what="the audition")
+        await pilot.pause(0.2)
+        # The last line says the audition was saved and not played, and what to do; the header still says so.
+        assert screen.status_error and "saved #" in screen.status and "NOT PLAYED" in screen.status, screen.status
+        assert "start the sound server" in screen.status and "o switches to the laptop" in screen.status
+        assert "(not playing: no device)" in str(screen.query_one("#audition-info").render())
+        await pilot.press("escape", "o")  # to the laptop: the header no longer blames the speakers
+        await until(pilot, lambda: _saw(screen, "output"), what="the output switch")
+        assert "no device" not in str(screen.query_one("#audition-info").render())

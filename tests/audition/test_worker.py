@@ -163,3 +163,39 @@ def test_a_device_that_disappears_mid_play_is_one_line_and_the_wav_is_saved(audi
     finally:
         client.close()
         stop_pulse(pulse)
+
+
+@pytest.mark.audio
+@pytest.mark.xdist_group("audio")
+def test_a_sound_server_started_after_the_worker_is_found(audition_run, tmp_path):
+    # The worker starts where no sound server runs yet (the path PulseAudio will use is empty), as when the
+    # operator starts one after opening the dashboard: PortAudio's device list, read once, has no output.
+    runtime = tmp_path / "late"
+    runtime.mkdir(mode=0o700)
+    env = python_env(XDG_RUNTIME_DIR=str(runtime), PULSE_SERVER=f"unix:{runtime}/pulse/native")
+    env.pop("PULSE_SINK", None)
+    client, events = start_client(env, tmp_path)
+    pulse = None
+    try:
+        ready = events.items[0]
+        assert "no default audio output device" in ready["output_problem"] and "pulseaudio --start" in ready["output_problem"]
+        job = client.say("Nobody hears this.", checkpoint=str(audition_run / "epoch-0001"), run_dir=str(audition_run),
+                         seed=3, sampling=QUICK)
+        assert "start the sound server" in events.wait_for("playback", job, state="no_device")["message"]
+        events.wait_for("done", job)
+        pulse = start_pulse(runtime, sink="milo_late")
+        rec = pulse.record(tmp_path / "late.raw", sink="milo_late")
+        job = client.say("Now it plays.", checkpoint=str(audition_run / "epoch-0001"), run_dir=str(audition_run),
+                         seed=2, sampling=QUICK)
+        events.wait_for("playback", job, state="finished", timeout=120)
+        done = events.wait_for("done", job)["sample"]
+        heard = rec.stop(sound_s=0.5 * done["audio_s"])
+        from tests.audition.conftest import sound_stats
+
+        assert sound_stats(heard)["sound_s"] >= 0.5 * done["audio_s"], (sound_stats(heard), done["audio_s"])
+        switched = events.wait_for("output", client.send("output", target="local"))
+        assert switched["problem"] is None and "spark speakers" in switched["detail"]
+    finally:
+        client.close()
+        if pulse is not None:
+            stop_pulse(pulse)
