@@ -173,6 +173,7 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
     def __init__(self, defaults: dict[str, str], checkpoints: Path) -> None:
         super().__init__()
         self.defaults, self.checkpoints = defaults, checkpoints
+        self.errors: dict[str, str] = {}  # field -> its line, as last shown
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="form"):
@@ -206,12 +207,30 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
     def on_input_submitted(self, _event: Input.Submitted) -> None:
         self.action_launch()
 
-    def action_launch(self) -> None:
-        request, errors = validate_form(self.values(), self.checkpoints)
+    def _show_errors(self, errors: dict[str, str]) -> None:
+        self.errors = errors
         for key in FIELDS:
             self.query_one(f"#{key}").set_class(key in errors, "-invalid")
+        self.query_one("#errors", Static).update("\n".join(errors.values()))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        # A field that was wrong is checked again as it is edited: its line goes once it is right (and
+        # changes when it is wrong in another way); the other fields' lines stay until the next launch.
+        key = event.input.id
+        if key not in self.errors:
+            return
+        _request, now = validate_form(self.values(), self.checkpoints)
+        errors = dict(self.errors)
+        if key in now:
+            errors[key] = now[key]
+        else:
+            del errors[key]
+        self._show_errors(errors)
+
+    def action_launch(self) -> None:
+        request, errors = validate_form(self.values(), self.checkpoints)
+        self._show_errors(errors)
         if errors:
-            self.query_one("#errors", Static).update("\n".join(errors.values()))
             first = next(iter(errors))
             self.query_one(f"#{first}").focus()
             self.notify(errors[first], severity="error")

@@ -212,3 +212,27 @@ async def test_the_form_focuses_the_first_empty_field(tmp_path):
         await _open_form(app, pilot)
         assert app.screen.query_one("#base_model").value and not app.screen.query_one("#data").value
         assert app.focused is not None and app.focused.id == "data"
+
+
+async def test_an_error_line_goes_once_its_field_is_fixed(base, tmp_path):
+    app, data, launched = _app_with_base_and_data(base, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        form = await _open_form(app, pilot)
+        form.query_one("#epochs").value = "zero"
+        form.query_one("#lr").value = "fast"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "epochs must be a whole number" in screen_text(app) and "must be a number" in screen_text(app)
+        assert app.focused.id == "lr"
+        form.query_one("#lr").value = ""
+        await pilot.press(*"1e-5")  # fixed: its line goes, the other field's stays
+        await pilot.pause()
+        text = screen_text(app)
+        assert "must be a number" not in text and "epochs must be a whole number" in text, text
+        assert not form.query_one("#lr").has_class("-invalid") and form.query_one("#epochs").has_class("-invalid")
+        form.query_one("#epochs").value = "2.5"  # still wrong, another way: the line says how
+        await pilot.pause()
+        assert "epochs must be a whole number" in screen_text(app)
+        form.query_one("#epochs").value = "2"
+        await pilot.pause()
+        assert "epochs must" not in screen_text(app) and launched == []
