@@ -594,6 +594,22 @@ class MiloApp(App):
         self.overlay = layer
         self.mark_dirty("chart")
 
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """The palette's Screenshot: Textual saves into the Downloads folder, which a Spark reached over SSH
+        has not got (it said only "Failed to save screenshot"); ours go to a folder made for them."""
+        if path is None:
+            from platformdirs import user_data_path
+
+            folder = user_data_path("milo-tui") / "screenshots"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.notify(f"screenshot not saved: cannot make {folder} ({exc.strerror or exc})", severity="error")
+                return None
+            path = str(folder)
+        return super().deliver_screenshot(filename, path, time_format)
+
     def action_help(self) -> None:
         from milo_tui.screens.help import HelpScreen
 
@@ -603,16 +619,23 @@ class MiloApp(App):
     # ------------------------------------------------------------------ command palette: every action
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
-        from milo_tui.keys import action_name
+        from milo_tui.keys import why_not
 
         for command in super().get_system_commands(screen):
             if command.title not in ("Keys", "Quit"):
                 yield command
+        seen = set()
         for node in (screen, self):
             for binding in getattr(node, "BINDINGS", ()):
                 if not isinstance(binding, Binding) or not binding.id or binding.id == "quit_ctrl_c":
                     continue
-                if hasattr(node, "why_not") and node.why_not(action_name(binding.action)):
+                if (binding.action, binding.description) in seen:
+                    continue  # one entry per action (esc, c and q all go back)
+                seen.add((binding.action, binding.description))
+                reason = why_not(screen, node, binding.action)
+                if reason:  # listed, saying why, as the footer's dimmed key does when pressed
+                    yield SystemCommand(f"{binding.description} (not now)", reason,
+                                        partial(self.notify, reason, severity="warning", timeout=4))
                     continue
                 yield SystemCommand(binding.description, binding.tooltip or binding.description,
                                     partial(self.run_action, binding.action, node))

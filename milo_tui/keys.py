@@ -29,6 +29,23 @@ class ExplainDisabled:
                 self.notify(reason, severity="warning", timeout=4)
 
 
+def why_not(screen, node, action: str) -> str | None:
+    """Why `action` (a binding's action on `node`) cannot act now on `screen`, or None when it can: the
+    node's own reason, else the screen's; an action dimmed with no reason given is "not possible here now"."""
+    name = action_name(action)
+    for owner in (node, screen):
+        explain = getattr(owner, "why_not", None)
+        reason = explain(name) if explain is not None else None
+        if reason:
+            return reason
+    target = screen if node is screen else node
+    try:
+        enabled = target.check_action(name, ())
+    except Exception:  # noqa: BLE001 - an action whose check needs parameters: it can act
+        enabled = True
+    return None if enabled else "not possible here now"
+
+
 def binding_ids(*classes) -> set[str]:
     """The binding ids the given App and Screen classes declare."""
     return {b.id for cls in classes for b in cls.BINDINGS if getattr(b, "id", None)}

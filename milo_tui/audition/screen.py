@@ -80,9 +80,11 @@ class CheckpointPicker(ModalScreen):
     CheckpointPicker OptionList { height: auto; max-height: 16; }
     """
 
-    def __init__(self, title: str, checkpoints: list[Path], current: Path | None, best: Path | None = None) -> None:
+    def __init__(self, title: str, checkpoints: list[Path], current: Path | None, best: Path | None = None,
+                 start: Path | None = None) -> None:
         super().__init__()
         self.title_text, self.checkpoints, self.current, self.best = title, checkpoints, current, best
+        self.start = start or current  # the row highlighted first ("*" marks the current choice)
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -94,8 +96,8 @@ class CheckpointPicker(ModalScreen):
 
     def on_mount(self) -> None:
         olist = self.query_one(OptionList)
-        if self.current in self.checkpoints:
-            olist.highlighted = self.checkpoints.index(self.current) + (self.best is not None)
+        if self.start in self.checkpoints:
+            olist.highlighted = self.checkpoints.index(self.start) + (self.best is not None)
         olist.focus()
 
     @on(OptionList.OptionSelected)
@@ -599,14 +601,14 @@ class AuditionScreen(Screen):
         except ConfigError as exc:
             return None, str(exc)
 
-    def _pick(self, title: str, current: Path | None, then) -> None:
+    def _pick(self, title: str, current: Path | None, then, start: Path | None = None) -> None:
         checkpoints = list_checkpoints(self.run_dir)
         if not checkpoints:
             self._say_status(f"no checkpoints in {self.run_dir} yet", error=True)
             return
         best, _why = self._best()
         self._picking = True
-        self.app.push_screen(CheckpointPicker(title, checkpoints, current, best), then)
+        self.app.push_screen(CheckpointPicker(title, checkpoints, current, best, start), then)
 
     def action_choose_checkpoint(self) -> None:
         def chosen(path: Path | None) -> None:
@@ -624,12 +626,24 @@ class AuditionScreen(Screen):
             return
 
         def chosen(path: Path | None) -> None:
-            if path is not None:
+            if path is not None and self.checkpoint_a is not None and path.resolve() == self.checkpoint_a.resolve():
+                self._say_status(f"B is A ({path.name}): the pair would always be 'no difference'; x, then "
+                                 "choose another checkpoint", error=True)
+            elif path is not None:
                 self.checkpoint_b, self.ab_mode = path, True
                 self._say_status(f"A/B on: {self._ckpt_name(self.checkpoint_a)} vs {path.name}; Enter speaks on both")
             self._refresh_view()
 
-        self._pick("Compare with (B)", self.checkpoint_b, chosen)
+        self._pick("Compare with (B)", self.checkpoint_b, chosen, start=self.checkpoint_b or self._other_than_a())
+
+    def _other_than_a(self) -> Path | None:
+        """Where the B picker starts: the run's best if that is not A, else the newest checkpoint that is not."""
+        a = self.checkpoint_a.resolve() if self.checkpoint_a is not None else None
+        best, _why = self._best()
+        if best is not None and best.resolve() != a:
+            return best
+        others = [p for p in list_checkpoints(self.run_dir) if p.resolve() != a]
+        return others[-1] if others else None
 
     def action_toggle_blind(self) -> None:
         self.blind = not self.blind

@@ -31,6 +31,8 @@ class CheckpointsScreen(ExplainDisabled, Screen):
                 tooltip="Delete the checkpoints the retention policy does not keep (asks first, says what goes)"),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the runs"),
         Binding("c", "back", "Back", id="back_c", show=False, tooltip="Back to the runs"),
+        # q leaves the screen it is pressed on, on every screen; on the runs view, the outermost, that quits.
+        Binding("q", "back", "Back", id="back_q", show=False, tooltip="Back to the runs"),
     ]
 
     def compose(self) -> ComposeResult:

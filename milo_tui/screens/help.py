@@ -9,6 +9,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from milo_tui.keys import why_not
+
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help_close",
@@ -25,7 +27,9 @@ class HelpScreen(ModalScreen[None]):
             b = active.binding
             if not b.id or not b.description:
                 continue  # the focused widget's own keys (cursor moves) are not ours to list
-            row = actions.setdefault((b.action, b.description), {"keys": [], "binding": b, "enabled": active.enabled})
+            reason = None if active.enabled else why_not(self.below, active.node, b.action)
+            row = actions.setdefault((b.action, b.description), {"keys": [], "binding": b, "enabled": active.enabled,
+                                                                 "reason": reason})
             row["keys"].append(self.app.get_key_display(b))
         table = Table.grid(padding=(0, 1))
         table.add_column(justify="right", style="bold", no_wrap=True)
@@ -35,7 +39,8 @@ class HelpScreen(ModalScreen[None]):
             label = Text(description)
             if not row["enabled"]:
                 label.append(" (not now)", "dim")
-            table.add_row(", ".join(dict.fromkeys(row["keys"])), label, row["binding"].tooltip)
+            why = f"not now: {row['reason']}" if row["reason"] else row["binding"].tooltip
+            table.add_row(", ".join(dict.fromkeys(row["keys"])), label, why)
         return table
 
     def compose(self) -> ComposeResult:

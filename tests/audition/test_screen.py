@@ -110,7 +110,7 @@ async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
         # A/B against epoch-0002, blind: pick B in the picker, blind on, speak once, both play.
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, CheckpointPicker), what="the picker")
-        await pilot.press("down", "enter")
+        await pilot.press("enter")  # B's picker starts on a checkpoint that is not A
         assert screen.ab_mode and screen.checkpoint_b.name == "epoch-0002"
         await pilot.press("v", "t")
         assert screen.blind
@@ -247,6 +247,15 @@ async def _typing_never_runs_a_command(screen_factory):
         await pilot.pause(0.5)
         assert app.focused is box and box.value == "Once upon a time, obviously."
         assert screen.output == "local" and app.screen is screen
+        # A/B: B's picker starts on another checkpoint than A, and B = A is refused in one line
+        await pilot.press("escape", "x")
+        await until(pilot, lambda: isinstance(app.screen, CheckpointPicker), timeout=10, what="the picker")
+        picker = app.screen
+        olist = picker.query_one("#picker-list")
+        assert "epoch-0002" in str(olist.get_option_at_index(olist.highlighted).prompt)
+        await pilot.press("up", "enter")
+        await until(pilot, lambda: app.screen is screen, timeout=10, what="the picker to close")
+        assert not screen.ab_mode and screen.status_error and screen.status.startswith("B is A (epoch-0001)")
 
 
 def test_an_audition_with_no_sound_device_ends_saying_it_did_not_play(audition_run, no_audio_env, tmp_path):
