@@ -344,6 +344,13 @@ class MiloApp(App):
                 return f"{r.name} has no resume point yet; start a new run"
         if action == "corpus":
             return self.corpus_report()[1]
+        if action == "delete_run":
+            if r is None:
+                return "no run selected"
+            if r.live:
+                return f"{r.name} is running; stop (s) or kill (K) it first"
+            if r.status == CRASHED and r.restart_at is not None:
+                return f"{r.name}'s keeper is waiting to restart it; R with 0 calls that off, then delete"
         if action == "view" and getattr(self.screen, "wide", False):
             return "every pane is on screen at this size"
         return None
@@ -442,6 +449,35 @@ class MiloApp(App):
             return
         self.run_worker(partial(self._launch, r.path), thread=True, group="launch", name=f"resume {r.name}",
                         exit_on_error=False)
+
+    def action_delete_run(self) -> None:
+        """Delete the selected run's folder after a y/n that names what goes; refused while anything runs in
+        it (Supervisor.why_not_delete, asked again at y). The deletion runs in a thread."""
+        from milo_tui.screens.dialogs import ConfirmScreen
+        from milo_tui.supervisor import SupervisorError, deletion_detail
+
+        r, root = self.selected_summary(), Path(self.settings.checkpoints)
+        why = self.why_not("delete_run") or (self.supervisor.why_not_delete(r.path, root) if r else None)
+        if why:
+            self.notify(why, severity="warning")
+            return
+
+        def work() -> None:
+            from contract.units import fmt_bytes
+
+            try:
+                freed = self.supervisor.delete(r.path, root)
+            except (SupervisorError, OSError) as exc:
+                self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            else:
+                self.call_from_thread(self.notify, f"deleted {r.name}, freed {fmt_bytes(freed)}")
+            self.call_from_thread(self.watcher.wake)
+
+        def answered(yes: bool) -> None:
+            if yes:
+                self.run_worker(work, thread=True, group="delete", name=f"delete {r.name}", exit_on_error=False)
+
+        self.push_screen(ConfirmScreen(f"Delete {r.name}?", deletion_detail(r.path)), answered)
 
     def action_restart_policy(self) -> None:
         from milo_tui.screens.dialogs import NumberPrompt

@@ -12,9 +12,12 @@ syscall), and RunWatcher calls `check` from its thread.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +28,8 @@ from pathlib import Path
 from contract.defaults import ATTENTION, RUN_DEFAULTS
 from contract.exits import NO_RESTART, describe
 from contract.runfolder import (
-    CRASHED, KILLED, LIVE_STATUSES, RUN_JSON, STARTING, STATE_JSON, TRAIN_LOG, read_json, update_state,
+    CRASHED, KILLED, LIVE_STATUSES, RESUME_DIR, RUN_JSON, STARTING, STATE_JSON, TRAIN_LOG, claim, list_checkpoints,
+    locked, read_json, update_state,
 )
 
 PREPARED_DATA = "prepared.jsonl"  # where a corpus folder is prepared to, inside the run folder
@@ -306,12 +310,84 @@ class Supervisor:
         return Ended(run_dir, state.get("status"), state.get("exit_code", exit_code), state.get("error"), requested,
                      state.get("restarts") or 0, state.get("restart_limit") or 0, state.get("restart_at"))
 
+    # ------------------------------------------------------------------ deleting a run (a thread worker)
+
+    def why_not_delete(self, run_dir: Path, root: Path) -> str | None:
+        """Why the run folder may not be deleted now, or None. Only a folder directly in the checkpoints
+        folder (not a link to one elsewhere), and nothing that runs in it: a trainer, a keeper waiting to
+        restart it, its scorer, a prune."""
+        run_dir, name = Path(run_dir), Path(run_dir).name
+        if run_dir.is_symlink() or not run_dir.is_dir() or name.startswith(".") or \
+                run_dir.parent.resolve() != Path(root).resolve():
+            return f"{run_dir} is not a run folder in {root}; nothing deleted"
+        with self._lock:
+            if run_dir in self._launching:
+                return f"{name} is starting; stop (s) or kill (K) it first"
+        state = read_json(run_dir / STATE_JSON) or {}
+        if state.get("status") in LIVE_STATUSES and (self.alive(run_dir, state) or state.get("host") not in (None, socket.gethostname())):
+            return f"{name} is running; stop (s) or kill (K) it first"
+        if is_same_process(state.get("keeper_pid"), state.get("keeper_start_time")):
+            return f"{name}'s keeper is waiting to restart it; R with 0 calls that off, then delete"
+        from contract.retention import PRUNE_LOCK
+
+        for lock, what in ((".scoring.lock", "its scorer is scoring a checkpoint"), (PRUNE_LOCK, "a prune is deleting from it")):
+            if (run_dir / lock).is_file():
+                fd = claim(run_dir / lock)
+                if fd is None:
+                    return f"{name}: {what}; delete it once that is done"
+                os.close(fd)
+        return None
+
+    def delete(self, run_dir: Path, root: Path) -> int:
+        """Delete a run folder that nothing runs in; the bytes it freed. It is first renamed to a hidden
+        `.deleting-*` name beside it (every reader ignores those), so no half-deleted run is ever listed; links
+        inside are removed, never followed. SupervisorError when refused or when something stayed."""
+        from contract.retention import freed_by
+
+        run_dir = Path(run_dir)
+        with locked(run_dir) if run_dir.is_dir() and not run_dir.is_symlink() else contextlib.nullcontext():
+            why = self.why_not_delete(run_dir, root)  # under the run's lock: no state.json write slips in between
+            if why:
+                raise SupervisorError(why)
+            freed = freed_by([run_dir])
+            trash = run_dir.parent / f".deleting-{run_dir.name}-{os.getpid()}-{time.monotonic_ns()}"
+            try:
+                os.rename(run_dir, trash)
+            except OSError as exc:
+                raise SupervisorError(f"cannot delete {run_dir.name}: {exc.strerror or exc}") from None
+        with self._lock:
+            self._children.pop(run_dir, None)
+            self._watched.discard(run_dir)
+            self._requested.pop(run_dir, None)
+        failed = []
+        shutil.rmtree(trash, onerror=lambda _f, path, info: failed.append(f"{path}: {info[1]}"))
+        if failed:
+            raise SupervisorError(f"deleted {run_dir.name} in part: {failed[0]} (and {len(failed) - 1} more); "
+                                  f"what is left is in {trash}")
+        return freed
+
     def forget(self) -> None:
         """Drop the Popen objects (the trainers keep running): for a dashboard that quits."""
         with self._lock:
             for proc in self._children.values():
                 proc.returncode = proc.returncode if proc.returncode is not None else 0  # no ResourceWarning
             self._children.clear()
+
+
+def deletion_detail(run_dir: Path) -> str:
+    """What deleting a run folder removes, for its confirmation: the folder, its checkpoints, resume point
+    and samples, and the bytes it frees (a file shared by a hard link outside it frees nothing)."""
+    from contract.retention import freed_by
+    from contract.samples import samples_dir
+    from contract.units import fmt_bytes
+
+    run_dir = Path(run_dir)
+    names = [p.name for p in list_checkpoints(run_dir)]
+    parts = [f"{len(names)} checkpoint(s)" + (f" ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})" if names else "")]
+    parts += ["the resume point"] if (run_dir / RESUME_DIR).is_dir() else []
+    parts += ["the auditioned samples"] if samples_dir(run_dir).is_dir() else []
+    return (f"Deletes the folder {run_dir} and everything in it: {', '.join(parts)}, the metrics and train.log; frees "
+            f"{fmt_bytes(freed_by([run_dir]))}. Links inside it are removed, never followed. This cannot be undone.")
 
 
 def ended_error(run_dir: Path, state: dict, exit_code: int | None, requested: str | None) -> str:

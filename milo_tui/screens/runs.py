@@ -55,6 +55,8 @@ class RunsScreen(ExplainDisabled, Screen):
                 tooltip="Adopt an official-script folder: hard-link its identical files, read its log (docs/adopt.md)"),
         Binding("C", "app.corpus", "Corpus", id="corpus", show=False, tooltip="The corpus report of the selected run's data "
                 "(flagged clips, reasons, play one)"),
+        Binding("D", "app.delete_run", "Delete run", id="delete_run", show=False,
+                tooltip="Delete the selected run's folder, after a y/n naming what goes (not while it runs)"),
         Binding("R", "app.restart_policy", "Restart policy", id="restart_policy", show=False,
                 tooltip="Restart this run when it crashes: off, or N times with back-off"),
         Binding("m", "app.smooth", "Smooth", id="smooth", show=False, tooltip="EMA smoothing of the loss chart on/off"),
