@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError) as exc:
         print(f"milo-tui: error: cannot prepare the workspace: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl+C while the demo workspace is made: nothing half-made is left behind
+        print("milo-tui: interrupted: the demo workspace was not made; the next start makes it", file=sys.stderr)
+        return 130
     if args.print_config:
         for key in ("base_model", "checkpoints", "data", "device", "demo_dir"):
             print(f"{key:12} {getattr(settings, key)!s:60} ({settings.source(key)})")

@@ -44,3 +44,18 @@ def test_the_first_start_shows_each_step_and_its_seconds(tmp_path):
     assert any(len(seen) > 1 for seen in counts.values()), counts  # the current step's count moves
     # Back from the dashboard, the terminal still shows what was made and how long each step took.
     assert "done in" in screen and re.search(r"step 5 of 5: .+  \d+ s$", screen, re.M), screen
+
+
+@pytest.mark.tmux
+def test_ctrl_c_while_the_workspace_is_made_says_so_in_one_line(tmp_path):
+    demo = tmp_path / "demo"
+    with Tmux(100, 30) as term:
+        # The pane's shell survives the interrupt (a trap), so that what milo-tui said can be read.
+        term.start(["bash", "-c", 'trap : INT; "$@"', "-", sys.executable, "-m", "milo_tui", "--demo"],
+                   env={"MILO_DEMO_DIR": str(demo)})
+        term.wait_for("step 2 of 5", timeout=60)
+        term.send("C-c")
+        screen = term.wait_for("EXITED:", timeout=60)
+    assert "EXITED:130" in screen and "Traceback" not in screen, screen
+    assert "interrupted: the demo workspace was not made; the next start makes it" in screen, screen
+    assert [p.name for p in tmp_path.iterdir()] == [".demo.lock"]  # no half-made workspace
