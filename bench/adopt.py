@@ -7,7 +7,7 @@ rest different), a copy of the speech tokenizer (identical in all) and small ide
 come from /proc/self/io (rchar); the page cache is warm for both arms (this machine cannot drop it), so
 the time favours the baseline: on a cold disk time follows the bytes.
 
-    .venv/bin/python bench/adopt.py [--checkpoints 6] [--weights-mb 256] [--tokenizer-mb 128]
+    .venv/bin/python bench/adopt.py [--checkpoints 6] [--weights-mb 256] [--tokenizer-mb 128] [--quick]
 """
 from __future__ import annotations
 
@@ -89,7 +89,10 @@ def main() -> int:
     p.add_argument("--checkpoints", type=int, default=6)
     p.add_argument("--weights-mb", type=int, default=256)
     p.add_argument("--tokenizer-mb", type=int, default=128)
+    p.add_argument("--quick", action="store_true", help="the smallest setting, for tests/foundation/test_bench.py: proves the benchmark runs, measures nothing")
     a = p.parse_args()
+    if a.quick:
+        a.checkpoints, a.weights_mb, a.tokenizer_mb = 2, 1, 1
     with tempfile.TemporaryDirectory(prefix="milo-bench-adopt-") as tmp:
         folder = Path(tmp) / "output"
         make_output(folder, a.checkpoints, a.weights_mb, a.tokenizer_mb)

@@ -14,6 +14,7 @@ Exit status: 0 all codes equal stock's; 1 some differ; 3 all equal but on CUDA t
 eager path (the reason is printed).
 
     python bench/audition_latency.py                                   # tiny model, CPU, seconds
+    python bench/audition_latency.py --quick                           # 4 frames, 1 run: does it run
     python bench/audition_latency.py --shape 1.7b --device cuda        # real 1.7B shape, random weights, bf16
 
 Prints a short table last; docs/benchmarks.md ("Audition") keeps the figures.
@@ -91,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no-eager-row", action="store_true",
                    help="on CUDA, skip the diagnostic row 'fast, no graph' (the fast path with its graph off)")
+    p.add_argument("--quick", action="store_true", help="the smallest setting, for tests/foundation/test_bench.py: proves the benchmark runs, measures nothing")
     args = p.parse_args(argv)
+    if args.quick:
+        args.frames, args.runs = 4, 1
 
     import torch
 

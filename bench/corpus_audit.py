@@ -7,12 +7,14 @@ did before the audit in the same run (reading and converting to 24 kHz mono: the
 2. cutting a long recording (the clips joined with pauses) at VAD pauses;
 3. `milo-train prepare` as a whole on the clips (audit, speech tokenizer, report) in its own process.
 
-    .venv/bin/python bench/corpus_audit.py [--clips 24] [--repeats 2]
+    .venv/bin/python bench/corpus_audit.py [--clips 24] [--repeats 2] [--quick]
 """
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,7 +67,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, default=24)
     p.add_argument("--repeats", type=int, default=2, help="each part is timed this often; the best counts")
+    p.add_argument("--quick", action="store_true", help="the smallest setting, for tests/foundation/test_bench.py: proves the benchmark runs, measures nothing")
     args = p.parse_args()
+    if args.quick:
+        args.clips, args.repeats = 2, 1
 
     import torch
 
@@ -77,6 +82,7 @@ def main() -> int:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     tmp = Path(tempfile.mkdtemp(prefix="milo-audit-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)
     wavs = make_corpus(tmp / "corpus", args.clips)
     auditor = Auditor()
     mono = {w: to_24k_mono(*read_audio(w)[:2]) for w in wavs}

@@ -6,7 +6,7 @@
    two arms: the run's wall time and training samples/s, and their ratio. The scorer is niced and in its
    own process, so what it takes from training is what this measures.
 
-    .venv/bin/python bench/scoring.py [--epochs 3] [--runs 2]
+    .venv/bin/python bench/scoring.py [--epochs 3] [--runs 2] [--quick]
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def workspace(tmp: Path) -> tuple[Path, Path, Path]:
     return tmp / "base", tmp / "train.jsonl", run / "epoch-0001"
 
 
-def time_scoring(checkpoint: Path, data: Path) -> dict:
+def time_scoring(checkpoint: Path, data: Path, prompts) -> dict:
     from inference.engine import Engine
     from inference.scoring.scorer import CEILING_CLIPS, Scorer, score_checkpoint
 
@@ -54,16 +54,21 @@ def time_scoring(checkpoint: Path, data: Path) -> dict:
     scorer = Scorer()
     reference = scorer.reference(data, hold_out=CEILING_CLIPS)
     engine = Engine(device="cpu", tune_threads=True)
-    cold = score_checkpoint(checkpoint, scorer, reference, engine=engine)
+    cold = score_checkpoint(checkpoint, scorer, reference, engine=engine, prompts=prompts)
     cold_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    warm = score_checkpoint(checkpoint, scorer, reference, engine=engine)
+    warm = score_checkpoint(checkpoint, scorer, reference, engine=engine, prompts=prompts)
     return {"cold_s": round(cold_s, 1), "warm_s": round(time.perf_counter() - t1, 1),
             "audio_s": round(sum(c["audio_s"] for c in warm["clips"]), 1),
             "runaway": warm["means"]["runaway"], "same_numbers": cold["means"] == warm["means"]}
 
 
-def train(base: Path, data: Path, run: Path, epochs: int, score: bool) -> dict:
+def train(base: Path, data: Path, run: Path, epochs: int, score: bool, prompts) -> dict:
+    from contract import scores as sc
+
+    if prompts != sc.DEFAULT_PROMPTS:  # the run's own prompt set (contract/scores.py PROMPTS_TXT)
+        run.mkdir(parents=True)
+        (run / sc.PROMPTS_TXT).write_text("".join(f"{seed}\t{text}\n" for text, seed in prompts))
     args = [sys.executable, "-m", "training", "run", "--base", str(base), "--data", str(data), "--run", str(run),
             "--epochs", str(epochs), "--val-fraction", "0.2", "--patience", "0"] + ([] if score else ["--no-score"])
     t0 = time.perf_counter()
@@ -74,8 +79,6 @@ def train(base: Path, data: Path, run: Path, epochs: int, score: bool) -> dict:
     seconds = sum(s["seconds"] for s in steps)
     scored = None
     if score:  # wait for the scorer to finish, so the next arm starts on a quiet machine
-        from contract import scores as sc
-
         while any(e.get("state") in (sc.QUEUED, sc.RUNNING) for e in sc.states(run).values()) or \
                 sc.states(run, "rows").get("baseline", {}).get("state") in (None, sc.RUNNING):
             time.sleep(0.5)
@@ -87,18 +90,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="the smallest setting, for tests/foundation/test_bench.py: proves the benchmark runs, measures nothing")
     args = p.parse_args(argv)
+    from contract import scores as sc
+
+    prompts = sc.DEFAULT_PROMPTS
+    if args.quick:
+        args.epochs, args.runs, prompts = 1, 1, sc.DEFAULT_PROMPTS[:1]
     tmp = Path(tempfile.mkdtemp(prefix="milo-bench-scoring-"))
     try:
         base, data, checkpoint = workspace(tmp)
-        cost = time_scoring(checkpoint, data)
-        print(f"scoring one checkpoint (tiny model, CPU, default 5 prompts, {cost['audio_s']} s of audio, "
+        cost = time_scoring(checkpoint, data, prompts)
+        print(f"scoring one checkpoint (tiny model, CPU, {len(prompts)} prompt(s), {cost['audio_s']} s of audio, "
               f"{cost['runaway']} runaway): cold {cost['cold_s']} s, warm {cost['warm_s']} s; "
               f"same numbers twice: {cost['same_numbers']}")
         arms = {"--no-score": [], "scoring after each save": []}
         for i in range(args.runs):
-            arms["--no-score"].append(train(base, data, tmp / f"off-{i}", args.epochs, score=False))
-            arms["scoring after each save"].append(train(base, data, tmp / f"on-{i}", args.epochs, score=True))
+            arms["--no-score"].append(train(base, data, tmp / f"off-{i}", args.epochs, score=False, prompts=prompts))
+            arms["scoring after each save"].append(train(base, data, tmp / f"on-{i}", args.epochs, score=True, prompts=prompts))
         print(f"\ntraining {args.epochs} epochs of the tiny model, {args.runs} run(s) per arm, alternating")
         print(f"{'arm':28} {'wall s':>8} {'samples/s':>10} {'scored':>7}")
         for name, runs in arms.items():

@@ -4,7 +4,7 @@ PulseAudio null sink, recorded from its monitor. The baseline, measured in the s
 Player told nothing about the clip's length (expected_s None: it starts with the first chunk, as the
 player did before the policy).
 
-    .venv/bin/python bench/start_policy.py [--rate 0.6] [--seconds 3] [--runs 2]
+    .venv/bin/python bench/start_policy.py [--rate 0.6] [--seconds 3] [--runs 2] [--quick]
 
 Prints, per arm, the start delay, rebuffers, and the silent 20 ms windows inside the heard tone; then
 the ratio of gaps, baseline / policy. Needs pulseaudio, pactl and parec (scripts/bootstrap.sh installs
@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=0.6, help="the producer's speed, audio seconds per second")
     p.add_argument("--seconds", type=float, default=3.0, help="length of the tone")
     p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="the smallest setting, for tests/foundation/test_bench.py: proves the benchmark runs, measures nothing")
     args = p.parse_args(argv)
+    if args.quick:
+        args.seconds, args.runs = 1.0, 1
     with tempfile.TemporaryDirectory() as tmp:
         env = start_pulse(Path(tmp) / "pulse")
         os.environ.update({k: env[k] for k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")})

@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py                                  # tiny model on the CPU (seconds)
     python bench/train_throughput.py --device cuda --shape 1.7b       # the real 1.7B shape, random weights
+    python bench/train_throughput.py --quick                          # 1 step of 1 clip: does it run
 
 Each procedure runs in a child process of its own (clean peak memory), on the same synthetic clips
 (random codes, text, one 3 s reference WAV), batch 2 and 4 micro-batches per optimizer step:
@@ -26,12 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from contract.audio import SAMPLE_RATE  # noqa: E402  (torch-free; needs the path above)
+
 
 def synthetic_examples(n: int, frames: int, text_words: int, ref: Path, seed: int = 0):
     import numpy as np
 
     from contract.synth import SENTENCES
-    from contract.audio import SAMPLE_RATE
     from training.data import Example
 
     rng = np.random.default_rng(seed)
@@ -173,7 +175,11 @@ def main() -> int:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--procedure", choices=("ours", "upstream"), help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help="the smallest setting, for tests/foundation/test_bench.py: proves the benchmark runs, measures nothing")
     args = p.parse_args()
+    if args.quick:  # a child gets --quick too (it is handed sys.argv)
+        args.clips, args.frames, args.text_words, args.batch_size, args.grad_accum, args.steps, args.warmup = \
+            2, 12, 4, 1, 1, 1, 0
 
     if args.procedure:  # a child: measure one procedure, print its JSON last
         print(json.dumps(measure(args.procedure, args)))
