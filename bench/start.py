@@ -12,7 +12,7 @@ this one's), its scripts/run.sh is timed in the same loop, alternating, and the 
 A frame is "drawn" when capture-pane first shows the dashboard's text. Polled every 20 ms. Run from the
 repository root (scripts/run.sh uses the .venv there):
 
-    python bench/start.py [--repeat 5] [--first] [--before DIR] [--work /tmp/milo-bench-start]
+    python bench/start.py [--repeat 5] [--first] [--before DIR] [--work /tmp/milo-bench-start] [--quick]
 """
 from __future__ import annotations
 
@@ -124,7 +124,11 @@ def main() -> int:
     ap.add_argument("--first", action="store_true", help="also time the first start (fresh HOME, ~1 min)")
     ap.add_argument("--before", type=Path, metavar="DIR", help="another checkout to time alongside (same run)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/milo-bench-start"))
+    ap.add_argument("--quick", action="store_true",
+                    help="the smallest setting, for tests/foundation/test_bench.py: proves the benchmark runs, measures nothing")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat = 1
     for checkout in (ROOT, args.before) if args.before else (ROOT,):
         if not (checkout / ".venv" / "bin" / "milo-tui").exists():
             print(f"bench/start.py: error: no .venv in {checkout}: run its scripts/run.sh once first (or link "

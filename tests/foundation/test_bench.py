@@ -22,6 +22,7 @@ SCRIPTS = [
     pytest.param("corpus_audit.py", ("text2wave",), marks=SLOW, id="corpus_audit"),  # 25 s: every audit model
     pytest.param("dashboard.py", (), id="dashboard"),                                # 20 s: six app processes
     pytest.param("scoring.py", (), marks=SLOW, id="scoring"),                        # 45-85 s: prepare, 3 runs, scorer
+    pytest.param("start.py", ("tmux",), id="start"),                                 # about 20 s: makes a demo
     pytest.param("start_policy.py", ("pulseaudio", "pactl", "parec"), id="start_policy"),  # about 10 s
     pytest.param("train_throughput.py", (), marks=SLOW, id="train_throughput"),      # 25 s: two model builds
 ]
@@ -35,7 +36,9 @@ def test_every_bench_script_is_run_here():
 def test_bench_runs_in_its_smallest_setting(script, needs, tmp_path):
     for binary in needs:
         need_binary(binary)
-    args = ["--quick"] + (["--work", str(tmp_path / "work")] if script == "dashboard.py" else [])
+    if script == "start.py" and not (ROOT / ".venv" / "bin" / "milo-tui").exists():
+        pytest.skip("bench/start.py times this checkout's scripts/run.sh, which needs the checkout's own .venv")
+    args = ["--quick"] + (["--work", str(tmp_path / "work")] if script in ("dashboard.py", "start.py") else [])
     proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=400, env=python_env(), stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
