@@ -263,7 +263,10 @@ class MiloApp(App):
     def on_run_ended(self, message: RunEnded) -> None:
         e = message.ended
         name = e.run_dir.name
-        if e.status == CRASHED and e.restart_at is not None:  # its keeper restarts it (docs/supervision.md)
+        if e.restarted:  # the crash and its restart both fell between two looks
+            self.notify(f"{name} crashed ({e.error or 'see train.log'}); Restart {e.restarts} of {e.restart_limit} "
+                        "has started", severity="warning", timeout=8)
+        elif e.status == CRASHED and e.restart_at is not None:  # its keeper restarts it (docs/supervision.md)
             delay = max(0.0, e.restart_at - time.time())
             self.notify(f"{name} crashed: {e.error}. Restart {e.restarts + 1} of {e.restart_limit} in {delay:.0f} s",
                         severity="warning", timeout=8)

@@ -114,6 +114,7 @@ class Ended:
     restarts: int = 0
     restart_limit: int = 0
     restart_at: float | None = None  # when the keeper restarts it (None: it will not)
+    restarted: bool = False  # the keeper restarted it between two looks: the crash was not seen while it lasted
 
 
 def restartable(state: dict, exit_code: int | None) -> bool:
@@ -145,6 +146,7 @@ class Supervisor:
     _watched: set = field(default_factory=set)  # run dirs seen alive: report their end once
     _requested: dict = field(default_factory=dict)  # run_dir -> "stop" | "kill"
     _launching: set = field(default_factory=set)
+    _restarts: dict = field(default_factory=dict)  # run_dir -> the keeper's restart count as last seen (or expected)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------------ launching (thread workers)
@@ -289,8 +291,16 @@ class Supervisor:
         if state.get("status") not in LIVE_STATUSES and not watched:
             return None
         if self.alive(run_dir, state):
+            restarts = state.get("restarts") or 0
             with self._lock:
                 self._watched.add(run_dir)
+                seen = self._restarts.setdefault(run_dir, restarts)
+                self._restarts[run_dir] = restarts
+            if restarts > seen:  # crashed and restarted within one poll (a short back-off, a busy machine)
+                from milo_tui.runs import log_error_line
+
+                return Ended(run_dir, CRASHED, None, log_error_line(run_dir), None, restarts,
+                             state.get("restart_limit") or 0, None, restarted=True)
             return None
         # The keeper records the trainer's exit status; a keeper killed with it (Kill) ends the same way.
         exit_code = state.get("exit_code")
@@ -307,6 +317,8 @@ class Supervisor:
                                  error=error, ended_at=time.time())
         if not watched:
             return None
+        with self._lock:  # a restart the keeper has scheduled is said now, not again when it runs
+            self._restarts[run_dir] = (state.get("restarts") or 0) + (state.get("restart_at") is not None)
         return Ended(run_dir, state.get("status"), state.get("exit_code", exit_code), state.get("error"), requested,
                      state.get("restarts") or 0, state.get("restart_limit") or 0, state.get("restart_at"))
 

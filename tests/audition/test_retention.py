@@ -138,7 +138,7 @@ def test_an_official_output_is_listed_auditioned_scored_pruned_and_adopted(offic
     assert sc.is_score(sc.scores_of(json.loads((out / "checkpoint-epoch-2" / EVAL_JSON).read_text()))["similarity"])
     # adopted: identical files hard-linked, the bytes reported, the loss lines read, run.json written
     shared = _blocks(out / "checkpoint-epoch-0") - (out / "checkpoint-epoch-0" / "model.safetensors").stat().st_blocks * 512
-    proc = run_module("training", "adopt", str(out), "--data", str(tmp_path / "train.jsonl"))
+    proc = run_module("training", "adopt", str(out), "--data", str(demo_clips[0].parent))  # the corpus it was made from
     assert proc.returncode == 0, proc.stderr
     # the three copies are identical (the tiny model's weights too): two copies of every file are freed
     every = _blocks(out / "checkpoint-epoch-0")
@@ -147,19 +147,22 @@ def test_an_official_output_is_listed_auditioned_scored_pruned_and_adopted(offic
     a, b = out / "checkpoint-epoch-0" / "speech_tokenizer", out / "checkpoint-epoch-2" / "speech_tokenizer"
     assert all((a / f.name).stat().st_ino == f.stat().st_ino for f in b.iterdir() if f.is_file())
     spec = json.loads((out / "run.json").read_text())
-    assert spec["adopted"] and spec["speaker"] == "milo_demo" and spec["data"].endswith("train.jsonl")
+    assert spec["adopted"] and spec["speaker"] == "milo_demo" and spec["data"] == str(demo_clips[0].parent)
     steps = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == list(range(1, 13)) and steps[0]["objective"] == pytest.approx(9.5)
     # pruned: nothing is freed while the copies share their files, and the scored best stays
     # (the tiny model never says end-of-speech: its one prompt ran away, which the rule here allows)
     config = tmp_path / "config.toml"
     config.write_text("[best]\nmax_runaway = 1\n")
+    # what the two folders hold alone: their own directory blocks (du counts them); every file is shared
+    folders = sum(d.stat().st_blocks * 512 for e in (0, 1) for d in [out / f"checkpoint-epoch-{e}",
+                  *(p for p in (out / f"checkpoint-epoch-{e}").rglob("*") if p.is_dir())])
     proc = run_module("training", "prune", str(out), "--keep-best", "1", "--keep-last", "0",
                       env={**python_env(), "MILO_CONFIG": str(config)})
     assert proc.returncode == 0, proc.stderr
     assert "keep   checkpoint-epoch-2: the best by the rule" in proc.stdout
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-epoch-2"]
-    assert "deleted 2 checkpoint(s), freed 0 B" in proc.stdout
+    assert f"deleted 2 checkpoint(s), freed {fmt_bytes(folders)}" in proc.stdout
     assert (out / "checkpoint-epoch-2" / "model.safetensors").is_file()
 
 

@@ -253,3 +253,12 @@ def _utc(monkeypatch):
     time.tzset()
     yield
     time.tzset()
+
+
+@pytest.fixture
+def base(tmp_path):
+    """A folder that passes the new-run form's base-model check (config.json of a Base model, a tokenizer)."""
+    folder = tmp_path / "base"
+    (folder / "speech_tokenizer").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_tts", "tts_model_type": "base"}))
+    return folder

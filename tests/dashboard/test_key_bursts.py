@@ -2,7 +2,6 @@
 a key after Tab goes into the field Tab moved to, never into the one just left."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -12,14 +11,6 @@ from textual import events
 from milo_tui.screens.new_run import NewRunScreen
 from tests.dashboard.conftest import make_app, wait_for
 from tests.terminal import Tmux
-
-
-@pytest.fixture
-def base(tmp_path):
-    folder = tmp_path / "base"
-    (folder / "speech_tokenizer").mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_tts", "tts_model_type": "base"}))
-    return folder
 
 
 def burst(app, *keys: str) -> None:

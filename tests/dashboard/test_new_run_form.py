@@ -3,18 +3,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from milo_tui.screens.new_run import NewRunScreen, validate_form
 from tests.dashboard.conftest import make_app, screen_text, wait_for
-
-
-@pytest.fixture
-def base(tmp_path):
-    folder = tmp_path / "base"
-    (folder / "speech_tokenizer").mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_tts", "tts_model_type": "base"}))
-    return folder
 
 
 def _values(base_dir, data_path, **over):

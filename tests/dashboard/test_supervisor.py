@@ -268,3 +268,32 @@ def test_a_trainer_command_that_cannot_run_is_one_line_in_state_and_log(tmp_path
     assert ended.status == CRASHED and ended.restart_at is None and ended.exit_code == 127
     assert state["error"].startswith("cannot start the trainer: [Errno 2] No such file or directory")
     assert "Traceback" not in (run / "train.log").read_text() and missing in (run / "train.log").read_text()
+
+
+def test_a_crash_restarted_between_two_looks_is_still_said_once(tmp_path, live_process):
+    """The keeper can see a crash and restart it (a short back-off, a busy machine) between two of the
+    watcher's looks: the dashboard never sees the run dead, and must still say that it crashed."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log").write_text("step 3\nRuntimeError: test hook: crash once at step 3\n")
+    keeper = live_process()
+    sup = Supervisor(env=python_env())
+    alive = {"status": "running", "keeper_pid": keeper["pid"], "keeper_start_time": keeper["pid_start_time"],
+             "restart_limit": 2, "restarts": 0, **live_process()}
+    write_json_atomic(run / "state.json", alive)
+    assert sup.check(run) is None and sup.watching(run)
+    write_json_atomic(run / "state.json", {**alive, "restarts": 1, **live_process()})  # crashed and restarted
+    ended = sup.check(run)
+    assert ended is not None and ended.restarted and ended.status == CRASHED
+    assert (ended.restarts, ended.restart_limit) == (1, 2) and "crash once at step 3" in ended.error
+    assert sup.check(run) is None  # said once
+    # A crash seen while it lasted is said then, with its restart to come, and not again when the restart runs.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    write_json_atomic(run / "state.json", {**alive, "restarts": 1, "status": "crashed", "restart_at": time.time() + 1,
+                                           "pid": dead.pid, "attempt_ended": dead.pid, "error": "RuntimeError: again"})
+    seen = sup.check(run)
+    assert seen is not None and not seen.restarted and seen.restart_at is not None
+    write_json_atomic(run / "state.json", {**alive, "restarts": 2, **live_process()})
+    assert sup.check(run) is None  # the restart it announced
+    assert sup.watching(run)
