@@ -42,15 +42,42 @@ DEFAULT_PROMPTS: tuple[tuple[str, int], ...] = (
 )
 
 PROMPTS_TXT = "score-prompts.txt"       # in a run folder: that run's prompt set (else DEFAULT_PROMPTS)
-# Scoring frames per sentence: about twice what read speech needs (2 s + 8 letters a second), so a
-# checkpoint that never says end-of-speech is caught (runaway) without minutes of noise to score.
+# Scoring frames per prompt where the corpus has no speaking rate (score_bound): about twice what read
+# speech needs (2 s + 8 letters a second), so a checkpoint that never says end-of-speech is caught (runaway)
+# without minutes of noise to score.
 SCORE_BUDGET_BASE_S, SCORE_BUDGET_PER_CHAR_S = 2.0, 0.125
+
+
+# The bound a scored prompt is cut at, from its text and the corpus's speaking rate (the reference clips'
+# median letters and digits per second): a prompt still speaking after SCORE_BOUND_MULTIPLE times the time
+# the corpus's speaker would take, plus SCORE_BOUND_MARGIN_S (leading and trailing silence, which the rate
+# leaves out), is runaway, and its cost is bounded by its text. Without a speaking rate: the budget above.
+SCORE_BOUND_MULTIPLE, SCORE_BOUND_MARGIN_S = 1.5, 1.0
+# MILO_SCORE_BOUND=budget: every prompt runs to the budget above, as before the bound (bench/scoring.py's
+# "before" arm).
+SCORE_BOUND_ENV = "MILO_SCORE_BOUND"
 
 
 def score_budget_frames(text: str) -> int:
     from contract.audio import FRAME_RATE  # here, not at the top: contract.audio brings numpy (listen.py), which
     # the dashboard, reading scores, would otherwise load before its first frame
     return int((SCORE_BUDGET_BASE_S + SCORE_BUDGET_PER_CHAR_S * len(text)) * FRAME_RATE) + 1
+
+
+def score_bound(text: str, rate_cps: float | None = None) -> dict:
+    """The frames a scored prompt may take: `frames`, `seconds` (the same as audio), `expected_s` (the text
+    at the corpus's pace; None without one) and `by` ("speaking rate", or "budget" where the rate is
+    unknown or MILO_SCORE_BOUND=budget asks for the old budget)."""
+    from contract.audio import FRAME_RATE
+
+    chars = sum(1 for c in text if c.isalnum())  # what a speaking rate counts (inference.scoring.measures)
+    if rate_cps and rate_cps > 0 and chars and os.environ.get(SCORE_BOUND_ENV, "") != "budget":
+        expected = chars / rate_cps
+        frames = int((SCORE_BOUND_MULTIPLE * expected + SCORE_BOUND_MARGIN_S) * FRAME_RATE) + 1
+        return {"frames": frames, "seconds": round(frames / FRAME_RATE, 2), "expected_s": round(expected, 2),
+                "by": "speaking rate"}
+    frames = score_budget_frames(text)
+    return {"frames": frames, "seconds": round(frames / FRAME_RATE, 2), "expected_s": None, "by": "budget"}
 
 
 # The per-clip measures, in the order tables show them; the means of a checkpoint use the same names.

@@ -3,7 +3,8 @@
 A clip's row: similarity (cosine of its speaker embedding with the reference centroid), the transcript
 and its WER/CER against the text, DNSMOS SIG/BAK/OVRL, speaking rate (letters and digits per second of
 speech) and its ratio to the reference's median, runaway (the frame limit was reached without end of
-speech), silence ratio and clipping. A measure that cannot be taken is "not scored: <why>"
+speech), silence ratio and clipping. A generated prompt is cut at its bound (contract.scores.score_bound:
+a multiple of the time its text takes at the corpus's pace), so a runaway costs what its text does. A measure that cannot be taken is "not scored: <why>"
 (contract/scores.py); nothing here raises for a model or a clip that fails.
 """
 from __future__ import annotations
@@ -172,21 +173,41 @@ def score_checkpoint(checkpoint: Path, scorer: Scorer, reference: Reference, *, 
     rows = []
     for text, seed in prompts:
         timings = Timings()
-        sampling = engine.sampling(max_new_tokens=sc.score_budget_frames(text))
-        chunks = list(engine.stream(text, seed=int(seed), sampling=sampling, timings=timings, budget=False))
+        bound = sc.score_bound(text, reference.rate_cps)
+        sampling = engine.sampling(max_new_tokens=bound["frames"])
+        t0 = time.monotonic()
+        chunks, cut = [], False
+        for chunk in engine.stream(text, seed=int(seed), sampling=sampling, timings=timings, budget=False):
+            chunks.append(chunk)
+            if timings.frames >= bound["frames"] - 1:  # a prompt of several sentences: the bound is the whole
+                cut = True                               # prompt's, not each sentence's
+                break
+        generate_s = time.monotonic() - t0
         audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         row = {"text": text, "seed": int(seed), "frames": timings.frames,
-               **scorer.score_clip(audio, SAMPLE_RATE, text, reference, runaway=timings.runaway > 0)}
+               **scorer.score_clip(audio, SAMPLE_RATE, text, reference, runaway=cut or timings.runaway > 0)}
+        row.update(_timing(bound, generate_s, time.monotonic() - t0 - generate_s))
         rows.append(row)
         say(f"{Path(checkpoint).name}: {text[:40]!r} similarity {row['similarity']}, WER {row['wer']}, "
             f"OVRL {row['dnsmos_ovrl']}")
     return _scores(rows, scorer, reference, started, checkpoint=Path(checkpoint).name)
 
 
+def _timing(bound: dict, generate_s: float, measure_s: float) -> dict:
+    """A generated row's bound (frames and seconds, and what it came from) and the scorer's own time."""
+    return {"bound_frames": bound["frames"], "bound_s": bound["seconds"], "bound_by": bound["by"],
+            "generate_s": round(generate_s, 3), "measure_s": round(measure_s, 3)}
+
+
 def _scores(rows: list[dict], scorer: Scorer, reference: Reference, started: float, **extra) -> dict:
+    timed = [r for r in rows if "generate_s" in r]
+    timing = {"timing": {"generate_s": round(sum(r["generate_s"] for r in timed), 2),
+                         "measure_s": round(sum(r["measure_s"] for r in timed), 2),
+                         "bound_multiple": sc.SCORE_BOUND_MULTIPLE, "bound_margin_s": sc.SCORE_BOUND_MARGIN_S}} \
+        if timed else {}
     return {"v": sc.SCORES_VERSION, "scored_at": round(time.time(), 3),
             "seconds": round(time.monotonic() - started, 2), "models": scorer.models(),
-            "reference": reference.describe(), **extra, "means": sc.means(rows), "clips": rows}
+            "reference": reference.describe(), **extra, **timing, "means": sc.means(rows), "clips": rows}
 
 
 def write_scores(checkpoint: Path, scores: dict) -> Path:
@@ -227,13 +248,17 @@ def score_baseline(base: Path, ref_audio: Path, scorer: Scorer, reference: Refer
     rows = []
     for text, seed in prompts:
         torch.manual_seed(int(seed))
-        budget = sc.score_budget_frames(text)
+        bound = sc.score_bound(text, reference.rate_cps)
+        t0 = time.monotonic()
         wavs, out_rate = tts.generate_voice_clone(text, language="auto", ref_audio=(audio, rate),
-                                                  x_vector_only_mode=True, max_new_tokens=budget)
+                                                  x_vector_only_mode=True, max_new_tokens=bound["frames"])
+        generate_s = time.monotonic() - t0
         wav = np.asarray(wavs[0], dtype=np.float32)
         frames = round(len(wav) / (int(out_rate or SAMPLE_RATE) / FRAME_RATE))
         row = {"text": text, "seed": int(seed), "frames": frames,
-               **scorer.score_clip(wav, int(out_rate or SAMPLE_RATE), text, reference, runaway=frames >= budget - 1)}
+               **scorer.score_clip(wav, int(out_rate or SAMPLE_RATE), text, reference,
+                                   runaway=frames >= bound["frames"] - 1)}
+        row.update(_timing(bound, generate_s, time.monotonic() - t0 - generate_s))
         rows.append(row)
         say(f"baseline: {text[:40]!r} similarity {row['similarity']}, WER {row['wer']}")
     return _scores(rows, scorer, reference, started, row="baseline", base_model=str(base), ref_audio=str(ref_audio))

@@ -94,6 +94,46 @@ def test_a_generation_cut_at_the_frame_limit_is_runaway(tiny_custom_voice):
     assert results[11][0] < 39 and results[11][1] == 0
 
 
+def test_a_runaway_prompt_is_cut_at_its_bound_not_the_budget(run_with_checkpoint, demo_clips, tmp_path):
+    """The tiny model never says end-of-speech on this prompt: the scorer cuts it at a multiple of the time
+    its text takes at the corpus's pace (not the frame budget), counts it runaway, and eval.json says the
+    bound and the scorer's own time."""
+    from contract.audio import FRAME_RATE
+
+    run, ckpt = run_with_checkpoint
+    text = "When the storm finally passed, the fishermen pulled their boats back onto the beach."
+    (tmp_path / "long.txt").write_text(f"15\t{text}\n")
+    proc = _eval(str(ckpt), "--reference", str(demo_clips[0].parent), "--prompts", str(tmp_path / "long.txt"))
+    assert proc.returncode == 0, proc.stderr
+    scores = read_json(ckpt / "eval.json")[sc.SCORES]
+    [clip] = scores["clips"]
+    rate = scores["reference"]["rate_cps_median"]
+    bound = sc.score_bound(text, rate)
+    assert bound["by"] == "speaking rate" and bound["frames"] < sc.score_budget_frames(text) * 0.75
+    assert clip["bound_by"] == "speaking rate" and abs(clip["bound_frames"] - bound["frames"]) <= 1
+    assert clip["runaway"] is True and scores["means"]["runaway"] == 1
+    assert clip["frames"] == clip["bound_frames"] - 1  # the last allowed token is never fed (stock's rule)
+    assert abs(clip["audio_s"] - clip["frames"] / FRAME_RATE) < 0.1
+    assert abs(clip["bound_s"] - clip["bound_frames"] / FRAME_RATE) < 0.01
+    assert clip["generate_s"] > 0 and clip["measure_s"] > 0
+    assert clip["generate_s"] + clip["measure_s"] <= scores["seconds"]
+    assert scores["timing"] == {**scores["timing"], "bound_multiple": sc.SCORE_BOUND_MULTIPLE,
+                                "bound_margin_s": sc.SCORE_BOUND_MARGIN_S}
+    assert scores["timing"]["generate_s"] == round(clip["generate_s"], 2)
+
+
+def test_without_a_speaking_rate_the_bound_is_the_budget(monkeypatch):
+    text = "Please check the fuse before you touch the wires."
+    budget = sc.score_budget_frames(text)
+    assert sc.score_bound(text, None) == {"frames": budget, "seconds": round(budget / 12.5, 2), "expected_s": None,
+                                          "by": "budget"}
+    fast = sc.score_bound(text, 14.0)
+    assert fast["expected_s"] == round(40 / 14.0, 2)  # 40 letters and digits at the corpus's 14 a second
+    assert fast["frames"] == int((sc.SCORE_BOUND_MULTIPLE * 40 / 14.0 + sc.SCORE_BOUND_MARGIN_S) * 12.5) + 1
+    monkeypatch.setenv(sc.SCORE_BOUND_ENV, "budget")  # bench/scoring.py's "before" arm
+    assert sc.score_bound(text, 14.0)["frames"] == budget
+
+
 def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_data, tmp_path):
     """The trainer queues each saved checkpoint and starts the scorer; the scorer writes eval.json scores, the
     run's ceiling and baseline rows, and skips a queued checkpoint that was deleted."""
