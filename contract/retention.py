@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.runfolder import RUN_JSON, claim, list_checkpoints, locked, read_json, record
-from contract.scores import QUEUED, RUNNING, BestRule, checkpoint_rows, pick_best, read_row, states
+from contract.scores import QUEUED, RUNNING, BestRule, checkpoint_rows, pick_best, read_row, RUN_RULE_SOURCE, rule_for, states
 from contract.units import fmt_bytes, parse_size
 
 TRASH_PREFIX = ".deleting-"
@@ -174,13 +174,13 @@ def ranking(run_dir: Path, rule: BestRule) -> tuple[list[str], str | None, str |
 def plan(run_dir: Path, policy: Policy, rule: BestRule | None = None, *, protect: dict[str, str] | None = None) -> Plan:
     """What `policy` keeps and deletes in `run_dir` now. `protect` adds names that must stay, with why."""
     run_dir = Path(run_dir)
-    rule = rule or BestRule()
+    rule, source = rule_for(run_dir, rule or BestRule())  # one rule per run: the run's own where it has one
     checkpoints = list_checkpoints(run_dir)
     names = [p.name for p in checkpoints]
     order, best, best_loss = ranking(run_dir, rule)
     keep: dict[str, str] = {}
     if best:
-        keep[best] = f"the best by the rule ({rule.describe()})"
+        keep[best] = f"the best by {source if source.startswith(RUN_RULE_SOURCE) else 'the rule'} ({rule.describe()})"
     if best_loss and best_loss not in keep:
         keep[best_loss] = "the best by validation loss"
     for name, why in (protect or {}).items():

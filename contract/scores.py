@@ -197,6 +197,27 @@ def missing_reference(run_dir: Path) -> str | None:
             f"milo-train adopt {run_dir} --data CORPUS")
 
 
+SCORING_TABLE = "scoring"
+SCORER_DEVICES = ("cpu", "cuda", "auto")
+# cpu by default: the scorer then never takes GPU memory or time from a run training beside it (at nice 19 it
+# takes only the cores training leaves), and works the same on a machine without a GPU. docs/configuration.md
+DEFAULT_SCORER_DEVICE = "cpu"
+
+
+def scorer_device(config: dict | None = None, origin: str | Path = "the configuration file") -> str:
+    """Where the scorer generates: [scoring] device of a configuration (contract.configfile.read_config()),
+    checked; ConfigError if wrong. Other keys of [scoring] are left to their readers."""
+    from contract.configfile import ConfigError
+
+    table = (config or {}).get(SCORING_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: [{SCORING_TABLE}] must be a table")
+    device = table.get("device", DEFAULT_SCORER_DEVICE)
+    if device not in SCORER_DEVICES:
+        raise ConfigError(f"{origin}: [{SCORING_TABLE}] device = {device!r} must be one of {', '.join(SCORER_DEVICES)}")
+    return device
+
+
 def start_scorer(run_dir: Path, *, python: str, device: str = "cpu", env: dict | None = None):
     """Start the run's scorer (`python -m inference.scoring queue RUN`): niced by itself, in its own session
     (a Stop of the run does not cut a score short), its output appended to scoring.log. One scorer per run
@@ -284,13 +305,57 @@ def pick_best(candidates: list[tuple[str, dict | None, float | None]], baseline:
                   f"runaway <= {rule.max_runaway}")
 
 
-def best_checkpoint(run_dir: Path, rule: BestRule | None = None) -> tuple[Path | None, str]:
-    """The run's best checkpoint by `rule` (default: the configuration's), and why."""
-    from contract.configfile import read_config
+RUN_BEST = "best"  # run.json's block: the run's own rule (the trainer's --best-max-runaway), with a note why
+RUN_RULE_SOURCE = "this run's rule"
 
-    rule = rule or best_rule(read_config())
+
+def rule_block(rule: BestRule, note: str = "") -> dict:
+    """What run.json holds for a run started with its own rule (contract.scores.run_rule reads it back)."""
+    return {"metric": rule.metric, "wer_margin": rule.wer_margin, "max_runaway": rule.max_runaway,
+            **({"note": note} if note else {})}
+
+
+def run_rule(run_json: dict | None) -> tuple[BestRule, str] | None:
+    """A run's own rule from its run.json (a dict as read) and the note that says why it has one; None when it
+    has none, or one that does not read as a rule (then the configuration's applies)."""
+    from contract.configfile import ConfigError
+
+    block = (run_json or {}).get(RUN_BEST) if isinstance(run_json, dict) else None
+    if not isinstance(block, dict):
+        return None
+    note = block.get("note") if isinstance(block.get("note"), str) else ""
+    try:
+        return best_rule({BEST_TABLE: {k: v for k, v in block.items() if k != "note"}}, "run.json"), note
+    except ConfigError:
+        return None
+
+
+def rule_for(run_dir: Path, fallback: BestRule | None = None) -> tuple[BestRule, str]:
+    """One rule per run, as one retention policy per run (contract.retention.policy_for): the run's own (run.json,
+    written when it was started) where it has one, else `fallback` (the configuration's [best]; read here when
+    None). With where it came from, for the operator to read. ConfigError only when the configuration is read
+    and wrong."""
+    from contract.runfolder import RUN_JSON
+
+    own = run_rule(read_json(Path(run_dir) / RUN_JSON))
+    if own is not None:
+        rule, note = own
+        return rule, RUN_RULE_SOURCE + (f" ({note})" if note else "")
+    if fallback is None:
+        from contract.configfile import read_config
+
+        fallback = best_rule(read_config())
+    return fallback, "the [best] rule"
+
+
+def best_checkpoint(run_dir: Path, rule: BestRule | None = None) -> tuple[Path | None, str]:
+    """The run's best checkpoint by its rule (rule_for: the run's own, else `rule`, else the configuration's),
+    and why."""
+    rule, source = rule_for(run_dir, rule)
     baseline = read_row(run_dir, "baseline")
     name, why = pick_best(checkpoint_rows(run_dir), (baseline or {}).get("means"), rule)
+    if source.startswith(RUN_RULE_SOURCE):
+        why = f"{why}; by {source}"
     return (Path(run_dir) / name if name else None), why
 
 

@@ -391,8 +391,13 @@ class MiloApp(App):
     def _launch_from_form(self, request: RunRequest | None) -> None:
         if request is not None:
             device = self.settings.device
+            judging = ("--score-device", self.settings.score_device)
+            if self.settings.demo:  # the tiny model never stops: its runs judge by the demo's own rule (demo.py)
+                from milo_tui.demo import DEMO_BEST_FLAGS
+
+                judging += DEMO_BEST_FLAGS
             self.launch(replace(request, device=None if device == "auto" else device,
-                                score=self.settings.score_checkpoints))
+                                score=self.settings.score_checkpoints, judging=judging))
 
     def launch(self, request: RunRequest) -> None:
         self._select_when_seen = request.run_dir
@@ -534,19 +539,37 @@ class MiloApp(App):
             return
         self.push_screen(CorpusScreen(path, device=self.settings.device))
 
+    def best_rule_of(self, run_dir: Path | None):
+        """One rule per run (contract.scores.rule_for): the run's own (run.json, as the watcher read it) where it
+        has one, else the configured [best]; with a note naming the run's own, "" for the configured one."""
+        run = self.runs.get(run_dir) if run_dir else None
+        if run is not None and run.best_rule is not None:
+            from contract.scores import RUN_RULE_SOURCE
+
+            return run.best_rule, RUN_RULE_SOURCE + (f" ({run.best_note})" if run.best_note else "")
+        return self.settings.best, ""
+
     def best_of(self, run_dir: Path | None) -> tuple[str | None, str]:
-        """The run's best checkpoint by the configured rule ([best]), and why."""
+        """The run's best checkpoint by its rule (best_rule_of), and why."""
         from contract.scores import pick_best
 
         checkpoints, _free = self.checkpoints.get(run_dir, ((), None))
         j = self.judgements.get(run_dir)
         baseline = ((j.baseline if j else None) or {}).get("means")
-        return pick_best([(c.name, c.scores, c.val_loss) for c in checkpoints], baseline, self.settings.best)
+        rule, _note = self.best_rule_of(run_dir)
+        return pick_best([(c.name, c.scores, c.val_loss) for c in checkpoints], baseline, rule)
+
+    def scorer_device_of(self, run_dir: Path | None) -> str:
+        """Where the run's scorer generates: as its trainer recorded it (run.json), else [scoring] device."""
+        run = self.runs.get(run_dir) if run_dir else None
+        return (run.score_device if run is not None and run.score_device else None) or self.settings.score_device
 
     def score(self, run_dir: Path, names: list[str]) -> None:
         """Queue checkpoints in the run's scoring.json and start its scorer: the same queue and process the
         trainer uses after a save (contract.scores.start_scorer). Fork and exec stay off the event loop."""
         from contract import scores
+
+        device = self.scorer_device_of(run_dir)
 
         def queue_and_start() -> None:
             why = scores.missing_reference(run_dir)
@@ -556,8 +579,7 @@ class MiloApp(App):
             for name in names:
                 scores.set_state(run_dir, name, scores.QUEUED, by="dashboard")
             try:
-                scores.start_scorer(run_dir, python=self._sources["python"], device=self.settings.device,
-                                    env=self._sources["env"])
+                scores.start_scorer(run_dir, python=self._sources["python"], device=device, env=self._sources["env"])
             except OSError as exc:
                 self.call_from_thread(self.notify, f"cannot start the scorer: {exc}", severity="error")
                 return

@@ -13,6 +13,9 @@
         restart_backoff  = 5.0          # seconds before the first restart; doubles each time
         score_checkpoints = true        # new runs score each checkpoint after it is saved (docs/scoring.md)
 
+        [scoring]
+        device = "cpu"                  # where the scorer generates: cpu | cuda | auto (docs/configuration.md)
+
         [keys]                          # action id -> key(s), see docs/keys.md
         stop = "x"
 
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING
 from platformdirs import user_data_path
 
 from contract.configfile import APP, ConfigError, config_file, read_config
-from contract.scores import BEST_TABLE, BestRule, best_rule
+from contract.scores import BEST_TABLE, DEFAULT_SCORER_DEVICE, SCORING_TABLE, BestRule, best_rule, scorer_device
 
 if TYPE_CHECKING:
     from contract.retention import Policy
@@ -76,6 +79,8 @@ class Settings:
     score_checkpoints: bool = True
     # [best] table: which checkpoint is the voice (contract/scores.py)
     best: BestRule = field(default_factory=BestRule)
+    # [scoring] table: where the scorer generates (contract/scores.py, docs/configuration.md)
+    score_device: str = DEFAULT_SCORER_DEVICE
     # [retention] table: what the prune key keeps (contract/retention.Policy; None: its defaults, read through
     # retention_policy(), so the policy's module waits until a prune or a launch needs it)
     retention: Policy | None = None
@@ -147,7 +152,7 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         from contract.retention import RETENTION_TABLE, policy_from
 
         data = read_config(path)
-        unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE})
+        unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE, SCORING_TABLE})
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
         values = {k: _coerce(k, data[k], f"{path}") for k in ENV if k in data}
@@ -157,6 +162,8 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         audit_thresholds(data, path)  # [audit] belongs to `milo-train prepare`; a mistake in it is said here too
         if BEST_TABLE in data:
             values["best"] = best_rule(data, path)
+        if SCORING_TABLE in data:
+            values["score_device"] = scorer_device(data, path)
         if RETENTION_TABLE in data:
             values["retention"] = policy_from(data, path)
         settings = settings.with_values(f"file {path}", **values) if values else settings

@@ -7,6 +7,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from milo_tui.metrics import RECENT, speed
 from contract.runfolder import (
@@ -15,6 +16,9 @@ from contract.runfolder import (
     read_json,
 )
 from milo_tui.tail import last_lines
+
+if TYPE_CHECKING:
+    from contract.scores import BestRule
 
 UNREADABLE = "unreadable"  # shown as the status of a run whose state.json is not a JSON object
 
@@ -46,6 +50,9 @@ class RunSummary:
     voice: "Voice | None" = None     # the best checkpoint by the [best] rule (RunWatcher adds it)
     adopted: bool = False            # an official-script folder adopted (run.json adopted: docs/adopt.md)
     data: str | None = None          # run.json's data: the corpus its scores compare with
+    best_rule: "BestRule | None" = None  # the run's own [best] rule (run.json best), None: the configuration's
+    best_note: str = ""              # why it has its own (the trainer's --best-note)
+    score_device: str | None = None  # where its scorer generates (run.json score_device), None: not recorded
 
     @property
     def live(self) -> bool:
@@ -101,6 +108,10 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
     if status in LIVE_STATUSES and rate and epochs and epoch_steps and epoch and epoch_step is not None:
         remaining = (epochs - epoch) * epoch_steps + max(0, epoch_steps - epoch_step)
         eta = remaining / rate
+    from contract.scores import run_rule  # here: the dashboard's first frame does not wait for it
+
+    own = run_rule(run_json)
+    score_device = (run_json or {}).get("score_device")
     error = st.get("error") if isinstance(st.get("error"), str) else None
     if status == UNREADABLE:
         error = "state.json is not readable JSON"
@@ -115,6 +126,8 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
         stop_reason=st.get("stop_reason") if isinstance(st.get("stop_reason"), str) else None,
         adopted=(run_json or {}).get("adopted") is True,
         data=(run_json or {}).get("data") if isinstance((run_json or {}).get("data"), str) and run_json["data"] else None,
+        best_rule=own[0] if own else None, best_note=own[1] if own else "",
+        score_device=score_device if isinstance(score_device, str) else None,
     )
 
 
@@ -181,12 +194,15 @@ def voice_stamp_files(run_dir: Path) -> list[Path]:
     from contract import scores
 
     return [ck / EVAL_JSON for ck in list_checkpoints(run_dir)] + [run_dir / scores.SCORING_JSON,
-                                                                   run_dir / scores.BASELINE_JSON]
+                                                                   run_dir / scores.BASELINE_JSON,
+                                                                   run_dir / RUN_JSON]  # the run's own rule
 
 
 def read_voice(run_dir: Path, rule) -> Voice:
+    """By the run's own rule where it has one (contract.scores.rule_for), else `rule` (the configuration's)."""
     from contract import scores
 
+    rule, _source = scores.rule_for(run_dir, rule)
     rows = scores.checkpoint_rows(run_dir)
     baseline = scores.read_row(run_dir, "baseline")
     name, _why = scores.pick_best(rows, (baseline or {}).get("means"), rule)

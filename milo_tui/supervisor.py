@@ -56,6 +56,7 @@ class RunRequest:
     device: str | None = None  # cpu, cuda, cuda:N; None: the trainer decides (cuda when available)
     score: bool = RUN_DEFAULTS["score"]  # score each checkpoint after it is saved (config: ui.score_checkpoints)
     retain: tuple[str, ...] = ()  # retention / quality-stop flags from the config's [retention] (Policy.trainer_flags)
+    judging: tuple[str, ...] = ()  # the run's own [best] rule and scorer device flags (--best-max-runaway, ...)
 
     @property
     def prepare_first(self) -> bool:
@@ -69,7 +70,7 @@ def trainer_argv(python: str, req: RunRequest) -> list[str]:
             "--grad-accum", str(req.grad_accum), "--attn", req.attention]
     argv += ["--speaker", req.speaker] if req.speaker else []
     argv += [] if req.score else ["--no-score"]
-    argv += list(req.retain)
+    argv += list(req.retain) + list(req.judging)
     return argv + (["--device", req.device] if req.device else [])
 
 

@@ -218,6 +218,12 @@ def _add_run(sub) -> None:
     g.add_argument("--stop-unimproved", type=int, metavar="N",
                    help="stop (with a resume point) when the best score has not improved for N scored checkpoints "
                         "[0: off]")
+    g.add_argument("--best-max-runaway", type=int, metavar="N",
+                   help="this run's own rule for its best checkpoint: the configuration's [best] rule, but allowing N "
+                        "runaway prompts (kept in run.json; every reader of the run's best uses it) [the [best] rule]")
+    g.add_argument("--best-note", metavar="TEXT", help="why the run has its own rule, shown with its verdict")
+    g.add_argument("--score-device", choices=("cpu", "cuda", "auto"),
+                   help="where the run's scorer generates (kept in run.json) [[scoring] device, else cpu]")
     g.add_argument("--save-dtype", choices=("base", "float32", "bfloat16", "float16"),
                    help=f"dtype of checkpoint weights; base: as the base model stores them [{D['save_dtype']}]")
     g.add_argument("--save-every-steps", type=int, help="also save a checkpoint (step-NNNNNNNN/) and resume point every N steps")

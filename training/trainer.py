@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -398,6 +398,30 @@ class Trainer:
                 parse_size(h.disk_budget)
             except ValueError as exc:
                 raise UsageError(f"--disk-budget: {exc}") from None
+        self.resolve_judging()
+
+    def resolve_judging(self) -> None:
+        """The run's own [best] rule (--best-max-runaway, with --best-note saying why) and where its scorer
+        generates (--score-device, else the configuration's [scoring] device): kept in run.json, so every reader
+        of the run's best and every scorer of it use the same. A resume keeps them unless given again."""
+        from contract import scores
+        from contract.configfile import ConfigError, read_config
+
+        a, kept = self.args, self.run_json or {}
+        runaway, note = getattr(a, "best_max_runaway", None), getattr(a, "best_note", None)
+        self.own_best = kept.get(scores.RUN_BEST)
+        if note and runaway is None:
+            raise UsageError("--best-note says why a run has its own rule: give it with --best-max-runaway")
+        try:
+            if runaway is not None:
+                if runaway < 0:
+                    raise UsageError("--best-max-runaway must be 0 or more")
+                rule = replace(scores.best_rule(read_config()), max_runaway=runaway)
+                self.own_best = scores.rule_block(rule, note or "")
+            self.score_device = getattr(a, "score_device", None) or kept.get("score_device") or (
+                scores.scorer_device(read_config()) if self.hyper.score else scores.DEFAULT_SCORER_DEVICE)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
 
     def start_state(self) -> None:
         """state.json: running. The supervisor may have written starting + pid; a hand-started run records its own."""
@@ -619,16 +643,20 @@ class Trainer:
     def write_run_json(self) -> None:
         if not self.dist.is_main:
             return
+        from contract.scores import RUN_BEST
+
+        judging = {"score_device": self.score_device, **({RUN_BEST: self.own_best} if self.own_best else {})}
         if self.run_json is not None:
-            if self.run_json.get("hyper") != asdict(self.hyper):  # --resume with new --epochs/--patience
-                self.run_json["hyper"] = asdict(self.hyper)
+            now = {**self.run_json, "hyper": asdict(self.hyper), **judging}  # --resume with new --epochs/--patience
+            if now != self.run_json:
+                self.run_json = now
                 rf.write_json_atomic(self.run_dir / rf.RUN_JSON, self.run_json)
             return
         self.run_json = dict(
             base_model=str(self.base), data=str(self.data), speaker=self.speaker, ref_audio=self.ref_audio,
             hyper=asdict(self.hyper), command=sys.argv, created_at=time.time(),
             milo_version=contract.__version__, world_size=self.dist.world,
-            device=str(self.device))
+            device=str(self.device), **judging)
         rf.write_json_atomic(self.run_dir / rf.RUN_JSON, self.run_json)
 
     def save_checkpoint(self, name: str, evaluation: dict | None, epoch: int) -> None:
@@ -671,11 +699,11 @@ class Trainer:
         if not (h.keep_best or h.keep_last or h.disk_budget):
             return
         from contract import retention, scores
-        from contract.configfile import ConfigError, read_config
+        from contract.configfile import ConfigError
         from contract.units import parse_size
 
         try:
-            rule = scores.best_rule(read_config())
+            rule, _source = scores.rule_for(self.run_dir)  # the run's own where it has one
         except ConfigError as exc:
             self.log.info(f"retention skipped: {exc}")
             return
@@ -692,10 +720,10 @@ class Trainer:
         if not self.hyper.stop_unimproved or self.stop_requested:
             return
         from contract import scores
-        from contract.configfile import ConfigError, read_config
+        from contract.configfile import ConfigError
 
         try:
-            rule = scores.best_rule(read_config())
+            rule, _source = scores.rule_for(self.run_dir)  # the run's own where it has one
         except ConfigError:
             rule = scores.BestRule()
         for name, got, loss in scores.checkpoint_rows(self.run_dir):  # remembered: pruning may delete them later
@@ -719,7 +747,7 @@ class Trainer:
         with self.run_lock():
             scores.set_state(self.run_dir, name, scores.QUEUED)
         try:
-            scores.start_scorer(self.run_dir, python=sys.executable, device=self.device.type)
+            scores.start_scorer(self.run_dir, python=sys.executable, device=self.score_device)
         except OSError as exc:  # training goes on; the checkpoint stays queued for `milo-train eval`
             self.log.info(f"could not start the scorer for {name}: {exc}")
 

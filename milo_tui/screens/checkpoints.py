@@ -1,7 +1,7 @@
 """The checkpoints view of the selected run: the baseline (zero-shot Base) and ceiling (real held-out clips)
 rows pinned at the top, then each checkpoint with its validation loss, scores (similarity, WER, DNSMOS
 OVRL, speaking rate against the corpus, runaway prompts), what the ears said in the audition screen, its
-scoring state, size and time; the best checkpoint by the configured rule is marked and the cursor starts
+scoring state, size and time; the best checkpoint by the run's rule (its own, else [best]) is marked and the cursor starts
 on it. Rows are updated in place as checkpoints and scores land. `a` auditions, `e` / `E` score."""
 from __future__ import annotations
 
@@ -55,13 +55,16 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         checkpoints, free = app.checkpoints.get(app.selected, ((), None))
         judgement = app.judgements.get(app.selected)
         best, why = app.best_of(app.selected)
+        _rule, own = app.best_rule_of(app.selected)  # the run's own rule is named: it is not the configured one
         self.query_one("#title", Static).update(
-            f" [b]{escape(run.name)}[/] · {run.status} · {len(checkpoints)} checkpoints" if run else " no run selected")
+            f" [b]{escape(run.name)}[/] · {run.status} · {len(checkpoints)} checkpoints"
+            f" · scorer on {escape(app.scorer_device_of(run.path))}" if run else " no run selected")
         self.query_one(CheckpointsTable).show(checkpoints, judgement, best, ascii=app.ascii)
         mark = "*best" if app.ascii else "\u2605"
+        by = f" by {escape(own)}" if own else ""
         self.query_one("#best", Static).update(
-            f" [b #87d787]{mark} {escape(best)}[/]: {escape(why)}" if best else
-            f" [dim]no best yet: {escape(why)}[/]" if checkpoints else "")
+            f" [b #87d787]{mark} {escape(best)}[/]{by}: {escape(why)}" if best else
+            f" [dim]no best yet{by}: {escape(why)}[/]" if checkpoints else "")
         used = app.checkpoints_used.get(app.selected)
         own = sum(c.bytes for c in checkpoints)
         shared = f" ({fmt_bytes(used - own)} of it shared)" if used is not None and used > own else ""
@@ -167,13 +170,13 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         if app.selected is None:
             return
         policy, source = self.prune_policy()
-        plan = retention.plan(app.selected, policy, app.settings.best, protect=self.prune_protect())
+        plan = retention.plan(app.selected, policy, app.best_rule_of(app.selected)[0], protect=self.prune_protect())
         self.confirm_prune(app.selected, policy, source, plan)
 
     def confirm_prune(self, run_dir: Path, policy, source: str, plan, *, changed: bool = False) -> None:
         """Ask before deleting what `plan` deletes; at `y` the app plans again under the run's prune lock and
         deletes only if the plan is still this one, else this comes back with the new plan."""
-        app, rule = self.app, self.app.settings.best
+        app, rule = self.app, self.app.best_rule_of(run_dir)[0]
         if not plan.delete:
             self.notify(("the plan changed since it was shown: " if changed else "") +
                         f"nothing to prune: the policy (best {policy.keep_best}, newest {policy.keep_last}"

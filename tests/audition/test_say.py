@@ -127,3 +127,41 @@ def test_milo_say_ctrl_c_keeps_the_audio_made_so_far(tiny_custom_voice, tmp_path
     assert stderr.strip().splitlines()[-1] == (f"milo-say: interrupted: the {info.duration:.2f} s of audio made "
                                                f"so far is saved in {out}")
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
+
+
+def test_milo_say_run_best_speaks_for_a_demo_run_and_not_for_a_real_one_with_the_same_scores(audition_run, tmp_path):
+    """The tiny demo model runs away on every prompt: RUN/best resolves by the demo run's own rule (its run.json,
+    as the trainer writes it from the dashboard's demo flags) and speaks; a run with the same scores and no rule
+    of its own is held to the default rule (no runaway) and has none."""
+    import json
+    import shutil
+
+    from contract import scores as sc
+    from contract.runfolder import write_json_atomic
+    from milo_tui.demo import DEMO_BEST_NOTE
+
+    runs = {}
+    for name in ("demo", "real"):
+        run = runs[name] = tmp_path / name
+        shutil.copytree(audition_run, run, ignore=shutil.ignore_patterns("samples"))
+        base = {"similarity": 0.38, "wer": 1.0, "runaway": 4}
+        write_json_atomic(run / sc.BASELINE_JSON, {"v": 1, "row": "baseline", "means": base})
+        for ck, sim in (("epoch-0001", 0.41), ("epoch-0002", 0.39)):
+            ev = json.loads((run / ck / "eval.json").read_text()) if (run / ck / "eval.json").is_file() else {}
+            ev[sc.SCORES] = {"v": 1, "means": {**base, "similarity": sim, "runaway": 5}}
+            write_json_atomic(run / ck / "eval.json", ev)
+    run_json = json.loads((runs["demo"] / "run.json").read_text())
+    run_json["best"] = sc.rule_block(sc.BestRule(max_runaway=5), DEMO_BEST_NOTE)
+    write_json_atomic(runs["demo"] / "run.json", run_json)
+
+    real = run_module("inference.say", str(runs["real"] / "best"), "Hi.", "-o", str(tmp_path / "real.wav"),
+                      "--device", "cpu")
+    assert real.returncode == 3 and "no best checkpoint yet: no checkpoint meets the rule (2 scored" in real.stderr
+    assert not (tmp_path / "real.wav").exists()
+    out = tmp_path / "demo.wav"
+    demo = run_module("inference.say", str(runs["demo"] / "best"), "Hi.", "-o", str(out), "--seed", "1",
+                      "--max-new-tokens", "10", "--device", "cpu")
+    assert demo.returncode == 0, demo.stderr
+    assert ("milo-say: best in demo is epoch-0001: highest similarity 0.410 among 2 of 2 scored" in demo.stderr
+            and "by this run's rule (demo: runaway allowed, the tiny model never stops)" in demo.stderr), demo.stderr
+    assert out.is_file() and demo.stdout.strip() == str(out)

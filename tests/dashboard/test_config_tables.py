@@ -60,6 +60,14 @@ def test_the_best_table_sets_the_rule_and_a_mistake_is_one_line(tmp_path):
         assert said in str(err.value) and "\n" not in str(err.value)
 
 
+def test_the_scoring_table_says_where_the_scorer_generates_and_a_mistake_is_one_line(tmp_path):
+    assert _load(tmp_path, "").score_device == "cpu"  # the default: never beside a training run on its GPU
+    assert _load(tmp_path, '[scoring]\ndevice = "cuda"\n').score_device == "cuda"
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, '[scoring]\ndevice = "gpu"\n')
+    assert "[scoring] device = 'gpu' must be one of cpu, cuda, auto" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_the_retention_table_carries_into_runs_started_from_the_dashboard(tmp_path):
     from contract.retention import Policy
     from milo_tui.supervisor import RunRequest, trainer_argv

@@ -150,11 +150,33 @@ async def test_the_retention_table_fills_the_form_and_the_launch_carries_it(base
         assert launched[0].retain == ("--stop-unimproved", "3")
 
 
-def _app_with_base_and_data(base, tmp_path):
+async def test_a_demo_launch_carries_the_demos_own_rule_and_where_its_scorer_runs(base, tmp_path):
+    """On the demo workspace a run is started with its own best rule (the tiny model never stops: runaway is
+    allowed, and run.json says why); every run gets the [scoring] device. Outside the demo the rule is the
+    configured one: no rule flags."""
+    from milo_tui.demo import DEMO_BEST_NOTE
+    from milo_tui.supervisor import trainer_argv
+
+    async def judging(demo: bool):
+        app, _data, launched = _app_with_base_and_data(base, tmp_path, demo=demo, score_device="auto")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _open_form(app, pilot)
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: launched, what="the launch")
+        return launched[0]
+
+    demo = await judging(True)
+    assert demo.judging == ("--score-device", "auto", "--best-max-runaway", "5", "--best-note", DEMO_BEST_NOTE)
+    argv = trainer_argv("python", demo)
+    assert argv[argv.index("--best-max-runaway"):][:4] == ["--best-max-runaway", "5", "--best-note", DEMO_BEST_NOTE]
+    assert (await judging(False)).judging == ("--score-device", "auto")
+
+
+def _app_with_base_and_data(base, tmp_path, *, demo: bool = False, **settings):
     """An app whose new-run form opens filled with a valid base and data; launches are recorded, not run."""
     data = tmp_path / "train.jsonl"
     data.write_text("{}\n")
-    app = make_app(tmp_path / "ck", settings={"data": data})
+    app = make_app(tmp_path / "ck", demo=demo, settings={"data": data, **settings})
     app.settings = app.settings.with_values("test", base_model=base)
     launched = []
     app.launch = launched.append

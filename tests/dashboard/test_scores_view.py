@@ -166,19 +166,30 @@ def test_the_runs_table_says_which_checkpoint_is_each_runs_voice(scored_run, run
 @pytest.mark.slow
 def test_the_score_key_starts_the_runs_scorer(runs_root):
     """`e` queues the highlighted checkpoint and starts the real scorer (python -m inference.scoring queue);
-    this checkpoint's weights are not a model, so the scorer records why it failed, and the view shows it."""
+    this checkpoint's weights are not a model, so the scorer records why it failed, and the view shows it. The
+    scorer generates where [scoring] device says (here "auto"), and the view says so."""
+    import psutil
+
     run = write_run(runs_root, "voice", 200, status="finished", epochs=2)
     (run / "epoch-0002" / "config.json").write_text("{}")
 
+    def scorer_command() -> list[str] | None:
+        return next((p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+                     if "inference.scoring" in (p.info["cmdline"] or []) and str(run) in p.info["cmdline"]), None)
+
     async def go():
-        app = make_app(runs_root, poll_s=0.2)
+        app = make_app(runs_root, poll_s=0.2, settings={"score_device": "auto"})
         async with app.run_test(size=(120, 40)) as pilot:
             screen = await open_checkpoints(pilot)
             while screen.highlighted().name != "epoch-0002":
                 await pilot.press("down")
+            assert "scorer on auto" in screen_text(app)
             await pilot.press("e")
             await wait_for(pilot, lambda: (sc.states(run).get("epoch-0002") or {}).get("by") == "dashboard",
                            what="epoch-0002 queued by the dashboard")
+            await wait_for(pilot, scorer_command, timeout=30, what="the scorer process")
+            command = scorer_command() or []
+            assert command[command.index("--device") + 1:][:1] == ["auto"], command
             await wait_for(pilot, lambda: (sc.states(run).get("epoch-0002") or {}).get("state") == sc.FAILED,
                            timeout=120, what="the scorer to finish epoch-0002")
             await wait_for(pilot, lambda: "epoch-0002: failed" in screen_text(app), timeout=10,
@@ -276,3 +287,80 @@ def test_the_audition_screen_accepts_best(scored_run):
         assert picked == [scored_run / "epoch-0002"]
 
     asyncio.run(go())
+
+
+# The tiny demo model as it scores: every prompt runs away, nothing is heard (WER 1.0), as its zero-shot baseline.
+RUNAWAY = {1: dict(similarity=0.38, wer=1.0, runaway=5), 2: dict(similarity=0.41, wer=1.0, runaway=5),
+           3: dict(similarity=0.39, wer=1.0, runaway=5)}
+RUNAWAY_BASELINE = dict(similarity=0.38, wer=1.0, runaway=4)
+
+
+def runaway_runs(root, *, demo_rule: bool = True):
+    """Two runs with the same runaway scores: "demo" started on the demo workspace (its run.json holds the demo's
+    own rule and where its scorer runs, as the trainer writes them from the dashboard's demo flags), "real" not."""
+    import json
+
+    from milo_tui.demo import DEMO_BEST_FLAGS, DEMO_BEST_NOTE
+
+    runs = {}
+    for name in ("demo", "real"):
+        run = write_run(root, name, 300, status="finished", epochs=3)
+        write_scores(run, scored=RUNAWAY, baseline=RUNAWAY_BASELINE)
+        runs[name] = run
+    assert DEMO_BEST_FLAGS[:2] == ("--best-max-runaway", "5")
+    run_json = json.loads((runs["demo"] / "run.json").read_text())
+    run_json.update(score_device="auto", best=sc.rule_block(BestRule(max_runaway=5), DEMO_BEST_NOTE))
+    (runs["demo"] / "run.json").write_text(json.dumps(run_json))
+    return runs
+
+
+def test_a_demo_run_gets_a_star_by_its_own_rule_and_a_real_one_with_the_same_scores_none(runs_root):
+    """The tiny demo model runs away on every prompt: the demo run's own rule (run.json) allows it and the screen
+    names that rule; a run without one is held to the configured rule, which stays as strict as it was."""
+    from milo_tui.widgets.tables import RunsTable
+
+    runs = runaway_runs(runs_root)
+
+    async def go():
+        app = make_app(runs_root, poll_s=0.2)
+        async with app.run_test(size=(160, 40)) as pilot:
+            table = app.screen.query_one(RunsTable)
+            await wait_for(pilot, lambda: len(table.rows) == 2 and cells(table, str(runs["demo"]))[-1] != "-",
+                           what="the demo run's voice")
+            assert cells(table, str(runs["demo"]))[-1] == "0.41 @2"
+            assert cells(table, str(runs["real"]))[-1] == "none"  # the default rule is not loosened
+            app.select_run(str(runs["demo"]))
+            screen = await open_checkpoints(pilot)
+            assert screen.highlighted().name == "epoch-0002"
+            text = screen_text(app)
+            assert ("\u2605 epoch-0002 by this run's rule (demo: runaway allowed, the tiny model never stops): "
+                    "highest similarity 0.410 among 3 of 3 scored") in text, text
+            assert "scorer on auto" in text  # where this run's scorer generates (its run.json)
+            await pilot.press("q")
+            app.select_run(str(runs["real"]))
+            screen = await open_checkpoints(pilot)
+            await wait_for(pilot, lambda: "no best yet" in screen_text(app), what="the real run's verdict")
+            text = screen_text(app)
+            assert "no best yet: no checkpoint meets the rule (3 scored" in text and "runaway <= 0" in text
+            assert "scorer on cpu" in text  # none recorded: the [scoring] default
+
+    asyncio.run(go())
+
+
+def test_every_reader_of_a_runs_best_uses_its_own_rule(runs_root):
+    """best_checkpoint (milo-say, the audition picker), retention's ranking and the quality stop's count all
+    read the run's own rule; a run without one keeps the configured."""
+    from contract import retention
+
+    runs = runaway_runs(runs_root)
+    strict = BestRule()
+    best, why = sc.best_checkpoint(runs["demo"], strict)
+    assert best.name == "epoch-0002" and why.endswith("by this run's rule (demo: runaway allowed, the tiny model "
+                                                      "never stops)")
+    assert sc.best_checkpoint(runs["real"], strict)[0] is None
+    plan = retention.plan(runs["demo"], retention.Policy(keep_best=0, keep_last=0), strict)
+    assert plan.keep["epoch-0002"].startswith("the best by this run's rule (demo:")
+    assert "epoch-0002" not in retention.plan(runs["real"], retention.Policy(keep_best=0, keep_last=0), strict).keep
+    rule, source = sc.rule_for(runs["demo"], strict)
+    assert rule == BestRule(max_runaway=5) and source.startswith("this run's rule")
+    assert sc.unimproved(sc.checkpoint_rows(runs["demo"]), RUNAWAY_BASELINE, rule)[:2] == (1, "epoch-0002")

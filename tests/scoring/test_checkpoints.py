@@ -247,3 +247,35 @@ def test_a_scorer_killed_mid_score_is_said_and_the_next_one_scores_it_again(tiny
     assert sc.states(run)["epoch-0001"]["state"] == sc.DONE
     assert "epoch-0001: the last scorer stopped before it finished; scoring it again" in again.stdout + again.stderr
     assert sc.scores_of(read_json(run / "epoch-0001" / "eval.json")) is not None
+
+
+def test_a_runs_own_rule_and_the_scoring_device_reach_run_json_and_the_scorers_command_line(tiny_base, demo_data,
+                                                                                           tmp_path):
+    """The trainer as the dashboard starts it on the demo workspace: --best-max-runaway/--best-note become the
+    run's own rule in run.json (the configuration's [best] otherwise, here its wer_margin), and the
+    configuration's [scoring] device is where the scorer it starts after a save generates."""
+    import psutil
+
+    from milo_tui.demo import DEMO_BEST_FLAGS, DEMO_BEST_NOTE
+
+    config = tmp_path / "config.toml"
+    config.write_text('[best]\nwer_margin = 0.1\n\n[scoring]\ndevice = "auto"\n')
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "training", "run", "--base", str(tiny_base), "--data", str(demo_data),
+                           "--run", str(run), "--epochs", "1", "--batch-size", "2", "--grad-accum", "2",
+                           "--val-fraction", "0.2", "--device", "cpu", *DEMO_BEST_FLAGS],
+                          capture_output=True, text=True, timeout=600, env=python_env(MILO_CONFIG=str(config)))
+    assert proc.returncode == 0, proc.stderr
+    run_json = read_json(run / "run.json")
+    assert run_json["best"] == {"metric": "similarity", "wer_margin": 0.1, "max_runaway": 5, "note": DEMO_BEST_NOTE}
+    assert run_json["score_device"] == "auto"
+    scorers = [p for p in psutil.process_iter(["cmdline"])
+               if "inference.scoring" in (p.info["cmdline"] or []) and str(run) in (p.info["cmdline"] or [])]
+    try:
+        assert scorers, (run / sc.SCORING_LOG).read_text()  # it loads models for seconds: still there
+        cmd = scorers[0].info["cmdline"]
+        assert cmd[cmd.index("--device") + 1] == "auto", cmd
+    finally:
+        for p in scorers:  # the scorer this test's trainer started
+            p.terminate()
+        psutil.wait_procs(scorers, timeout=30)
