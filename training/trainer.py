@@ -333,6 +333,8 @@ class Trainer:
         self.quality_stop: str | None = None  # why the scores stopped the run (check_quality)
         self.score_history: dict[str, tuple] = {}  # checkpoint -> (name, score means, val loss), pruned ones too
         self.last_state_write = 0.0
+        self.own_best: dict | None = None  # the run's own [best] rule for run.json (resolve_judging)
+        self.score_device = "cpu"          # where its scorer generates (resolve_judging)
 
     # ---------------------------------------------------------------- setup
 
