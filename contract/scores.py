@@ -219,11 +219,17 @@ def scorer_device(config: dict | None = None, origin: str | Path = "the configur
 
 
 def start_scorer(run_dir: Path, *, python: str, device: str = "cpu", env: dict | None = None):
-    """Start the run's scorer (`python -m inference.scoring queue RUN`): niced by itself, in its own session
-    (a Stop of the run does not cut a score short), its output appended to scoring.log. One scorer per run
-    drains the queue; a second start waits for the first and finds nothing left. OSError if it cannot start."""
+    """Start the run's scorer (`python -m inference.scoring queue RUN`) unless it has one at work: call it
+    after queueing. The Popen, or None when the run's scorer holds its lock (it looks at the queue again
+    after letting the lock go, so what was just queued is its to score; contract/scorers.py). Niced by
+    itself, in its own session (a Stop of the run does not cut a score short), its output appended to
+    scoring.log. OSError if it cannot start."""
     import subprocess
 
+    from contract.scorers import run_scorer_busy
+
+    if run_scorer_busy(run_dir):
+        return None
     with open(Path(run_dir) / SCORING_LOG, "ab") as out:
         return subprocess.Popen([python, "-m", "inference.scoring", "queue", str(run_dir), "--device", device],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,

@@ -31,6 +31,9 @@ def isolated_home(tmp_path_factory) -> Path:
         os.environ[var] = str(home / sub)
     for var in ("MILO_CONFIG", "MILO_BASE_MODEL", "MILO_CHECKPOINTS", "MILO_DATA", "MILO_DEVICE", "MILO_DEMO_DIR"):
         os.environ.pop(var, None)
+    # The session's own scorer slots (contract/scorers.py): scorers of another test session on this machine do
+    # not hold this one's back, nor the operator's.
+    os.environ["MILO_SCORER_SLOTS"] = str(home / "scorer-slots")
     return home
 
 

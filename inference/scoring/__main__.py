@@ -16,12 +16,12 @@ import os
 import sys
 from pathlib import Path
 
-from contract import exits
+from contract import exits, scorers
 from contract import scores as sc
-from contract.runfolder import RUN_JSON, InUse, is_checkpoint_dir, is_official_output, locked, read_json, write_json_atomic
+from contract.runfolder import RUN_JSON, InUse, is_checkpoint_dir, is_official_output, read_json, write_json_atomic
 from inference.scoring.models import one_line
 
-LOCK = ".scoring.lock"
+LOCK = scorers.RUN_LOCK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,6 +149,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_queue(args) -> int:
+    """Drain the run's scoring queue: the ceiling and baseline rows first (no verdict is possible without the
+    baseline's WER), then the queued checkpoints, the most recently saved first. One scorer per run and a few
+    per machine (contract/scorers.py): a scorer that finds the run's lock held exits at once; one that has
+    drained the queue lets the lock go, then looks again, so a save that found the lock held is never left."""
     run_dir = Path(args.run).absolute()
     if not run_dir.is_dir():
         print(f"milo-train eval: error: {run_dir} is not a run folder", file=sys.stderr)
@@ -160,56 +164,165 @@ def cmd_queue(args) -> int:
             if entry.get("state") == sc.QUEUED:
                 sc.set_state(run_dir, name, sc.FAILED, error=why)
         return exits.BAD_INPUT
-
-    from inference.scoring.scorer import CEILING_CLIPS, Scorer, log, score_checkpoint, write_scores
-
+    run_lock = scorers.try_lock(run_dir / LOCK)
+    if run_lock is None:  # the run's scorer is at work: it takes what was queued (it looks again before it ends)
+        return exits.OK
     try:
         os.nice(19)  # beside a training run: take only what it leaves
     except OSError:
         pass
-    with locked(run_dir / LOCK):  # one scorer per run: a second waits, then finds the queue as it was left
-        for name in sc.requeue_interrupted(run_dir):
-            log(f"{name}: the last scorer stopped before it finished; scoring it again")
-        scorer = Scorer(device=args.device)
-        data, run_json = run_reference(run_dir)
-        reference = scorer.reference(data, hold_out=CEILING_CLIPS)
-        prompts_file = run_dir / sc.PROMPTS_TXT
-        prompts = read_prompts(str(prompts_file)) if prompts_file.is_file() else sc.DEFAULT_PROMPTS
-        _ceiling(run_dir, scorer, reference)
-        engine = None
+    hooks = _QueueHooks.from_env(run_dir)
+    work = _QueueWork(run_dir, args)
+    try:
         while True:
-            queued = sorted(name for name, e in sc.states(run_dir).items() if e.get("state") == sc.QUEUED)
-            if not queued:
-                # The checkpoints first (what the operator waits for), then the run's baseline, once.
-                if _baseline(run_dir, run_json, scorer, reference, args, prompts):
-                    continue  # more may have been queued meanwhile
-                _retain(run_dir)
+            for name in sc.requeue_interrupted(run_dir):  # the lock is ours: whatever is `running` was cut short
+                _say(f"{name}: the last scorer stopped before it finished; scoring it again")
+            if work.pending():
+                work.drain()
+            hooks.drained()
+            scorers.release(run_lock)
+            run_lock = None
+            # A save that found the lock held before this point started nothing: its entry is in the queue now.
+            if not work.pending():
                 return exits.OK
-            name = queued[0]
-            ckpt = run_dir / name
-            if not is_checkpoint_dir(ckpt):
-                sc.set_state(run_dir, name, sc.SKIPPED, error="the checkpoint is gone (deleted before it was scored)")
-                continue
-            sc.set_state(run_dir, name, sc.RUNNING, pid=os.getpid())
-            try:
-                if engine is None:
-                    from inference.engine import Engine
+            run_lock = scorers.try_lock(run_dir / LOCK)
+            if run_lock is None:  # another scorer took the run over (it scans the queue after taking the lock)
+                return exits.OK
+    finally:
+        scorers.release(run_lock)
+        work.close()
 
-                    engine = Engine(device=args.device, tune_threads=True)
-                with InUse(ckpt):  # pruning leaves a checkpoint being scored alone
-                    scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device,
-                                              prompts=prompts, say=log)
-                write_scores(ckpt, scores)
-                sc.set_state(run_dir, name, sc.DONE, seconds=scores["seconds"])
-            except Exception as exc:  # noqa: BLE001 - the queue goes on
-                gone = not ckpt.is_dir()
-                why = ("the checkpoint was deleted while it was scored" if gone
-                       else one_line(exc)[:200])
-                log(f"{name}: {why}")
-                sc.set_state(run_dir, name, sc.SKIPPED if gone else sc.FAILED, error=why)
-                continue
-            if (run_dir / sc.BASELINE_JSON).exists():  # before it, the rule cannot hold WER to the baseline's
-                _retain(run_dir)
+
+def _say(line: str) -> None:
+    print(f"[scoring] {line}", file=sys.stderr, flush=True)
+
+
+class _QueueWork:
+    """What a run's scorer does while it holds the run's lock. The machine-wide slot and the models are taken
+    on the first work, not before: a scorer with nothing to do costs nothing."""
+
+    def __init__(self, run_dir: Path, args) -> None:
+        self.run_dir, self.args = run_dir, args
+        self.slot: scorers.Slot | None = None
+        self.loaded = None  # (scorer, reference, run.json, prompts)
+        self.engine = None
+
+    def queued(self) -> list[str]:
+        names = [name for name, e in sc.states(self.run_dir).items() if e.get("state") == sc.QUEUED]
+        return scorers.newest_first(self.run_dir, names)
+
+    def pending(self) -> bool:
+        rows = [sc.CEILING_JSON] + ([] if self.args.no_baseline else [sc.BASELINE_JSON])
+        return bool(self.queued()) or not all((self.run_dir / row).exists() for row in rows)
+
+    def _load(self):
+        if self.slot is None:
+            self.slot = scorers.Slot.take(_limit(self.args.device), say=_say)  # before any model: the machine's cap
+            _say(f"scorer slot {self.slot.index + 1} of {self.slot.limit} taken")
+        if self.loaded is None:
+            from inference.scoring.scorer import CEILING_CLIPS, Scorer
+
+            scorer = Scorer(device=self.args.device)
+            data, run_json = run_reference(self.run_dir)
+            reference = scorer.reference(data, hold_out=CEILING_CLIPS)
+            prompts_file = self.run_dir / sc.PROMPTS_TXT
+            prompts = read_prompts(str(prompts_file)) if prompts_file.is_file() else sc.DEFAULT_PROMPTS
+            self.loaded = (scorer, reference, run_json, prompts)
+        return self.loaded
+
+    def drain(self) -> None:
+        """The rows first, then the queue, newest first, until it is empty."""
+        scorer, reference, run_json, prompts = self._load()
+        _ceiling(self.run_dir, scorer, reference)
+        _baseline(self.run_dir, run_json, scorer, reference, self.args, prompts)
+        while True:
+            queued = self.queued()  # asked after each checkpoint: a new save goes first
+            if not queued:
+                _retain(self.run_dir)
+                return
+            self._score(queued[0], scorer, reference, prompts)
+
+    def _score(self, name: str, scorer, reference, prompts) -> None:
+        from inference.scoring.scorer import log, score_checkpoint, write_scores
+
+        run_dir, device = self.run_dir, self.args.device
+        ckpt = run_dir / name
+        if not is_checkpoint_dir(ckpt):
+            sc.set_state(run_dir, name, sc.SKIPPED, error="the checkpoint is gone (deleted before it was scored)")
+            return
+        sc.set_state(run_dir, name, sc.RUNNING, pid=os.getpid())
+        try:
+            if self.engine is None:
+                from inference.engine import Engine
+
+                self.engine = Engine(device=device, tune_threads=True)
+            with InUse(ckpt):  # pruning leaves a checkpoint being scored alone
+                scores = score_checkpoint(ckpt, scorer, reference, engine=self.engine, device=device,
+                                          prompts=prompts, say=log)
+            write_scores(ckpt, scores)
+            sc.set_state(run_dir, name, sc.DONE, seconds=scores["seconds"])
+        except Exception as exc:  # noqa: BLE001 - the queue goes on
+            gone = not ckpt.is_dir()
+            why = "the checkpoint was deleted while it was scored" if gone else one_line(exc)[:200]
+            log(f"{name}: {why}")
+            sc.set_state(run_dir, name, sc.SKIPPED if gone else sc.FAILED, error=why)
+            return
+        if (run_dir / sc.BASELINE_JSON).exists():  # before it, the rule cannot hold WER to the baseline's
+            _retain(run_dir)
+
+    def close(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            _say(f"scorer slot {self.slot.index + 1} of {self.slot.limit} left")
+            self.slot = None
+
+
+def _limit(device: str) -> int:
+    """[scoring] max_scorers; a wrong value is said in scoring.log and the default used (the scores go on)."""
+    from contract.configfile import ConfigError, config_file, read_config
+
+    try:
+        return scorers.max_scorers(read_config(), device, config_file())
+    except ConfigError as exc:
+        default = scorers.default_max_scorers(device)
+        _say(f"{exc}; using {default}")
+        return default
+
+
+class _QueueHooks:
+    """MILO_TEST_HOOKS for the queue's tests (docs/scoring.md, "Test hooks"); keys it does not know are the
+    trainer's. `scorer_hold_drained=SECONDS`: the first time the queue is found empty, write
+    `.test-hook-drained` in the run folder and wait (before letting the run's lock go) until a test removes it
+    or SECONDS pass: the moment a save races the scorer's end."""
+
+    def __init__(self, run_dir: Path, hold_s: float | None) -> None:
+        self.run_dir, self.hold_s = run_dir, hold_s
+
+    @classmethod
+    def from_env(cls, run_dir: Path) -> "_QueueHooks":
+        hold = None
+        for part in os.environ.get("MILO_TEST_HOOKS", "").split(","):
+            key, _, value = part.strip().partition("=")
+            if key == "scorer_hold_drained":
+                try:
+                    hold = float(value)
+                except ValueError:
+                    _say(f"MILO_TEST_HOOKS: scorer_hold_drained needs seconds, got {value!r}; ignored")
+        return cls(run_dir, hold)
+
+    def drained(self) -> None:
+        if self.hold_s is None:
+            return
+        import time
+
+        marker = self.run_dir / ".test-hook-drained"
+        marker.write_text(f"{os.getpid()}\n")
+        _say(f"test hook: the queue is empty; holding the run's lock up to {self.hold_s:g} s")
+        deadline = time.monotonic() + self.hold_s
+        while marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        marker.unlink(missing_ok=True)
+        self.hold_s = None  # once per process
 
 
 def _retain(run_dir: Path) -> None:
@@ -260,7 +373,6 @@ def _ceiling(run_dir, scorer, reference) -> None:
 def _baseline(run_dir, run_json, scorer, reference, args, prompts) -> bool:
     """The run's baseline row, once per run; whether it was made now."""
     from inference.scoring.scorer import log, score_baseline
-
 
     baseline = run_dir / sc.BASELINE_JSON
     if args.no_baseline or baseline.exists():

@@ -1,0 +1,135 @@
+"""How many checkpoint scorers run, and when one starts (docs/scoring.md, "When scores are made").
+
+One scorer per run: it holds the run's `.scoring.lock` (an exclusive flock) for as long as it works. A save
+queues its checkpoint in scoring.json first and then probes that lock without waiting (`run_scorer_busy`):
+held, it starts nothing, because the holder looks at the queue again after it lets the lock go
+(`inference.scoring queue`). A scorer that finds the lock held exits at once. No process waits on the run's
+lock to find work.
+
+A few per machine: before it loads a model, a run's scorer takes one of `[scoring] max_scorers` slots,
+flock'd files in a per-user runtime folder (`slots_dir`), and waits for one when all are taken (it has work;
+one idle process per run at most). The slot goes with the process, also when it dies.
+
+Torch-free: the trainer and the dashboard start scorers through contract.scores.start_scorer.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+RUN_LOCK = ".scoring.lock"             # in a run folder: held by that run's one scorer
+SCORING_TABLE = "scoring"              # the configuration file's table
+SLOTS_ENV = "MILO_SCORER_SLOTS"        # the slots' folder, in place of the default (tests give each session one)
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on `path` (created when missing), taken without waiting: its descriptor (closing it
+    releases the lock), or None when another process holds it."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def release(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def run_scorer_busy(run_dir: Path) -> bool:
+    """Whether the run's scorer is at work (it holds the run's lock). Asked after the queue entry is written:
+    a scorer that holds the lock now looks at the queue again after releasing it."""
+    fd = try_lock(Path(run_dir) / RUN_LOCK)
+    release(fd)
+    return fd is None
+
+
+def default_max_scorers(device: str) -> int:
+    """One scorer at work at once where it runs on the CPU (two would halve each other and the trainer), two
+    where it runs on a GPU (generation waits on the GPU, the recognizers on the CPU)."""
+    return 2 if str(device).startswith("cuda") else 1
+
+
+def max_scorers(config: dict | None, device: str, origin: str | Path = "the configuration file") -> int:
+    """`[scoring] max_scorers` of a configuration (contract.configfile.read_config()), else the device's
+    default. ConfigError (one line) when it is not a whole number of 1 or more. Other keys of the table are
+    not this function's to judge."""
+    from contract.configfile import ConfigError
+
+    table = (config or {}).get(SCORING_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: [{SCORING_TABLE}] must be a table")
+    value = table.get("max_scorers")
+    if value is None:
+        return default_max_scorers(device)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{origin}: [{SCORING_TABLE}] max_scorers = {value!r} must be a whole number of 1 or more")
+    return value
+
+
+def slots_dir() -> Path:
+    """$MILO_SCORER_SLOTS, else $XDG_RUNTIME_DIR/milo-scorers, else /tmp/milo-scorers-UID: per user, so one
+    user's scorers never hold another's slots."""
+    explicit = os.environ.get(SLOTS_ENV)
+    if explicit:
+        return Path(explicit)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "milo-scorers"
+    return Path("/tmp") / f"milo-scorers-{os.getuid()}"
+
+
+class Slot:
+    """One of `limit` machine-wide scorer slots, held from `take` until `release` (or the process ends)."""
+
+    def __init__(self, index: int, limit: int, fd: int) -> None:
+        self.index, self.limit, self._fd = index, limit, fd
+
+    def release(self) -> None:
+        release(self._fd)
+        self._fd = None
+
+    @classmethod
+    def take(cls, limit: int, *, say=lambda line: None, poll_s: float = 0.5, folder: Path | None = None) -> "Slot":
+        """The first free slot; waits (polling, so whichever slot frees first is taken) when all are held."""
+        folder = folder or slots_dir()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        waited = False
+        while True:
+            for index in range(limit):
+                fd = try_lock(folder / f"slot-{index}")
+                if fd is not None:
+                    return cls(index, limit, fd)
+            if not waited:
+                say(f"waiting for a scorer slot: {limit} at work already ([scoring] max_scorers = {limit})")
+                waited = True
+            time.sleep(poll_s)
+
+
+def saved_at(checkpoint: Path) -> float:
+    """When a checkpoint was saved: the mtime of its weights (written once, when it is saved; its folder's
+    mtime moves whenever eval.json is replaced), else of the folder. A name alone does not say it: a run's
+    step-* and epoch-* checkpoints interleave."""
+    for path in (Path(checkpoint) / "model.safetensors", Path(checkpoint)):
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            continue
+    return float("inf")  # gone: first, so it is marked skipped without delaying anything
+
+
+def newest_first(run_dir: Path, names) -> list[str]:
+    """Queued checkpoint names, the most recently saved first (ties: the later epoch or step), so quality stop
+    and keep-best act on what training just made; the rest follow."""
+    from contract.runfolder import checkpoint_order
+
+    return sorted(names, key=lambda n: (saved_at(Path(run_dir) / n), checkpoint_order(Path(run_dir) / n)), reverse=True)
