@@ -150,6 +150,7 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
     if path.is_file():
         from contract.audit import AUDIT_TABLE, audit_thresholds  # the tables only a config file can hold
         from contract.retention import RETENTION_TABLE, policy_from
+        from contract.scorers import max_scorers
 
         data = read_config(path)
         unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE, SCORING_TABLE})
@@ -160,6 +161,7 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         if "keys" in data:
             values["keys"] = _keys_table(data["keys"], path)
         audit_thresholds(data, path)  # [audit] belongs to `milo-train prepare`; a mistake in it is said here too
+        max_scorers(data, "cpu", path)  # [scoring] belongs to the runs' scorers; a mistake in it is said here too
         if BEST_TABLE in data:
             values["best"] = best_rule(data, path)
         if SCORING_TABLE in data:

@@ -742,8 +742,8 @@ class Trainer:
 
     def queue_scoring(self, name: str) -> None:
         """Queue the checkpoint in scoring.json and start the run's scorer (`python -m inference.scoring
-        queue`, niced, in its own session so a Stop of the run does not cut a score short). One scorer per
-        run drains the queue; a second start waits for the first and finds nothing left."""
+        queue`, niced, in its own session so a Stop of the run does not cut a score short), unless the run's
+        scorer is at work: then the checkpoint only waits in its queue (contract/scorers.py)."""
         from contract import scores
 
         with self.run_lock():

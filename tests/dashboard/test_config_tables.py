@@ -88,3 +88,11 @@ def test_the_retention_table_carries_into_runs_started_from_the_dashboard(tmp_pa
         with pytest.raises(ConfigError) as err:
             _load(tmp_path, text)
         assert said in str(err.value)
+
+
+def test_the_scoring_table_belongs_to_the_scorers_and_is_checked_here_too(tmp_path):
+    _load(tmp_path, "[scoring]\nmax_scorers = 2\n")  # a valid [scoring] is not an unknown table to the dashboard
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, "[scoring]\nmax_scorers = 0\n")
+    assert "[scoring] max_scorers = 0 must be a whole number of 1 or more" in str(err.value)
+    assert "\n" not in str(err.value)
