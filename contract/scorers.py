@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 RUN_LOCK = ".scoring.lock"             # in a run folder: held by that run's one scorer
+SCORING_TABLE = "scoring"              # the configuration file's table: device (contract.scores), max_scorers
 SLOTS_ENV = "MILO_SCORER_SLOTS"        # the slots' folder, in place of the default (tests give each session one)
 
 
@@ -63,7 +64,6 @@ def max_scorers(config: dict | None, device: str, origin: str | Path = "the conf
     default. ConfigError (one line) when it is not a whole number of 1 or more. Other keys of the table are
     not this function's to judge."""
     from contract.configfile import ConfigError
-    from contract.scores import SCORING_TABLE
 
     table = (config or {}).get(SCORING_TABLE, {})
     if not isinstance(table, dict):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.runfolder import locked, read_json, write_json_atomic
+from contract.scorers import SCORING_TABLE, run_scorer_busy
 
 SCORES_VERSION = 1
 SCORES = "scores"                      # the key in eval.json
@@ -197,7 +198,6 @@ def missing_reference(run_dir: Path) -> str | None:
             f"milo-train adopt {run_dir} --data CORPUS")
 
 
-SCORING_TABLE = "scoring"
 SCORER_DEVICES = ("cpu", "cuda", "auto")
 # cpu by default: the scorer then never takes GPU memory or time from a run training beside it (at nice 19 it
 # takes only the cores training leaves), and works the same on a machine without a GPU. docs/configuration.md
@@ -225,8 +225,6 @@ def start_scorer(run_dir: Path, *, python: str, device: str = "cpu", env: dict |
     itself, in its own session (a Stop of the run does not cut a score short), its output appended to
     scoring.log. OSError if it cannot start."""
     import subprocess
-
-    from contract.scorers import run_scorer_busy
 
     if run_scorer_busy(run_dir):
         return None
