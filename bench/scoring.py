@@ -9,7 +9,7 @@
    is scored, the scorer processes and the peak memory (RSS) of the trainer and scorers, sampled with
    psutil. The scorer is niced and in its own process, so what it takes from training is what this measures.
 
-    .venv/bin/python bench/scoring.py [--epochs 10] [--runs 1] [--bound both|new|old] [--quick]
+    .venv/bin/python bench/scoring.py [--epochs 10] [--runs 1 (0: the per-checkpoint cost only)] [--bound both|new|old] [--quick]
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def time_scoring(checkpoint: Path, data: Path, prompts, bound: str, warm: bool =
 
 
 class Sampler(threading.Thread):
-    """Every 0.2 s: the processes whose command line names `run` (the trainer and its scorers), how many of
+    """Every 0.5 s: the processes whose command line names `run` (the trainer and its scorers), how many of
     them are scorers, and their summed RSS; keeps the peaks."""
 
     def __init__(self, run: Path) -> None:
@@ -93,7 +93,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         import psutil
 
-        while not self.stop.wait(0.2):
+        while not self.stop.wait(0.5):
             procs = []
             for proc in psutil.process_iter(["cmdline", "memory_info"]):
                 cmd = proc.info["cmdline"] or []
