@@ -144,17 +144,21 @@ class InUse:
         self.release()
 
 
-def claim(path: Path) -> int | None:
-    """An exclusive flock on a folder if nobody holds it (InUse), as an open descriptor to close when done;
-    None when it is in use."""
+def claim(path: Path, *, create: bool = False) -> int | None:
+    """An exclusive flock on `path` (a folder, or with `create` a lock file made when missing) if nobody
+    holds it (InUse, another scorer), taken without waiting, as an open descriptor to close when done; None
+    when it is held."""
     import fcntl
 
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | (os.O_CREAT if create else 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 

@@ -18,26 +18,11 @@ import os
 import time
 from pathlib import Path
 
+from contract.runfolder import claim
+
 RUN_LOCK = ".scoring.lock"             # in a run folder: held by that run's one scorer
 SCORING_TABLE = "scoring"              # the configuration file's table: device (contract.scores), max_scorers
 SLOTS_ENV = "MILO_SCORER_SLOTS"        # the slots' folder, in place of the default (tests give each session one)
-
-
-def try_lock(path: Path) -> int | None:
-    """An exclusive flock on `path` (created when missing), taken without waiting: its descriptor (closing it
-    releases the lock), or None when another process holds it."""
-    import fcntl
-
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def release(fd: int | None) -> None:
@@ -48,7 +33,7 @@ def release(fd: int | None) -> None:
 def run_scorer_busy(run_dir: Path) -> bool:
     """Whether the run's scorer is at work (it holds the run's lock). Asked after the queue entry is written:
     a scorer that holds the lock now looks at the queue again after releasing it."""
-    fd = try_lock(Path(run_dir) / RUN_LOCK)
+    fd = claim(Path(run_dir) / RUN_LOCK, create=True)
     release(fd)
     return fd is None
 
@@ -106,7 +91,7 @@ class Slot:
         waited = False
         while True:
             for index in range(limit):
-                fd = try_lock(folder / f"slot-{index}")
+                fd = claim(folder / f"slot-{index}", create=True)
                 if fd is not None:
                     return cls(index, limit, fd)
             if not waited:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from contract import exits, scorers
 from contract import scores as sc
-from contract.runfolder import RUN_JSON, InUse, is_checkpoint_dir, is_official_output, read_json, write_json_atomic
+from contract.runfolder import (
+    RUN_JSON, InUse, claim, is_checkpoint_dir, is_official_output, read_json, write_json_atomic,
+)
 from inference.scoring.models import one_line
 
 LOCK = scorers.RUN_LOCK
@@ -164,7 +166,7 @@ def cmd_queue(args) -> int:
             if entry.get("state") == sc.QUEUED:
                 sc.set_state(run_dir, name, sc.FAILED, error=why)
         return exits.BAD_INPUT
-    run_lock = scorers.try_lock(run_dir / LOCK)
+    run_lock = claim(run_dir / LOCK, create=True)
     if run_lock is None:  # the run's scorer is at work: it takes what was queued (it looks again before it ends)
         return exits.OK
     try:
@@ -185,7 +187,7 @@ def cmd_queue(args) -> int:
             # A save that found the lock held before this point started nothing: its entry is in the queue now.
             if not work.pending():
                 return exits.OK
-            run_lock = scorers.try_lock(run_dir / LOCK)
+            run_lock = claim(run_dir / LOCK, create=True)
             if run_lock is None:  # another scorer took the run over (it scans the queue after taking the lock)
                 return exits.OK
     finally:

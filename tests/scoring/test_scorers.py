@@ -14,6 +14,7 @@ import pytest
 from contract import scorers
 from contract import scores as sc
 from contract.configfile import ConfigError
+from contract.runfolder import claim
 from tests.conftest import python_env
 
 PROMPT = "31\tGood morning.\n"
@@ -183,7 +184,7 @@ def test_a_save_while_the_scorer_leaves_is_scored(trained, tmp_path):
 def test_a_scorer_that_finds_the_run_at_work_exits_at_once(trained, tmp_path):
     run = _copy_run(trained, tmp_path / "run")
     sc.set_state(run, "epoch-0001", sc.QUEUED)
-    held = scorers.try_lock(run / scorers.RUN_LOCK)
+    held = claim(run / scorers.RUN_LOCK, create=True)
     try:
         assert sc.start_scorer(run, python=sys.executable, env=python_env()) is None
         started = time.monotonic()
