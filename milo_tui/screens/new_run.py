@@ -58,12 +58,16 @@ def check_base_model(path: Path) -> str | None:
     return None
 
 
-def check_data(path: Path) -> str | None:
+def check_data(path: Path, open_each: bool = True) -> str | None:
+    """Why `path` is not training data, or None. `open_each`: open every clip of a corpus folder (a child
+    process, about a second on a large corpus: at launch, not while a field is typed)."""
     if path.is_file():
         return None if path.suffix == ".jsonl" else f"{path.name} is not a .jsonl file"
     if path.is_dir():
         if not audio_files(path):
             return f"{path} holds no audio files ({', '.join(AUDIO_SUFFIXES)})"
+        if not open_each:
+            return None
         # a name is not a format: each file must open, or the run would fail in its preparation
         bad = first_unreadable_apart(path)
         if bad is not None:
@@ -82,39 +86,51 @@ def _number(text: str, kind, low, high, name: str):
     return value, None
 
 
-def validate_form(values: dict[str, str], checkpoints: Path) -> tuple[RunRequest | None, dict[str, str]]:
-    """(request, {}) when every field is right, else (None, {field: one-line error})."""
+NUMBERS = (("lr", float, 1e-9, 1e-2), ("epochs", int, 1, 10000), ("batch_size", int, 1, 1024),
+           ("grad_accum", int, 1, 1024), ("restart_limit", int, 0, 100))
+
+
+def validate_form(values: dict[str, str], checkpoints: Path, only: str | None = None
+                  ) -> tuple[RunRequest | None, dict[str, str]]:
+    """(request, {}) when every field is right, else (None, {field: one-line error}). With `only`, the errors
+    of that one field, and no request (a field checked again as it is typed: no clip of a corpus folder is
+    opened then; the launch opens them)."""
+    def wanted(key: str) -> bool:
+        return only is None or key == only
+
     errors: dict[str, str] = {}
     paths = {}
     for key in ("base_model", "data"):
         text = values.get(key, "").strip()
+        if not wanted(key):
+            continue
         if not text:
             errors[key] = f"{FIELDS[key]} is required"
             continue
         paths[key] = Path(text).expanduser().absolute()
-        err = (check_base_model if key == "base_model" else check_data)(paths[key])
+        err = check_base_model(paths[key]) if key == "base_model" else check_data(paths[key], open_each=only is None)
         if err:
             errors[key] = err
     name = values.get("run_name", "").strip()
-    if not RUN_NAME.match(name):
-        errors["run_name"] = "run name: letters, digits, . _ - (up to 64), starting with a letter or digit"
-    elif (Path(checkpoints) / name).exists():
-        errors["run_name"] = f"a run named {name!r} already exists"
+    if wanted("run_name"):
+        if not RUN_NAME.match(name):
+            errors["run_name"] = "run name: letters, digits, . _ - (up to 64), starting with a letter or digit"
+        elif (Path(checkpoints) / name).exists():
+            errors["run_name"] = f"a run named {name!r} already exists"
     numbers = {}
-    for key, kind, low, high in (("lr", float, 1e-9, 1e-2), ("epochs", int, 1, 10000), ("batch_size", int, 1, 1024),
-                                 ("grad_accum", int, 1, 1024), ("restart_limit", int, 0, 100)):
+    for key, kind, low, high in NUMBERS:
         numbers[key], err = _number(values.get(key, ""), kind, low, high, FIELDS[key].split(" (")[0].lower())
-        if err:
+        if err and wanted(key):
             errors[key] = err
     speaker = values.get("speaker", "").strip()
-    if speaker and not SPEAKER.match(speaker):
+    if speaker and not SPEAKER.match(speaker) and wanted("speaker"):
         errors["speaker"] = "speaker name: one word of letters, digits, _ or - (up to 32)"
     attention = values.get("attention") or "sdpa"
-    if attention not in ATTENTION:
+    if attention not in ATTENTION and wanted("attention"):
         errors["attention"] = f"attention must be one of {', '.join(ATTENTION)}"
     retain, retain_errors = _retention(values)
-    errors.update(retain_errors)
-    if errors:
+    errors.update({key: err for key, err in retain_errors.items() if wanted(key)})
+    if errors or only is not None:
         return None, errors
     return RunRequest(run_dir=Path(checkpoints).absolute() / name, base_model=paths["base_model"], data=paths["data"],
                       epochs=numbers["epochs"], lr=numbers["lr"], batch_size=numbers["batch_size"],
@@ -219,7 +235,7 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
         key = event.input.id
         if key not in self.errors:
             return
-        _request, now = validate_form(self.values(), self.checkpoints)
+        _request, now = validate_form(self.values(), self.checkpoints, only=key)
         errors = dict(self.errors)
         if key in now:
             errors[key] = now[key]
