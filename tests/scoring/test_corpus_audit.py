@@ -116,22 +116,30 @@ def test_flagged_clips_stay_marked_and_the_report_is_written(audited):
     assert "flagged noise.wav:" in summary and "--drop-flagged" in summary
 
 
-def test_drop_flagged_keeps_exactly_the_good_clips(corpus, tiny_base, tmp_path):
+def test_drop_flagged_keeps_exactly_the_clips_that_pass_the_configured_thresholds(corpus, tiny_base, tmp_path):
+    """The thresholds come from the config file and decide the verdicts, not only the report's record of them:
+    a lowered speaker_similarity_min lets the other voice through (flagged under the default, as
+    test_each_bad_clip_is_flagged_with_its_reason shows), and --drop-flagged keeps it with the good clips."""
     out = tmp_path / "clean.jsonl"
     cfg = tmp_path / "config.toml"
-    cfg.write_text("[audit]\ntrailing_silence_max_s = 2\n")  # thresholds come from the config file
+    # kal's voice measured 0.4-0.6 against the corpus voice (the default, 0.75, flags it); 0.3 lets it pass
+    cfg.write_text("[audit]\ntrailing_silence_max_s = 2\nspeaker_similarity_min = 0.3\n")
     import os
 
     proc = run_module("training", "prepare", str(corpus), "--base", str(tiny_base), "--out", str(out), "--device", "cpu",
                       "--drop-flagged", env={**os.environ, "MILO_CONFIG": str(cfg)})
     assert proc.returncode == 0, proc.stderr
     kept = {json.loads(x)["audio"].rsplit("/", 1)[-1] for x in out.read_text().splitlines()}
-    assert kept == {f"good_{i:02d}.wav" for i in range(len(REFERENCE))}
+    assert kept == {f"good_{i:02d}.wav" for i in range(len(REFERENCE))} | {"other_voice.wav"}
     report = json.loads((tmp_path / ca.CORPUS_REPORT).read_text())
     assert report["thresholds"]["trailing_silence_max_s"] == 2.0 and report["thresholds"]["cer_max"] == 0.6
-    assert {r["clip"] for r in report["clips"] if r["status"] == ca.DROPPED} == set(BAD)
+    assert report["thresholds"]["speaker_similarity_min"] == 0.3
+    other = _rows(report)["other_voice.wav"]
+    assert other["status"] == ca.KEPT and other["flags"] == [], other
+    assert 0.3 < other["measures"]["speaker_similarity"] < ca.THRESHOLDS["speaker_similarity_min"].default, other
+    assert {r["clip"] for r in report["clips"] if r["status"] == ca.DROPPED} == set(BAD) - {"other_voice.wav"}
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert "dropped other_voice.wav: voice similarity" in proc.stdout
+    assert "dropped noise.wav:" in proc.stdout and "dropped other_voice.wav" not in proc.stdout
 
 
 def test_a_wrong_audit_threshold_is_one_line(corpus, tiny_base, tmp_path):
