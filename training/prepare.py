@@ -3,8 +3,9 @@
 For each audio file under CORPUS (recursively; hidden files ignored), in name order:
   audio        read at any sample rate, channel count and bit depth, converted to 24 kHz mono; unreadable,
                empty, silent or shorter than --min-seconds: skipped, with the reason;
-  long files   longer than --max-seconds: a raw recording, cut at silero-vad pauses into 3-15 s clips
-               written to DATA/clips/ (a transcript given for it is refused: it cannot be split);
+  long files   longer than --max-seconds: a raw recording, cut at silero-vad pauses into clips of 2.6-15 s
+               written to DATA/clips/STEM-001.wav ... (docs/corpus-audit.md; a transcript given for it is
+               refused: it cannot be split);
   transcript   CLIP.txt or CLIP.lab beside it (UTF-8, or the encoding its byte-order mark names), else
                metadata.csv (LJSpeech `id|text[|normalized]` or a CSV with a file and a text column), else
                the recognizer: pocketsphinx (English), or a local Whisper with --whisper;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import os
@@ -33,13 +35,14 @@ import numpy as np
 from contract import audit as ca
 from contract.configfile import ConfigError, read_config
 from contract.corpus import AUDIO_SUFFIXES
-from contract.runfolder import write_json_atomic
+from contract.runfolder import read_json, write_json_atomic
 from contract.samples import write_wav
 from training.audio import SAMPLE_RATE, AudioError, read_audio, to_24k_mono
 
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 SILENT_PEAK = 10 ** (-50.0 / 20)   # a file whose loudest sample is under -50 dBFS is silent
 PROGRESS_S = 15.0                  # a progress line at most this often while auditing
+CLIP_SOURCES = "sources.json"      # in DATA/clips/: the recording each clip name stem was cut from
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32"), (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
         (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
         (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
@@ -164,10 +167,44 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+def clip_stems(names: list[str]) -> dict[str, str]:
+    """The stem of the clips cut from each recording (its path under the corpus): the path without its suffix,
+    `/` read as `__` (`talks/ep.wav` -> `talks__ep-001.wav`), as before, so a corpus's clip names stay what
+    they were. Where recordings share that stem (`ep.wav` and `ep.flac`), each keeps its suffix
+    (`ep.wav-001.wav`, `ep.flac-001.wav`) whichever is cut first; a stem shared even so (`a__b.wav` beside
+    `a/b.wav`) gets a digest of the path."""
+    from collections import Counter
+
+    stems = {n: n.rsplit(".", 1)[0].replace("/", "__") for n in names}
+    for rename in (lambda n: n.replace("/", "__"), lambda n: f"{stems[n]}-{_digest(n)}"):
+        counts = Counter(stems.values())
+        stems = {n: rename(n) if counts[stem] > 1 else stem for n, stem in stems.items()}
+    return stems
+
+
+def claim_stem(clips_dir: Path, stem: str, recording: Path) -> str:
+    """The stem to write `recording`'s clips under: `stem`, unless clips of another recording were written
+    under it (clips/sources.json says whose each stem is; another JSONL prepared into the same folder, or a
+    recording since renamed), then `stem-DIGEST` of this recording's path: a clip of another recording is never
+    written over. Clips cut before sources.json existed are taken to be this recording's (their names stay)."""
+    sources = read_json(clips_dir / CLIP_SOURCES) or {}
+    source = str(Path(recording).absolute())
+    if sources.get(stem) not in (None, source):
+        stem = f"{stem}-{_digest(source)}"
+    if sources.get(stem) != source:
+        write_json_atomic(clips_dir / CLIP_SOURCES, {**sources, stem: source})  # before its clips are written
+    return stem
+
+
 def cut_recording(entry: Entry, mono: np.ndarray, auditor, clips_dir: Path,
-                  corpus_name: str) -> list[tuple[Entry, np.ndarray]]:
-    """A long recording's clips (entry, 24 kHz audio), cut at VAD pauses and written to clips_dir."""
-    from inference.scoring.audit import plan_cuts
+                  corpus_name: str, stem: str | None = None) -> list[tuple[Entry, np.ndarray]]:
+    """A long recording's clips (entry, 24 kHz audio), cut at VAD pauses and written to clips_dir as
+    STEM-001.wav ... (`stem`: from clip_stems, unique among the corpus's recordings)."""
+    from inference.scoring.audit import CLIP_PAD_S, plan_cuts
     from inference.scoring.measures import resample
     from inference.scoring.models import RATE
 
@@ -176,10 +213,10 @@ def cut_recording(entry: Entry, mono: np.ndarray, auditor, clips_dir: Path,
     cuts, left_out = plan_cuts(speech, len(mono) / SAMPLE_RATE)
     entry.info.update(clips_cut=len(cuts), speech_s=round(sum(e - s for s, e in speech), 2), speech_left_out_s=left_out)
     if not cuts:
-        entry.skipped = "long recording with no stretch of speech of 3 s or more"
+        entry.skipped = f"long recording with no stretch of speech of {ca.SEGMENT_MIN_S - 2 * CLIP_PAD_S:g} s or more"
         return []
     clips_dir.mkdir(parents=True, exist_ok=True)
-    stem = corpus_name.rsplit(".", 1)[0].replace("/", "__")
+    stem = claim_stem(clips_dir, stem or clip_stems([corpus_name])[corpus_name], entry.path)
     out = []
     for k, (start, end) in enumerate(cuts, 1):
         path = clips_dir / f"{stem}-{k:03d}.wav"
@@ -312,6 +349,7 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
     files = [f for f in find_audio(corpus) if clips_dir not in f.parents]
     if not files:
         raise PrepareError(f"{corpus}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
+    stems = clip_stems([str(f.relative_to(corpus)) for f in files])
     import torch
 
     from inference.scoring.audit import Auditor, Take
@@ -357,7 +395,7 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
                                  f"or cut the clips yourself")
                 continue
             say(f"cutting {rel} ({duration / 60:.1f} min) at pauses")
-            pieces = cut_recording(entry, mono, auditor, clips_dir, rel)
+            pieces = cut_recording(entry, mono, auditor, clips_dir, rel, stems[rel])
             entries.extend(p for p, _ in pieces)
             work = [(p, Take(p.name, piece)) for p, piece in pieces]
         else:

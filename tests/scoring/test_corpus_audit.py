@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,6 +235,47 @@ def test_a_transcript_for_a_long_recording_is_refused(episode, tiny_base, tmp_pa
     assert any(r["clip"].startswith("clips/episode-") for r in reports[0]["clips"])
     assert [r["clip"] for r in reports[1]["clips"]] == [r["clip"] for r in reports[0]["clips"]]
     assert reports[1]["counts"]["files"] == 2
+
+
+def test_recordings_that_share_a_stem_each_keep_their_own_clips(episode, tiny_base, tmp_path):
+    """ep.flac and ep.wav (other sentences, in another order) in one corpus, then another corpus's ep.wav
+    prepared into the same folder: each JSONL line's audio is the stretch of its own recording, and no clip
+    is written over by another recording's."""
+    import hashlib
+
+    from training.audio import SAMPLE_RATE, load_24k_mono
+    from training.prepare import prepare
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(episode[0] / "episode.flac", corpus / "ep.flac")
+    gap = np.zeros(int(PAUSE_S * 24000), np.float32)
+    other = [load_24k_mono(slt(text, tmp_path / f"o{i}.wav")) for i, text in enumerate(reversed(SENTENCES[3:]))]
+    sf.write(corpus / "ep.wav", np.concatenate([x for a in other for x in (a, gap)]), 24000)
+    out = tmp_path / "data" / "train.jsonl"
+    report = prepare(corpus, tiny_base, out, device="cpu", max_seconds=8.0, say=lambda s: None)
+    cut = {str(out.parent / r["clip"]): r["cut_from"] for r in report["clips"] if r.get("cut_from")}
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    paths = [line["audio"] for line in lines]
+    assert len(set(paths)) == len(paths) == len(cut) and set(paths) == set(cut)
+    assert {c["recording"] for c in cut.values()} == {"ep.flac", "ep.wav"}
+    sources = {name: load_24k_mono(corpus / name) for name in ("ep.flac", "ep.wav")}
+    for path, c in cut.items():  # the clip holds exactly its own recording's stretch
+        piece = sources[c["recording"]][int(c["start_s"] * SAMPLE_RATE): int(c["end_s"] * SAMPLE_RATE)]
+        audio, _ = sf.read(path, dtype="float32")
+        assert len(audio) == len(piece) and np.abs(audio - piece).max() < 1e-3, (path, c)
+    assert {Path(p).name.rsplit("-", 1)[0] for p in paths} == {"ep.flac", "ep.wav"}  # named after each
+    # another corpus's ep.flac and ep.wav (the same sentences, swapped), prepared into the same folder: the
+    # first JSONL's clips are left as they were, the second's named apart
+    before = {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+    second = tmp_path / "second"
+    second.mkdir()
+    sf.write(second / "ep.flac", sources["ep.wav"], 24000)
+    sf.write(second / "ep.wav", sources["ep.flac"], 24000)
+    prepare(second, tiny_base, out.parent / "second.jsonl", device="cpu", max_seconds=8.0, say=lambda s: None)
+    assert {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths} == before
+    again = [json.loads(x)["audio"] for x in (out.parent / "second.jsonl").read_text().splitlines()]
+    assert again and not set(again) & set(paths)
 
 
 # ---- bad input ----------------------------------------------------------------------------------------
