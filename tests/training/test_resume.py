@@ -129,11 +129,23 @@ def test_a_stop_while_the_run_folder_is_locked_does_not_hang(tmp_path):
 
     from tests.conftest import python_env
 
+    from contract import scores
+    from contract.runfolder import claim
+    from contract.scorers import RUN_LOCK, release
+
     run = tmp_path / "run"
     run.mkdir()
-    out = subprocess.run([sys.executable, "-c", STOP_DURING_SCORING_WRITE, str(run)], capture_output=True, text=True,
-                         timeout=60, env=python_env(), stdin=subprocess.DEVNULL)
+    # the test holds the run's scorer lock, as a scorer at work would: queueing then starts no scorer (one
+    # that outlived the test, scoring a checkpoint that is not there), and the entry stays queued
+    held = claim(run / RUN_LOCK, create=True)
+    assert held is not None
+    try:
+        out = subprocess.run([sys.executable, "-c", STOP_DURING_SCORING_WRITE, str(run)], capture_output=True,
+                             text=True, timeout=60, env=python_env(), stdin=subprocess.DEVNULL)
+    finally:
+        release(held)
     assert out.returncode == 0, out.stderr
     assert "queued True running" in out.stdout
     assert state(run)["status"] == "stopping"
-    assert json.loads((run / "scoring.json").read_text())["checkpoints"]["epoch-0001"]["state"] in ("queued", "running", "failed")
+    assert json.loads((run / "scoring.json").read_text())["checkpoints"]["epoch-0001"]["state"] == "queued"
+    assert not (run / scores.SCORING_LOG).exists()  # no scorer was started
