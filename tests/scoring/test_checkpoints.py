@@ -169,21 +169,41 @@ def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_data, tmp_
 
 
 def test_a_scorer_slower_than_the_trainer_still_leaves_the_policys_checkpoints(tiny_base, demo_data, tmp_path):
-    """The trainer's prune after a save keeps what waits to be scored; when the scorer lags (here it is still
-    loading when the run ends), the scorer applies the run's policy (run.json) once the scores are in."""
+    """The trainer's prune after a save keeps what waits to be scored; when the scorer lags (here it waits for
+    a scorer slot the test holds until the run has ended), the scorer applies the run's policy (run.json) once
+    the scores are in."""
+    from contract.runfolder import claim
+    from contract.scorers import release
+
     data = demo_data
     run = tmp_path / "run"
     run.mkdir()
     (run / sc.PROMPTS_TXT).write_text("31\tGood morning.\n")
-    proc = subprocess.run([sys.executable, "-m", "training", "run", "--base", str(tiny_base), "--data", str(data),
-                           "--run", str(run), "--epochs", "2", "--batch-size", "2", "--grad-accum", "2", "--lr", "2e-3",
-                           "--val-fraction", "0.2", "--keep-best", "0", "--keep-last", "1"],
-                          capture_output=True, text=True, timeout=600, env=python_env())
-    assert proc.returncode == 0, proc.stderr
-    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    val = {r["epoch"]: r["objective"] for r in events if r["kind"] == "validation"}
-    assert val[2] < val[1]  # epoch 2 is the newest and the best by validation loss: epoch 1 has no reason to stay
-    assert (run / "epoch-0001").is_dir(), "the trainer kept epoch 1: it was waiting to be scored"
+    # the machine's scorer slots of this test, all held (1 on the CPU, 2 on a GPU): the run's scorer must wait
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    held = [claim(slots / f"slot-{i}", create=True) for i in range(2)]
+    try:
+        proc = subprocess.run([sys.executable, "-m", "training", "run", "--base", str(tiny_base), "--data", str(data),
+                               "--run", str(run), "--epochs", "2", "--batch-size", "2", "--grad-accum", "2",
+                               "--lr", "2e-3", "--val-fraction", "0.2", "--keep-best", "0", "--keep-last", "1"],
+                              capture_output=True, text=True, timeout=600,
+                              env=python_env(MILO_SCORER_SLOTS=str(slots)))
+        assert proc.returncode == 0, proc.stderr
+        events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        val = {r["epoch"]: r["objective"] for r in events if r["kind"] == "validation"}
+        assert val[2] < val[1]  # epoch 2 is the newest and the best by validation loss: epoch 1 has no reason to stay
+        assert (run / "epoch-0001").is_dir(), "the trainer kept epoch 1: it was waiting to be scored"
+        assert {n: e["state"] for n, e in sc.states(run).items()} == {"epoch-0001": sc.QUEUED, "epoch-0002": sc.QUEUED}
+        assert not any(r.get("event") == "prune" for r in events)
+        waiting = time.monotonic() + 120  # the scorer reaches the slots after its imports: then it must wait
+        while "waiting for a scorer slot" not in (run / sc.SCORING_LOG).read_text():
+            assert time.monotonic() < waiting, (run / sc.SCORING_LOG).read_text()[-2000:]
+            time.sleep(0.2)
+        assert {n: e["state"] for n, e in sc.states(run).items()} == {"epoch-0001": sc.QUEUED, "epoch-0002": sc.QUEUED}
+    finally:
+        for fd in held:
+            release(fd)
     deadline = time.monotonic() + 400
     while (any(e["state"] in (sc.QUEUED, sc.RUNNING) for e in sc.states(run).values())
            or sc.states(run, "rows").get("baseline", {}).get("state") in (None, sc.RUNNING)
