@@ -23,7 +23,10 @@ def scored(voices):
 def test_the_reference_is_the_six_clips_and_their_median_rate(scored):
     reference, _ = scored
     assert reference.clips == 6 and reference.problems == []
-    assert 8 < reference.rate_cps < 20  # letters and digits per second of read English
+    # letters and digits per second of speech, median of the six SLT clips: measured 14.73. Festival and the
+    # -40 dBFS speech edges are deterministic; 10% covers a resampler's or a voice build's drift, and a rate
+    # that counts spaces and punctuation as spoken characters falls outside it
+    assert reference.rate_cps == pytest.approx(14.73, rel=0.1)
 
 
 def test_the_same_voice_scores_clearly_above_other_voices_and_noise(scored):
@@ -51,7 +54,10 @@ def test_dnsmos_rates_speech_far_above_noise(scored):
 def test_delivery_measures(scored, voices):
     reference, rows = scored
     slt = rows["slt"]
-    assert 0.6 < slt["rate_ratio"] < 1.5 and slt["clipping"] == 0.0 and 0 <= slt["silence_ratio"] < 0.5
+    # measured: rate ratio 1.069 (15.74 chars/s against the reference's 14.73), silence ratio 0.369; the
+    # margins are the same 10% (rate) and 0.1 (festival's pauses) as above
+    assert slt["rate_ratio"] == pytest.approx(1.07, abs=0.1) and slt["clipping"] == 0.0
+    assert slt["silence_ratio"] == pytest.approx(0.37, abs=0.1)
     assert rows["noise"]["silence_ratio"] == 0.0
     assert means(list(rows.values()))["similarity"] == pytest.approx(
         sum(r["similarity"] for r in rows.values()) / 4, abs=1e-3)
