@@ -5,7 +5,9 @@ run's scoring queue.
     eval --audio WAV... [--reference CORPUS_OR_JSONL] [--text "..."] [--json]  prints only
     queue RUN                                                                 what the trainer starts after a save
 
-Exit codes (contract/exits.py): 0 done, 2 bad command line, 3 bad input (no such checkpoint or file).
+Exit codes (contract/exits.py): 0 done (a checkpoint deleted meanwhile is skipped, saying so), 1 `eval`: a
+checkpoint could not be scored (the others were), 2 bad command line, 3 bad input (no such checkpoint or file,
+a prompt set that is blank or not UTF-8, a run with no corpus), 130 interrupted.
 A model or a clip that fails makes its fields "not scored: <why>"; it never ends the command.
 """
 from __future__ import annotations
@@ -50,17 +52,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def read_prompts(path: str | None) -> tuple[tuple[str, int], ...]:
+    """A prompt set file's (sentence, seed) pairs; ValueError (one line naming the file and what to do) for a
+    file that is not UTF-8 or holds no sentence, OSError for one that cannot be read."""
     if not path:
         return sc.DEFAULT_PROMPTS
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start + 1}): save it as UTF-8, one sentence "
+                         "a line") from None
     prompts = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
+    for i, line in enumerate(text.splitlines()):
         seed, tab, text = line.partition("\t")
         if tab and seed.strip().isdigit():
             prompts.append((text.strip(), int(seed)))
         elif line.strip():
             prompts.append((line.strip(), 11 + i))
     if not prompts:
-        raise ValueError(f"{path} holds no sentence")
+        raise ValueError(f"{path} holds no sentence: write one sentence a line (optionally SEED<TAB>sentence)")
     return tuple(prompts)
 
 
@@ -126,22 +135,32 @@ def cmd_eval(args) -> int:
     reference = scorer.reference(source, hold_out=CEILING_CLIPS)  # the same centroid as the run's queue uses
     results = []
     engine = None
+    hooks = _Hooks.from_env(run_dir)
     for ckpt in checkpoints:
         try:
             if engine is None:
                 from inference.engine import Engine
 
                 engine = Engine(device=args.device, tune_threads=True)  # one for all: each load replaces the last
-            with InUse(ckpt):  # pruning leaves a checkpoint being scored alone
+            # Pruning leaves a checkpoint being scored alone: claimed until its scores are in its eval.json.
+            with InUse(ckpt):
                 scores = score_checkpoint(ckpt, scorer, reference, engine=engine, device=args.device, prompts=prompts,
                                           say=say)
+                hooks.scored(ckpt)
+                write_scores(ckpt, scores)
+                if is_checkpoint_dir(ckpt):
+                    sc.set_state(ckpt.parent, ckpt.name, sc.DONE, seconds=scores["seconds"])
         except Exception as exc:  # noqa: BLE001 - one line per checkpoint, the others still scored
+            if not ckpt.is_dir():  # deleted before it was claimed (a prune): nothing to score, nothing lost
+                why = "the checkpoint is gone (deleted before it was scored)"
+                say(f"{ckpt.name}: skipped: {why}")
+                if ckpt.name in sc.states(ckpt.parent):
+                    sc.set_state(ckpt.parent, ckpt.name, sc.SKIPPED, error=why)
+                results.append({"checkpoint": ckpt.name, "skipped": why})
+                continue
             say(f"{ckpt.name}: not scored: {one_line(exc)[:200]}")
             results.append({"checkpoint": ckpt.name, "error": str(exc)})
             continue
-        write_scores(ckpt, scores)
-        if is_checkpoint_dir(ckpt):
-            sc.set_state(ckpt.parent, ckpt.name, sc.DONE, seconds=scores["seconds"])
         results.append(scores)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -173,19 +192,26 @@ def cmd_queue(args) -> int:
         os.nice(19)  # beside a training run: take only what it leaves
     except OSError:
         pass
-    hooks = _QueueHooks.from_env(run_dir)
-    work = _QueueWork(run_dir, args)
+    hooks = _Hooks.from_env(run_dir)
+    work = _QueueWork(run_dir, args, hooks)
     try:
         while True:
             for name in sc.requeue_interrupted(run_dir):  # the lock is ours: whatever is `running` was cut short
                 _say(f"{name}: the last scorer stopped before it finished; scoring it again")
-            if work.pending():
+            bad = work.bad_prompts()  # before any model loads
+            if bad:  # nothing could be scored: each queued entry says why (else it waits, kept from pruning, forever)
+                for name in work.queued():
+                    sc.set_state(run_dir, name, sc.FAILED, error=bad)
+                _say(f"not scoring: {bad}")
+            elif work.pending():
                 work.drain()
             hooks.drained()
             scorers.release(run_lock)
             run_lock = None
             # A save that found the lock held before this point started nothing: its entry is in the queue now.
-            if not work.pending():
+            if bad and not work.queued():
+                return exits.BAD_INPUT
+            if not bad and not work.pending():
                 return exits.OK
             run_lock = claim(run_dir / LOCK, create=True)
             if run_lock is None:  # another scorer took the run over (it scans the queue after taking the lock)
@@ -203,10 +229,11 @@ class _QueueWork:
     """What a run's scorer does while it holds the run's lock. The machine-wide slot and the models are taken
     on the first work, not before: a scorer with nothing to do costs nothing."""
 
-    def __init__(self, run_dir: Path, args) -> None:
-        self.run_dir, self.args = run_dir, args
+    def __init__(self, run_dir: Path, args, hooks: "_Hooks") -> None:
+        self.run_dir, self.args, self.hooks = run_dir, args, hooks
         self.slot: scorers.Slot | None = None
         self.loaded = None  # (scorer, reference, run.json, prompts)
+        self.prompts = None
         self.engine = None
 
     def queued(self) -> list[str]:
@@ -216,6 +243,19 @@ class _QueueWork:
     def pending(self) -> bool:
         rows = [sc.CEILING_JSON] + ([] if self.args.no_baseline else [sc.BASELINE_JSON])
         return bool(self.queued()) or not all((self.run_dir / row).exists() for row in rows)
+
+    def bad_prompts(self) -> str | None:
+        """Why the run's prompt set (score-prompts.txt) cannot be used, in one line, or None (read once; the
+        default five sentences without the file)."""
+        if self.prompts is None:
+            prompts_file = self.run_dir / sc.PROMPTS_TXT
+            try:
+                self.prompts = read_prompts(str(prompts_file)) if prompts_file.is_file() else sc.DEFAULT_PROMPTS
+            except (OSError, ValueError) as exc:
+                why = f"{prompts_file}: cannot read it ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc)
+                return (f"{why}; or delete it to score with the default prompts, then e on the checkpoints view "
+                        "scores them again")
+        return None
 
     def _load(self):
         if self.slot is None:
@@ -227,9 +267,7 @@ class _QueueWork:
             scorer = Scorer(device=self.args.device)
             data, run_json = run_reference(self.run_dir)
             reference = scorer.reference(data, hold_out=CEILING_CLIPS)
-            prompts_file = self.run_dir / sc.PROMPTS_TXT
-            prompts = read_prompts(str(prompts_file)) if prompts_file.is_file() else sc.DEFAULT_PROMPTS
-            self.loaded = (scorer, reference, run_json, prompts)
+            self.loaded = (scorer, reference, run_json, self.prompts)
         return self.loaded
 
     def drain(self) -> None:
@@ -258,11 +296,12 @@ class _QueueWork:
                 from inference.engine import Engine
 
                 self.engine = Engine(device=device, tune_threads=True)
-            with InUse(ckpt):  # pruning leaves a checkpoint being scored alone
+            with InUse(ckpt):  # pruning leaves a checkpoint being scored alone, until its scores are written
                 scores = score_checkpoint(ckpt, scorer, reference, engine=self.engine, device=device,
                                           prompts=prompts, say=log)
-            write_scores(ckpt, scores)
-            sc.set_state(run_dir, name, sc.DONE, seconds=scores["seconds"])
+                self.hooks.scored(ckpt)
+                write_scores(ckpt, scores)
+                sc.set_state(run_dir, name, sc.DONE, seconds=scores["seconds"])
         except Exception as exc:  # noqa: BLE001 - the queue goes on
             gone = not ckpt.is_dir()
             why = "the checkpoint was deleted while it was scored" if gone else one_line(exc)[:200]
@@ -291,40 +330,53 @@ def _limit(device: str) -> int:
         return default
 
 
-class _QueueHooks:
-    """MILO_TEST_HOOKS for the queue's tests (docs/scoring.md, "Test hooks"); keys it does not know are the
-    trainer's. `scorer_hold_drained=SECONDS`: the first time the queue is found empty, write
-    `.test-hook-drained` in the run folder and wait (before letting the run's lock go) until a test removes it
-    or SECONDS pass: the moment a save races the scorer's end."""
+class _Hooks:
+    """MILO_TEST_HOOKS for the scorer's tests (docs/scoring.md, "Test hooks"); keys it does not know are the
+    trainer's. Each holds once per process, writing a `.test-hook-*` marker in the run folder and waiting until
+    a test removes it or SECONDS pass:
+    `scorer_hold_drained=SECONDS` (queue): the first time the queue is found empty, before letting the run's
+    lock go: the moment a save races the scorer's end.
+    `scorer_hold_scored=SECONDS` (queue, eval): after the first checkpoint is scored, before its scores are
+    written (the marker holds its name): the moment a prune races the scores' write."""
 
-    def __init__(self, run_dir: Path, hold_s: float | None) -> None:
-        self.run_dir, self.hold_s = run_dir, hold_s
+    KEYS = ("scorer_hold_drained", "scorer_hold_scored")
+
+    def __init__(self, run_dir: Path, holds: dict[str, float]) -> None:
+        self.run_dir, self.holds = run_dir, holds
 
     @classmethod
-    def from_env(cls, run_dir: Path) -> "_QueueHooks":
-        hold = None
+    def from_env(cls, run_dir: Path) -> "_Hooks":
+        holds = {}
         for part in os.environ.get("MILO_TEST_HOOKS", "").split(","):
             key, _, value = part.strip().partition("=")
-            if key == "scorer_hold_drained":
+            if key in cls.KEYS:
                 try:
-                    hold = float(value)
+                    holds[key] = float(value)
                 except ValueError:
-                    _say(f"MILO_TEST_HOOKS: scorer_hold_drained needs seconds, got {value!r}; ignored")
-        return cls(run_dir, hold)
+                    _say(f"MILO_TEST_HOOKS: {key} needs seconds, got {value!r}; ignored")
+        return cls(run_dir, holds)
 
     def drained(self) -> None:
-        if self.hold_s is None:
+        self._hold("scorer_hold_drained", ".test-hook-drained", f"{os.getpid()}\n",
+                   "the queue is empty; holding the run's lock")
+
+    def scored(self, ckpt: Path) -> None:
+        self._hold("scorer_hold_scored", ".test-hook-scored", ckpt.name,
+                   f"{ckpt.name} is scored; holding its scores (and the checkpoint)")
+
+    def _hold(self, key: str, name: str, content: str, what: str) -> None:
+        hold_s = self.holds.pop(key, None)  # once per process
+        if hold_s is None:
             return
         import time
 
-        marker = self.run_dir / ".test-hook-drained"
-        marker.write_text(f"{os.getpid()}\n")
-        _say(f"test hook: the queue is empty; holding the run's lock up to {self.hold_s:g} s")
-        deadline = time.monotonic() + self.hold_s
+        marker = self.run_dir / name
+        marker.write_text(content)
+        _say(f"test hook: {what} up to {hold_s:g} s")
+        deadline = time.monotonic() + hold_s
         while marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         marker.unlink(missing_ok=True)
-        self.hold_s = None  # once per process
 
 
 def _retain(run_dir: Path) -> None:
