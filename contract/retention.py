@@ -24,8 +24,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.runfolder import RUN_JSON, claim, list_checkpoints, locked, read_json, record
-from contract.scores import QUEUED, RUNNING, BestRule, checkpoint_rows, pick_best, read_row, RUN_RULE_SOURCE, rule_for, states
+from contract.runfolder import EVAL_JSON, RUN_JSON, claim, list_checkpoints, locked, read_json, record
+from contract.scores import (QUEUED, RUNNING, BestRule, RUN_RULE_SOURCE, checkpoint_rows, is_score, pick_best, read_row,
+                             remember_pruned, rule_for, states)
 from contract.units import fmt_bytes, parse_size
 
 TRASH_PREFIX = ".deleting-"
@@ -157,22 +158,49 @@ def freed_by(folders: list[Path]) -> int:
 def ranking(run_dir: Path, rule: BestRule) -> tuple[list[str], str | None, str | None]:
     """(checkpoint names best first, the best by the rule, the best by validation loss): the checkpoints that
     meet the rule by its metric (pick_best again and again), then the other scored ones by validation loss,
-    then the unscored ones by validation loss (then by name). A scored checkpoint outranks every unscored one:
-    it has been listened to, and scoring it again costs minutes, while an unscored one is only a number."""
+    then the unscored ones by validation loss (ties: the one saved first). A scored checkpoint outranks every
+    unscored one: it has been listened to, and scoring it again costs minutes, while an unscored one is only a
+    number. Before the baseline's WER is known the rule cannot be applied (its WER part compares to it): no
+    checkpoint is ranked by it then (`needs_baseline`)."""
     rows = checkpoint_rows(run_dir)
-    baseline = (read_row(run_dir, "baseline") or {}).get("means")
+    at = {r[0]: i for i, r in enumerate(rows)}  # save order
+    baseline = baseline_means(run_dir)
     eligible, remaining = [], list(rows)
-    while (name := pick_best(remaining, baseline, rule)[0]) is not None:
+    while baseline is not None and (name := pick_best(remaining, baseline, rule)[0]) is not None:
         eligible.append(name)
         remaining = [r for r in remaining if r[0] != name]
-    by_loss = sorted(remaining, key=lambda r: (r[1] is None, r[2] is None, r[2] or 0.0, r[0]))
+    by_loss = sorted(remaining, key=lambda r: (r[1] is None, r[2] is None, r[2] or 0.0, at[r[0]]))
     losses = [r for r in rows if r[2] is not None]
-    best_loss = min(losses, key=lambda r: (r[2], r[0]))[0] if losses else None
+    best_loss = min(losses, key=lambda r: (r[2], at[r[0]]))[0] if losses else None
     return eligible + [r[0] for r in by_loss], (eligible[0] if eligible else None), best_loss
 
 
+def baseline_means(run_dir: Path) -> dict | None:
+    """The baseline row's means when it has a WER (what the [best] rule's WER part compares to), else None."""
+    means = (read_row(run_dir, "baseline") or {}).get("means")
+    return means if isinstance(means, dict) and is_score(means.get("wer")) else None
+
+
+NEEDS_BASELINE = "scored, but the baseline's WER (what the [best] rule compares WER to) is not scored yet"
+
+
+def _blocks(folders: list[Path]) -> dict[str, dict[tuple[int, int], int]]:
+    """Per folder name: each of its entries (device, inode) -> blocks in bytes, to add up any set of folders
+    with a file shared by hard links counted once."""
+    return {Path(f).name: {(st.st_dev, st.st_ino): st.st_blocks * 512 for st in _entries(Path(f))} for f in folders}
+
+
+def _together(blocks: dict[str, dict[tuple[int, int], int]], names) -> int:
+    """What the folders `names` take on disk together: `du -sc` of them (a file they share once)."""
+    union: dict[tuple[int, int], int] = {}
+    for name in names:
+        union.update(blocks[name])
+    return sum(union.values())
+
+
 def plan(run_dir: Path, policy: Policy, rule: BestRule | None = None, *, protect: dict[str, str] | None = None) -> Plan:
-    """What `policy` keeps and deletes in `run_dir` now. `protect` adds names that must stay, with why."""
+    """What `policy` keeps and deletes in `run_dir` now. `protect` adds names that must stay, with why.
+    A policy of a budget alone (keep-best 0, newest 0) keeps every checkpoint the budget has room for."""
     run_dir = Path(run_dir)
     rule, source = rule_for(run_dir, rule or BestRule())  # one rule per run: the run's own where it has one
     checkpoints = list_checkpoints(run_dir)
@@ -186,26 +214,30 @@ def plan(run_dir: Path, policy: Policy, rule: BestRule | None = None, *, protect
     for name, why in (protect or {}).items():
         if name in names:
             keep.setdefault(name, why)
-    for name in order[: policy.keep_best]:
-        keep.setdefault(name, f"among the best {policy.keep_best}")
+    if baseline_means(run_dir) is None:  # no prune ranks by a rule it cannot apply yet
+        for name, got, _loss in checkpoint_rows(run_dir):
+            if got is not None:
+                keep.setdefault(name, NEEDS_BASELINE)
+    protected = set(keep)
+    budget_only = not (policy.keep_best or policy.keep_last) and policy.budget_bytes is not None
+    for name in order if budget_only else order[: policy.keep_best]:
+        keep.setdefault(name, "within the disk budget" if budget_only else f"among the best {policy.keep_best}")
     for name in names[len(names) - policy.keep_last:] if policy.keep_last else []:
         keep.setdefault(name, f"among the newest {policy.keep_last}")
-    protected = {n for n, why in keep.items() if not why.startswith("among")}
-    size = {p.name: freed_by([p]) for p in checkpoints}
+    blocks = _blocks(checkpoints)
     result = Plan()
+    rank = {n: i for i, n in enumerate(order)}
     if policy.budget_bytes is not None:
         # over the budget: give up kept checkpoints from the worst ranked, never a protected one
-        rank = {n: i for i, n in enumerate(order)}
         for name in sorted((n for n in keep if n not in protected), key=lambda n: -rank.get(n, len(order))):
-            if sum(size[n] for n in keep) <= policy.budget_bytes:
+            if _together(blocks, keep) <= policy.budget_bytes:
                 break
             del keep[name]
-        result.over_budget = sum(size[n] for n in keep) > policy.budget_bytes
+        result.over_budget = _together(blocks, keep) > policy.budget_bytes
     result.keep = {n: keep[n] for n in names if n in keep}
-    rank = {n: i for i, n in enumerate(order)}
     result.delete = sorted((n for n in names if n not in keep), key=lambda n: -rank.get(n, len(order)))
     result.freed_bytes = freed_by([run_dir / n for n in result.delete])
-    result.kept_bytes = sum(size[n] for n in result.keep)
+    result.kept_bytes = _together(blocks, result.keep)
     return result
 
 
@@ -214,24 +246,28 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)   # name -> why it was not deleted
     freed_bytes: int = 0
+    left: dict[str, str] = field(default_factory=dict)      # hidden .deleting-* folder -> why it could not be removed
 
     def describe(self) -> str:
         return (f"pruned {len(self.deleted)} checkpoint(s) ({', '.join(self.deleted) or 'none'}), freed "
-                f"{fmt_bytes(self.freed_bytes)}" + "".join(f"; kept {n}: {why}" for n, why in self.skipped.items()))
+                f"{fmt_bytes(self.freed_bytes)}" + "".join(f"; kept {n}: {why}" for n, why in self.skipped.items())
+                + "".join(f"; NOT REMOVED {n}: {why}; remove it by hand to free its space"
+                          for n, why in self.left.items()))
 
     def event(self, **extra) -> dict:
         """The `prune` record of metrics.jsonl (docs/run-folder.md) for what this prune did."""
         return record("event", event="prune", message=self.describe(), deleted=self.deleted,
-                      freed_bytes=self.freed_bytes, skipped=self.skipped, **extra)
+                      freed_bytes=self.freed_bytes, skipped=self.skipped, left=self.left, **extra)
 
 
 def apply(run_dir: Path, to_delete: list[str]) -> Outcome:
-    """Delete these checkpoints: each is claimed (skipped when in use) and renamed out of sight; the bytes
-    freed are measured on what was moved away, then it is removed."""
+    """Delete these checkpoints: each is claimed (skipped when in use), its eval.json remembered
+    (scores.remember_pruned), and renamed out of sight; then removed. The bytes freed are those of what was
+    removed: a hidden folder that could not be removed (and those earlier prunes left) is reported, not counted."""
     run_dir = Path(run_dir)
     out = Outcome()
-    finish_trash(run_dir)
-    moved: list[Path] = []
+    out.left.update(finish_trash(run_dir))
+    moved: dict[str, Path] = {}
     for name in to_delete:
         path = run_dir / name
         if not path.is_dir():
@@ -241,8 +277,9 @@ def apply(run_dir: Path, to_delete: list[str]) -> Outcome:
         if fd is None:
             out.skipped[name] = "in use (loaded for audition, or being scored)"
             continue
-        trash = run_dir / f"{TRASH_PREFIX}{name}-{os.getpid()}"
         try:
+            remember_pruned(run_dir, {name: read_json(path / EVAL_JSON) or {}})
+            trash = run_dir / f"{TRASH_PREFIX}{name}-{os.getpid()}"
             os.rename(path, trash)  # atomic: from here on it is no checkpoint to any reader
         except OSError as exc:
             out.skipped[name] = f"cannot rename it ({exc.strerror or exc})"
@@ -250,11 +287,22 @@ def apply(run_dir: Path, to_delete: list[str]) -> Outcome:
         finally:
             os.close(fd)
         out.deleted.append(name)
-        moved.append(trash)
-    out.freed_bytes = freed_by(moved)
-    for trash in moved:
-        shutil.rmtree(trash, ignore_errors=True)
+        moved[name] = trash
+    before = freed_by(list(moved.values()))
+    for trash in moved.values():
+        if (why := _remove(trash)) is not None:
+            out.left[trash.name] = why
+    out.freed_bytes = before - freed_by([t for t in moved.values() if t.exists()])
     return out
+
+
+def _remove(folder: Path) -> str | None:
+    """Remove a folder tree; None when it is gone, else the first error, in a few words."""
+    errors: list[str] = []
+    shutil.rmtree(folder, onerror=lambda _fn, path, info: errors.append(f"{path}: {info[1].strerror or info[1]}"))
+    if not folder.exists():
+        return None
+    return errors[0] if errors else "still there after removing it"
 
 
 @contextlib.contextmanager
@@ -317,11 +365,11 @@ def enforce(run_dir: Path, policy: Policy, rule: BestRule | None = None, *,
         return apply(run_dir, chosen.delete) if chosen.delete else None
 
 
-def finish_trash(run_dir: Path) -> list[str]:
-    """Remove what an interrupted deletion left (hidden .deleting-* folders)."""
-    done = []
-    for p in Path(run_dir).glob(f"{TRASH_PREFIX}*"):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-            done.append(p.name)
-    return done
+def finish_trash(run_dir: Path) -> dict[str, str]:
+    """Remove what an interrupted deletion left (hidden .deleting-* folders); those that cannot be removed, with
+    why (they are reported by every prune until someone removes them)."""
+    left = {}
+    for p in sorted(Path(run_dir).glob(f"{TRASH_PREFIX}*")):
+        if p.is_dir() and (why := _remove(p)) is not None:
+            left[p.name] = why
+    return left

@@ -242,8 +242,27 @@ def checkpoint_epoch(name: str) -> int | None:
     return int(m["epoch"] or m["official"]) if m and (m["epoch"] or m["official"]) else None
 
 
+def save_order_of(name: str, evaluation: dict | None) -> tuple:
+    """Sort key in save order for a checkpoint named `name` whose eval.json is `evaluation`: by the optimizer
+    step it was saved at (the trainer writes it to eval.json; a run's step-* and epoch-* checkpoints interleave,
+    and at the same step the step-* save comes first), else by its name's number (the official script's
+    checkpoints, saved one per epoch). A name alone does not say it, nor does a file time (a copied run folder
+    gets new ones)."""
+    kind, number, rest = checkpoint_order(Path(name))
+    step = (evaluation or {}).get("step")
+    if isinstance(step, int) and not isinstance(step, bool):
+        return (1, step, 0 if kind == 1 else 1, number, rest)
+    return (0, kind, number, rest)
+
+
+def save_order(path: Path) -> tuple:
+    """Sort key: `path` among its run's checkpoints in the order they were saved (save_order_of)."""
+    return save_order_of(Path(path).name, read_json(Path(path) / EVAL_JSON))
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints in the order they were saved (save_order): oldest first."""
     try:
-        return sorted((p for p in Path(run_dir).iterdir() if is_checkpoint_dir(p)), key=checkpoint_order)
+        return sorted((p for p in Path(run_dir).iterdir() if is_checkpoint_dir(p)), key=save_order)
     except OSError:
         return []

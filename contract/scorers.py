@@ -100,21 +100,9 @@ class Slot:
             time.sleep(poll_s)
 
 
-def saved_at(checkpoint: Path) -> float:
-    """When a checkpoint was saved: the mtime of its weights (written once, when it is saved; its folder's
-    mtime moves whenever eval.json is replaced), else of the folder. A name alone does not say it: a run's
-    step-* and epoch-* checkpoints interleave."""
-    for path in (Path(checkpoint) / "model.safetensors", Path(checkpoint)):
-        try:
-            return path.stat().st_mtime
-        except OSError:
-            continue
-    return float("inf")  # gone: first, so it is marked skipped without delaying anything
-
-
 def newest_first(run_dir: Path, names) -> list[str]:
-    """Queued checkpoint names, the most recently saved first (ties: the later epoch or step), so quality stop
+    """Queued checkpoint names, the most recently saved first (contract.runfolder.save_order), so quality stop
     and keep-best act on what training just made; the rest follow."""
-    from contract.runfolder import checkpoint_order
+    from contract.runfolder import save_order
 
-    return sorted(names, key=lambda n: (saved_at(Path(run_dir) / n), checkpoint_order(Path(run_dir) / n)), reverse=True)
+    return sorted(names, key=lambda n: save_order(Path(run_dir) / n), reverse=True)

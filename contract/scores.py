@@ -296,14 +296,14 @@ def pick_best(candidates: list[tuple[str, dict | None, float | None]], baseline:
         runaway = got.get("runaway")
         if is_score(runaway) and runaway > rule.max_runaway:
             continue
-        eligible.append((float(value), name))
+        eligible.append((float(value), len(eligible), name))
     scored = sum(1 for _n, got, _v in candidates if got is not None)
     wer_part = f"WER <= {limit:.2f} (baseline {base_wer:.2f} + {rule.wer_margin:g})" if limit is not None else \
         "no baseline WER to hold WER to"
     if not eligible:
         return None, f"no checkpoint meets the rule ({scored} scored; {wer_part}; runaway <= {rule.max_runaway})"
     higher = HIGHER_IS_BETTER[rule.metric]
-    value, name = sorted(eligible, key=lambda e: (-e[0] if higher else e[0], e[1]))[0]  # a tie: the earlier one
+    value, _at, name = sorted(eligible, key=lambda e: (-e[0] if higher else e[0], e[1]))[0]  # a tie: saved earlier
     word = "highest" if higher else "lowest"
     return name, (f"{word} {rule.metric} {value:.3f} among {len(eligible)} of {scored} scored with {wer_part}, "
                   f"runaway <= {rule.max_runaway}")
@@ -383,16 +383,38 @@ def resolve_checkpoint(arg: str | Path, rule: BestRule | None = None) -> tuple[P
     return best, f"{BEST} in {run_dir.name} is {best.name}: {why}"
 
 
-def checkpoint_rows(run_dir: Path) -> list[tuple[str, dict | None, float | None]]:
-    """(name, score means or None, validation loss or None) of the run's checkpoints, in save order."""
-    from contract.runfolder import EVAL_JSON, list_checkpoints
+def checkpoint_rows(run_dir: Path, *, pruned: bool = False) -> list[tuple[str, dict | None, float | None]]:
+    """(name, score means or None, validation loss or None) of the run's checkpoints, in save order; with
+    `pruned`, also those retention deleted (remembered in scoring.json, `remember_pruned`), in their place."""
+    from contract.runfolder import EVAL_JSON, list_checkpoints, save_order_of
 
+    found = [(path.name, read_json(path / EVAL_JSON)) for path in list_checkpoints(Path(run_dir))]
+    if pruned:
+        present = {name for name, _ev in found}
+        gone = (read_json(Path(run_dir) / SCORING_JSON) or {}).get(PRUNED)
+        found += [(name, ev) for name, ev in (gone if isinstance(gone, dict) else {}).items()
+                  if name not in present and isinstance(ev, dict)]
+        found.sort(key=lambda item: save_order_of(*item))
     rows = []
-    for path in list_checkpoints(Path(run_dir)):
-        ev = read_json(path / EVAL_JSON)
+    for name, ev in found:
         loss = (ev or {}).get("objective")
-        rows.append((path.name, scores_of(ev), float(loss) if is_score(loss) else None))
+        rows.append((name, scores_of(ev), float(loss) if is_score(loss) else None))
     return rows
+
+
+PRUNED = "pruned"  # scoring.json: name -> eval.json of a checkpoint retention deleted (its scores stay known)
+
+
+def remember_pruned(run_dir: Path, evaluations: dict[str, dict]) -> None:
+    """Keep the eval.json of checkpoints about to be deleted in scoring.json: quality-aware stopping counts
+    scored checkpoints since the best, deleted ones included, across --resume."""
+    if not evaluations:
+        return
+    path = Path(run_dir) / SCORING_JSON
+    with locked(Path(run_dir)):
+        doc = read_json(path) or {"v": SCORES_VERSION, "checkpoints": {}}
+        doc.setdefault(PRUNED, {}).update(evaluations)
+        write_json_atomic(path, doc)
 
 
 def unimproved(rows: list[tuple[str, dict | None, float | None]], baseline: dict | None,

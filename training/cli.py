@@ -89,6 +89,10 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     if not list_checkpoints(run):
         print(f"milo-train: error: {run} holds no checkpoints", file=sys.stderr)
         return 3
+    for flag, value in (("--keep-best", args.keep_best), ("--keep-last", args.keep_last)):
+        if value is not None and value < 0:
+            print(f"milo-train: error: {flag} {value}: give 0 or more checkpoints to keep", file=sys.stderr)
+            return 3
     try:
         config = read_config()
         configured, rule = retention.policy_from(config), scores.best_rule(config)
@@ -137,6 +141,8 @@ def _prune(run: Path, policy, rule, source: str, args) -> int:
     for name, why in done.skipped.items():
         print(f"  kept {name}: {why}")
     print(f"deleted {len(done.deleted)} checkpoint(s), freed {fmt_bytes(done.freed_bytes)}")
+    for name, why in done.left.items():
+        print(f"  NOT REMOVED {name}: {why}; remove it by hand to free its space", file=sys.stderr)
     return 0
 
 
@@ -214,7 +220,8 @@ def _add_run(sub) -> None:
                    help="after each save, keep the best K checkpoints (by the [best] rule, then validation loss) ... "
                         "[off]")
     g.add_argument("--keep-last", type=int, metavar="N", help="... and the newest N; the rest are deleted [off]")
-    g.add_argument("--disk-budget", metavar="SIZE", help="... within this much disk, e.g. 50G [none]")
+    g.add_argument("--disk-budget", metavar="SIZE",
+                   help="... within this much disk, e.g. 50G; alone, it deletes only to get under it [none]")
     g.add_argument("--stop-unimproved", type=int, metavar="N",
                    help="stop (with a resume point) when the best score has not improved for N scored checkpoints "
                         "[0: off]")

@@ -331,7 +331,6 @@ class Trainer:
         self.step = 0
         self.saves = 0  # checkpoints written by this process
         self.quality_stop: str | None = None  # why the scores stopped the run (check_quality)
-        self.score_history: dict[str, tuple] = {}  # checkpoint -> (name, score means, val loss), pruned ones too
         self.last_state_write = 0.0
         self.own_best: dict | None = None  # the run's own [best] rule for run.json (resolve_judging)
         self.score_device = "cpu"          # where its scorer generates (resolve_judging)
@@ -692,7 +691,7 @@ class Trainer:
         self.log.info(f"checkpoint {name} saved ({written / 1e6:.1f} MB, {seconds:.1f} s)")
         if self.hyper.score:
             self.queue_scoring(name)
-        self.check_quality()  # first: it remembers the scores of checkpoints the retention may delete now
+        self.check_quality()
         self.retain(name)
 
     def retain(self, saved: str) -> None:
@@ -726,12 +725,10 @@ class Trainer:
 
         try:
             rule, _source = scores.rule_for(self.run_dir)  # the run's own where it has one
-        except ConfigError:
-            rule = scores.BestRule()
-        for name, got, loss in scores.checkpoint_rows(self.run_dir):  # remembered: pruning may delete them later
-            if got is not None or name not in self.score_history:
-                self.score_history[name] = (name, got, loss)
-        rows = sorted(self.score_history.values(), key=lambda r: rf.checkpoint_order(self.run_dir / r[0]))
+        except ConfigError as exc:  # as retention does: one run, one rule, or none
+            self.log.info(f"quality stop skipped: {exc}")
+            return
+        rows = scores.checkpoint_rows(self.run_dir, pruned=True)  # pruned ones too: their scores still count
         baseline = (scores.read_row(self.run_dir, "baseline") or {}).get("means")
         since, best, scored = scores.unimproved(rows, baseline, rule)
         if best is not None and since >= self.hyper.stop_unimproved:

@@ -2,6 +2,7 @@
 inference.scoring queue): with the real trainer and the real scorer of the tiny model, one short prompt."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -197,15 +198,14 @@ def test_a_scorer_that_finds_the_run_at_work_exits_at_once(trained, tmp_path):
 
 
 def test_queued_checkpoints_go_newest_first_by_save_order(tmp_path):
-    """step-* and epoch-* interleave: the save time orders them, not the name."""
+    """step-* and epoch-* interleave: the step each was saved at orders them (eval.json), not the name nor a
+    file time (here the files' times are the reverse of the save order, as in a copied run folder)."""
     run = tmp_path / "run"
-    saved = {"epoch-0001": 100, "step-00000006": 200, "epoch-0002": 300, "step-00000010": 400, "epoch-0010": 350}
-    for name, when in saved.items():
+    saved = {"epoch-0001": 3, "step-00000006": 6, "epoch-0002": 6, "step-00000010": 10, "epoch-0010": 9}
+    for name, step in saved.items():
         (run / name).mkdir(parents=True)
-        weights = run / name / "model.safetensors"
-        weights.write_bytes(b"")
-        os.utime(weights, (when, when))
-        (run / name / "eval.json").write_text("{}")  # written later: moves the folder's mtime, not the weights'
+        (run / name / "eval.json").write_text(json.dumps({"step": step}))
+        os.utime(run / name, (1000 - step, 1000 - step))
     assert scorers.newest_first(run, sorted(saved)) == ["step-00000010", "epoch-0010", "epoch-0002",
                                                         "step-00000006", "epoch-0001"]
 

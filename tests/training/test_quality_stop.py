@@ -35,6 +35,9 @@ def _score_after_each_save(run, stop: threading.Event, seen: list, late: list) -
                 ev = json.loads((ck / EVAL_JSON).read_text())
             except (OSError, ValueError):
                 continue
+            if not (run / sc.BASELINE_JSON).exists():  # the scorer scores the baseline first
+                write_json_atomic(run / sc.BASELINE_JSON, {"v": 1, "row": "baseline",
+                                                          "means": {"similarity": 0.4, "wer": 0.2, "runaway": 0}})
             ev[sc.SCORES] = {"v": 1, "means": {"similarity": SIMILARITY[epoch], "wer": 0.2, "runaway": 0}}
             write_json_atomic(ck / EVAL_JSON, ev)
             seen.append(epoch)
