@@ -213,11 +213,17 @@ def is_official_output(path: Path) -> bool:
         return False
 
 
+def is_adopted(path: Path) -> bool:
+    """An official output folder adopted (docs/adopt.md): its run.json says `adopted: true`."""
+    return (read_json(Path(path) / RUN_JSON) or {}).get("adopted") is True
+
+
 def list_runs(checkpoints: Path) -> list[Path]:
     """Run folders under `checkpoints`: folders holding a run.json or a state.json, and output folders of the
-    official script (read-only runs); `checkpoints` itself when it is such an output folder."""
+    official script (read-only runs); `checkpoints` itself when it is such an output folder, adopted or not
+    (adoption writes run.json into it: OUTPUT stays one run)."""
     root = Path(checkpoints)
-    if is_official_output(root):
+    if is_official_output(root) or is_adopted(root):
         return [root]
     try:
         entries = sorted(root.iterdir())

@@ -103,3 +103,39 @@ async def _adopt_empty(pilot) -> None:
 
     pilot.app.screen.query_one("#corpus", Input).value = ""
     await pilot.press("enter")
+
+
+def test_an_adopted_output_folder_is_still_one_run(runs_root, tmp_path):
+    """Adoption writes run.json into OUTPUT: as --checkpoints, or under a folder above, it is listed as that one
+    run before and after, and reads as adopted (docs/adopt.md)."""
+    from contract.adopt import adopt
+    from contract.runfolder import list_runs
+    from milo_tui.runs import read_summary
+
+    out = _official(runs_root)
+    assert list_runs(out) == [out] and list_runs(runs_root) == [out]
+    adopt(out)
+    assert (out / "run.json").is_file()
+    assert list_runs(out) == [out] and list_runs(runs_root) == [out]
+    summary = read_summary(out)
+    assert summary.adopted and summary.status == "external"
+
+
+def test_A_on_a_dashboard_opened_on_the_output_folder_keeps_the_run(runs_root, tmp_path):
+    out = _official(runs_root)
+
+    async def go():
+        app = make_app(out, poll_s=0.2)  # milo-tui --checkpoints OUTPUT
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: out in app.runs, what="the official folder as a run")
+            app.select_run(out)
+            await settle(pilot)
+            await _adopt(pilot, "")
+            await wait_for(pilot, lambda: _said(app, "adopted official:"), what="the adoption")
+            await wait_for(pilot, lambda: out in app.runs and app.runs[out].adopted, what="the run, now adopted")
+            await pilot.pause(1.0)  # a few more scans of the folder: it stays
+            await settle(pilot)
+            assert list(app.runs) == [out] and app.runs[out].adopted
+            assert " adopted " in screen_text(app)  # still in the runs table, now adopted
+
+    asyncio.run(go())
