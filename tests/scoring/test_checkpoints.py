@@ -135,30 +135,33 @@ def test_without_a_speaking_rate_the_bound_is_the_budget(monkeypatch):
     assert sc.score_bound(text, 14.0)["frames"] == budget
 
 
-def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_data, tmp_path):
-    """The trainer queues each saved checkpoint and starts the scorer; the scorer writes eval.json scores, the
-    run's ceiling and baseline rows, and skips a queued checkpoint that was deleted."""
+def test_a_run_scores_each_checkpoint_after_saving_it_and_keeps_exactly_the_policys(tiny_base, demo_data, tmp_path):
+    """Training, scoring and pruning on together, with their own timing: the trainer queues each saved
+    checkpoint and starts the scorer; the scorer writes eval.json scores, the run's ceiling and baseline rows,
+    skips a queued checkpoint that was deleted, and prunes by the run's policy; at the end exactly the
+    checkpoints the policy keeps by the final scores (computed here, deleted checkpoints' scores included)
+    exist."""
     data = demo_data
     run = tmp_path / "run"
     run.mkdir()
     (run / sc.PROMPTS_TXT).write_text("31\tGood morning.\n")  # this run's prompt set: one short sentence
+    # the tiny model never says end-of-speech: its one prompt runs away, which this run's own rule allows
     proc = subprocess.run([sys.executable, "-m", "training", "run", "--base", str(tiny_base), "--data", str(data),
-                           "--run", str(run), "--epochs", "1", "--batch-size", "2", "--grad-accum", "2",
-                           "--val-fraction", "0.2"], capture_output=True, text=True, timeout=600, env=python_env())
+                           "--run", str(run), "--epochs", "3", "--batch-size", "2", "--grad-accum", "2",
+                           "--val-fraction", "0.2", "--keep-best", "1", "--keep-last", "1",
+                           "--best-max-runaway", "1"], capture_output=True, text=True, timeout=600, env=python_env())
     assert proc.returncode == 0, proc.stderr
-    assert sc.states(run)["epoch-0001"]["state"] in (sc.QUEUED, sc.RUNNING, sc.DONE)
     sc.set_state(run, "epoch-0099", sc.QUEUED)  # queued, then deleted before its turn
-    deadline = time.monotonic() + 400
+    deadline = time.monotonic() + 500
     while (any(e["state"] in (sc.QUEUED, sc.RUNNING) for e in sc.states(run).values())
-           or sc.states(run, "rows").get("baseline", {}).get("state") in (None, sc.RUNNING)):
+           or sc.states(run, "rows").get("baseline", {}).get("state") in (None, sc.RUNNING) or scorer_running(run)):
         assert time.monotonic() < deadline, (sc.states(run), (run / sc.SCORING_LOG).read_text()[-2000:])
         time.sleep(0.5)
     states = sc.states(run)
-    assert states["epoch-0001"]["state"] == sc.DONE, (run / sc.SCORING_LOG).read_text()[-2000:]
+    assert all(states[f"epoch-{e:04d}"]["state"] == sc.DONE for e in (1, 2, 3)), \
+        (states, (run / sc.SCORING_LOG).read_text()[-2000:])
     assert states["epoch-0099"] == {**states["epoch-0099"], "state": sc.SKIPPED,
                                     "error": "the checkpoint is gone (deleted before it was scored)"}
-    ev = read_json(run / "epoch-0001" / "eval.json")
-    assert "objective" in ev and [(c["text"], c["seed"]) for c in ev[sc.SCORES]["clips"]] == [("Good morning.", 31)]
     ceiling = read_json(run / sc.CEILING_JSON)
     assert ceiling["row"] == "ceiling" and len(ceiling["clips"]) == 5 and sc.is_score(ceiling["means"]["similarity"])
     baseline = read_json(run / sc.BASELINE_JSON)
@@ -167,6 +170,22 @@ def test_a_run_scores_each_checkpoint_after_saving_it(tiny_base, demo_data, tmp_
     assert sc.states(run, "rows") == {"ceiling": {**sc.states(run, "rows")["ceiling"], "state": sc.DONE},
                                       "baseline": {**sc.states(run, "rows")["baseline"], "state": sc.DONE}}
     assert "Traceback" not in (run / sc.SCORING_LOG).read_text()
+    # every checkpoint's final eval.json: those still there, and those pruned (scoring.json remembers them)
+    final = {**(read_json(run / sc.SCORING_JSON) or {}).get("pruned", {}),
+             **{p.name: read_json(p / "eval.json") for p in list_checkpoints(run)}}
+    assert sorted(final) == ["epoch-0001", "epoch-0002", "epoch-0003"]
+    ev = final["epoch-0003"]
+    assert "objective" in ev and [(c["text"], c["seed"]) for c in ev[sc.SCORES]["clips"]] == [("Good morning.", 31)]
+    # the policy by hand: the best by the run's rule (similarity, WER <= baseline + 0.05, runaway <= 1; a tie to
+    # the earlier), the best by validation loss, the newest; keep-best 1 is the rule's best, else the scored one
+    # with the lowest validation loss
+    means = {n: ev[sc.SCORES]["means"] for n, ev in final.items()}
+    meets = [n for n in sorted(final) if sc.is_score(means[n]["similarity"])
+             and means[n]["wer"] <= baseline["means"]["wer"] + 0.05 and means[n]["runaway"] <= 1]
+    by_loss = min(sorted(final), key=lambda n: final[n]["objective"])
+    best = max(meets, key=lambda n: (means[n]["similarity"], -int(n[-4:]))) if meets else by_loss
+    assert {p.name for p in list_checkpoints(run)} == {best, by_loss, "epoch-0003"}, (means, meets, by_loss)
+    assert meets, means  # the rule had checkpoints to choose from: not only validation loss decided
 
 
 def test_a_scorer_slower_than_the_trainer_still_leaves_the_policys_checkpoints(tiny_base, demo_data, tmp_path):
