@@ -151,12 +151,10 @@ class CheckpointsScreen(ExplainDisabled, Screen):
     def prune_protect(self) -> dict[str, str]:
         """What stays whatever the policy says: the audition worker's checkpoint and those waiting to be scored
         (the worker also holds its folder, so even a stale plan cannot delete it)."""
+        from contract import retention
+
         app = self.app
-        protect = {}
-        judgement = app.judgements.get(app.selected)
-        for name, entry in (judgement.states if judgement else {}).items():
-            if entry.get("state") in ("queued", "running"):
-                protect[name] = "waiting to be scored"
+        protect = retention.waiting_for_scores(app.selected)  # scoring.json as it is now, not as last drawn
         if app.is_screen_installed("audition"):
             loaded = getattr(app.get_screen("audition"), "loaded", None)
             if loaded and Path(loaded).parent == app.selected:
