@@ -1,11 +1,13 @@
 """Which checkpoints to keep, and deleting the rest safely (docs/retention.md).
 
 Policy: keep the best K (by the [best] rule's ranking: the checkpoints that meet the rule by its metric,
-then the other scored ones by validation loss, then the unscored ones), the newest N, within an optional disk
-budget. Never deleted: the best by the rule, the best by validation loss, a checkpoint in use (loaded by the
-audition worker or read by the scorer: they hold a shared flock on it, contract.runfolder.InUse), and the
-run's resume point (it is not a checkpoint: prune never touches resume/). Bytes freed count a hard-linked
-file once: deleting a link frees nothing while another link to the same data stays.
+then the other scored ones by validation loss, then the unscored ones; ties to the one saved first), the
+newest N (in save order), within an optional disk budget (what the kept ones take together, as du counts
+them; a budget alone deletes only to get under it). Never deleted: the best by the rule, the best by
+validation loss, a checkpoint in use (loaded by the audition worker or read by the scorer: they hold a shared
+flock on it, contract.runfolder.InUse), a scored checkpoint while the baseline's WER is unknown (the rule
+cannot rank it), and the run's resume point (it is not a checkpoint: prune never touches resume/). Bytes
+freed count a hard-linked file once: deleting a link frees nothing while another link to the same data stays.
 
 A deletion renames the folder to a hidden name first (one atomic step: it stops being a checkpoint for
 every reader), then removes it; a removal that fails halfway leaves only the hidden folder, which the next
