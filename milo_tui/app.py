@@ -624,7 +624,13 @@ class MiloApp(App):
         from contract.units import fmt_bytes
 
         def work() -> None:
-            now, done = retention.apply_if_unchanged(run_dir, names, policy, rule, protect=protect)
+            try:
+                now, done = retention.apply_if_unchanged(run_dir, names, policy, rule, protect=protect)
+            except OSError as exc:  # the run folder unwritable, or gone: nothing was deleted
+                self.call_from_thread(self.notify, f"cannot prune {run_dir.name}: {exc.strerror or exc}"
+                                      f"{f' ({exc.filename})' if exc.filename else ''}; nothing was deleted",
+                                      severity="error", timeout=10)
+                return
             if done is None:
                 self.call_from_thread(changed, now)
                 return

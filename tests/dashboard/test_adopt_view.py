@@ -139,3 +139,35 @@ def test_A_on_a_dashboard_opened_on_the_output_folder_keeps_the_run(runs_root, t
             assert " adopted " in screen_text(app)  # still in the runs table, now adopted
 
     asyncio.run(go())
+
+
+def test_an_adoption_that_cannot_write_says_so_and_leaves_the_folder_as_it_was(runs_root, tmp_path):
+    """The adopt worker's error path: the output folder cannot be written (immutable: even root cannot write
+    run.json there); one error line, the dashboard goes on, the folder is still the official script's."""
+    import os
+
+    import pytest
+
+    from tests.dashboard.test_retention_view import _immutable
+
+    out = _official(runs_root)
+    before = sorted(os.listdir(out))
+    if not _immutable(out, True):
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        async def go():
+            app = make_app(out, poll_s=0.2)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await wait_for(pilot, lambda: out in app.runs, what="the official folder as a run")
+                app.select_run(out)
+                await settle(pilot)
+                await _adopt(pilot, "")
+                await wait_for(pilot, lambda: _said(app, f"cannot adopt {out.name}: "), what="the error line")
+                assert app.is_running and not app.runs[out].adopted
+                await pilot.press("j")  # the dashboard still answers keys
+                await settle(pilot)
+
+        asyncio.run(go())
+    finally:
+        _immutable(out, False)
+    assert sorted(os.listdir(out)) == before

@@ -181,3 +181,71 @@ def test_checkpoints_pointing_at_an_official_folder_lists_it(runs_root):
             await wait_for(pilot, lambda: len(app.checkpoints.get(out, ((), None))[0]) == 3, what="its checkpoints")
 
     asyncio.run(go())
+
+
+def _immutable(path, on: bool) -> bool:
+    import subprocess
+
+    return subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_prune_that_cannot_write_the_run_folder_says_so_and_deletes_nothing(runs_root):
+    """The prune worker's error path: the run folder cannot be written (here: immutable, so even root cannot
+    create the prune lock there); one error line on the dashboard, every checkpoint still there."""
+    import pytest
+
+    run = write_run(runs_root, "voice", 600, status="finished", epochs=4)
+    write_scores(run, scored={1: dict(similarity=0.6), 2: dict(similarity=0.9)}, baseline=dict(similarity=0.5, wer=0.2))
+    before = [p.name for p in list_checkpoints(run)]
+    if not _immutable(run, True):
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        async def go():
+            from milo_tui.screens.dialogs import ConfirmScreen
+
+            app = make_app(runs_root, settings={"retention": Policy(keep_best=1, keep_last=1)}, poll_s=0.2)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await _open_checkpoints(pilot)
+                await pilot.press("P")
+                await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+                await pilot.press("y")
+                await wait_for(pilot, lambda: any(n.message.startswith("cannot prune voice: ")
+                                                  for n in app._notifications), what="the error line")
+                said = [n.message for n in app._notifications if n.message.startswith("cannot prune")]
+                assert said[0].endswith("; nothing was deleted") and ".prune.lock" in said[0], said
+                assert not app._exit_renderables and app.is_running
+
+        asyncio.run(go())
+    finally:
+        _immutable(run, False)
+    assert [p.name for p in list_checkpoints(run)] == before and len(before) > 2
+
+
+def test_two_prunes_at_once_the_second_plans_on_what_landed_while_it_waited(runs_root):
+    """One prune at a time per run: a `milo-train prune` that starts while another holds the run's prune lock
+    waits for it (seen in /proc/locks, not hoped for), then plans on the scores that landed meanwhile."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import python_env
+
+    run = write_run(runs_root, "voice", 600, status="finished", epochs=4)
+    write_scores(run, scored={1: dict(similarity=0.9), 2: dict(similarity=0.6), 3: dict(similarity=0.6),
+                              4: dict(similarity=0.6)}, baseline=dict(similarity=0.5, wer=0.2))
+    with retention.pruning(run):
+        inode = os.stat(run / retention.PRUNE_LOCK).st_ino
+        child = subprocess.Popen([sys.executable, "-m", "training", "prune", str(run), "--keep-best", "1",
+                                  "--keep-last", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=python_env())
+        deadline = time.monotonic() + 60
+        while not any(line.split()[1] == "->" and line.split()[-3].endswith(f":{inode}")
+                      for line in open("/proc/locks") if len(line.split()) > 4):
+            assert time.monotonic() < deadline and child.poll() is None, child.communicate()
+            time.sleep(0.05)
+        # the other prune's view changes while the second waits: epoch 3 becomes the rule's best
+        write_scores(run, scored={3: dict(similarity=0.95)})
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert "epoch-0003" in {p.name for p in list_checkpoints(run)}, out
+    assert "keep   epoch-0003: the best by the rule" in out, out
