@@ -250,7 +250,8 @@ class CheckpointScanner:
         return sizes
 
     def scan(self, run_dir: Path) -> tuple[list[CheckpointRow], int | None, int]:
-        """(the checkpoints oldest first, free bytes on the disk, bytes all the checkpoints take together)."""
+        """(the checkpoints in save order, oldest first (contract.runfolder.save_order: not the files' times, which a
+        copied run folder changes), free bytes on the disk, bytes all the checkpoints take together)."""
         from contract.scores import scores_of
 
         paths = list_checkpoints(run_dir)
@@ -282,7 +283,7 @@ class CheckpointScanner:
             free = self._disk_usage(str(run_dir)).free
         except Exception:
             free = None
-        return sorted(found, key=lambda c: (c.created, c.name)), free, sizes.used
+        return found, free, sizes.used  # list_checkpoints' save order: a tie in the [best] rule goes to the first
 
 
 def log_error_line(run_dir: Path) -> str | None:

@@ -364,3 +364,29 @@ def test_every_reader_of_a_runs_best_uses_its_own_rule(runs_root):
     rule, source = sc.rule_for(runs["demo"], strict)
     assert rule == BestRule(max_runaway=5) and source.startswith("this run's rule")
     assert sc.unimproved(sc.checkpoint_rows(runs["demo"]), RUNAWAY_BASELINE, rule)[:2] == (1, "epoch-0002")
+
+
+def test_a_tie_goes_to_the_checkpoint_saved_first_whatever_its_files_times(runs_root):
+    """Two checkpoints with the same scores: the star and the cursor go to the one saved first (the step in its
+    eval.json), as milo-say RUN/best, the runs table and retention read it, also when its files are the newer
+    (a run folder copied in another order): the view ordered its rows by the weights' file times."""
+    import os
+
+    from tests.dashboard.conftest import FIXED_NOW
+
+    run = write_run(runs_root, "voice", 300, status="finished", epochs=3)
+    write_scores(run, scored={1: dict(similarity=0.8), 2: dict(similarity=0.8), 3: dict(similarity=0.5)},
+                 baseline=BASELINE, ceiling=CEILING)
+    first = run / "epoch-0001"
+    for path in (*first.iterdir(), first):
+        os.utime(path, (FIXED_NOW - 10, FIXED_NOW - 10))  # newer than epoch-0002's
+    assert sc.best_checkpoint(run, BestRule())[0].name == "epoch-0001"
+
+    async def go():
+        app = make_app(runs_root)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_checkpoints(pilot)
+            await settle(pilot)
+            return screen.highlighted().name, app.best_of(app.selected)[0]
+
+    assert asyncio.run(go()) == ("epoch-0001", "epoch-0001")
