@@ -90,7 +90,8 @@ def _table(rows: list[dict], names: list[str]) -> str:
             cells.append(f"{v:>11.3f}" if sc.is_score(v) else f"{('-' if v is None else str(v).replace('not scored: ', '?')):>11.11}")
         lines.append(f"{name[:28]:28} " + " ".join(cells))
     reasons = sorted({v for row in rows for v in row.values() if isinstance(v, str) and v.startswith("not scored")})
-    return "\n".join(lines + [f"  ? {r}" for r in reasons])
+    errors = [row["error"] for row in rows if isinstance(row.get("error"), str)]  # a file that is not audio
+    return "\n".join(lines + [f"  ? {r}" for r in errors + reasons])
 
 
 def cmd_eval(args) -> int:

@@ -80,6 +80,14 @@ def test_eval_refuses_what_is_not_a_checkpoint_in_one_line(tmp_path):
     assert proc.returncode == 3 and "no such audio file" in proc.stderr
 
 
+def test_eval_says_why_an_audio_file_that_is_not_audio_has_no_scores(tmp_path):
+    """Its row is one line saying so (it was a row of dashes with no reason: the why was only in --json)."""
+    (tmp_path / "take.wav").write_text("not audio")
+    proc = _eval("--audio", str(tmp_path / "take.wav"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "? cannot read take.wav: " in proc.stdout, proc.stdout
+
+
 def test_a_generation_cut_at_the_frame_limit_is_runaway(tiny_custom_voice):
     from inference.engine import Engine, Timings
 
