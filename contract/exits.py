@@ -1,5 +1,6 @@
 """Exit codes of every milo process, in one table: the trainer (`milo-train run`), its keeper, the
-preparation step (`milo-train prepare`) and `milo-say`. A code means the same thing whichever process
+preparation step (`milo-train prepare`), the scorer (`milo-train eval` and a run's
+`python -m inference.scoring queue`; docs/scoring.md) and `milo-say`. A code means the same thing whichever process
 returns it, so state.json's `exit_code` and a shell script's `$?` read alike (docs/run-folder.md).
 """
 from __future__ import annotations

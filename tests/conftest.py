@@ -1,6 +1,6 @@
 """Fixtures shared by every test area: an isolated home, the tiny model, the demo workspace.
 
-Each area (tests/foundation, tests/training, tests/dashboard, tests/audition) keeps its own fixtures
+Each area (tests/foundation, tests/training, tests/dashboard, tests/audition, tests/scoring) keeps its own fixtures
 in its own conftest.py.
 """
 from __future__ import annotations

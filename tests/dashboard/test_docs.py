@@ -98,3 +98,9 @@ def test_every_audit_threshold_is_documented_with_its_default():
     for key, t in THRESHOLDS.items():
         assert f"| `audit.{key}` | {t.default:g} |" in config, key
         assert f"`{key}`" in audit and t.check in audit, key
+
+
+def test_the_readme_lists_every_doc():
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^- docs/([\w-]+\.md): \S", readme, re.M))
+    assert listed == {p.name for p in (ROOT / "docs").glob("*.md")}
