@@ -15,6 +15,15 @@ from tests.dashboard.conftest import make_app, screen_text, settle, wait_for, wr
 from tests.dashboard.test_scores_view import open_checkpoints as _open_checkpoints
 
 
+async def _ask_prune(pilot) -> None:
+    """The checkpoints view of the selected run, then P: its confirmation on screen."""
+    from milo_tui.screens.dialogs import ConfirmScreen
+
+    await _open_checkpoints(pilot)
+    await pilot.press("P")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the confirmation")
+
+
 def test_prune_asks_with_exactly_what_goes_then_deletes(runs_root):
     run = write_run(runs_root, "voice", 600, status="finished", epochs=6)
     write_scores(run, scored={1: dict(similarity=0.6), 2: dict(similarity=0.9), 3: dict(similarity=0.7),
@@ -30,9 +39,7 @@ def test_prune_asks_with_exactly_what_goes_then_deletes(runs_root):
 
         app = make_app(runs_root, settings={"retention": policy}, poll_s=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
-            await _open_checkpoints(pilot)
-            await pilot.press("P")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            await _ask_prune(pilot)
             text = screen_text(app)
             assert f"Delete 4 checkpoint(s) of voice, freeing {fmt_bytes(expected.freed_bytes)}?" in text
             assert "Deleted" not in text and "Will delete on y:" in text  # nothing is gone before the answer
@@ -70,13 +77,9 @@ def test_P_applies_the_runs_own_policy_and_names_it(runs_root):
     (run / "run.json").write_text(json.dumps(doc))
 
     async def go():
-        from milo_tui.screens.dialogs import ConfirmScreen
-
         app = make_app(runs_root, settings={"retention": Policy(keep_best=10, keep_last=10)}, poll_s=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
-            await _open_checkpoints(pilot)
-            await pilot.press("P")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            await _ask_prune(pilot)
             detail = app.screen.detail
             assert "From: the run's own policy (run.json" in detail, detail
             assert "Policy: keep the best 1 (first those meeting the [best] rule: highest similarity" in detail
@@ -98,9 +101,7 @@ def test_y_plans_again_and_shows_a_plan_that_changed_instead_of_deleting(runs_ro
 
         app = make_app(runs_root, settings={"retention": Policy(keep_best=1, keep_last=1)}, poll_s=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
-            await _open_checkpoints(pilot)
-            await pilot.press("P")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            await _ask_prune(pilot)
             first = app.screen
             assert "  epoch-0002" in first.detail.split("Keeps")[0]  # on the list to delete
             # the run's scorer lands a score: epoch 2 meets the rule, it is the voice now
@@ -201,13 +202,9 @@ def test_a_prune_that_cannot_write_the_run_folder_says_so_and_deletes_nothing(ru
         pytest.skip("chattr +i is not supported on this file system")
     try:
         async def go():
-            from milo_tui.screens.dialogs import ConfirmScreen
-
             app = make_app(runs_root, settings={"retention": Policy(keep_best=1, keep_last=1)}, poll_s=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
-                await _open_checkpoints(pilot)
-                await pilot.press("P")
-                await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+                await _ask_prune(pilot)
                 await pilot.press("y")
                 await wait_for(pilot, lambda: any(n.message.startswith("cannot prune voice: ")
                                                   for n in app._notifications), what="the error line")
