@@ -199,7 +199,7 @@ def cmd_queue(args) -> int:
         while True:
             for name in sc.requeue_interrupted(run_dir):  # the lock is ours: whatever is `running` was cut short
                 _say(f"{name}: the last scorer stopped before it finished; scoring it again")
-            bad = work.bad_prompts()  # before any model loads
+            bad = work.bad_prompts() or (work.bad_slots() if work.pending() else None)  # before any model loads
             if bad:  # nothing could be scored: each queued entry says why (else it waits, kept from pruning, forever)
                 for name in work.queued():
                     sc.set_state(run_dir, name, sc.FAILED, error=bad)
@@ -258,10 +258,19 @@ class _QueueWork:
                         "scores them again")
         return None
 
-    def _load(self):
+    def bad_slots(self) -> str | None:
+        """Takes a machine-wide scorer slot (before any model: the machine's cap; waits while all are held);
+        why none can be had (its folder cannot be made or written), in one line, or None."""
         if self.slot is None:
-            self.slot = scorers.Slot.take(_limit(self.args.device), say=_say)  # before any model: the machine's cap
+            try:
+                self.slot = scorers.Slot.take(_limit(self.args.device), say=_say)
+            except OSError as exc:
+                return (f"the scorer slots' folder {scorers.slots_dir()} cannot be used ({exc.strerror or exc}): "
+                        f"set {scorers.SLOTS_ENV} to a folder of yours, then e on the checkpoints view scores them again")
             _say(f"scorer slot {self.slot.index + 1} of {self.slot.limit} taken")
+        return None
+
+    def _load(self):
         if self.loaded is None:
             from inference.scoring.scorer import CEILING_CLIPS, Scorer
 

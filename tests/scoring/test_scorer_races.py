@@ -79,3 +79,23 @@ def test_a_prune_while_eval_writes_the_scores_leaves_the_checkpoint_and_the_rest
     assert "[scoring] epoch-0002: skipped: the checkpoint is gone" in err
     for name in ("epoch-0001", "epoch-0003"):
         assert sc.scores_of(json.loads((run / name / "eval.json").read_text())) is not None, name
+
+
+def test_a_scorer_slots_folder_that_cannot_be_made_fails_the_queue_in_one_line(tmp_path):
+    """MILO_SCORER_SLOTS under a file (or any slots' folder that cannot be made or written): the run's scorer
+    says so in one line and how to fix it, its queued checkpoint becomes `failed` with that line, exit 3, before
+    any model loads. It ended with a traceback and left the entry `queued`, kept from every prune."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"data": str(tmp_path / "corpus.jsonl")}))
+    sc.set_state(run, "epoch-0001", sc.QUEUED)
+    (tmp_path / "a-file").write_text("")
+    slots = tmp_path / "a-file" / "slots"
+    proc = sc.start_scorer(run, python=sys.executable, env=python_env(MILO_SCORER_SLOTS=str(slots)))
+    assert proc.wait(120) == exits.BAD_INPUT
+    log = (run / sc.SCORING_LOG).read_text()
+    assert "Traceback" not in log and len(log.strip().splitlines()) == 1, log[-3000:]
+    assert log.startswith(f"[scoring] not scoring: the scorer slots' folder {slots} cannot be used ("), log
+    assert "MILO_SCORER_SLOTS" in log, log
+    entry = sc.states(run)["epoch-0001"]
+    assert entry["state"] == sc.FAILED and str(slots) in entry["error"], entry
