@@ -19,6 +19,7 @@ SLOW = pytest.mark.slow
 SCRIPTS = [
     pytest.param("adopt.py", (), id="adopt"),                                        # under 1 s
     pytest.param("audition_latency.py", (), id="audition_latency"),                  # about 15 s
+    pytest.param("before_after.py", (), id="before_after"),                          # a few s: --help of each
     pytest.param("corpus_audit.py", ("text2wave",), marks=SLOW, id="corpus_audit"),  # 25 s: every audit model
     pytest.param("dashboard.py", (), id="dashboard"),                                # 20 s: six app processes
     pytest.param("scoring.py", (), marks=SLOW, id="scoring"),                        # 45-85 s: prepare, 3 runs, scorer
