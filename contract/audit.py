@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.configfile import ConfigError
+from contract.configfile import number, read_table
 from contract.runfolder import read_json
 
 REPORT_VERSION = 1
@@ -67,19 +67,7 @@ KEPT, FLAGGED, DROPPED, SKIPPED = "kept", "flagged", "dropped", "skipped"
 
 def audit_thresholds(config: dict | None = None, origin: str | Path = "the configuration file") -> dict[str, float]:
     """THRESHOLDS' defaults overlaid with the config's [audit] table; ConfigError names a wrong key or value."""
-    table = (config or {}).get(AUDIT_TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{origin}: [{AUDIT_TABLE}] must be a table")
-    unknown = sorted(set(table) - set(THRESHOLDS))
-    if unknown:
-        raise ConfigError(f"{origin}: unknown key(s) in [{AUDIT_TABLE}]: {', '.join(unknown)}; valid keys are "
-                          f"{', '.join(THRESHOLDS)}")
-    out = {k: t.default for k, t in THRESHOLDS.items()}
-    for key, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{origin}: [{AUDIT_TABLE}] {key} = {value!r} must be a number")
-        out[key] = float(value)
-    return out
+    return read_table(config, AUDIT_TABLE, {k: number(t.default) for k, t in THRESHOLDS.items()}, origin)
 
 
 def flag(check: str, value, threshold, reason: str) -> dict:

@@ -26,6 +26,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.configfile import parsed, read_table, true_or_false, whole
 from contract.runfolder import EVAL_JSON, RUN_JSON, claim, list_checkpoints, locked, read_json, record
 from contract.scores import (QUEUED, RUNNING, BestRule, RUN_RULE_SOURCE, checkpoint_rows, is_score, pick_best, read_row,
                              remember_pruned, rule_for, states)
@@ -77,34 +78,15 @@ class Plan:
                 f"{fmt_bytes(self.freed_bytes)}; keep {len(self.keep)}")
 
 
+RETENTION_KEYS = {"keep_best": whole(Policy.keep_best), "keep_last": whole(Policy.keep_last),
+                  "budget": parsed(None, parse_size), "after_each_save": true_or_false(False),
+                  "stop_unimproved": whole(Policy.stop_unimproved)}
+
+
 def policy_from(config: dict | None, origin: str | Path = "the configuration file") -> Policy:
     """The [retention] table (keep_best, keep_last, budget), checked; ConfigError when wrong."""
-    from contract.configfile import ConfigError
-
-    table = (config or {}).get(RETENTION_TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{origin}: [{RETENTION_TABLE}] must be a table")
-    keys = ("keep_best", "keep_last", "budget", "after_each_save", "stop_unimproved")
-    unknown = sorted(set(table) - set(keys))
-    if unknown:
-        raise ConfigError(f"{origin}: unknown key(s) in [{RETENTION_TABLE}]: {', '.join(unknown)}; valid keys are "
-                          f"{', '.join(keys)}")
-    default = Policy()
-    values = {}
-    for key in ("keep_best", "keep_last", "stop_unimproved"):
-        v = table.get(key, getattr(default, key))
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"{origin}: [{RETENTION_TABLE}] {key} = {v!r} must be a whole number of 0 or more")
-        values[key] = v
-    after = table.get("after_each_save", False)
-    if not isinstance(after, bool):
-        raise ConfigError(f"{origin}: [{RETENTION_TABLE}] after_each_save = {after!r} must be true or false")
-    values["after_each_save"] = after
-    budget = table.get("budget")
-    try:
-        values["budget_bytes"] = parse_size(budget) if budget is not None else None
-    except ValueError as exc:
-        raise ConfigError(f"{origin}: [{RETENTION_TABLE}] budget: {exc}") from None
+    values = read_table(config, RETENTION_TABLE, RETENTION_KEYS, origin)
+    values["budget_bytes"] = values.pop("budget")
     return Policy(**values)
 
 

@@ -18,10 +18,17 @@ import os
 import time
 from pathlib import Path
 
+from contract.configfile import one_of, read_table, whole
 from contract.runfolder import claim
 
 RUN_LOCK = ".scoring.lock"             # in a run folder: held by that run's one scorer
-SCORING_TABLE = "scoring"              # the configuration file's table: device (contract.scores), max_scorers
+SCORING_TABLE = "scoring"              # the configuration file's table: device (where it generates), max_scorers
+SCORER_DEVICES = ("cpu", "cuda", "auto")
+# cpu by default: the scorer then never takes GPU memory or time from a run training beside it (at nice 19 it
+# takes only the cores training leaves), and works the same on a machine without a GPU. docs/configuration.md
+DEFAULT_SCORER_DEVICE = "cpu"
+# [scoring]: max_scorers None means the device's default (default_max_scorers)
+SCORING_KEYS = {"device": one_of(DEFAULT_SCORER_DEVICE, SCORER_DEVICES), "max_scorers": whole(None, lo=1)}
 SLOTS_ENV = "MILO_SCORER_SLOTS"        # the slots' folder, in place of the default (tests give each session one)
 
 
@@ -48,17 +55,8 @@ def max_scorers(config: dict | None, device: str, origin: str | Path = "the conf
     """`[scoring] max_scorers` of a configuration (contract.configfile.read_config()), else the device's
     default. ConfigError (one line) when it is not a whole number of 1 or more. Other keys of the table are
     not this function's to judge."""
-    from contract.configfile import ConfigError
-
-    table = (config or {}).get(SCORING_TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{origin}: [{SCORING_TABLE}] must be a table")
-    value = table.get("max_scorers")
-    if value is None:
-        return default_max_scorers(device)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{origin}: [{SCORING_TABLE}] max_scorers = {value!r} must be a whole number of 1 or more")
-    return value
+    value = read_table(config, SCORING_TABLE, SCORING_KEYS, origin, only=("max_scorers",))["max_scorers"]
+    return default_max_scorers(device) if value is None else value
 
 
 def slots_dir() -> Path:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.runfolder import locked, read_json, write_json_atomic
-from contract.scorers import SCORING_TABLE, run_scorer_busy
+from contract.configfile import number, one_of, read_table, whole
+from contract.scorers import DEFAULT_SCORER_DEVICE, SCORER_DEVICES, SCORING_KEYS, SCORING_TABLE, run_scorer_busy
 
 SCORES_VERSION = 1
 SCORES = "scores"                      # the key in eval.json
@@ -198,24 +199,10 @@ def missing_reference(run_dir: Path) -> str | None:
             f"milo-train adopt {run_dir} --data CORPUS")
 
 
-SCORER_DEVICES = ("cpu", "cuda", "auto")
-# cpu by default: the scorer then never takes GPU memory or time from a run training beside it (at nice 19 it
-# takes only the cores training leaves), and works the same on a machine without a GPU. docs/configuration.md
-DEFAULT_SCORER_DEVICE = "cpu"
-
-
 def scorer_device(config: dict | None = None, origin: str | Path = "the configuration file") -> str:
     """Where the scorer generates: [scoring] device of a configuration (contract.configfile.read_config()),
     checked; ConfigError if wrong. Other keys of [scoring] are left to their readers."""
-    from contract.configfile import ConfigError
-
-    table = (config or {}).get(SCORING_TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{origin}: [{SCORING_TABLE}] must be a table")
-    device = table.get("device", DEFAULT_SCORER_DEVICE)
-    if device not in SCORER_DEVICES:
-        raise ConfigError(f"{origin}: [{SCORING_TABLE}] device = {device!r} must be one of {', '.join(SCORER_DEVICES)}")
-    return device
+    return read_table(config, SCORING_TABLE, SCORING_KEYS, origin, only=("device",))["device"]
 
 
 def start_scorer(run_dir: Path, *, python: str, device: str = "cpu", env: dict | None = None):
@@ -254,28 +241,13 @@ class BestRule:
         return f"{word} {self.metric}, WER <= baseline + {self.wer_margin:g}, {runaway}"
 
 
+BEST_KEYS = {"metric": one_of(BestRule.metric, HIGHER_IS_BETTER), "wer_margin": number(BestRule.wer_margin, lo=0),
+             "max_runaway": whole(BestRule.max_runaway, lo=0)}
+
+
 def best_rule(config: dict | None = None, origin: str | Path = "the configuration file") -> BestRule:
     """The [best] table of a configuration (contract.configfile.read_config()), checked; ConfigError if wrong."""
-    from contract.configfile import ConfigError
-
-    table = (config or {}).get(BEST_TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{origin}: [{BEST_TABLE}] must be a table")
-    unknown = sorted(set(table) - {"metric", "wer_margin", "max_runaway"})
-    if unknown:
-        raise ConfigError(f"{origin}: unknown key(s) in [{BEST_TABLE}]: {', '.join(unknown)}; valid keys are metric, "
-                          "wer_margin, max_runaway")
-    rule = BestRule()
-    metric = table.get("metric", rule.metric)
-    if metric not in HIGHER_IS_BETTER:
-        raise ConfigError(f"{origin}: [{BEST_TABLE}] metric = {metric!r} must be one of {', '.join(HIGHER_IS_BETTER)}")
-    margin = table.get("wer_margin", rule.wer_margin)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-        raise ConfigError(f"{origin}: [{BEST_TABLE}] wer_margin = {margin!r} must be a number of 0 or more")
-    runaway = table.get("max_runaway", rule.max_runaway)
-    if isinstance(runaway, bool) or not isinstance(runaway, int) or runaway < 0:
-        raise ConfigError(f"{origin}: [{BEST_TABLE}] max_runaway = {runaway!r} must be a whole number of 0 or more")
-    return BestRule(metric, float(margin), runaway)
+    return BestRule(**read_table(config, BEST_TABLE, BEST_KEYS, origin))
 
 
 def pick_best(candidates: list[tuple[str, dict | None, float | None]], baseline: dict | None,

@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING
 
 from platformdirs import user_data_path
 
-from contract.configfile import APP, ConfigError, config_file, read_config
-from contract.scores import BEST_TABLE, DEFAULT_SCORER_DEVICE, SCORING_TABLE, BestRule, best_rule, scorer_device
+from contract.configfile import APP, ConfigError, config_file, number, read_config, read_table, true_or_false, whole
+from contract.scorers import DEFAULT_SCORER_DEVICE, SCORING_KEYS, SCORING_TABLE
+from contract.scores import BEST_TABLE, BestRule, best_rule
 
 if TYPE_CHECKING:
     from contract.retention import Policy
@@ -49,12 +50,12 @@ ENV = {
     "demo_dir": "MILO_DEMO_DIR",
 }
 PATH_KEYS = ("base_model", "checkpoints", "data", "demo_dir")
-# [ui] table: key -> (type, check, what is expected)
+# [ui] table (the defaults are Settings')
 UI_KEYS = {
-    "ascii": (bool, lambda v: True, "true or false"),
-    "restart_on_crash": (int, lambda v: 0 <= v <= 100, "a whole number from 0 (off) to 100"),
-    "restart_backoff": ((int, float), lambda v: 0 <= v <= 3600, "seconds from 0 to 3600"),
-    "score_checkpoints": (bool, lambda v: True, "true or false"),
+    "ascii": true_or_false(None),
+    "restart_on_crash": whole(0, lo=0, hi=100, expected="a whole number from 0 (off) to 100"),
+    "restart_backoff": number(5.0, lo=0, hi=3600, expected="seconds from 0 to 3600"),
+    "score_checkpoints": true_or_false(True),
 }
 
 
@@ -118,22 +119,6 @@ def _coerce(key: str, value, origin: str):
     return Path(value).expanduser()
 
 
-def _ui_table(table, path: Path) -> dict:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [ui] must be a table")
-    unknown = sorted(set(table) - set(UI_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) in [ui]: {', '.join(unknown)}; valid keys are {', '.join(UI_KEYS)}")
-    out = {}
-    for key, value in table.items():
-        kind, ok, expected = UI_KEYS[key]
-        # bool is an int in Python: refuse true/false where a number is expected, and the reverse
-        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind) or not ok(value):
-            raise ConfigError(f"{path}: [ui] {key} = {value!r} must be {expected}")
-        out[key] = float(value) if key == "restart_backoff" else value
-    return out
-
-
 def _keys_table(table, path: Path) -> dict:
     """[keys]: action id -> key string (a comma list binds several keys). Unknown ids are reported by the
     dashboard, which knows its actions; here only the shape is checked."""
@@ -150,22 +135,21 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
     if path.is_file():
         from contract.audit import AUDIT_TABLE, audit_thresholds  # the tables only a config file can hold
         from contract.retention import RETENTION_TABLE, policy_from
-        from contract.scorers import max_scorers
 
         data = read_config(path)
         unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE, SCORING_TABLE})
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
         values = {k: _coerce(k, data[k], f"{path}") for k in ENV if k in data}
-        values.update(_ui_table(data.get("ui", {}), path))
+        values.update(read_table(data, "ui", UI_KEYS, path, given=True))  # only what the file sets comes from it
         if "keys" in data:
             values["keys"] = _keys_table(data["keys"], path)
         audit_thresholds(data, path)  # [audit] belongs to `milo-train prepare`; a mistake in it is said here too
-        max_scorers(data, "cpu", path)  # [scoring] belongs to the runs' scorers; a mistake in it is said here too
+        scoring = read_table(data, SCORING_TABLE, SCORING_KEYS, path)  # max_scorers is the scorers'; said here too
         if BEST_TABLE in data:
             values["best"] = best_rule(data, path)
         if SCORING_TABLE in data:
-            values["score_device"] = scorer_device(data, path)
+            values["score_device"] = scoring["device"]
         if RETENTION_TABLE in data:
             values["retention"] = policy_from(data, path)
         settings = settings.with_values(f"file {path}", **values) if values else settings

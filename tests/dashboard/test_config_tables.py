@@ -96,3 +96,6 @@ def test_the_scoring_table_belongs_to_the_scorers_and_is_checked_here_too(tmp_pa
         _load(tmp_path, "[scoring]\nmax_scorers = 0\n")
     assert "[scoring] max_scorers = 0 must be a whole number of 1 or more" in str(err.value)
     assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, "[scoring]\nmax_scorer = 2\n")  # a typo is said, as in every other table
+    assert "unknown key(s) in [scoring]: max_scorer; valid keys are device, max_scorers" in str(err.value)

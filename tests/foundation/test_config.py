@@ -49,3 +49,30 @@ def test_bad_file_gives_one_line(tmp_path, text, fragment):
 def test_bad_env_value_names_the_variable(tmp_path):
     with pytest.raises(ConfigError, match=r"\$MILO_DEVICE"):
         load_settings({}, environ={"MILO_DEVICE": "gpu"}, path=tmp_path / "none.toml")
+
+
+def test_a_table_schema_checks_each_key_and_says_a_mistake_in_one_line():
+    from contract.configfile import number, one_of, parsed, read_table, true_or_false, whole
+    from contract.units import parse_size
+
+    keys = {"count": whole(2, lo=1), "share": number(0.5, lo=0, hi=1), "on": true_or_false(False),
+            "kind": one_of("a", ("a", "b")), "size": parsed(None, parse_size),
+            "tries": whole(0, lo=0, hi=100, expected="a whole number from 0 (off) to 100")}
+    assert read_table({}, "t", keys) == {"count": 2, "share": 0.5, "on": False, "kind": "a", "size": None, "tries": 0}
+    assert read_table({"t": {"share": 1, "size": "1K"}}, "t", keys, given=True) == {"share": 1.0, "size": 1024}
+    # a key outside `only` is another reader's: neither checked nor unknown
+    assert read_table({"t": {"count": 0, "other": 1}}, "t", keys, only=("kind",)) == {"kind": "a"}
+    for table, said in (
+            ({"count": 0}, "f.toml: [t] count = 0 must be a whole number of 1 or more"),
+            ({"count": True}, "f.toml: [t] count = True must be a whole number of 1 or more"),
+            ({"share": 2}, "f.toml: [t] share = 2 must be a number from 0 to 1"),
+            ({"share": "x"}, "f.toml: [t] share = 'x' must be a number from 0 to 1"),
+            ({"on": 1}, "f.toml: [t] on = 1 must be true or false"),
+            ({"kind": "c"}, "f.toml: [t] kind = 'c' must be one of a, b"),
+            ({"size": "lots"}, "f.toml: [t] size: 'lots' is not a size: give bytes, or a number with K, M, G or T (e.g. 50G)"),
+            ({"tries": 101}, "f.toml: [t] tries = 101 must be a whole number from 0 (off) to 100"),
+            ({"cuont": 1, "x": 2}, "f.toml: unknown key(s) in [t]: cuont, x; valid keys are count, share, on, kind, size, tries"),
+            (3, "f.toml: [t] must be a table")):
+        with pytest.raises(ConfigError) as err:
+            read_table({"t": table}, "t", keys, "f.toml")
+        assert str(err.value) == said
