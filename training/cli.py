@@ -18,12 +18,13 @@ import time
 
 
 def _cmd_tiny_model(args: argparse.Namespace) -> int:
+    from contract.units import fmt_bytes
     from training.tiny_model import build_tiny_model
 
     started = time.monotonic()
     out = build_tiny_model(args.out_dir, seed=args.seed)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"tiny Qwen3-TTS Base model written to {out} ({size / 1e6:.1f} MB, {time.monotonic() - started:.1f} s)")
+    print(f"tiny Qwen3-TTS Base model written to {out} ({fmt_bytes(size)}, {time.monotonic() - started:.1f} s)")
     return 0
 
 
