@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.errors import one_line
+
 TEXT_TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
 SPEECH_TOKENIZER_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
@@ -51,7 +53,7 @@ def _read_json(path: Path, problems: list[str], what: str) -> dict | None:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{what} is unreadable ({path.name}: {exc.__class__.__name__}: {exc})")
+        problems.append(f"{what} is unreadable ({path.name}: {one_line(exc)})")
         return None
     except ValueError as exc:
         problems.append(f"{what} is not valid JSON ({path.name}: {exc}); the folder may be half-written")
@@ -78,7 +80,7 @@ def safetensors_problem(path: Path) -> str | None:
     except PermissionError:
         return f"{path.name} is not readable (permission denied)"
     except OSError as exc:
-        return f"{path.name} is unreadable ({exc.__class__.__name__}: {exc})"
+        return f"{path.name} is unreadable ({one_line(exc)})"
     except ValueError:
         return f"{path.name} has a corrupt header (not a safetensors file?)"
     if not isinstance(header, dict):

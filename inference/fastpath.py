@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from contract.errors import one_line
 from inference.sampling import SubSampling, log, sample_token, warpers
 
 GRAPH_CACHE = 4   # captured graphs kept per model (one per distinct sub-talker sampling setting)
@@ -243,7 +244,7 @@ class StaticCodePredictor:
             captured = self._capture(sub)
         except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly, say why
             captured = None
-            self.status.fallback = f"CUDA graph capture failed ({exc.__class__.__name__}: {' '.join(str(exc).split())[:200]})"
+            self.status.fallback = f"CUDA graph capture failed ({one_line(exc)})"
         self.status.capture_s += time.perf_counter() - t0
         if captured is None:
             log(f"fast path without CUDA graph: {self.status.fallback}")

@@ -20,6 +20,8 @@ import re
 import sys
 import types
 
+from contract.errors import one_line
+
 _PLACEHOLDER_MODULES = ("torchaudio", "torchaudio.compliance", "torchaudio.compliance.kaldi")
 
 # qwen_tts's 25 Hz tokenizer prints this four-line notice at import when flash-attn is missing, which on a
@@ -56,7 +58,7 @@ def guard_torchaudio() -> str | None:
         import torchaudio  # noqa: F401
         return None
     except (OSError, ImportError) as exc:
-        torchaudio_problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        torchaudio_problem = one_line(exc)
     for name in [n for n in sys.modules if n == "torchaudio" or n.startswith("torchaudio.")]:
         del sys.modules[name]
     modules = {}

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from contract import exits, scorers
 from contract import scores as sc
+from contract.errors import one_line
 from contract.runfolder import (
     RUN_JSON, InUse, claim, is_checkpoint_dir, is_official_output, read_json, write_json_atomic,
 )
-from inference.scoring.models import one_line
 
 LOCK = scorers.RUN_LOCK
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import one_line
+
 RATE = 16000
 MIN_EMBED_S = 0.5   # shorter clips carry too little voice to embed
 MIN_DNSMOS_S = 1.0  # DNSMOS scores 9 s windows; under a second its numbers mean little
@@ -25,19 +27,6 @@ MIN_DNSMOS_S = 1.0  # DNSMOS scores 9 s windows; under a second its numbers mean
 
 class Unavailable(Exception):
     """A model cannot load, or cannot take this clip: the message is the one-line why."""
-
-
-ONE_LINE_MAX = 200
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line: its first line (libraries append whole tracebacks and lists of every
-    model type they know), cut at ONE_LINE_MAX characters."""
-    lines = [x for x in str(exc).splitlines() if x.strip()]
-    text = " ".join(lines[0].split()) if lines else ""
-    if len(text) > ONE_LINE_MAX:
-        text = text[: ONE_LINE_MAX - 3].rstrip() + "..."
-    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
 @contextlib.contextmanager

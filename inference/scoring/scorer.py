@@ -19,8 +19,9 @@ import numpy as np
 
 from contract import scores as sc
 from contract.corpus import Clip, CorpusError, read_clips
+from contract.errors import one_line
 from inference.scoring import measures as m
-from inference.scoring.models import RATE, Dnsmos, Recognizer, SpeakerEncoder, Unavailable, one_line
+from inference.scoring.models import RATE, Dnsmos, Recognizer, SpeakerEncoder, Unavailable
 
 MAX_REFERENCE_CLIPS = 24   # the centroid settles well before this; more only costs time
 CEILING_CLIPS = 5          # held-out real clips scored as the ceiling row
