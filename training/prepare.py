@@ -34,7 +34,7 @@ import numpy as np
 
 from contract import audit as ca
 from contract.configfile import ConfigError, read_config
-from contract.corpus import AUDIO_SUFFIXES
+from contract.corpus import AUDIO_SUFFIXES, audio_files
 from contract.runfolder import read_json, write_json_atomic
 from contract.samples import write_wav
 from training.audio import SAMPLE_RATE, AudioError, read_audio, to_24k_mono
@@ -65,11 +65,6 @@ class Entry:
     take: object = None          # inference.scoring.audit.Take once it is audited
     skipped: str | None = None
     cut_from: dict | None = None
-
-
-def find_audio(corpus: Path) -> list[Path]:
-    return sorted(p for p in corpus.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(corpus).parts))
 
 
 def read_text(path: Path) -> str:
@@ -346,7 +341,7 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
         except ConfigError as exc:
             raise PrepareError(str(exc)) from None
     clips_dir = out.parent / ca.CLIPS_DIR  # clips cut by an earlier run, when the JSONL is written inside CORPUS
-    files = [f for f in find_audio(corpus) if clips_dir not in f.parents]
+    files = [f for f in audio_files(corpus) if clips_dir not in f.parents]
     if not files:
         raise PrepareError(f"{corpus}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
     stems = clip_stems([str(f.relative_to(corpus)) for f in files])

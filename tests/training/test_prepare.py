@@ -148,3 +148,23 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, tiny_base):
     proc = run_module("training", "prepare", str(notes), "--base", str(tiny_base), "--out", str(tmp_path / "x.jsonl"))
     assert proc.returncode == 3 and proc.stderr.strip().count("\n") == 0
     assert f"{notes}: no audio files (" in proc.stderr and not (tmp_path / "x.jsonl").exists()
+
+
+def test_an_opus_corpus_passes_the_new_run_form_and_prepare_alike(tiny_base, tmp_path):
+    """One list of audio types (contract.corpus.AUDIO_SUFFIXES): a folder the form accepts, prepare reads."""
+    from milo_tui.screens.new_run import validate_form
+    from training.prepare import prepare
+
+    corpus = tmp_path / "opus"
+    corpus.mkdir()
+    for i, text in enumerate(("The first opus clip.", "The second opus clip.")):
+        sf.write(corpus / f"clip{i}.opus", _clip(1.5, 48000, 10 + i), 48000, format="OGG", subtype="OPUS")
+        (corpus / f"clip{i}.txt").write_text(text)
+    assert sf.info(corpus / "clip0.opus").subtype == "OPUS"
+    values = dict(base_model=str(tiny_base), data=str(corpus), run_name="opus-voice", lr="2e-5", epochs="1",
+                  batch_size="1", grad_accum="1", speaker="milo", attention="sdpa", restart_limit="0")
+    request, errors = validate_form(values, tmp_path / "ck")
+    assert errors == {} and request.prepare_first
+    report = prepare(corpus, tiny_base, tmp_path / "prepared" / "train.jsonl", say=lambda _line: None)
+    assert [c["status"] for c in report["clips"]] != [] and report["counts"]["skipped"] == 0
+    assert report["counts"]["kept"] == 2
