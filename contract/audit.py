@@ -59,7 +59,6 @@ THRESHOLDS: dict[str, Threshold] = {
 }
 # Checks without a threshold: a clip that repeats an earlier clip's audio or transcript.
 DUPLICATE_AUDIO, DUPLICATE_TEXT = "duplicate_audio", "duplicate_text"
-CHECKS = tuple(dict.fromkeys([t.check for t in THRESHOLDS.values()] + [DUPLICATE_AUDIO, DUPLICATE_TEXT]))
 
 # A clip's "status" in the report.
 KEPT, FLAGGED, DROPPED, SKIPPED = "kept", "flagged", "dropped", "skipped"

@@ -36,7 +36,6 @@ SAMPLE_RATE = 24000
 KIND_JSON, KIND_PCM = b"J", b"P"
 _HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
-BLOCK = 1200              # samples written per call (50 ms at 24 kHz): stop answers within one block
 
 
 # ---- wire format ------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ EVAL_JSON = "eval.json"
 # the dashboard that sent the operator's SIGKILL (resumable like "stopped", never restarted).
 STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED, KILLED = (
     "starting", "running", "stopping", "stopped", "crashed", "finished", "killed")
-STATUSES = (STARTING, RUNNING, STOPPING, STOPPED, CRASHED, FINISHED, KILLED)
 LIVE_STATUSES = (STARTING, RUNNING, STOPPING)
 EXTERNAL = "external"  # a folder of checkpoints made elsewhere (the official script): no trainer, read-only
 

@@ -49,7 +49,6 @@ ENV = {
     "device": "MILO_DEVICE",
     "demo_dir": "MILO_DEMO_DIR",
 }
-PATH_KEYS = ("base_model", "checkpoints", "data", "demo_dir")
 # [ui] table (the defaults are Settings')
 UI_KEYS = {
     "ascii": true_or_false(None),

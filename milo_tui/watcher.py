@@ -27,7 +27,7 @@ from milo_tui.tail import LogReader, MetricsReader
 RUN_FILES = (STATE_JSON, RUN_JSON, METRICS, RESUME_DIR)
 SUMMARY_EVERY = 1.0  # s: a run whose only change is new metrics is re-summarised at most this often
 PROCESS_EVERY = 1.0  # s: live trainers are looked at this often (and when their state.json changes)
-MIN_PASS_INTERVAL = 0.5  # s: at most two passes a second (the draw rate) however fast files change; a follow request waits not
+MIN_PASS_INTERVAL = 0.5  # s: at most two passes a second (the draw rate) however fast files change; a follow request wakes it at once
 FREE_SPACE_EVERY = 10.0  # s: the checkpoints view's free space when nothing else changed
 
 

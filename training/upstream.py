@@ -23,7 +23,6 @@ import torch
 from inference.qwen import import_qwen_tts
 
 SUB_TALKER_WEIGHT = 0.3
-BATCH_SIZE = 2
 GRAD_ACCUM = 4
 WEIGHT_DECAY = 0.01
 CLIP = 1.0

@@ -19,7 +19,7 @@ from milo_tui.supervisor import RunRequest
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SPEAKER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
-# field id -> (label, kind)
+# field id -> its label
 FIELDS = {
     "base_model": "Base model folder",
     "data": "Data (JSONL or corpus folder)",
