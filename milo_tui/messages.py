@@ -1,5 +1,6 @@
-"""App-wide messages: what the off-loop sources (RunWatcher, the telemetry sampler, launch workers) tell
-the app, and what a screen asks of it. Small dataclasses; the app's handlers own the state they carry."""
+"""App-wide messages: what the off-loop sources (RunWatcher, the telemetry sampler, launch workers, the
+audition worker's reader thread) tell the app or a screen, and what a screen asks of the app.
+Small dataclasses; the handlers own the state they carry."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,3 +79,10 @@ class AuditionRequested(Message):
     """Audition this checkpoint (the app opens milo_tui.audition.screen.AuditionScreen)."""
     run_dir: Path
     checkpoint: Path
+
+
+@dataclass
+class WorkerEvent(Message):
+    """One event line from an audition worker (or its client: crashed, restarted, gave_up), posted from the
+    client's reader thread to the screen that owns the worker (the audition and corpus screens)."""
+    event: dict

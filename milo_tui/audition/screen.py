@@ -24,12 +24,12 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from milo_tui.audition.client import WorkerClient, output_settings
+from milo_tui.messages import WorkerEvent
 from contract.protocol import OUTPUT_TARGETS as TARGETS, Cmd, Event, Playback
 from contract.configfile import ConfigError
 from contract.samples import Sample, append_preference, append_rating, fold, read_samples
@@ -39,14 +39,6 @@ from contract.runfolder import list_checkpoints
 
 OUTPUT_NAMES = {"local": "spark speakers", "laptop": "laptop (milo-listen)", "none": "none (save only)"}
 AB_GAP_S = 0.8
-
-
-class WorkerEvent(Message):
-    """One event line from the audition worker (or the client: crashed, restarted, gave_up)."""
-
-    def __init__(self, event: dict) -> None:
-        super().__init__()
-        self.event = event
 
 
 @dataclass

@@ -20,8 +20,8 @@ from contract import audit as ca
 from contract.protocol import Event, Playback
 from contract.scores import is_score
 from milo_tui.audition.client import WorkerClient, output_settings
-from milo_tui.audition.screen import WorkerEvent
 from milo_tui.keys import ExplainDisabled
+from milo_tui.messages import WorkerEvent
 
 SHOWS = ("flagged", "all", "skipped")
 # sort name -> (key of a row, descending?) ; "worst first" for each measure
