@@ -23,12 +23,11 @@ from pathlib import Path
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
 
 from milo_tui.audition.client import WorkerClient, output_settings
+from milo_tui.audition.picker import CheckpointPicker
 from milo_tui.messages import WorkerEvent
 from contract.protocol import OUTPUT_TARGETS as TARGETS, Cmd, Event, Playback
 from contract.configfile import ConfigError
@@ -59,45 +58,6 @@ class ABPair:
     jobs: dict = field(default_factory=dict)    # job id -> label
     wavs: dict = field(default_factory=dict)    # label -> wav path
     names: dict = field(default_factory=dict)   # label -> checkpoint name
-
-
-class CheckpointPicker(ModalScreen):
-    """Choose one of the run's checkpoints (arrows, Enter; Esc cancels). Dismisses with a Path or None."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="audition.picker.cancel",
-                        tooltip="Close the picker; nothing changes")]
-    DEFAULT_CSS = """
-    CheckpointPicker { align: center middle; }
-    CheckpointPicker > Vertical { width: 60; height: auto; max-height: 20; border: round $accent; background: $surface; }
-    CheckpointPicker OptionList { height: auto; max-height: 16; }
-    """
-
-    def __init__(self, title: str, checkpoints: list[Path], current: Path | None, best: Path | None = None,
-                 start: Path | None = None) -> None:
-        super().__init__()
-        self.title_text, self.checkpoints, self.current, self.best = title, checkpoints, current, best
-        self.start = start or current  # the row highlighted first ("*" marks the current choice)
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(self.title_text, id="picker-title")
-            options = [Option(f"  best: {self.best.name}", id="best")] if self.best is not None else []
-            options += [Option(("* " if p == self.current else "  ") + p.name, id=str(i))
-                        for i, p in enumerate(self.checkpoints)]
-            yield OptionList(*options, id="picker-list")
-
-    def on_mount(self) -> None:
-        olist = self.query_one(OptionList)
-        if self.start in self.checkpoints:
-            olist.highlighted = self.checkpoints.index(self.start) + (self.best is not None)
-        olist.focus()
-
-    @on(OptionList.OptionSelected)
-    def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(self.best if event.option.id == "best" else self.checkpoints[int(event.option.id)])
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class AuditionScreen(Screen):

@@ -12,7 +12,8 @@ from textual.app import App
 from textual.widgets import DataTable
 
 from contract.samples import read_samples
-from milo_tui.audition.screen import AuditionScreen, CheckpointPicker
+from milo_tui.audition.picker import CheckpointPicker
+from milo_tui.audition.screen import AuditionScreen
 from milo_tui.messages import WorkerEvent
 from tests.audition.conftest import sound_stats
 

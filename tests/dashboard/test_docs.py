@@ -17,7 +17,7 @@ def test_keys_md_lists_every_action_id():
 
 def test_every_binding_has_an_id_a_description_and_a_tooltip():
     from milo_tui.app import binding_classes
-    from milo_tui.audition.screen import CheckpointPicker
+    from milo_tui.audition.picker import CheckpointPicker
 
     classes = (*binding_classes(), CheckpointPicker)
     bindings = [(cls.__name__, b) for cls in classes for b in cls.BINDINGS]

@@ -257,7 +257,8 @@ def test_the_audition_screen_accepts_best(scored_run):
     """`best` as the audition screen's checkpoint, and first in its checkpoint picker (no worker started)."""
     from textual.app import App
 
-    from milo_tui.audition.screen import AuditionScreen, CheckpointPicker
+    from milo_tui.audition.picker import CheckpointPicker
+    from milo_tui.audition.screen import AuditionScreen
 
     screen = AuditionScreen(scored_run, "best")
     assert screen.checkpoint_a == (scored_run / "epoch-0002").absolute()
