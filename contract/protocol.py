@@ -76,3 +76,9 @@ class Playback(_Wire):
 
 # Where a worker's audio goes: this machine's speakers, the laptop through the SSH tunnel, or nowhere.
 OUTPUT_TARGETS = ("local", "laptop", "none")
+
+# The audition engine's frame loops (docs/audition.md): the worker's and milo-say's `--path`, and `path`
+# in the `ready` event. A loaded model runs FAST or LEAN (the `loaded` event, the samples index); AUTO
+# lets the engine choose.
+PATH_AUTO, PATH_FAST, PATH_LEAN = "auto", "fast", "lean"
+ENGINE_PATHS = (PATH_AUTO, PATH_FAST, PATH_LEAN)

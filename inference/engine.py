@@ -32,23 +32,14 @@ import numpy as np
 
 from contract.audio import SAMPLE_RATE, SAMPLES_PER_FRAME as FRAME_SAMPLES
 from contract.checkpoint import CheckpointInfo, validate_checkpoint
+from contract.protocol import ENGINE_PATHS, PATH_AUTO, PATH_FAST, PATH_LEAN
 from contract.text import split_sentences
+from inference.budget import SENTENCE_GAP_S, sentence_limit
+from inference.qwen import import_qwen_tts
 from inference.sampling import SubSampling, log, pick, sample_token, warpers
-
-# A local path never needs the network; make sure nothing underneath tries (hub lookups fail fast).
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 LEFT_CONTEXT = 25             # frames of left context per decoded chunk (as qwen-tts's chunked_decode)
 CHUNK_SCHEDULE = (3, 6, 12, 25)  # frames per decoded chunk: a small first one for latency, then larger
-SENTENCE_GAP_S = 0.2          # silence between sentences of one audition
-# Frame budget per sentence: a checkpoint that never says end-of-speech (an early epoch, random
-# weights) stops after about 3 s + 0.25 s per character instead of stock's 2048 frames (164 s).
-BUDGET_BASE_S, BUDGET_PER_CHAR_S = 3.0, 0.25
-# Expected length of speech for the player's start policy: English read aloud runs at about 14-15
-# characters a second (150 words a minute); a lower figure errs towards a longer clip, i.e. a later, safer
-# start.
-SPEECH_CHARS_PER_S, SPEECH_LEAD_S = 13.0, 0.4
 # On a CPU, a talker this narrow is all per-op overhead: extra intra-op threads only contend (measured
 # here: 4x real time on one thread, 0.3x-1.7x on two when the machine is busy).
 SMALL_MODEL_HIDDEN = 256
@@ -137,7 +128,7 @@ class Loaded:
     device: str
     dtype: str
     predictor: "_CodePredictor | None" = field(default=None, repr=False)
-    path: str = "lean"            # the frame loop this model runs: "lean" or "fast" (see Engine.path)
+    path: str = PATH_LEAN         # the frame loop this model runs: PATH_LEAN or PATH_FAST (see Engine.path)
     path_reason: str = ""         # why that one
     fast: "object | None" = field(default=None, repr=False)  # inference.fastpath.FastPath
     prepare_s: float = 0.0        # building the fast path and capturing its CUDA graph (once per model)
@@ -160,35 +151,15 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def expected_audio_s(sentences: list[str], max_new_tokens: int, budget: bool = True) -> float:
-    """A guess at an audition's length from its text, for the player's start policy: speech at
-    SPEECH_CHARS_PER_S plus a short lead per sentence, never more than the frames allowed (the sentence
-    budget or max_new_tokens), plus the pauses between sentences. A guess: the policy also copes with a
-    wrong one (docs/audition.md, "Playback")."""
-    total = 0.0
-    for i, sentence in enumerate(sentences):
-        frames = frame_budget(sentence, max_new_tokens) if budget else max(1, int(max_new_tokens))
-        cap = frames * FRAME_SAMPLES / SAMPLE_RATE
-        total += min(SPEECH_LEAD_S + len(sentence) / SPEECH_CHARS_PER_S, cap) + (SENTENCE_GAP_S if i else 0.0)
-    return round(total, 3)
-
-
-def frame_budget(text: str, max_new_tokens: int) -> int:
-    """Most talker tokens one sentence may take (see BUDGET_*); never more than `max_new_tokens`."""
-    seconds = BUDGET_BASE_S + BUDGET_PER_CHAR_S * len(text)
-    return max(2, min(int(max_new_tokens), int(seconds * SAMPLE_RATE / FRAME_SAMPLES) + 1))
-
-
 class _Captured(Exception):
     pass
 
 
-# The frame loops. "lean": qwen-tts's layers called through HF with a DynamicCache (the reference).
-# "fast": inference/fastpath.py (static caches, layers written out, sync-free sampling, the code
-# predictor captured as a CUDA graph on CUDA). Both give the same codes. "auto": fast on CUDA; on a CPU
-# CPU_DEFAULT_PATH, whichever was faster on the tiny model here (docs/audition.md).
-PATHS = ("auto", "fast", "lean")
-CPU_DEFAULT_PATH = "fast"
+# The frame loops (contract.protocol.ENGINE_PATHS). Lean: qwen-tts's layers called through HF with a
+# DynamicCache (the reference). Fast: inference/fastpath.py (static caches, layers written out, sync-free
+# sampling, the code predictor captured as a CUDA graph on CUDA). Both give the same codes. Auto: fast on
+# CUDA; on a CPU CPU_DEFAULT_PATH, whichever was faster on the tiny model here (docs/audition.md).
+CPU_DEFAULT_PATH = PATH_FAST
 
 
 class Engine:
@@ -199,15 +170,15 @@ class Engine:
         """`tune_threads`: set torch's CPU thread count for the loaded model (a process-wide setting, so
         only for processes the engine owns: the worker, milo-say, the benchmark).
         `path`: the frame loop, "auto" (default; $MILO_AUDITION_PATH overrides), "fast" or "lean" (see
-        PATHS). `graphs`: capture the fast path's code predictor as a CUDA graph (default: on CUDA,
+        ENGINE_PATHS). `graphs`: capture the fast path's code predictor as a CUDA graph (default: on CUDA,
         unless $MILO_AUDITION_GRAPHS=0)."""
         self.device = resolve_device(device)
         self.tune_threads = tune_threads
         self.dtype_name = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         self.attn_implementation = attn_implementation
-        self.path = (path or os.environ.get("MILO_AUDITION_PATH") or "auto").lower()
-        if self.path not in PATHS:
-            raise EngineError(f"unknown engine path {self.path!r}: one of {', '.join(PATHS)}")
+        self.path = (path or os.environ.get("MILO_AUDITION_PATH") or PATH_AUTO).lower()
+        if self.path not in ENGINE_PATHS:
+            raise EngineError(f"unknown engine path {self.path!r}: one of {', '.join(ENGINE_PATHS)}")
         if graphs is None:
             graphs = os.environ.get("MILO_AUDITION_GRAPHS", "1").strip().lower() not in ("0", "no", "false", "off")
         self.graphs = bool(graphs) and self.device.startswith("cuda")
@@ -216,8 +187,6 @@ class Engine:
     # ---- loading -------------------------------------------------------------------------------
     def warm_up(self) -> None:
         """Import qwen_tts now (seconds), so the first load's time is the load's own."""
-        from inference.qwen import import_qwen_tts
-
         import_qwen_tts()
 
     def load(self, path: str | Path) -> Loaded:
@@ -227,8 +196,6 @@ class Engine:
             return self.loaded
         self.unload()
         import torch
-
-        from inference.qwen import import_qwen_tts
 
         qwen_tts = import_qwen_tts()
         t0 = time.perf_counter()
@@ -267,18 +234,18 @@ class Engine:
 
         talker = loaded.tts.model.talker
         reason = fastpath.unsupported_reason(talker)
-        if self.path == "lean":
-            loaded.path, loaded.path_reason = "lean", "asked for"
+        if self.path == PATH_LEAN:
+            loaded.path, loaded.path_reason = PATH_LEAN, "asked for"
         elif reason is not None:
-            loaded.path, loaded.path_reason = "lean", f"the fast path cannot run this model: {reason}"
+            loaded.path, loaded.path_reason = PATH_LEAN, f"the fast path cannot run this model: {reason}"
             log(loaded.path_reason)
-        elif self.path == "fast":
-            loaded.path, loaded.path_reason = "fast", "asked for"
+        elif self.path == PATH_FAST:
+            loaded.path, loaded.path_reason = PATH_FAST, "asked for"
         elif self.device.startswith("cuda"):
-            loaded.path, loaded.path_reason = "fast", "default on CUDA"
+            loaded.path, loaded.path_reason = PATH_FAST, "default on CUDA"
         else:
             loaded.path, loaded.path_reason = CPU_DEFAULT_PATH, "default on CPU (measured on the tiny model)"
-        if loaded.path != "fast":
+        if loaded.path != PATH_FAST:
             return
         t0 = time.perf_counter()
         try:
@@ -296,7 +263,7 @@ class Engine:
         if loaded.fast is not None:
             loaded.fast.release()
         loaded.fast = None
-        loaded.path = "lean"
+        loaded.path = PATH_LEAN
         loaded.path_reason = f"the fast path failed while {when} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); lean loop from now on"
         log(loaded.path_reason)
 
@@ -367,7 +334,7 @@ class Engine:
         p = self._prefill(text, speaker, language, sampling)
         max_new = int(p["max_new_tokens"] if max_tokens is None else min(p["max_new_tokens"], max_tokens))
         loaded = self._require()
-        if loaded.path == "fast":
+        if loaded.path == PATH_FAST:
             # A failure of the fast loop (a kernel or device problem it alone meets) moves this model to the
             # lean loop for good. Before the first frame, the sentence is made again by the lean loop from
             # the same random state, so the operator hears what the seed gives; after it, the error goes up.
@@ -546,14 +513,14 @@ class Engine:
         for i, sentence in enumerate(sentences):
             if on_sentence is not None:
                 on_sentence(i, len(sentences), sentence)
-            cap = frame_budget(sentence, sampling.max_new_tokens) if budget else None
+            limit = sentence_limit(sentence, sampling.max_new_tokens, budget)
             frames_before = timings.frames
             if i > 0:
                 gap = np.zeros(int(SENTENCE_GAP_S * SAMPLE_RATE), dtype=np.float32)
                 timings.audio_s += len(gap) / SAMPLE_RATE
                 yield gap
             for chunk in self.stream_sentence(sentence, sampling=sampling, speaker=speaker, language=language,
-                                              max_tokens=cap, cancel=cancel, on_frame=count):
+                                              max_tokens=limit if budget else None, cancel=cancel, on_frame=count):
                 now = time.perf_counter() - t0
                 if timings.first_audio_s is None:
                     timings.first_audio_s = now
@@ -562,7 +529,6 @@ class Engine:
                 yield chunk
             # The frame loop stops at end-of-speech, or at its last allowed token, which it never feeds:
             # a sentence that made limit - 1 frames ran into the limit.
-            limit = min(int(sampling.max_new_tokens), cap) if cap else int(sampling.max_new_tokens)
             if timings.frames - frames_before >= limit - 1:
                 timings.runaway += 1
         timings.wall_s = time.perf_counter() - t0

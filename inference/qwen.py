@@ -10,17 +10,25 @@ So, before importing qwen_tts, we try the real torchaudio. If it loads, nothing 
 with a matching CUDA torch + torchaudio). If it does not, we register a placeholder `torchaudio`
 package whose every attribute raises `TorchaudioUnavailable` naming the original error: qwen_tts
 imports, the 12 Hz path works, and anything that really needs torchaudio fails with that one line.
+
+Importing this module also turns the hub off (unless the environment says otherwise): every model this
+project loads is a local folder, so a lookup that reaches for the network is a mistake, and fails fast.
+It is done on import, before transformers can be imported through this door.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib.machinery
 import io
+import os
 import re
 import sys
 import types
 
 from contract.errors import one_line
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _PLACEHOLDER_MODULES = ("torchaudio", "torchaudio.compliance", "torchaudio.compliance.kaldi")
 

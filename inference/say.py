@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from contract import exits
-from contract.protocol import Playback
+from contract.protocol import ENGINE_PATHS, Playback
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", help="speaker name (default: the checkpoint's own)")
     p.add_argument("--language", default="auto", help="language tag (default auto)")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
-    p.add_argument("--path", choices=("auto", "fast", "lean"), default=None,
+    p.add_argument("--path", choices=ENGINE_PATHS, default=None,
                    help="frame loop: fast (static caches, CUDA graph on CUDA) or lean (the reference); same "
                         "codes either way (default auto: fast, or $MILO_AUDITION_PATH)")
     p.add_argument("--greedy", action="store_true", help="no sampling (talker and sub-talker)")
@@ -121,7 +121,8 @@ def _main(argv: list[str] | None) -> int:
     import numpy as np
 
     from contract.audio import SAMPLE_RATE
-    from inference.engine import Engine, EngineError, Timings, expected_audio_s
+    from inference.budget import expected_audio_s
+    from inference.engine import Engine, EngineError, Timings
     from contract.samples import append_sample, save_sample, write_wav
 
     try:

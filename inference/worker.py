@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from contract.protocol import OUTPUT_TARGETS, PROTOCOL, QUEUED, Cmd, Event
+from contract.protocol import ENGINE_PATHS, OUTPUT_TARGETS, PROTOCOL, QUEUED, Cmd, Event
 
 
 
@@ -225,7 +225,8 @@ class Worker:
         import numpy as np
 
         from contract.audio import SAMPLE_RATE
-        from inference.engine import Cancelled, EngineError, Timings, expected_audio_s
+        from inference.budget import expected_audio_s
+        from inference.engine import Cancelled, EngineError, Timings
         from contract.samples import append_sample, save_sample
         from contract.text import TextError, split_sentences
 
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="local", help="local | laptop | none")
     p.add_argument("--audio-device", default=None, help="sounddevice output device (name or index)")
     p.add_argument("--port", type=int, default=None, help="milo-listen tunnel port on 127.0.0.1")
-    p.add_argument("--path", choices=("auto", "fast", "lean"), default=None,
+    p.add_argument("--path", choices=ENGINE_PATHS, default=None,
                    help="engine frame loop (default auto, or $MILO_AUDITION_PATH); docs/audition.md")
     args = p.parse_args(argv)
     from contract.audio import DEFAULT_PORT

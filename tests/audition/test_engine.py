@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from inference.engine import (CHUNK_SCHEDULE, FRAME_SAMPLES, SENTENCE_GAP_S, Cancelled, Engine, EngineError, Timings,
-                              stock_generate)
+from contract.audio import SAMPLES_PER_FRAME as FRAME_SAMPLES
+from inference.budget import SENTENCE_GAP_S
+from inference.engine import CHUNK_SCHEDULE, Cancelled, Engine, EngineError, Timings, stock_generate
 from contract.text import TextError
 
 TEXT = "hello world, this is milo."

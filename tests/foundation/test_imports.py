@@ -61,3 +61,8 @@ def test_the_contract_package_pulls_no_heavy_package_and_no_textual():
     assert {"contract.runfolder", "contract.protocol", "contract.listen"} <= set(modules)
     assert _pulled(modules, HEAVY + ("textual", "milo_tui", "training", "inference")) == []
     assert "contract.listen" in _pulled(modules, ("contract",))  # the control: the same check sees what is imported
+
+
+def test_the_audition_length_budget_pulls_no_heavy_package():
+    """milo-say and the worker size an audition from its text before any model loads; tests read it without torch."""
+    assert _pulled(["inference.budget"], HEAVY) == []
