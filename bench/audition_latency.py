@@ -58,7 +58,7 @@ def sync(device: str) -> None:
 
 def run_stock(tts, sampling, seed: int, device: str) -> dict:
     from contract.audio import SAMPLE_RATE
-    from inference.engine import stock_generate
+    from inference.stock import stock_generate
 
     sync(device)
     t0 = time.perf_counter()
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from contract.checkpoint import CheckpointInfo
-    from inference.engine import Engine, no_end_of_speech
+    from inference.engine import Engine
+    from inference.stock import no_end_of_speech
 
     t0 = time.perf_counter()
     tts = build(args.shape, args.device, args.dtype)

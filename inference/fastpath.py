@@ -1,6 +1,6 @@
 """The audition engine's fast path: the same arithmetic as the lean loop, with less host work per frame.
 
-The lean loop (`engine.Engine._frames_lean`) calls qwen-tts's decoder layers through HF: per frame one
+The lean loop (`loop.lean_frames`) calls qwen-tts's decoder layers through HF: per frame one
 talker forward (28 layers) and 15 code-predictor forwards (5 layers each), each a few hundred small
 kernels plus Python (cache objects, mask building, kwargs plumbing) and two host syncs per sampled token
 (`torch.multinomial` checks its input with `.item()`). The GPU work itself is a millisecond or two.

@@ -1,6 +1,6 @@
 """What the lean and the fast frame loops share: the sub-talker's sampling settings, transformers'
 sampling warpers as generate() builds them, the two ways to pick a token (torch.multinomial as stock
-does it, and its sync-free equal), and the engine's log line. Both `engine` and `fastpath` import this
+does it, and its sync-free equal), and the engine's log line. Both `loop` and `fastpath` import this
 module; neither imports the other's internals.
 """
 from __future__ import annotations

@@ -10,7 +10,9 @@ import torch
 
 from contract.audio import SAMPLES_PER_FRAME as FRAME_SAMPLES
 from inference.budget import SENTENCE_GAP_S
-from inference.engine import CHUNK_SCHEDULE, Cancelled, Engine, EngineError, Timings, stock_generate
+from inference.engine import Cancelled, Engine, EngineError, Timings
+from inference.loop import CHUNK_SCHEDULE
+from inference.stock import stock_generate
 from contract.text import TextError
 
 TEXT = "hello world, this is milo."

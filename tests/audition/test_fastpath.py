@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from inference import fastpath
-from inference.engine import CPU_DEFAULT_PATH, Engine, EngineError, _CodePredictor, stock_generate
+from inference.engine import CPU_DEFAULT_PATH, Engine, EngineError
+from inference.loop import CodePredictor
+from inference.stock import stock_generate
 from inference.sampling import sample_token, warpers as _warpers
 
 TEXT = "hello world, this is milo."
@@ -149,7 +151,7 @@ def test_static_steps_equal_hf_layers_bit_for_bit(lean):
     talker = lean.loaded.tts.model.talker
     hidden = talker.config.hidden_size
     gen = torch.Generator().manual_seed(3)
-    ref = _CodePredictor(talker)
+    ref = CodePredictor(talker)
     static = fastpath.StaticCodePredictor(talker)
     with torch.inference_mode():
         embeds = torch.randn((1, 2, hidden), generator=gen)

@@ -66,3 +66,4 @@ def test_the_contract_package_pulls_no_heavy_package_and_no_textual():
 def test_the_audition_length_budget_pulls_no_heavy_package():
     """milo-say and the worker size an audition from its text before any model loads; tests read it without torch."""
     assert _pulled(["inference.budget"], HEAVY) == []
+    assert "torch" in _pulled(["inference.engine"], HEAVY)  # the control: the engine itself brings torch
