@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import random
 import signal
 import sys
 from pathlib import Path
@@ -79,65 +78,67 @@ def _say(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # while the model loads (once audio flows, _main keeps it)
+    except KeyboardInterrupt:  # while the model loads (once audio flows, _speak keeps it)
         _say("interrupted before any audio was made: nothing saved")
         return exits.INTERRUPTED
 
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    info = _checked(args)
+    return exits.BAD_INPUT if info is None else _speak(args, info)
 
+
+def _checked(args):
+    """The checkpoint to speak with (contract.checkpoint.CheckpointInfo), once the text, the output and the
+    checkpoint are known good, before any model loads; None after saying what is wrong."""
+    from contract.checkpoint import CheckpointError, validate_checkpoint
+    from contract.configfile import ConfigError
+    from contract.scores import NoBest, resolve_checkpoint
     from contract.text import TextError, split_sentences
 
     try:
         split_sentences(args.text)
     except TextError as exc:
         _say(str(exc))
-        return exits.BAD_INPUT
+        return None
     if args.output:
         problem = _unwritable(Path(args.output))
         if problem:
             _say(f"cannot write {args.output}: {problem}")
-            return exits.BAD_INPUT
-    from contract.checkpoint import CheckpointError, validate_checkpoint
-    from contract.configfile import ConfigError
-    from contract.scores import NoBest, resolve_checkpoint
-
+            return None
     try:
         checkpoint, note = resolve_checkpoint(args.checkpoint)
     except (NoBest, ConfigError) as exc:
         _say(str(exc))
-        return exits.BAD_INPUT
+        return None
     if note:
         _say(note)
     try:
-        info = validate_checkpoint(checkpoint)
+        return validate_checkpoint(checkpoint)
     except CheckpointError as exc:
         _say(f"{exc.path} cannot be auditioned:")
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
-        return exits.BAD_INPUT
+        return None
 
-    import numpy as np
 
+def _speak(args, info) -> int:
+    """Load, speak (playing as it comes with --play/--laptop), save, sum up; Ctrl+C keeps what was made."""
     from contract.audio import SAMPLE_RATE
-    from inference.budget import expected_audio_s
-    from inference.engine import Engine, EngineError, Timings
-    from contract.samples import append_sample, save_sample, write_wav
+    from contract.checkpoint import CheckpointError
+    from contract.text import TextError
+    from inference.engine import Engine, EngineError
+    from inference.pipeline import Audition
 
     try:
         engine = Engine(device=args.device, tune_threads=True, path=args.path)
         loaded = engine.load(info.path)
-        greedy = {"do_sample": False, "subtalker_dosample": False} if args.greedy else {}
-        sampling = engine.sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                   repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
-                                   subtalker_temperature=args.temperature, subtalker_top_k=args.top_k,
-                                   subtalker_top_p=args.top_p, **greedy)
-        speaker = engine.speaker_for(args.speaker)
-    except (CheckpointError, EngineError) as exc:
+        audition = Audition(engine, args.text, seed=args.seed, sampling=_sampling(args), speaker=args.speaker,
+                            language=args.language, budget=not args.no_budget, source="milo-say", load_s=loaded.load_s)
+    except (CheckpointError, EngineError, TextError) as exc:
         _say(str(exc))
         return exits.BAD_INPUT
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
 
     output, playback = None, {}
     if args.play or args.laptop:
@@ -147,35 +148,26 @@ def _main(argv: list[str] | None) -> int:
 
         output = make_output("laptop" if args.laptop else "local", device=parse_device(args.audio_device),
                              port=args.port or DEFAULT_PORT, on_event=lambda e: playback.update({e["state"]: e}))
-        output.start("milo-say", {"checkpoint": loaded.info.name, "text": args.text,
-                                  "expected_s": expected_audio_s(split_sentences(args.text), sampling.max_new_tokens,
-                                                                 not args.no_budget)})
+        output.start("milo-say", {"checkpoint": loaded.info.name, "text": args.text, "expected_s": audition.expected_s})
 
     run_dir = None if args.output else _run_dir_of(loaded.info.path)
 
-    def save(audio, **extra) -> Path:
+    def save(**tags) -> Path:
         """Write the WAV where it belongs (each path written atomically: temporary name, then rename)."""
         if args.output:
-            return write_wav(Path(args.output), audio, SAMPLE_RATE)
+            return audition.save_wav(args.output)
         if run_dir is not None:
-            sample_id, out = save_sample(run_dir, loaded.info.name, seed, audio, SAMPLE_RATE)
-            append_sample(run_dir, id=sample_id, wav=out.name, checkpoint=loaded.info.name,
-                          checkpoint_path=str(loaded.info.path), speaker=speaker, text=args.text, seed=seed,
-                          sampling=sampling.as_dict(), language=args.language, device=loaded.device,
-                          dtype=loaded.dtype, path=loaded.path, source="milo-say", **timings.as_dict(), **extra)
-            return out
-        return write_wav(Path(f"milo-say-{loaded.info.name}-{seed}.wav"), audio, SAMPLE_RATE)
+            return audition.save_sample(run_dir, **tags)[1]
+        return audition.save_wav(f"milo-say-{loaded.info.name}-{audition.seed}.wav")
 
-    timings = Timings(load_s=loaded.load_s)
-    chunks = []
+    def sink(chunk) -> None:
+        if len(audition.chunks) == 1:
+            _say(f"first audio after {audition.timings.first_audio_s or 0:.2f} s; ctrl+c now stops and keeps what is made")
+        if output is not None:
+            output.feed(chunk)
+
     try:
-        for chunk in engine.stream(args.text, seed=seed, sampling=sampling, speaker=speaker, language=args.language,
-                                   budget=not args.no_budget, timings=timings):
-            chunks.append(chunk)
-            if len(chunks) == 1:
-                _say(f"first audio after {timings.first_audio_s or 0:.2f} s; ctrl+c now stops and keeps what is made")
-            if output is not None:
-                output.feed(chunk)
+        audition.run(sink)
     except (TextError, EngineError) as exc:
         _say(str(exc))
         return exits.BAD_INPUT
@@ -184,41 +176,49 @@ def _main(argv: list[str] | None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if output is not None:
             output.close()
-        if not chunks:
+        if not audition.chunks:
             _say("interrupted before any audio was made: nothing saved")
             return exits.INTERRUPTED
-        audio = np.concatenate(chunks)
         try:
-            out = save(audio, interrupted=True)
+            out = save(interrupted=True)
         except OSError as exc:
             _say(f"interrupted; cannot save the WAV: {exc.strerror or exc} ({exc.filename or args.output or run_dir})")
             return exits.INTERRUPTED
-        _say(f"interrupted: the {len(audio) / SAMPLE_RATE:.2f} s of audio made so far is saved in {out}")
+        _say(f"interrupted: the {len(audition.audio()) / SAMPLE_RATE:.2f} s of audio made so far is saved in {out}")
         print(out)
         return exits.INTERRUPTED
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
     try:
-        out = save(audio)
+        out = save()
     except OSError as exc:
         _say(f"cannot save the WAV: {exc.strerror or exc} ({exc.filename or args.output or run_dir})")
         return exits.DISK_FULL if exc.errno == errno.ENOSPC else exits.ERROR
-    _say(f"{loaded.info.name} ({speaker}, seed {seed}): {timings.audio_s:.2f} s of audio in {timings.wall_s:.2f} s "
-        f"({timings.rtf:.2f}x real time), first audio after {timings.first_audio_s or 0:.2f} s, "
-        f"load {loaded.load_s:.2f} s on {loaded.device}, {loaded.path} path")
+    _say(audition.summary())
     print(out)
+    return exits.OK if output is None else _played(output, playback, out)
 
-    if output is not None:
-        try:
-            output.end()
-            output.wait_idle()
-        except KeyboardInterrupt:
-            _say(f"interrupted: playback stopped; the WAV is saved: {out}")
-            return exits.INTERRUPTED
-        finally:
-            output.close()
+
+def _sampling(args) -> dict:
+    """The sampling overrides the flags ask for (None: the checkpoint's own setting)."""
+    greedy = {"do_sample": False, "subtalker_dosample": False} if args.greedy else {}
+    return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
+                subtalker_temperature=args.temperature, subtalker_top_k=args.top_k, subtalker_top_p=args.top_p,
+                **greedy)
+
+
+def _played(output, playback: dict, out: Path) -> int:
+    """Wait for the playback of a saved audition to finish; its exit code."""
+    try:
+        output.end()
+        output.wait_idle()
+    except KeyboardInterrupt:
+        _say(f"interrupted: playback stopped; the WAV is saved: {out}")
+        return exits.INTERRUPTED
+    finally:
+        output.close()
     problem = playback.get(Playback.NO_DEVICE) or playback.get(Playback.DEVICE_LOST)
-    if output is not None and problem:
+    if problem:
         _say(f"not played: {problem.get('message')}; the WAV is saved: {out}")
         return exits.NOT_PLAYED
     return exits.OK
