@@ -1,11 +1,14 @@
-"""Is this folder a custom-voice checkpoint we can audition? Checked before any loading.
+"""Is this folder a custom-voice checkpoint we can audition, or a Base model we can fine-tune? Checked
+before any loading.
 
 Torch-free and quick (JSON files and safetensors headers only), so a half-written or foreign folder is
 refused in milliseconds with one line per problem instead of a traceback 30 s into a load. What a
 checkpoint needs is what `Qwen3TTSModel.from_pretrained(<absolute path>)` reads (docs/upstream.md):
 config.json (qwen3_tts, tts_model_type custom_voice, a speaker in talker_config.spk_id),
 model.safetensors (or a sharded index), generation_config.json, the text tokenizer files and
-speech_tokenizer/ (config.json, model.safetensors, preprocessor_config.json).
+speech_tokenizer/ (config.json, model.safetensors, preprocessor_config.json). A Base model to fine-tune
+needs the same files with tts_model_type base and no speaker, and its weights in one model.safetensors
+(the trainer reads their dtype from it and each checkpoint is written beside its copy or link).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.audio import NUM_CODEBOOKS
 from contract.errors import one_line
 
 TEXT_TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
@@ -173,3 +177,51 @@ def validate_checkpoint(path: str | Path) -> CheckpointInfo:
     if problems:
         raise CheckpointError(root, problems)
     return CheckpointInfo(path=root, speakers=speakers, model_size=model_size, generation=generation)
+
+
+class BaseModelError(ValueError):
+    """The folder is not a Base model to fine-tune from; str() is one line naming the folder and every problem."""
+
+
+def check_base_model(path: str | Path) -> dict:
+    """The Base model folder's config.json, or BaseModelError: the one check of a base model, made by the
+    new-run form, `milo-train prepare` and the trainer before anything loads. Torch-free, milliseconds (JSON
+    files and safetensors headers). Everything the trainer and prepare read from it must be there: config.json
+    of a Qwen3-TTS Base model with the 12 Hz codec's 16 codebooks, complete weights in model.safetensors, the
+    text tokenizer files and the speech tokenizer (prepare encodes the corpus with it)."""
+    root = Path(path).expanduser().absolute()
+    if not root.is_dir():
+        raise BaseModelError(f"{root} is not a folder: give the Base model folder (e.g. Qwen3-TTS-12Hz-1.7B-Base)")
+    problems: list[str] = []
+    cfg = _read_json(root / "config.json", problems, "config.json")
+    if cfg is None:
+        raise BaseModelError(f"{root} has no readable config.json: not a Qwen3-TTS model folder ({problems[0]})")
+    if cfg.get("model_type") != "qwen3_tts":
+        raise BaseModelError(f"{root.name} is not a Qwen3-TTS model (config.json model_type is {cfg.get('model_type')!r})")
+    if cfg.get("tts_model_type") != "base":
+        raise BaseModelError(f"{root.name} is a {cfg.get('tts_model_type') or 'non-Qwen3-TTS'} model; fine-tuning starts "
+                             "from a Base model (Qwen3-TTS-12Hz-1.7B-Base: only a Base model has the speaker encoder)")
+    talker = cfg.get("talker_config") if isinstance(cfg.get("talker_config"), dict) else {}
+    groups = talker.get("num_code_groups", NUM_CODEBOOKS)
+    if groups != NUM_CODEBOOKS:
+        problems.append(f"it predicts {groups} codebooks per frame; fine-tuning handles the {NUM_CODEBOOKS} of the 12 Hz codec")
+    weights = root / "model.safetensors"
+    if weights.is_file():
+        if problem := safetensors_problem(weights):
+            problems.append(problem)
+    elif (root / "model.safetensors.index.json").is_file():
+        problems.append("its weights are sharded (model.safetensors.index.json); fine-tuning reads one model.safetensors")
+    else:
+        problems.append("model weights are missing (no model.safetensors)")
+    missing = [n for n in TEXT_TOKENIZER_FILES if not (root / n).is_file()]
+    if missing:
+        problems.append(f"text tokenizer files missing: {', '.join(missing)}")
+    st = root / "speech_tokenizer"
+    missing = [n for n in SPEECH_TOKENIZER_FILES if not (st / n).is_file()]
+    if not st.is_dir():
+        problems.append("speech_tokenizer/ is missing (the 12 Hz codec that turns audio into codes)")
+    elif missing:
+        problems.append(f"speech_tokenizer/ lacks {', '.join(missing)}")
+    if problems:
+        raise BaseModelError(f"{root}: " + "; ".join(problems))
+    return cfg

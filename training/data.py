@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-NUM_CODEBOOKS = 16
 CODEBOOK_SIZE = 2048
 from contract.audio import FRAME_RATE as FRAMES_PER_SECOND
+from contract.audio import NUM_CODEBOOKS
 
 
 class DataError(Exception):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-NUM_CODEBOOKS = 16
+from contract.audio import NUM_CODEBOOKS
 ROLE_TOKENS = 3   # "<|im_start|>assistant\n"
 SUFFIX_TOKENS = 5  # "<|im_end|>\n<|im_start|>assistant\n"
 

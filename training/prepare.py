@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from contract import audit as ca
+from contract.checkpoint import BaseModelError, check_base_model
 from contract.configfile import ConfigError, read_config
 from contract.corpus import AUDIO_SUFFIXES, audio_files
 from contract.runfolder import read_json, write_json_atomic
@@ -328,8 +329,10 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
     corpus, base, out = corpus.absolute(), base.absolute(), out.absolute()
     if not corpus.is_dir():
         raise PrepareError(f"corpus folder not found: {corpus}")
-    if not (base / "config.json").is_file():
-        raise PrepareError(f"base model folder not found or incomplete: {base}")
+    try:
+        check_base_model(base)
+    except BaseModelError as exc:
+        raise PrepareError(str(exc)) from None
     if ref is not None and not ref.is_file():
         raise PrepareError(f"reference audio not found: {ref}")
     if whisper is not None and not Path(whisper).expanduser().is_dir():

@@ -2,7 +2,6 @@
 function, tested on its own). Defaults come from the configuration."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
+from contract.checkpoint import BaseModelError, check_base_model
 from contract.corpus import AUDIO_SUFFIXES, audio_files, first_unreadable_apart
 from contract.defaults import ATTENTION
 from milo_tui.supervisor import RunRequest
@@ -43,18 +43,13 @@ PLACEHOLDERS = {"speaker": "the run name", "keep_best": "off: every checkpoint s
                 "disk_budget": "none"}
 
 
-def check_base_model(path: Path) -> str | None:
-    if not path.is_dir():
-        return f"{path} is not a folder"
+def base_model_problem(path: Path) -> str | None:
+    """Why `path` is not a Base model to fine-tune (contract.checkpoint.check_base_model, as prepare and the
+    trainer check it), or None."""
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return f"{path} has no readable config.json: not a Qwen3-TTS model folder"
-    if not isinstance(config, dict) or config.get("tts_model_type") != "base":
-        kind = config.get("tts_model_type") if isinstance(config, dict) else None
-        return f"{path.name} is a {kind or 'non-Qwen3-TTS'} model; fine-tuning starts from a Base model"
-    if not (path / "speech_tokenizer").is_dir():
-        return f"{path} has no speech_tokenizer/ folder"
+        check_base_model(path)
+    except BaseModelError as exc:
+        return str(exc)
     return None
 
 
@@ -108,7 +103,7 @@ def validate_form(values: dict[str, str], checkpoints: Path, only: str | None = 
             errors[key] = f"{FIELDS[key]} is required"
             continue
         paths[key] = Path(text).expanduser().absolute()
-        err = check_base_model(paths[key]) if key == "base_model" else check_data(paths[key], open_each=only is None)
+        err = base_model_problem(paths[key]) if key == "base_model" else check_data(paths[key], open_each=only is None)
         if err:
             errors[key] = err
     name = values.get("run_name", "").strip()

@@ -257,8 +257,16 @@ def _utc(monkeypatch):
 
 @pytest.fixture
 def base(tmp_path):
-    """A folder that passes the new-run form's base-model check (config.json of a Base model, a tokenizer)."""
+    """A folder that passes the base-model check (contract.checkpoint.check_base_model): config.json of a Base
+    model, one-tensor weights, the text tokenizer's files and a speech tokenizer; nothing a trainer could load."""
     folder = tmp_path / "base"
     (folder / "speech_tokenizer").mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_tts", "tts_model_type": "base"}))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    weights = len(header).to_bytes(8, "little") + header + bytes(4)
+    for name in ("model.safetensors", "speech_tokenizer/model.safetensors"):
+        (folder / name).write_bytes(weights)
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "speech_tokenizer/config.json",
+                 "speech_tokenizer/preprocessor_config.json"):
+        (folder / name).write_text("{}")
     return folder

@@ -84,7 +84,7 @@ async def test_the_form_refuses_a_folder_of_files_that_are_not_audio(base, tmp_p
 def test_each_bad_field_gets_its_line(base, tmp_path):
     custom = tmp_path / "custom"
     (custom / "speech_tokenizer").mkdir(parents=True)
-    (custom / "config.json").write_text(json.dumps({"tts_model_type": "custom_voice"}))
+    (custom / "config.json").write_text(json.dumps({"model_type": "qwen3_tts", "tts_model_type": "custom_voice"}))
     empty = tmp_path / "empty"
     empty.mkdir()
     (tmp_path / "ck" / "taken").mkdir(parents=True)

@@ -168,3 +168,52 @@ def test_an_opus_corpus_passes_the_new_run_form_and_prepare_alike(tiny_base, tmp
     report = prepare(corpus, tiny_base, tmp_path / "prepared" / "train.jsonl", say=lambda _line: None)
     assert [c["status"] for c in report["clips"]] != [] and report["counts"]["skipped"] == 0
     assert report["counts"]["kept"] == 2
+
+
+def _base_variant(tiny_base, tmp_path, name, change):
+    import shutil
+
+    variant = tmp_path / name
+    shutil.copytree(tiny_base, variant)
+    change(variant)
+    return variant
+
+
+def test_the_form_and_prepare_refuse_a_base_model_with_the_same_line(tiny_base, tmp_path):
+    """One check of a base model (contract.checkpoint.check_base_model): the form used to accept a folder without
+    weights or with half-copied ones, and prepare anything with a config.json, failing minutes later."""
+    import shutil
+
+    from contract.checkpoint import BaseModelError, check_base_model
+    from milo_tui.screens.new_run import validate_form
+
+    def truncate(v):
+        with open(v / "model.safetensors", "r+b") as f:
+            f.truncate(f.seek(0, 2) // 2)
+
+    def custom(v):
+        cfg = json.loads((v / "config.json").read_text())
+        (v / "config.json").write_text(json.dumps({**cfg, "tts_model_type": "custom_voice"}))
+
+    cases = {
+        "no_weights": (lambda v: (v / "model.safetensors").unlink(), "model weights are missing"),
+        "half_copied": (truncate, "model.safetensors is truncated"),
+        "no_codec": (lambda v: shutil.rmtree(v / "speech_tokenizer"), "speech_tokenizer/ is missing"),
+        "no_vocab": (lambda v: (v / "vocab.json").unlink(), "text tokenizer files missing: vocab.json"),
+        "custom": (custom, "fine-tuning starts from a Base model"),
+    }
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    sf.write(corpus / "a.wav", _clip(1.5, 24000, 1), 24000)
+    check_base_model(tiny_base)  # the control: the tiny Base model passes
+    for name, (change, words) in cases.items():
+        base = _base_variant(tiny_base, tmp_path, name, change)
+        with pytest.raises(BaseModelError) as err:
+            check_base_model(base)
+        line = str(err.value)
+        assert words in line and "\n" not in line, (name, line)
+        values = dict(base_model=str(base), data=str(corpus), run_name=name, lr="2e-5", epochs="1", batch_size="1",
+                      grad_accum="1", speaker="milo", attention="sdpa", restart_limit="0")
+        assert validate_form(values, tmp_path / "ck", only="base_model")[1] == {"base_model": line}
+        proc = run_module("training", "prepare", str(corpus), "--base", str(base), "--out", str(tmp_path / "x.jsonl"))
+        assert proc.returncode == 3 and proc.stderr.strip() == f"milo-train: error: {line}", (name, proc.stderr)
