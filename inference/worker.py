@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import queue
-import random
 import sys
 import threading
 import time
@@ -222,18 +221,14 @@ class Worker:
         self.emit(Event.OUTPUT, id=cmd.get("id"), target=target, detail=detail, problem=problem)
 
     def _do_say(self, cmd: dict) -> None:
-        import numpy as np
-
-        from contract.audio import SAMPLE_RATE
-        from inference.budget import expected_audio_s
-        from inference.engine import Cancelled, EngineError, Timings
-        from contract.samples import append_sample, save_sample
         from contract.text import TextError, split_sentences
+        from inference.engine import Cancelled, EngineError
+        from inference.pipeline import Audition
 
         job_id = cmd.get("id")
         text = cmd.get("text", "")
         try:
-            sentences = split_sentences(text)
+            split_sentences(text)  # bad text is refused before a checkpoint loads
         except TextError as exc:
             self.error(job_id, str(exc))
             return
@@ -242,43 +237,32 @@ class Worker:
             ok, load_s = self._load(job_id, cmd["checkpoint"])
             if not ok:
                 return
-        loaded = self.engine.loaded
-        if loaded is None:
-            self.error(job_id, "no checkpoint loaded: choose one first")
-            return
         try:
-            sampling = self.engine.sampling(**(cmd.get("sampling") or {}))
-            speaker = self.engine.speaker_for(cmd.get("speaker"))
-        except EngineError as exc:
+            audition = Audition(self.engine, text, seed=cmd.get("seed"), sampling=cmd.get("sampling"),
+                                speaker=cmd.get("speaker"), language=cmd.get("language", "auto"),
+                                budget=cmd.get("budget", True), source=cmd.get("source", "audition"), load_s=load_s)
+        except (EngineError, TextError) as exc:
             self.error(job_id, str(exc))
             return
-        seed = int(cmd["seed"]) if cmd.get("seed") is not None else random.randrange(2**31)
         play = bool(cmd.get("play", True))
-        name = loaded.info.name
-        timings = Timings(load_s=load_s)
-        self.emit(Event.STARTED, id=job_id, checkpoint=name, seed=seed, sentences=len(sentences), speaker=speaker,
-                  sampling=sampling.as_dict())
-        budget = cmd.get("budget", True)
-        key = str(loaded.info.path)
+        name, key = audition.loaded.info.name, str(audition.loaded.info.path)
+        self.emit(Event.STARTED, id=job_id, checkpoint=name, seed=audition.seed, sentences=len(audition.sentences),
+                  speaker=audition.speaker, sampling=audition.sampling.as_dict())
         if play:
             self.output.start(job_id, {"checkpoint": cmd.get("label") or name, "text": text,
-                                       "expected_s": expected_audio_s(sentences, sampling.max_new_tokens, budget),
-                                       "rate_hint": self.rate_hint.get(key)})
+                                       "expected_s": audition.expected_s, "rate_hint": self.rate_hint.get(key)})
 
         def on_sentence(i: int, n: int, sentence: str) -> None:
             self.emit(Event.SENTENCE, id=job_id, index=i, count=n, text=sentence)
 
-        chunks = []
+        def sink(chunk) -> None:
+            if len(audition.chunks) == 1:
+                self.emit(Event.FIRST_AUDIO, id=job_id, first_audio_s=round(audition.timings.first_audio_s, 4))
+            if play:
+                self.output.feed(chunk)
+
         try:
-            for chunk in self.engine.stream(text, seed=seed, sampling=sampling, speaker=speaker,
-                                            language=cmd.get("language", "auto"), budget=budget,
-                                            cancel=self.cancel, timings=timings, on_sentence=on_sentence):
-                if not chunks:
-                    self.emit(Event.FIRST_AUDIO, id=job_id, first_audio_s=round(timings.first_audio_s, 4))
-                    first_len = len(chunk)
-                chunks.append(chunk)
-                if play:
-                    self.output.feed(chunk)
+            audition.run(sink, cancel=self.cancel, on_sentence=on_sentence)
         except Cancelled:
             if play:
                 self.output.stop()
@@ -298,23 +282,17 @@ class Worker:
             raise
         if play:
             self.output.end()
-        if chunks and timings.first_audio_s is not None and timings.wall_s > timings.first_audio_s:
-            # Steady production rate (after the first chunk): the next say's start-policy hint.
-            steady = (timings.audio_s - first_len / SAMPLE_RATE) / (timings.wall_s - timings.first_audio_s)
-            if steady > 0:
-                self.rate_hint[key] = round(steady, 3)
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-        result = dict(checkpoint=name, checkpoint_path=str(loaded.info.path), speaker=speaker, text=text, seed=seed,
-                      sampling=sampling.as_dict(), language=cmd.get("language", "auto"), device=loaded.device,
-                      dtype=loaded.dtype, path=loaded.path, source=cmd.get("source", "audition"), **timings.as_dict())
+        rate = audition.steady_rate()
+        if rate is not None:
+            self.rate_hint[key] = rate
+        result = audition.record()
         run_dir = cmd.get("run_dir")
         if run_dir and cmd.get("save", True):
-            sample_id, wav = save_sample(Path(run_dir), name, seed, audio, SAMPLE_RATE)
-            rec = append_sample(Path(run_dir), id=sample_id, wav=wav.name, ab_group=cmd.get("ab_group"),
-                                ab_label=cmd.get("ab_label"), blind=bool(cmd.get("blind", False)), **result)
+            rec, wav = audition.save_sample(run_dir, ab_group=cmd.get("ab_group"), ab_label=cmd.get("ab_label"),
+                                            blind=bool(cmd.get("blind", False)))
             result = {**rec, "wav_path": str(wav)}
-        print(f"[worker] said {job_id} on {name}: {timings.audio_s:.2f} s audio in {timings.wall_s:.2f} s "
-              f"(first audio {timings.first_audio_s}, {timings.frames} frames)", file=sys.stderr, flush=True)
+        print(f"[worker] said {job_id}: {audition.summary()} ({audition.timings.frames} frames)", file=sys.stderr,
+              flush=True)
         self.emit(Event.DONE, id=job_id, sample=result)
 
     def _do_play(self, cmd: dict) -> None:
