@@ -6,8 +6,9 @@ to keep the worker (and the loaded checkpoint) across visits, and call `retarget
 view asks for another run or checkpoint.
 
 Data flow (STYLE.md): the worker's events arrive on a reader thread and are posted as `WorkerEvent`
-messages; the handlers here own the state (checkpoints A/B, jobs in flight, history, output); widgets
-only render it. History rows are keyed by sample id and updated in place.
+messages; the screen hands each to its `AuditionSession` (milo_tui.audition.session: checkpoints A/B,
+jobs in flight, A/B pairs, blind mode, history), which owns the state and returns the status to show;
+the screen only draws it. History rows are keyed by sample id and updated in place.
 
 Keys (80x24, keyboard only). In the text box: type, Enter to speak, Esc to leave it. Elsewhere:
 t type, s/Esc stop, r or Enter replay the selected audition, c checkpoint, x A/B on/off (asks for B),
@@ -15,10 +16,8 @@ v blind, 1-5 rate, a/b/= A/B preference, o output (spark / laptop / none), f fix
 """
 from __future__ import annotations
 
-import random
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -26,38 +25,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from contract.samples import Sample
 from milo_tui.audition.client import WorkerClient, output_settings
 from milo_tui.audition.picker import CheckpointPicker
+from milo_tui.audition.session import AuditionSession, Status
 from milo_tui.messages import WorkerEvent
-from contract.protocol import OUTPUT_TARGETS as TARGETS, Cmd, Event, Playback
-from contract.configfile import ConfigError
-from contract.samples import Sample, append_preference, append_rating, fold, read_samples
-from contract.scores import BEST, NoBest, best_checkpoint, resolve_checkpoint
-from contract.text import TextError, split_sentences
-from contract.runfolder import list_checkpoints
-
-OUTPUT_NAMES = {"local": "spark speakers", "laptop": "laptop (milo-listen)", "none": "none (save only)"}
-AB_GAP_S = 0.8
-
-
-@dataclass
-class Job:
-    kind: Cmd                       # SAY, PLAY or LOAD
-    checkpoint: str | None = None   # folder name
-    text: str = ""
-    ab_group: str | None = None
-    ab_label: str | None = None
-    started: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class ABPair:
-    group: str
-    text: str
-    blind: bool
-    jobs: dict = field(default_factory=dict)    # job id -> label
-    wavs: dict = field(default_factory=dict)    # label -> wav path
-    names: dict = field(default_factory=dict)   # label -> checkpoint name
 
 
 class AuditionScreen(Screen):
@@ -112,31 +84,14 @@ class AuditionScreen(Screen):
                  sampling: dict | None = None, worker_env: dict | None = None, log_path: Path | None = None,
                  name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
-        self.run_dir = Path(run_dir).absolute()
-        self.checkpoint_a: Path | None = None
-        self.checkpoint_b: Path | None = None
-        self.ab_mode = False
-        self.blind = False
-        self.output, self.audio_device, self.listen_port = output_settings(output, audio_device, listen_port)
-        self.sampling = dict(sampling or {})
-        self.fixed_seed: int | None = None
-        self.last_seed: int | None = None
-        self.jobs: dict[str, Job] = {}
-        self.pairs: dict[str, ABPair] = {}
-        self.samples: dict[int, Sample] = {}
-        self.loaded: str | None = None
-        self.playing: str | None = None
-        self.worker_state = "starting"
+        output, audio_device, listen_port = output_settings(output, audio_device, listen_port)
+        self.client = WorkerClient(self._from_worker, device=device, output=output, audio_device=audio_device,
+                                   port=listen_port, env=worker_env, log_path=log_path)
+        self.session = AuditionSession(run_dir, self.client.send, output=output, audio_device=audio_device,
+                                       listen_port=listen_port, sampling=sampling)
         self._picking = False  # the checkpoint picker is open over this screen
-        self.worker_detail = ""
-        self.unheard: dict[str, str] = {}    # job id -> why its audio did not play (no device, lost)
-        self.output_problem: str | None = None  # the last clip found no output device: said in the header
-        self.status = "starting the audition worker..."
-        self.status_error = False
-        if checkpoint:
-            self.checkpoint_a = self._resolve(checkpoint)  # "best": the run's best by the [best] rule
-        self.client = WorkerClient(self._from_worker, device=device, output=self.output, audio_device=self.audio_device,
-                                   port=self.listen_port, env=worker_env, log_path=log_path)
+        if checkpoint:  # loaded once mounted; "best": the run's best by the [best] rule
+            self.session.checkpoint_a = self.session.resolve(checkpoint, self._rule())
 
     # ---- composition -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -154,13 +109,12 @@ class AuditionScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        for sample in read_samples(self.run_dir):
-            self._add_sample(sample)
+        self._draw_rows(self.session.read_history())
         self._refresh_view()
         self.query_one("#audition-text", Input).focus()
         self.client.start()
-        if self.checkpoint_a is not None:
-            self._load(self.checkpoint_a)
+        if self.session.checkpoint_a is not None:
+            self.session.load(self.session.checkpoint_a)
 
     def on_screen_resume(self) -> None:
         # Every arrival starts in the text box (the screen is reused: Textual would give focus back to the
@@ -185,107 +139,51 @@ class AuditionScreen(Screen):
 
     def retarget(self, run_dir: str | Path, checkpoint: str | Path | None) -> None:
         """Show another run or checkpoint (the dashboard reuses an installed screen)."""
-        run_dir = Path(run_dir).absolute()
-        if run_dir != self.run_dir:
-            self.run_dir = run_dir
-            self.samples.clear()
+        if self.session.switch_run(run_dir):
             self.query_one(DataTable).clear()
-            for sample in read_samples(run_dir):
-                self._add_sample(sample)
-            self.checkpoint_b, self.ab_mode = None, False
+            self._draw_rows(self.session.samples.values())
         if checkpoint is not None:
-            self.checkpoint_a = self._resolve(checkpoint)
-            if self.checkpoint_a is not None:
-                self._load(self.checkpoint_a)
+            self.session.audition(checkpoint, self._rule())
         self._refresh_view()
 
-    def _resolve(self, checkpoint: str | Path) -> Path | None:
-        """A checkpoint as given, or for `best` (or RUN/best) the run's best by the [best] rule."""
-        if str(checkpoint) == BEST:
-            checkpoint = self.run_dir / BEST
+    def _rule(self):
+        """The dashboard's [best] rule; None (the configuration's) when run alone or not in an app yet."""
         try:
             settings = getattr(self.app, "settings", None)
         except Exception:  # noqa: BLE001 - not in an app yet (the constructor): the configuration's rule
             settings = None
-        try:
-            path, note = resolve_checkpoint(checkpoint, getattr(settings, "best", None))
-        except (NoBest, ConfigError) as exc:
-            self._say_status(str(exc), error=True)
-            return None
-        if note:
-            self._say_status(note)
-        return path.absolute()
+        return getattr(settings, "best", None)
 
     # ---- rendering -------------------------------------------------------------------------------
-    def _ckpt_name(self, path: Path | None) -> str:
-        return path.name if path else "-"
+    def _show(self, status: Status) -> None:
+        """Draw a step's outcome: its history rows, the header and the status line."""
+        self._draw_rows(status.rows)
+        self._refresh_view()
+
+    def _draw_rows(self, samples: Iterable[Sample]) -> None:
+        """History rows by sample id: updated in place, or added (and the cursor put on the newest)."""
+        samples = list(samples)
+        if samples:
+            table = self.query_one(DataTable)
+            keys = {str(k.value) for k in table.rows}
+            with self.app.batch_update():
+                for sample in samples:
+                    cells = self.session.cells(sample)
+                    if str(sample.id) in keys:
+                        for key, value in cells.items():
+                            table.update_cell(str(sample.id), key, value)
+                    else:
+                        table.add_row(*cells.values(), key=str(sample.id))
+                        table.move_cursor(row=table.row_count - 1)
 
     def _refresh_view(self) -> None:
         if not self.is_mounted:
             return
-        # In blind mode which checkpoint is loaded would tell which one spoke last, so A from B: never shown.
-        blind_busy = self.blind or any(p.blind for p in self.pairs.values())
-        loaded = not blind_busy and self.checkpoint_a is not None and self.loaded == str(self.checkpoint_a)
-        a = self._ckpt_name(self.checkpoint_a) + (" (loaded)" if loaded else "")
-        mode = f"A/B with {self._ckpt_name(self.checkpoint_b)}" + (", blind" if self.blind else "") if self.ab_mode else "single"
-        seed = f"seed {self.fixed_seed} (fixed)" if self.fixed_seed is not None else "seed random"
-        output = OUTPUT_NAMES.get(self.output, self.output)
-        if self.output_problem:
-            output += " [b](not playing: no device)[/]"
-        info = (f"run {self.run_dir.name}   checkpoint {a}   {mode}\n"
-                f"output {output}   {seed}   worker {self.worker_state}")
-        self.query_one("#audition-info", Static).update(info)
+        self.query_one("#audition-info", Static).update(self.session.info())
         status = self.query_one("#audition-status", Static)
-        status.update(self.status)
-        status.set_class(self.status_error, "error")
+        status.update(self.session.status.text)
+        status.set_class(self.session.status.error, "error")
         self.refresh_bindings()
-
-    def _say_status(self, text: str, error: bool = False) -> None:
-        self.status, self.status_error = text, error
-        self._refresh_view()
-
-    def _revealed(self, sample: Sample) -> bool:
-        if not sample.blind or sample.ab_group is None:
-            return True
-        pair = [s for s in self.samples.values() if s.ab_group == sample.ab_group]
-        return any(s.decided for s in pair) or (len(pair) > 1 and all(s.rating for s in pair))
-
-    def _cells(self, s: Sample) -> dict:
-        if s.ab_group is not None:
-            mark = {True: " +", False: "", None: ""}[s.preferred] if s.decided else ""
-            who = s.checkpoint if self._revealed(s) else "?"
-            checkpoint = f"{s.ab_label}:{who}{mark}"
-        else:
-            checkpoint = s.checkpoint
-        first, rtf = s.get("first_audio_s"), s.get("rtf")
-        return {"id": f"{s.id:04d}", "checkpoint": checkpoint[:16], "text": s.text[:28],
-                "first": f"{first:.2f}" if isinstance(first, (int, float)) else "-",
-                "rtf": f"{rtf:.1f}" if isinstance(rtf, (int, float)) else "-",
-                "rating": "*" * s.rating if s.rating else ""}
-
-    def _add_sample(self, sample: Sample) -> None:
-        table = self.query_one(DataTable)
-        self.samples[sample.id] = sample
-        cells = self._cells(sample)
-        if str(sample.id) in {str(k.value) for k in table.rows}:
-            self._update_row(sample)
-            return
-        table.add_row(*cells.values(), key=str(sample.id))
-        table.move_cursor(row=table.row_count - 1)
-
-    def _update_row(self, sample: Sample) -> None:
-        table = self.query_one(DataTable)
-        for key, value in self._cells(sample).items():
-            table.update_cell(str(sample.id), key, value)
-
-    def _refold(self, ids: list[int]) -> None:
-        """Re-read the index (ratings were appended) and refresh the given rows in place."""
-        fresh = {s.id: s for s in read_samples(self.run_dir)}
-        with self.app.batch_update():
-            for sid in ids:
-                if sid in fresh:
-                    self.samples[sid] = fresh[sid]
-                    self._update_row(fresh[sid])
 
     def selected(self) -> Sample | None:
         table = self.query_one(DataTable)
@@ -295,7 +193,7 @@ class AuditionScreen(Screen):
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
         except Exception:
             return None
-        return self.samples.get(int(key.value))
+        return self.session.samples.get(int(key.value))
 
     # ---- worker events ---------------------------------------------------------------------------
     def _from_worker(self, event: dict) -> None:
@@ -304,174 +202,15 @@ class AuditionScreen(Screen):
 
     @on(WorkerEvent)
     def _on_worker_event(self, message: WorkerEvent) -> None:
-        e = message.event
-        kind, job_id = e.get("event"), e.get("id")
-        job = self.jobs.get(job_id) if job_id else None
-        if kind == Event.READY:
-            self.worker_state = f"ready ({e.get('device')}, {e.get('dtype')})"
-            self.worker_detail = e.get("output_detail", "")
-            self.output_problem = e.get("output_problem")
-            if not self.jobs and not self.status_error:
-                self._say_status(f"worker ready; output: {self.worker_detail}")
-        elif kind == Event.FATAL:
-            self.worker_state = "failed"
-            self._say_status(e.get("message", "the audition worker cannot start"), error=True)
-        elif kind == Event.LOADING:
-            self.loaded = None
-            what = f"the checkpoint for {job.ab_label}" if self._blind_job(job) else Path(e["checkpoint"]).name
-            self._say_status(f"loading {what}...")
-        elif kind == Event.LOADED:
-            self.loaded = e.get("checkpoint")
-            if job is not None and job.kind == Cmd.LOAD:
-                self.jobs.pop(job_id, None)
-            if job is None or job.kind == Cmd.LOAD:
-                self._say_status(f"{e.get('name')} loaded in {e.get('load_s', 0):.1f} s on {e.get('device')}")
-        elif kind == Event.STARTED and job:
-            who = "?" if self._blind_job(job) else e.get("checkpoint")
-            label = f"{job.ab_label} ({who})" if job.ab_label else who
-            self.last_seed = e.get("seed")
-            self._say_status(f"{label}: speaking, seed {e.get('seed')}, {e.get('sentences')} sentence(s)...")
-        elif kind == Event.SENTENCE and job and e.get("count", 1) > 1:
-            self._say_status(f"{self.status.split(':')[0]}: sentence {e['index'] + 1}/{e['count']}...")
-        elif kind == Event.FIRST_AUDIO and job and not job.ab_group:
-            self._say_status(f"{job.checkpoint}: first audio after {e.get('first_audio_s', 0):.2f} s, speaking...")
-        elif kind == Event.DONE:
-            self._on_done(job_id, job, e.get("sample") or {})
-        elif kind == Event.CANCELLED:
-            self.jobs.pop(job_id, None)
-            self._forget_pair(job)
-            self._say_status("stopped")
-        elif kind == Event.STOPPED:
-            self.playing = None
-            self._say_status("stopped")
-        elif kind == Event.PLAYBACK:
-            self._on_playback(job_id, e)
-        elif kind == Event.OUTPUT:
-            self.worker_detail = e.get("detail", "")
-            self.output_problem = e.get("problem")
-            self._say_status(f"output: {self.worker_detail}")
-        elif kind == Event.ERROR:
-            self.jobs.pop(job_id, None)
-            self._forget_pair(job)
-            lines = e.get("lines") or []
-            extra = f" ({'; '.join(lines[1:3])})" if len(lines) > 1 else ""
-            self._say_status(f"{e.get('message')}{extra}", error=True)
-        elif kind == Event.CRASHED:
-            for lost in e.get("lost", []):
-                self._forget_pair(self.jobs.pop(lost, None))
-            self.worker_state, self.loaded, self.playing = "restarting", None, None
-            self._say_status(f"{e.get('message')}; restarting it (log: {e.get('log')})", error=True)
-        elif kind == Event.RESTARTED:
-            self.worker_state = "restarted"
-        elif kind == Event.GAVE_UP:
-            self.worker_state = "stopped"
-            self._say_status(e.get("message", "the audition worker keeps crashing"), error=True)
-        self._refresh_view()
-
-    def _on_done(self, job_id: str, job: Job | None, rec: dict) -> None:
-        self.jobs.pop(job_id, None)
-        unheard = self.unheard.pop(job_id, None)
-        if "id" not in rec:  # not saved (no run folder)
-            self._say_status(f"{rec.get('checkpoint')}: {rec.get('audio_s', 0):.1f} s of audio (not saved)"
-                             + (f"; NOT PLAYED: {unheard}" if unheard else ""), error=unheard is not None)
-            return
-        sample = fold([rec], self.run_dir)[0]
-        self._add_sample(sample)
-        if job is not None and job.ab_group in self.pairs:
-            pair = self.pairs[job.ab_group]
-            pair.wavs[job.ab_label] = rec.get("wav_path") or str(sample.wav)
-            pair.names[job.ab_label] = sample.checkpoint
-            if len(pair.wavs) == 2:
-                self._play_pair(pair)
-            else:
-                self._say_status(f"A/B: {job.ab_label} ready, generating the other...")
-            return
-        if unheard is not None:  # the success line must not hide that nothing played
-            self._say_status(f"{sample.checkpoint}: {rec.get('audio_s', 0):.1f} s of audio, saved #{sample.id:04d}; "
-                             f"NOT PLAYED: {unheard}", error=True)
-            return
-        tail = f" (load {rec['load_s']:.1f} s)" if rec.get("load_s") else ""
-        self._say_status(f"{sample.checkpoint}: {rec.get('audio_s', 0):.1f} s of audio in {rec.get('wall_s', 0):.1f} s "
-                         f"({rec.get('rtf', 0):.1f}x real time), first audio {rec.get('first_audio_s') or 0:.2f} s"
-                         f"{tail}; saved #{sample.id:04d}")
-
-    def _on_playback(self, job_id: str, e: dict) -> None:
-        state = e.get("state")
-        if state == Playback.STARTED:
-            self.playing = job_id
-            self.output_problem = None
-        elif state in (Playback.FINISHED, Playback.STOPPED):
-            if self.playing == job_id:
-                self.playing = None
-        elif state in (Playback.DEVICE_LOST, Playback.NO_DEVICE):
-            self.playing = None
-            what = "audio device lost mid-play" if state == Playback.DEVICE_LOST else "not played"
-            if state == Playback.NO_DEVICE:
-                self.output_problem = e.get("message") or "no output device"
-            if job_id in self.jobs and self.jobs[job_id].kind == Cmd.SAY:
-                self.unheard[job_id] = f"{e.get('message')}; o switches to the laptop"
-            self._say_status(f"{what}: {e.get('message')}; o switches to the laptop; the audition is still saved",
-                             error=True)
-
-    def _blind_job(self, job: Job | None) -> bool:
-        pair = self.pairs.get(job.ab_group) if job is not None and job.ab_group else None
-        return pair is not None and pair.blind
-
-    def _forget_pair(self, job: Job | None) -> None:
-        if job is not None and job.ab_group:
-            self.pairs.pop(job.ab_group, None)
-
-    def _play_pair(self, pair: ABPair) -> None:
-        job_id = self.client.play([pair.wavs["A"], pair.wavs["B"]], gap_s=AB_GAP_S, label="A then B", text=pair.text)
-        self.jobs[job_id] = Job(kind=Cmd.PLAY, text=pair.text)
-        names = "" if pair.blind else f" (A {pair.names['A']}, B {pair.names['B']})"
-        self._say_status(f"A/B: playing A then B{names}; rate with a / b / = (or 1-5)")
-        self.pairs.pop(pair.group, None)
+        self._show(self.session.on_event(message.event))
 
     # ---- speaking --------------------------------------------------------------------------------
     @on(Input.Submitted, "#audition-text")
     def _submitted(self, event: Input.Submitted) -> None:
         self.speak(event.value)
 
-    def _seed(self) -> int:
-        return self.fixed_seed if self.fixed_seed is not None else random.randrange(2**31)
-
     def speak(self, text: str) -> None:
-        try:
-            split_sentences(text)
-        except TextError as exc:
-            self._say_status(str(exc), error=True)
-            return
-        if self.checkpoint_a is None:
-            self._say_status("choose a checkpoint first (c)", error=True)
-            return
-        if self.ab_mode and self.checkpoint_b is not None:
-            self._speak_ab(text)
-            return
-        job_id = self.client.say(text, checkpoint=str(self.checkpoint_a), run_dir=str(self.run_dir), seed=self._seed(),
-                                 sampling=self.sampling, play=True)
-        self.jobs[job_id] = Job(kind=Cmd.SAY, checkpoint=self.checkpoint_a.name, text=text)
-        self._say_status(f"{self.checkpoint_a.name}: queued...")
-
-    def _speak_ab(self, text: str) -> None:
-        group = f"ab-{int(time.time())}-{random.randrange(16**4):04x}"
-        order = [self.checkpoint_a, self.checkpoint_b]
-        if self.blind:
-            random.shuffle(order)
-        pair = ABPair(group=group, text=text, blind=self.blind)
-        seed = self._seed()
-        for label, checkpoint in zip("AB", order):
-            job_id = self.client.say(text, checkpoint=str(checkpoint), run_dir=str(self.run_dir), seed=seed,
-                                     sampling=self.sampling, play=False, ab_group=group, ab_label=label,
-                                     blind=self.blind, label=label)
-            pair.jobs[job_id] = label
-            self.jobs[job_id] = Job(kind=Cmd.SAY, checkpoint=checkpoint.name, text=text, ab_group=group, ab_label=label)
-        self.pairs[group] = pair
-        self._say_status(f"A/B: generating both (seed {seed}), then playing A then B...")
-
-    def _load(self, checkpoint: Path) -> None:
-        job_id = self.client.load(str(checkpoint))
-        self.jobs[job_id] = Job(kind=Cmd.LOAD, checkpoint=checkpoint.name)
+        self._show(self.session.speak(text))
 
     # ---- actions ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
@@ -486,9 +225,9 @@ class AuditionScreen(Screen):
             s = self.selected()
             return True if s is not None and s.ab_group is not None else None
         if action == "toggle_blind":
-            return True if self.ab_mode else None
+            return True if self.session.ab_mode else None
         if action == "stop":
-            return True if (self.playing or any(j.kind == Cmd.SAY for j in self.jobs.values())) else None
+            return True if self.session.busy() else None
         if action == "back":
             return True if len(self.app.screen_stack) > 1 else None
         return True
@@ -505,20 +244,12 @@ class AuditionScreen(Screen):
         self.action_stop()
 
     def action_stop(self) -> None:
-        self.client.stop()
-        self.jobs = {k: j for k, j in self.jobs.items() if j.kind == Cmd.LOAD}
-        self.pairs.clear()
-        self.playing = None
-        self._say_status("stopping...")
+        self._show(self.session.stop())
 
     def action_replay(self) -> None:
         s = self.selected()
-        if s is None:
-            return
-        label = s.ab_label if not self._revealed(s) else s.checkpoint
-        job_id = self.client.play([str(s.wav)], label=label, text=s.text)
-        self.jobs[job_id] = Job(kind=Cmd.PLAY, text=s.text)
-        self._say_status(f"replaying #{s.id:04d} ({label})")
+        if s is not None:
+            self._show(self.session.replay(s))
 
     @on(DataTable.RowSelected, "#audition-history")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -526,89 +257,42 @@ class AuditionScreen(Screen):
 
     def action_rate(self, stars: int) -> None:
         s = self.selected()
-        if s is None:
-            return
-        append_rating(self.run_dir, s.id, stars)
-        pair = [x.id for x in self.samples.values() if s.ab_group and x.ab_group == s.ab_group] or [s.id]
-        self._refold(pair)
-        self._say_status(f"#{s.id:04d} rated {stars}/5")
+        if s is not None:
+            self._show(self.session.rate(s, stars))
 
     def action_prefer(self, which: str) -> None:
         s = self.selected()
-        if s is None or s.ab_group is None:
-            return
-        pair = {x.ab_label: x for x in self.samples.values() if x.ab_group == s.ab_group}
-        chosen = pair.get(which)
-        append_preference(self.run_dir, s.ab_group, chosen.id if chosen else None)
-        self._refold([x.id for x in pair.values()])
-        names = ", ".join(f"{label} was {x.checkpoint}" for label, x in sorted(pair.items()))
-        verdict = "no difference" if chosen is None else f"{which} preferred"
-        self._say_status(f"A/B: {verdict}; {names}")
-
-    def _best(self) -> tuple[Path | None, str]:
-        """The run's best checkpoint by the dashboard's [best] rule (the configuration's when run alone)."""
-        settings = getattr(self.app, "settings", None)
-        try:
-            return best_checkpoint(self.run_dir, getattr(settings, "best", None))
-        except ConfigError as exc:
-            return None, str(exc)
+        if s is not None and s.ab_group is not None:
+            self._show(self.session.prefer(s, which))
 
     def _pick(self, title: str, current: Path | None, then, start: Path | None = None) -> None:
-        checkpoints = list_checkpoints(self.run_dir)
+        checkpoints = self.session.checkpoints()
         if not checkpoints:
-            self._say_status(f"no checkpoints in {self.run_dir} yet", error=True)
+            self._show(self.session.say(f"no checkpoints in {self.session.run_dir} yet", error=True))
             return
-        best, _why = self._best()
+        best, _why = self.session.best(self._rule())
         self._picking = True
         self.app.push_screen(CheckpointPicker(title, checkpoints, current, best, start), then)
 
     def action_choose_checkpoint(self) -> None:
-        def chosen(path: Path | None) -> None:
-            if path is not None:
-                self.checkpoint_a = path
-                self._load(path)
-            self._refresh_view()
-
-        self._pick("Checkpoint to audition (A)", self.checkpoint_a, chosen)
+        self._pick("Checkpoint to audition (A)", self.session.checkpoint_a,
+                   lambda path: self._show(self.session.choose_a(path)))
 
     def action_toggle_ab(self) -> None:
-        if self.ab_mode:
-            self.ab_mode = False
-            self._say_status("A/B off")
+        if self.session.ab_mode:
+            self._show(self.session.ab_off())
             return
-
-        def chosen(path: Path | None) -> None:
-            if path is not None and self.checkpoint_a is not None and path.resolve() == self.checkpoint_a.resolve():
-                self._say_status(f"B is A ({path.name}): the pair would always be 'no difference'; x, then "
-                                 "choose another checkpoint", error=True)
-            elif path is not None:
-                self.checkpoint_b, self.ab_mode = path, True
-                self._say_status(f"A/B on: {self._ckpt_name(self.checkpoint_a)} vs {path.name}; Enter speaks on both")
-            self._refresh_view()
-
-        self._pick("Compare with (B)", self.checkpoint_b, chosen, start=self.checkpoint_b or self._other_than_a())
-
-    def _other_than_a(self) -> Path | None:
-        """Where the B picker starts: the run's best if that is not A, else the newest checkpoint that is not."""
-        a = self.checkpoint_a.resolve() if self.checkpoint_a is not None else None
-        best, _why = self._best()
-        if best is not None and best.resolve() != a:
-            return best
-        others = [p for p in list_checkpoints(self.run_dir) if p.resolve() != a]
-        return others[-1] if others else None
+        self._pick("Compare with (B)", self.session.checkpoint_b, lambda path: self._show(self.session.choose_b(path)),
+                   start=self.session.b_start(self._rule()))
 
     def action_toggle_blind(self) -> None:
-        self.blind = not self.blind
-        self._say_status("blind A/B: which is which stays hidden until you judge the pair" if self.blind
-                         else "blind off")
+        self._show(self.session.toggle_blind())
 
     def action_cycle_output(self) -> None:
-        self.output = TARGETS[(TARGETS.index(self.output) + 1) % len(TARGETS)]
-        self.client.set_output(self.output, device=self.audio_device, port=self.listen_port)
-        self._say_status(f"output: {OUTPUT_NAMES[self.output]}...")
+        self._show(self.session.cycle_output())
 
     def action_fix_seed(self) -> None:
-        self.fixed_seed = None if self.fixed_seed is not None else (self.last_seed or random.randrange(2**31))
+        self.session.toggle_fixed_seed()
         self._refresh_view()
 
     def action_back(self) -> None:

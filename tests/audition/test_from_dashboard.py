@@ -38,11 +38,11 @@ async def _from_dashboard(run, pulse, tmp_path):
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, AuditionScreen), what="the audition screen")
         screen = app.screen
-        assert screen.run_dir == run and screen.checkpoint_a == picked.absolute()
+        assert screen.session.run_dir == run and screen.session.checkpoint_a == picked.absolute()
         await wait_for(pilot, lambda: "(loaded)" in str(screen.query_one("#audition-info").render()),
                        timeout=120, what="the checkpoint to load in the worker")
 
-        screen.fixed_seed = 1  # the same audio every run (3.12 s here); a random seed can stop after 0.16 s
+        screen.session.fixed_seed = 1  # the same audio every run (3.12 s here); a random seed can stop after 0.16 s
         rec = pulse.record(tmp_path / "from-dashboard.raw")
         await pilot.press(*"Hello from the runs view.")
         await pilot.press("enter")
@@ -52,10 +52,10 @@ async def _from_dashboard(run, pulse, tmp_path):
         audio_s = float(sample.get("audio_s"))
         # Playback may start before or after the sample is saved: wait for it to start, then to end.
         deadline = time.monotonic() + 15
-        while screen.playing is None and time.monotonic() < deadline:
+        while screen.session.playing is None and time.monotonic() < deadline:
             await pilot.pause(0.05)
         deadline = time.monotonic() + audio_s + 10
-        while screen.playing is not None and time.monotonic() < deadline:
+        while screen.session.playing is not None and time.monotonic() < deadline:
             await pilot.pause(0.2)
         heard = sound_stats(rec.stop(sound_s=0.8 * audio_s))
         assert sample.text == "Hello from the runs view." and sample.checkpoint == picked.name
@@ -67,7 +67,7 @@ async def _from_dashboard(run, pulse, tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="back to checkpoints")
         await pilot.press("down", "a")
         await wait_for(pilot, lambda: isinstance(app.screen, AuditionScreen), what="the audition screen again")
-        assert app.screen is screen and screen.checkpoint_a.name == "epoch-0002"
+        assert app.screen is screen and screen.session.checkpoint_a.name == "epoch-0002"
         assert screen.client.pid == worker_pid
         await wait_for(pilot, lambda: "epoch-0002 (loaded)" in str(screen.query_one("#audition-info").render()),
                        timeout=120, what="epoch-0002 to load")

@@ -44,11 +44,11 @@ async def until(pilot, predicate, timeout: float = 120.0, what: str = "", seen: 
     deadline = time.monotonic() + timeout
     while not predicate():
         if seen is not None:
-            seen.append(pilot.app.audition.status)
+            seen.append(pilot.app.audition.session.status.text)
             seen.append(str(pilot.app.audition.query_one("#audition-info").render()).split("\n")[0])
         if time.monotonic() > deadline:
             screen = pilot.app.audition
-            raise AssertionError(f"timed out waiting for {what}; status: {screen.status!r}")
+            raise AssertionError(f"timed out waiting for {what}; status: {screen.session.status.text!r}")
         await pilot.pause(0.1)
 
 
@@ -61,7 +61,7 @@ def screen_factory(audition_run, pulse, tmp_path):
         screen.seen_events = []
         # A fixed seed: the same audio every run. With a random one the tiny model sometimes stops after two
         # frames (0.16 s), too short for the heard-versus-generated comparison (measured: 1 run in 20).
-        screen.fixed_seed = SEED
+        screen.session.fixed_seed = SEED
         return screen
     return make
 
@@ -98,7 +98,7 @@ async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
         new = [s for s in read_samples(audition_run) if s.id not in before]
         assert len(new) == 1 and new[0].text == "Hello from the dashboard." and new[0].checkpoint == "epoch-0001"
         assert table.get_row(str(new[0].id))[1] == "epoch-0001"
-        assert "real time" in screen.status and f"#{new[0].id:04d}" in screen.status
+        assert "real time" in screen.session.status.text and f"#{new[0].id:04d}" in screen.session.status.text
 
         # Leave the text box, rate the selected (newest) audition 4, replay it.
         await pilot.press("escape", "4")
@@ -113,16 +113,16 @@ async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, CheckpointPicker), what="the picker")
         await pilot.press("enter")  # B's picker starts on a checkpoint that is not A
-        assert screen.ab_mode and screen.checkpoint_b.name == "epoch-0002"
+        assert screen.session.ab_mode and screen.session.checkpoint_b.name == "epoch-0002"
         await pilot.press("v", "t")
-        assert screen.blind
+        assert screen.session.blind
         # Every state the screen draws while the blind pair is made and played, whatever the machine's speed.
         shown: list[str] = []
         draw = screen._refresh_view
 
         def draw_and_keep() -> None:
             draw()
-            shown.extend([screen.status, str(screen.query_one("#audition-info").render()).split("\n")[0]])
+            shown.extend([screen.session.status.text, str(screen.query_one("#audition-info").render()).split("\n")[0]])
 
         screen._refresh_view = draw_and_keep
         await pilot.press("enter")  # the same sentence is still in the box
@@ -136,13 +136,13 @@ async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
         assert not leaks, leaks  # blind: nothing drawn tells which is which
         # Whichever checkpoint spoke last, blind mode never marks A as loaded (that would reveal the order);
         # with blind off the same state shows the mark.
-        screen.loaded = str(screen.checkpoint_a)
+        screen.session.loaded = str(screen.session.checkpoint_a)
         screen._refresh_view()
         assert "(loaded)" not in str(screen.query_one("#audition-info").render())
-        screen.blind = False
+        screen.session.blind = False
         screen._refresh_view()
         assert "epoch-0001 (loaded)" in str(screen.query_one("#audition-info").render())
-        screen.blind = True
+        screen.session.blind = True
         screen._refresh_view()
         pair = [s for s in read_samples(audition_run) if s.ab_group is not None and s.id not in before]
         assert sorted(s.ab_label for s in pair) == ["A", "B"] and {s.checkpoint for s in pair} == {"epoch-0001", "epoch-0002"}
@@ -154,12 +154,12 @@ async def _speak_rate_replay_ab(screen_factory, audition_run, pulse, tmp_path):
         assert folded["A"].preferred is True and folded["B"].preferred is False
         cells = {table.get_row(str(s.id))[1] for s in folded.values()}
         assert cells == {f"A:{folded['A'].checkpoint} +", f"B:{folded['B'].checkpoint}"}, cells
-        assert "A preferred" in screen.status
+        assert "A preferred" in screen.session.status.text
 
         # The worker dies: the screen says so, a new worker comes up, the app never went down.
         os.kill(screen.client.pid, signal.SIGKILL)
         await until(pilot, lambda: _saw(screen, "crashed"), what="the crash report")
-        assert "killed by signal 9" in screen.status and screen.status_error
+        assert "killed by signal 9" in screen.session.status.text and screen.session.status.error
         await until(pilot, lambda: _saw(screen, "restarted") and sum(
             1 for e in screen.seen_events if e.get("event") == "loaded") >= 3, what="restart and reload")
         await pilot.press("t", "enter")
@@ -178,15 +178,15 @@ async def _bad_input(screen_factory):
     app = Host(screen)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("enter")
-        assert screen.status == "nothing to say: the text is empty" and screen.status_error
+        assert screen.session.status.text == "nothing to say: the text is empty" and screen.session.status.error
         screen.query_one("#audition-text").value = "la " * 500
         await pilot.press("enter")
-        assert "the limit is 1200" in screen.status
-        assert not [j for j in screen.jobs.values() if j.kind == "say"], "nothing was sent to the worker"
+        assert "the limit is 1200" in screen.session.status.text
+        assert not [j for j in screen.session.jobs.values() if j.kind == "say"], "nothing was sent to the worker"
         # dimmed actions: nothing to stop, no A/B to blind
         assert screen.check_action("stop", ()) is None and screen.check_action("toggle_blind", ()) is None
         # the dashboard reuses the screen for another checkpoint: it loads that one
-        screen.retarget(screen.run_dir, screen.run_dir / "epoch-0002")
+        screen.retarget(screen.session.run_dir, screen.session.run_dir / "epoch-0002")
         await until(pilot, lambda: _saw(screen, "loaded", name="epoch-0002"), what="the retargeted checkpoint")
         assert "epoch-0002 (loaded)" in str(screen.query_one("#audition-info").render())
 
@@ -235,20 +235,21 @@ async def _typing_never_runs_a_command(screen_factory):
         _burst(app, "Hello ok abc=12345")
         await pilot.pause(0.5)
         assert box.value == "Hello ok abc=12345"
-        assert (screen.output, screen.fixed_seed, screen.ab_mode, app.screen) == ("local", SEED, False, screen)
+        session = screen.session
+        assert (session.output, session.fixed_seed, session.ab_mode, app.screen) == ("local", SEED, False, screen)
         # out of the box and back in within one read: the letters after `t` are text again
         box.value = ""
         app.post_message(events.Key("escape", "\x1b"))
         _burst(app, "tfox")
         await pilot.pause(0.5)
-        assert box.value.endswith("fox") and screen.output == "local" and screen.fixed_seed == SEED
+        assert box.value.endswith("fox") and session.output == "local" and session.fixed_seed == SEED
         # a sentence pasted while the history has focus goes into the box
         await pilot.press("escape")
         box.value = ""
         app.post_message(events.Paste("Once upon a\ntime, obviously."))
         await pilot.pause(0.5)
         assert app.focused is box and box.value == "Once upon a time, obviously."
-        assert screen.output == "local" and app.screen is screen
+        assert session.output == "local" and app.screen is screen
         # A/B: B's picker starts on another checkpoint than A, and B = A is refused in one line
         await pilot.press("escape", "x")
         await until(pilot, lambda: isinstance(app.screen, CheckpointPicker), timeout=10, what="the picker")
@@ -257,7 +258,7 @@ async def _typing_never_runs_a_command(screen_factory):
         assert "epoch-0002" in str(olist.get_option_at_index(olist.highlighted).prompt)
         await pilot.press("up", "enter")
         await until(pilot, lambda: app.screen is screen, timeout=10, what="the picker to close")
-        assert not screen.ab_mode and screen.status_error and screen.status.startswith("B is A (epoch-0001)")
+        assert not session.ab_mode and session.status.error and session.status.text.startswith("B is A (epoch-0001)")
 
 
 def test_an_audition_with_no_sound_device_ends_saying_it_did_not_play(audition_run, no_audio_env, tmp_path):
@@ -267,7 +268,7 @@ def test_an_audition_with_no_sound_device_ends_saying_it_did_not_play(audition_r
 async def _no_device(audition_run, no_audio_env, tmp_path):
     screen = AuditionScreen(audition_run, audition_run / "epoch-0001", device="cpu", output="local",
                             sampling={"max_new_tokens": 40}, worker_env=no_audio_env, log_path=tmp_path / "worker.log")
-    screen.seen_events, screen.fixed_seed = [], SEED
+    screen.seen_events, screen.session.fixed_seed = [], SEED
     app = Host(screen)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: _saw(screen, "loaded"), what="the checkpoint to load")
@@ -278,8 +279,9 @@ async def _no_device(audition_run, no_audio_env, tmp_path):
         await until(pilot, lambda: _saw(screen, "done"), what="the audition")
         await pilot.pause(0.2)
         # The last line says the audition was saved and not played, and what to do; the header still says so.
-        assert screen.status_error and "saved #" in screen.status and "NOT PLAYED" in screen.status, screen.status
-        assert "start the sound server" in screen.status and "o switches to the laptop" in screen.status
+        status = screen.session.status
+        assert status.error and "saved #" in status.text and "NOT PLAYED" in status.text, status.text
+        assert "start the sound server" in status.text and "o switches to the laptop" in status.text
         assert "(not playing: no device)" in str(screen.query_one("#audition-info").render())
         await pilot.press("escape", "o")  # to the laptop: the header no longer blames the speakers
         await until(pilot, lambda: _saw(screen, "output"), what="the output switch")

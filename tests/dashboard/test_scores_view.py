@@ -261,12 +261,13 @@ def test_the_audition_screen_accepts_best(scored_run):
     from milo_tui.audition.screen import AuditionScreen
 
     screen = AuditionScreen(scored_run, "best")
-    assert screen.checkpoint_a == (scored_run / "epoch-0002").absolute()
-    assert screen.status.startswith("best in voice is epoch-0002: highest similarity 0.860")
+    assert screen.session.checkpoint_a == (scored_run / "epoch-0002").absolute()
+    assert screen.session.status.text.startswith("best in voice is epoch-0002: highest similarity 0.860")
     unscored = write_run(scored_run.parent, "fresh", 100, status="finished", epochs=1)
     lost = AuditionScreen(unscored, "best")
-    assert lost.checkpoint_a is None and lost.status_error
-    assert lost.status.startswith(f"{unscored}: no best checkpoint yet: no checkpoint meets the rule (0 scored")
+    assert lost.session.checkpoint_a is None and lost.session.status.error
+    assert lost.session.status.text.startswith(
+        f"{unscored}: no best checkpoint yet: no checkpoint meets the rule (0 scored")
 
     picked = []
 
