@@ -13,7 +13,7 @@ from textual.widgets import Input, Label, Select, Static
 
 from contract.checkpoint import BaseModelError, check_base_model
 from contract.corpus import AUDIO_SUFFIXES, audio_files, first_unreadable_apart
-from contract.defaults import ATTENTION
+from contract.defaults import ATTENTION, parse_run_value
 from milo_tui.supervisor import RunRequest
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -71,20 +71,6 @@ def check_data(path: Path, open_each: bool = True) -> str | None:
     return f"{path} does not exist"
 
 
-def _number(text: str, kind, low, high, name: str):
-    try:
-        value = kind(text.strip())
-    except ValueError:
-        return None, f"{name} must be {'a whole number' if kind is int else 'a number'}"
-    if not low <= value <= high:
-        return None, f"{name} must be from {low:g} to {high:g}"
-    return value, None
-
-
-NUMBERS = (("lr", float, 1e-9, 1e-2), ("epochs", int, 1, 10000), ("batch_size", int, 1, 1024),
-           ("grad_accum", int, 1, 1024), ("restart_limit", int, 0, 100))
-
-
 def validate_form(values: dict[str, str], checkpoints: Path, only: str | None = None
                   ) -> tuple[RunRequest | None, dict[str, str]]:
     """(request, {}) when every field is right, else (None, {field: one-line error}). With `only`, the errors
@@ -113,8 +99,8 @@ def validate_form(values: dict[str, str], checkpoints: Path, only: str | None = 
         elif (Path(checkpoints) / name).exists():
             errors["run_name"] = f"a run named {name!r} already exists"
     numbers = {}
-    for key, kind, low, high in NUMBERS:
-        numbers[key], err = _number(values.get(key, ""), kind, low, high, FIELDS[key].split(" (")[0].lower())
+    for key in ("lr", "epochs", "batch_size", "grad_accum", "restart_limit"):
+        numbers[key], err = parse_run_value(key, values.get(key, ""))
         if err and wanted(key):
             errors[key] = err
     speaker = values.get("speaker", "").strip()
@@ -146,7 +132,7 @@ def _retention(values: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]
         if not text[key]:
             counts[key] = empty
             continue
-        counts[key], err = _number(text[key], int, 0, 1000, FIELDS[key].split(" (")[0].lower())
+        counts[key], err = parse_run_value(key, text[key])
         if err:
             errors[key] = err
     budget = None

@@ -248,3 +248,27 @@ async def test_an_error_line_goes_once_its_field_is_fixed(base, tmp_path):
         form.query_one("#epochs").value = "2"
         await pilot.pause()
         assert "epochs must" not in screen_text(app) and launched == []
+
+
+def test_the_form_refuses_each_value_outside_the_run_limits_with_the_contracts_line(base, tmp_path):
+    """The limits live beside the run defaults (contract.defaults.RUN_LIMITS), for the form and the trainer."""
+    from contract.defaults import RUN_LIMITS, run_limit_problem
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    for key, limit in RUN_LIMITS.items():
+        step = 1 if limit.kind is int else limit.low / 2
+        for value in (limit.low - step, limit.high + step if limit.kind is int else limit.high * 2):
+            value = limit.kind(value)
+            said = run_limit_problem(key, value)
+            assert said == f"{limit.label} must be from {limit.low:g} to {limit.high:g}", (key, value)
+            over = {key: str(value), **({"keep_best": "1"} if key == "keep_last" else {})}
+            request, errors = validate_form(_values(base, data, **over), tmp_path / "ck")
+            assert request is None and errors == {key: said}, (key, value, errors)
+        for edge in (limit.low, limit.high):
+            assert run_limit_problem(key, limit.kind(edge)) is None
+            if key != "keep_last":
+                assert validate_form(_values(base, data, **{key: str(limit.kind(edge))}), tmp_path / "ck")[1] == {}
+    assert run_limit_problem("epochs", 2.5) == "epochs must be a whole number"
+    assert run_limit_problem("epochs", True) == "epochs must be a whole number"
+    assert run_limit_problem("lr", "fast") == "learning rate must be a number"
