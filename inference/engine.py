@@ -22,6 +22,7 @@ import torch
 
 from contract.audio import SAMPLE_RATE
 from contract.checkpoint import CheckpointInfo, validate_checkpoint
+from contract.errors import one_line
 from contract.protocol import ENGINE_PATHS, PATH_AUTO, PATH_FAST, PATH_LEAN
 from contract.text import split_sentences
 from inference import fastpath, loop
@@ -222,7 +223,7 @@ class Engine:
             loaded.fast.release()
         loaded.fast = None
         loaded.path = PATH_LEAN
-        loaded.path_reason = f"the fast path failed while {when} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); lean loop from now on"
+        loaded.path_reason = f"the fast path failed while {when} ({one_line(exc)}); lean loop from now on"
         log(loaded.path_reason)
 
     def unload(self) -> None:
