@@ -1,20 +1,26 @@
 """Terminal charts drawn by us: a braille (or ASCII) canvas, downsampling to the canvas width, EMA
-smoothing, sparklines. Pure functions returning Rich Text, so they are tested without a screen.
-
-Colours are exact xterm-256 palette entries: they look the same without truecolor.
+smoothing, sparklines. Pure functions returning Rich Text, so they are tested without a screen; the widget
+passes the theme's colours (milo_tui/widgets/theme.py).
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from rich.text import Text
 
-OBJECTIVE = "#5fafff"  # 75
-LAYER_SUM = "#ffaf00"  # 214
-VALIDATION = "#ff5f87"  # 204
-OVERLAY = "#87d787"  # 114
-AXIS = "#8a8a8a"  # 245
+
+
+class ChartColours(NamedTuple):
+    """The Rich styles of a chart's parts; without them a chart is drawn in the default colour."""
+    objective: str = ""
+    layer_sum: str = ""
+    validation: str = ""
+    overlay: str = ""
+    axis: str = ""
+
+
+PLAIN = ChartColours()
 
 # braille dot bits by [row][column] inside a 2x4 cell
 _BRAILLE = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
@@ -152,16 +158,16 @@ def fmt_steps(v: float) -> str:
 
 
 def loss_chart(points, validations, width: int, height: int, *, smooth: bool = False, overlay: int | None = None,
-               ascii: bool = False) -> list[Text]:
+               ascii: bool = False, colours: ChartColours = PLAIN) -> list[Text]:
     """The main chart: objective (left axis, with the overlaid layer), 16-layer sum (right axis),
     validation points; about two points per column. Returns `height` lines of `width` cells."""
     label_w = 7
     plot_w, plot_h = width - 2 * label_w, height - 1
     if plot_w < 8 or plot_h < 2:
-        return [Text("(too small)", AXIS)][:height]
+        return [Text("(too small)", colours.axis)][:height]
     if not points:
         lines = [Text(" " * width) for _ in range(height)]
-        lines[height // 2] = Text("waiting for the first step…".center(width), AXIS)
+        lines[height // 2] = Text("waiting for the first step…".center(width), colours.axis)
         return lines
     points = decimate(points, plot_w * 8)  # four points per braille dot column, averaged below
     xs = [p.step for p in points]
@@ -188,14 +194,14 @@ def loss_chart(points, validations, width: int, height: int, *, smooth: bool = F
     def px(step: float) -> int:
         return round((step - x0) / ((x1 - x0) or 1) * (n - 1))
 
-    canvas.polyline([(b, py(y, right)) for b, y in right_series], LAYER_SUM)
-    canvas.polyline([(b, py(y, left)) for b, y in left_series[0]], OBJECTIVE)
+    canvas.polyline([(b, py(y, right)) for b, y in right_series], colours.layer_sum)
+    canvas.polyline([(b, py(y, left)) for b, y in left_series[0]], colours.objective)
     if layer is not None:
-        canvas.polyline([(b, py(y, left)) for b, y in left_series[1]], OVERLAY)
+        canvas.polyline([(b, py(y, left)) for b, y in left_series[1]], colours.overlay)
     for v in vals:
         if v.layer_sum is not None:
-            canvas.mark(px(v.step), py(v.layer_sum, right), "o" if ascii else "◇", LAYER_SUM)
-        canvas.mark(px(v.step), py(v.objective, left), "*" if ascii else "◆", VALIDATION)
+            canvas.mark(px(v.step), py(v.layer_sum, right), "o" if ascii else "◇", colours.layer_sum)
+        canvas.mark(px(v.step), py(v.objective, left), "*" if ascii else "◆", colours.validation)
     rows = canvas.rows()
     out = []
     for r, row in enumerate(rows):
@@ -203,15 +209,15 @@ def loss_chart(points, validations, width: int, height: int, *, smooth: bool = F
         show = r in (0, plot_h - 1) or (plot_h >= 6 and r == plot_h // 2)
         lv = fmt_value(left[0] + frac * (left[1] - left[0])) if show else ""
         rv = fmt_value(right[0] + frac * (right[1] - right[0])) if show else ""
-        line = Text(lv.rjust(label_w - 1) + " ", OBJECTIVE)
+        line = Text(lv.rjust(label_w - 1) + " ", colours.objective)
         line.append_text(row)
-        line.append(" " + rv.ljust(label_w - 1), LAYER_SUM)
+        line.append(" " + rv.ljust(label_w - 1), colours.layer_sum)
         out.append(line)
     ticks = [fmt_steps(x0), fmt_steps((x0 + x1) / 2), fmt_steps(x1)]
     axis = [" "] * plot_w
     for pos, label in ((0, ticks[0]), ((plot_w - len(ticks[1])) // 2, ticks[1]), (plot_w - len(ticks[2]), ticks[2])):
         axis[max(0, pos):max(0, pos) + len(label)] = label
-    out.append(Text(" " * label_w + "".join(axis)[:plot_w] + " step".ljust(label_w), AXIS))
+    out.append(Text(" " * label_w + "".join(axis)[:plot_w] + " step".ljust(label_w), colours.axis))
     return out
 
 
@@ -235,7 +241,7 @@ def sparkline(values: Sequence[float], width: int, ascii: bool = False, lo: floa
 
 
 def layer_rows(points, width: int, height: int, *, overlay: int | None = None, ascii: bool = False,
-               layers: int = 16) -> list[Text]:
+               layers: int = 16, colours: ChartColours = PLAIN) -> list[Text]:
     """Small multiples: one labelled sparkline per layer with its latest value, in as many columns as
     the height needs (16 rows; 2 columns of 8; 4 of 4 ...)."""
     cols = math.ceil(layers / max(1, min(layers, height)))
@@ -252,15 +258,15 @@ def layer_rows(points, width: int, height: int, *, overlay: int | None = None, a
         vals = series[i]
         latest = fmt_value(vals[-1]) if vals else "-"
         style = "reverse" if overlay == i else ""
-        cell = Text(f"L{i:<2} ", style or AXIS)
-        cell.append(sparkline(vals, spark_w, ascii), style or OBJECTIVE)
+        cell = Text(f"L{i:<2} ", style or colours.axis)
+        cell.append(sparkline(vals, spark_w, ascii), style or colours.objective)
         cell.append(f" {latest:>6} ", style)
         cell.truncate(col_w, pad=True)
         lines[row].append_text(cell)
     return lines
 
 
-def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[Text]:
+def trend_rows(series, width: int, height: int, *, ascii: bool = False, colours: ChartColours = PLAIN) -> list[Text]:
     """The scores per epoch as stacked small charts, one per measure: `series` is a list of (label, style,
     [(epoch, value)], baseline value or None, format). Each chart gets a title line (latest value, the
     baseline's, and at its right end the plot's y range, bottom..top, when it fits) and a braille plot with
@@ -268,7 +274,7 @@ def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[
     if not any(points for _l, _s, points, _b, _f in series):
         lines = [Text(" " * width) for _ in range(height)]
         if height:
-            lines[height // 2] = Text("no scored checkpoint yet".center(width), AXIS)
+            lines[height // 2] = Text("no scored checkpoint yet".center(width), colours.axis)
         return lines
     per = max(1, height // max(1, len(series)))
     out: list[Text] = []
@@ -277,9 +283,9 @@ def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[
         head = Text(f"{label} ", style)
         head.append(latest, "bold " + style)
         if base is not None:
-            head.append(f"  base {format(base, fmt)}", AXIS)
+            head.append(f"  base {format(base, fmt)}", colours.axis)
         if points:
-            head.append(f"  @{points[-1][0]}", AXIS)
+            head.append(f"  @{points[-1][0]}", colours.axis)
         if per == 1:
             spark_w = max(1, width - head.cell_len - 1)
             head.append(" " + sparkline([v for _e, v in points], spark_w, ascii), style)
@@ -288,7 +294,7 @@ def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[
         rng = _range([v for _e, v in points] + ([base] if base is not None else [])) or (0.0, 1.0)
         scale = f"{format(rng[0], fmt)}..{format(rng[1], fmt)}"  # the plot's y range: its bottom and top rows
         if head.cell_len + 2 + len(scale) <= width:
-            head.append(" " * (width - head.cell_len - len(scale)) + scale, AXIS)
+            head.append(" " * (width - head.cell_len - len(scale)) + scale, colours.axis)
         head.truncate(width, pad=True)
         out.append(head)
         plot_h = per - 1
@@ -304,7 +310,7 @@ def trend_rows(series, width: int, height: int, *, ascii: bool = False) -> list[
 
         if base is not None:
             for x in range(0, canvas.px_w, 3):
-                canvas.dot(x, py(base), AXIS)
+                canvas.dot(x, py(base), colours.axis)
         canvas.polyline([(px(e), py(v)) for e, v in points], style)
         out.extend(canvas.rows())
     out = out[:height]

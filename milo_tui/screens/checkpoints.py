@@ -18,6 +18,7 @@ from milo_tui.format import fmt_bytes
 from milo_tui.messages import AuditionRequested
 from milo_tui.keys import ExplainDisabled
 from milo_tui.widgets.tables import PINNED, STATE_WORD, CheckpointsTable, score_state
+from milo_tui.widgets.theme import SUCCESS
 
 
 class CheckpointsScreen(ExplainDisabled, Screen):
@@ -46,6 +47,7 @@ class CheckpointsScreen(ExplainDisabled, Screen):
     def on_mount(self) -> None:
         self.query_one("#checkpoints").border_title = "Checkpoints"
         self.app.mark_dirty("checkpoints")
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.app.mark_dirty("checkpoints"))
 
     def draw(self, parts: set[str]) -> None:
         if not ({"checkpoints", "runs"} & parts) or not self.is_mounted:
@@ -63,7 +65,7 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         mark = "*best" if app.ascii else "\u2605"
         by = f" by {escape(own)}" if own else ""
         self.query_one("#best", Static).update(
-            f" [b #87d787]{mark} {escape(best)}[/]{by}: {escape(why)}" if best else
+            f" [b {SUCCESS}]{mark} {escape(best)}[/]{by}: {escape(why)}" if best else
             f" [dim]no best yet{by}: {escape(why)}[/]" if checkpoints else "")
         used = app.checkpoints_used.get(app.selected)
         own = sum(c.bytes for c in checkpoints)

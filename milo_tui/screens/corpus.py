@@ -22,6 +22,7 @@ from contract.scores import is_score
 from milo_tui.audition.client import WorkerClient, output_settings
 from milo_tui.keys import ExplainDisabled
 from milo_tui.messages import WorkerEvent
+from milo_tui.widgets.theme import ERROR, SUCCESS, WARNING, themed
 
 SHOWS = ("flagged", "all", "skipped")
 # sort name -> (key of a row, descending?) ; "worst first" for each measure
@@ -34,7 +35,7 @@ SORTS = {
     "SNR": (lambda r: _num(r, "snr_db", 999.0), False),
     "speech": (lambda r: _num(r, "speech_ratio", 9.0), False),
 }
-STATUS_STYLE = {ca.FLAGGED: "#ffaf00", ca.DROPPED: "#ff5f5f", ca.SKIPPED: "#ff5f5f", ca.KEPT: "#87d787"}
+STATUS_STYLE = {ca.FLAGGED: WARNING, ca.DROPPED: ERROR, ca.SKIPPED: ERROR, ca.KEPT: SUCCESS}
 STATUS_WORD = {ca.FLAGGED: "flag", ca.DROPPED: "drop", ca.SKIPPED: "skip", ca.KEPT: "ok"}
 # short names of the checks for the table (the detail pane says each reason in full)
 CHECK_WORD = {"speaker": "voice", "transcript": "words", "clipping": "clip", "loudness": "loud", "snr": "snr",
@@ -47,12 +48,12 @@ def _num(row: dict, key: str, missing: float) -> float:
     return float(value) if is_score(value) else missing
 
 
-def _cell(row: dict, key: str, fmt: str, check: str) -> Text:
+def _cell(row: dict, key: str, fmt: str, check: str, flagged_style: str) -> Text:
     value = (row.get("measures") or {}).get(key)
     if not is_score(value):
         return Text("-", style="dim")
     flagged = any(f.get("check") == check for f in row.get("flags") or [])
-    return Text(format(value, fmt), style="bold #ff5f5f" if flagged else "")
+    return Text(format(value, fmt), style=flagged_style if flagged else "")
 
 
 def _short(name: str, width: int = 25) -> str:
@@ -124,14 +125,20 @@ class CorpusScreen(ExplainDisabled, Screen):
     def _fill(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
+        flagged = themed(self.app, f"bold {ERROR}")
+
+        def cell(row: dict, key: str, fmt: str, check: str) -> Text:
+            return _cell(row, key, fmt, check, flagged)
+
         for row in self.rows():
             checks = ",".join(dict.fromkeys(CHECK_WORD.get(f.get("check"), "?") for f in row.get("flags") or [])) or "-"
             status = row.get("status", "?")
             table.add_row(
-                _short(row.get("clip", "?")), Text(STATUS_WORD.get(status, status), style=STATUS_STYLE.get(status, "")),
-                _short(checks, 14), _cell(row, "speaker_similarity", ".2f", "speaker"), _cell(row, "cer", ".2f", "transcript"),
-                _cell(row, "loudness_lufs", ".1f", "loudness"), _cell(row, "snr_db", ".0f", "snr"),
-                _cell(row, "speech_ratio", ".2f", "speech_ratio"), key=row.get("clip"))
+                _short(row.get("clip", "?")),
+                Text(STATUS_WORD.get(status, status), style=themed(self.app, STATUS_STYLE.get(status, ""))),
+                _short(checks, 14), cell(row, "speaker_similarity", ".2f", "speaker"), cell(row, "cer", ".2f", "transcript"),
+                cell(row, "loudness_lufs", ".1f", "loudness"), cell(row, "snr_db", ".0f", "snr"),
+                cell(row, "speech_ratio", ".2f", "speech_ratio"), key=row.get("clip"))
         self._title()
         self._detail()
 
@@ -164,7 +171,7 @@ class CorpusScreen(ExplainDisabled, Screen):
             if row.get("reason"):
                 lines.append(f"[b]{escape(row['clip'])}[/] skipped: {escape(row['reason'])}")
             for f in row.get("flags") or []:  # each reason names the measured value and the threshold
-                lines.append(f"[#ffaf00]{escape(f.get('check', '?'))}[/]: {escape(f.get('reason', ''))}")
+                lines.append(f"[{WARNING}]{escape(f.get('check', '?'))}[/]: {escape(f.get('reason', ''))}")
             if row.get("text"):
                 lines.append(f"text ({escape(str(row.get('text_source')))}): {escape(row['text'])}")
             heard = (row.get("measures") or {}).get("heard")

@@ -22,6 +22,7 @@ from milo_tui.widgets.charts import LayerPanel, LossChart, TrendPanel
 from milo_tui.widgets.log_tail import LogTail
 from milo_tui.widgets.tables import METRIC_WORD, STATUS_STYLE, RunsTable
 from milo_tui.widgets.telemetry import TelemetryPanel
+from milo_tui.widgets.theme import ERROR, SUCCESS, WARNING
 
 VIEWS = ("chart", "trend", "layers", "log")
 WIDE = (110, 36)  # columns, rows from which every pane shows at once
@@ -93,6 +94,7 @@ class RunsScreen(ExplainDisabled, Screen):
     def on_mount(self) -> None:
         self.set_view(self.app.view)
         self.app.mark_dirty()
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.app.mark_dirty())  # cells hold its colours
 
     def on_resize(self, event) -> None:
         self.wide = event.size.width >= WIDE[0] and event.size.height >= WIDE[1]
@@ -156,19 +158,19 @@ class RunsScreen(ExplainDisabled, Screen):
                 parts.append(f"ETA {fmt_duration(r.eta_s)}")
         elif r.error:
             code = f" (exit {r.exit_code})" if r.exit_code not in (None, 0) else ""
-            parts.append(f"[#ff5f5f]{escape(r.error)}{code}[/]")
+            parts.append(f"[{ERROR}]{escape(r.error)}{code}[/]")
         elif r.stop_reason and r.status == STOPPED:
-            parts.append(f"[#ffaf00]stopped by the scores: {escape(r.stop_reason)}[/]")
+            parts.append(f"[{WARNING}]stopped by the scores: {escape(r.stop_reason)}[/]")
         elif r.status == EXTERNAL and not r.adopted:
             parts.append("checkpoints made elsewhere: read-only; [b]A[/] adopts it (docs/adopt.md)")
         elif r.status == EXTERNAL:
             parts.append("adopted: read-only; " + (f"scored against {escape(Path(r.data).name)}" if r.data else
-                                                    "[#ffaf00]no corpus to score against: [b]A[/] gives it[/]"))
+                                                    f"[{WARNING}]no corpus to score against: [b]A[/] gives it[/]"))
         if r.best_val is not None:
             parts.append(f"best {fmt_num(r.best_val)} @ epoch {r.best_epoch}")
         if r.voice is not None and r.voice.name is not None:
             value = f" {METRIC_WORD.get(r.voice.metric, r.voice.metric)} {r.voice.value:.2f}" if r.voice.value is not None else ""
-            parts.append(f"[#87d787]\u2605 {escape(r.voice.name)}{value}[/]")
+            parts.append(f"[{SUCCESS}]\u2605 {escape(r.voice.name)}{value}[/]")
         if r.restart_limit:
             parts.append(f"restarts {r.restarts}/{r.restart_limit}")
         if r.restart_at is not None and r.status == CRASHED:

@@ -1,8 +1,9 @@
 """The loss chart and the per-layer small multiples."""
 from __future__ import annotations
 
-from milo_tui.chart import LAYER_SUM, OBJECTIVE, OVERLAY, VALIDATION, layer_rows, loss_chart, trend_rows
+from milo_tui.chart import layer_rows, loss_chart, trend_rows
 from milo_tui.widgets.lines import LinesWidget
+from milo_tui.widgets.theme import CHART, chart_colours, themed
 
 
 class LossChart(LinesWidget, can_focus=True):
@@ -16,9 +17,10 @@ class LossChart(LinesWidget, can_focus=True):
     def show(self, points, validations, *, smooth: bool, overlay: int | None, ascii: bool) -> None:
         self.points, self.validations = points, validations
         self.smooth, self.overlay, self.ascii = smooth, overlay, ascii
-        legend = f"[{OBJECTIVE}]objective[/] [{LAYER_SUM}]layer sum[/] [{VALIDATION}]{'*' if ascii else '◆'} val[/]"
+        legend = (f"[{CHART.objective}]objective[/] [{CHART.layer_sum}]layer sum[/] "
+                  f"[{CHART.validation}]{'*' if ascii else '◆'} val[/]")
         if overlay is not None:
-            legend += f" [{OVERLAY}]layer {overlay}[/]"
+            legend += f" [{CHART.overlay}]layer {overlay}[/]"
         title = f"Loss{' (smoothed)' if smooth else ''}  {legend}"
         if title != self.border_title:
             self.border_title = title
@@ -26,7 +28,7 @@ class LossChart(LinesWidget, can_focus=True):
 
     def lines(self, width: int, height: int):
         return loss_chart(self.points, self.validations, width, height, smooth=self.smooth, overlay=self.overlay,
-                          ascii=self.ascii)
+                          ascii=self.ascii, colours=chart_colours(self.app))
 
 
 class LayerPanel(LinesWidget, can_focus=True):
@@ -42,11 +44,13 @@ class LayerPanel(LinesWidget, can_focus=True):
         self.redraw()
 
     def lines(self, width: int, height: int):
-        return layer_rows(self.points, width, height, overlay=self.overlay, ascii=self.ascii)
+        return layer_rows(self.points, width, height, overlay=self.overlay, ascii=self.ascii,
+                          colours=chart_colours(self.app))
 
 
 # The trend panel's measures: (score name, label, colour, format)
-TREND = (("similarity", "sim", OVERLAY, ".2f"), ("wer", "WER", VALIDATION, ".2f"), ("rate_ratio", "rate", LAYER_SUM, ".2f"))
+TREND = (("similarity", "sim", CHART.overlay, ".2f"), ("wer", "WER", CHART.validation, ".2f"),
+         ("rate_ratio", "rate", CHART.layer_sum, ".2f"))
 
 
 class TrendPanel(LinesWidget, can_focus=True):
@@ -65,10 +69,10 @@ class TrendPanel(LinesWidget, can_focus=True):
             points = sorted((c.epoch, float(c.scores[key])) for c in checkpoints
                             if c.epoch is not None and c.scores and is_score(c.scores.get(key)))
             base = (baseline or {}).get(key)
-            series.append((label, style, points, float(base) if is_score(base) else None, fmt))
+            series.append((label, themed(self.app, style), points, float(base) if is_score(base) else None, fmt))
         if series != self.series or ascii != self.ascii:
             self.series, self.ascii = series, ascii
             self.redraw()
 
     def lines(self, width: int, height: int):
-        return trend_rows(self.series, width, height, ascii=self.ascii)
+        return trend_rows(self.series, width, height, ascii=self.ascii, colours=chart_colours(self.app))

@@ -16,6 +16,9 @@ class LinesWidget(Widget):
         self._strips: list[Strip] | None = None
         self._strips_size: tuple[int, int] = (0, 0)
 
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw())  # the lines hold its colours
+
     def lines(self, width: int, height: int) -> list[Text]:
         raise NotImplementedError
 

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from milo_tui.widgets.lines import LinesWidget
-
-ERROR_STYLE = "#ff5f5f"
+from milo_tui.widgets.theme import ERROR, themed
 
 
 def _looks_like_error(line: str) -> bool:
@@ -25,9 +24,9 @@ class LogTail(LinesWidget, can_focus=True):
 
     def lines(self, width: int, height: int) -> list[Text]:
         out: list[Text] = []
-        console = self.app.console
+        console, error = self.app.console, themed(self.app, ERROR)
         for line in reversed(self.source):
-            text = Text(line.expandtabs(), ERROR_STYLE if _looks_like_error(line) else "")
+            text = Text(line.expandtabs(), error if _looks_like_error(line) else "")
             out[:0] = text.wrap(console, max(1, width)) if line else [Text()]
             if len(out) >= height:
                 break

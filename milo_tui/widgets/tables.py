@@ -9,10 +9,11 @@ from contract.runfolder import (
     CRASHED, EXTERNAL, FINISHED, KILLED, RUNNING, STARTING, STOPPED, STOPPING, checkpoint_epoch,
 )
 from contract.scores import is_score
+from milo_tui.widgets.theme import ERROR, INFO, MUTED, SUCCESS, WARNING, themed
 
 STATUS_STYLE = {
-    RUNNING: "bold #87d787", STARTING: "#87d787", STOPPING: "#ffaf00", STOPPED: "#d7d7d7",
-    CRASHED: "bold #ff5f5f", FINISHED: "#5fafff", EXTERNAL: "italic #8a8a8a", KILLED: "#ff8700",
+    RUNNING: f"bold {SUCCESS}", STARTING: SUCCESS, STOPPING: WARNING, STOPPED: "$foreground",
+    CRASHED: f"bold {ERROR}", FINISHED: INFO, EXTERNAL: f"italic {MUTED}", KILLED: "$warning",
 }
 
 
@@ -55,7 +56,8 @@ def _update_rows(table: DataTable, rows: dict[str, tuple]) -> None:
     for key, cells in rows.items():
         if key in table.rows:
             for column, value in zip(columns, cells):
-                if table.get_cell(key, column.key) != value:
+                old = table.get_cell(key, column.key)
+                if old != value or getattr(old, "style", None) != getattr(value, "style", None):  # Text's == ignores it
                     wider = Text.from_markup(value).cell_len > column.content_width if isinstance(value, str) \
                         else value.cell_len > column.content_width
                     table.update_cell(key, column.key, value, update_width=wider)  # a reflow only when wider
@@ -80,36 +82,37 @@ class RunsTable(KeyedTable):
             step = f"{r.step}" if r.step is not None else "-"
             best = fmt_num(r.best_val) + (f" @{r.best_epoch}" if r.best_epoch else "") if r.best_val is not None else "-"
             status = "adopted" if r.status == EXTERNAL and r.adopted else r.status
-            rows[str(r.path)] = (r.name, Text(status, STATUS_STYLE.get(r.status, "")), epoch, step,
+            rows[str(r.path)] = (r.name, Text(status, themed(self.app, STATUS_STYLE.get(r.status, ""))), epoch, step,
                                  fmt_num(r.samples_per_s, 1) if r.live else "-",
-                                 fmt_duration(r.eta_s) if r.live else "-", best, voice_cell(r.voice))
+                                 fmt_duration(r.eta_s) if r.live else "-", best, voice_cell(self.app, r.voice))
         self.show_rows(rows)
 
 
 METRIC_WORD = {"similarity": "sim", "dnsmos_ovrl": "OVRL", "wer": "WER", "cer": "CER", "val_loss": "val"}
 
 
-def voice_cell(voice) -> Text | str:
+def voice_cell(app, voice) -> Text | str:
     """The runs table's voice column: the best checkpoint by the [best] rule (the checkpoints view's ★), as
     the rule metric's value and the epoch; "none" when scores exist but none meets the rule."""
     if voice is None or not voice.scored:
         return "-"
     if voice.name is None:
-        return Text("none", "#8a8a8a")
+        return Text("none", themed(app, MUTED))
     epoch = checkpoint_epoch(voice.name)
     value = f"{voice.value:.2f}" if voice.value is not None else "?"
-    return Text(f"{value} @{epoch if epoch is not None else voice.name}", "bold #87d787")
+    return Text(f"{value} @{epoch if epoch is not None else voice.name}", themed(app, f"bold {SUCCESS}"))
 
 
 STATE_WORD = {"queued": "queued", "running": "scoring", "done": "done", "failed": "failed", "skipped": "skipped"}
 PINNED = ("baseline", "ceiling")  # the run's reference rows, above the checkpoints
 
 
-def _score(means: dict | None, key: str, digits: int = 2) -> Text | str:
+def _score(means: dict | None, key: str, error: str, digits: int = 2) -> Text | str:
+    """A score as the table shows it: "?" in the error colour for a measure that could not be taken."""
     value = (means or {}).get(key)
     if is_score(value):
         return f"{value:.{digits}f}" if not isinstance(value, bool) else str(value)
-    return Text("?", "#ff5f5f") if isinstance(value, str) else "-"
+    return Text("?", error) if isinstance(value, str) else "-"
 
 
 def _ear(r) -> str:
@@ -145,6 +148,11 @@ class CheckpointsTable(KeyedTable):
         cursor starts on the best checkpoint by the rule (marked), else the best by validation loss (*),
         else the newest. Later updates leave the cursor where the operator put it."""
         j = judgement
+        error, muted, best_style = (themed(self.app, s) for s in (ERROR, MUTED, f"bold {SUCCESS}"))
+
+        def score(means, key):
+            return _score(means, key, error)
+
         known = [c.val_loss for c in checkpoints if c.val_loss is not None]
         best_val = min(known) if known else None
         rows, val_key, best_key = {}, None, None
@@ -156,8 +164,8 @@ class CheckpointsTable(KeyedTable):
             if row is not None and "error" in row:
                 state = "not scored"
             label = "baseline (Base)" if pin == "baseline" else "ceiling (real)"
-            rows[pin] = (Text(label, "italic #8a8a8a"), "-", _score(means, "similarity"), _score(means, "wer"),
-                         _score(means, "dnsmos_ovrl"), _score(means, "rate_ratio"),
+            rows[pin] = (Text(label, f"italic {muted}"), "-", score(means, "similarity"), score(means, "wer"),
+                         score(means, "dnsmos_ovrl"), score(means, "rate_ratio"),
                          str(means.get("runaway", "-")) if means else "-", "", state, "", "", "", "")
         mark = " *best" if ascii else " \u2605"
         for c in checkpoints:
@@ -169,10 +177,10 @@ class CheckpointsTable(KeyedTable):
             state, _why = score_state(c.name, c.scores, j.states if j is not None else {})
             runaway = (c.scores or {}).get("runaway")
             rows[str(c.path)] = (
-                Text(c.name + mark, "bold #87d787") if c.name == best else c.name,
-                Text(val + " *", "bold #87d787") if is_val_best else val,
-                _score(c.scores, "similarity"), _score(c.scores, "wer"), _score(c.scores, "dnsmos_ovrl"),
-                _score(c.scores, "rate_ratio"), Text(str(runaway), "#ff5f5f") if is_score(runaway) and runaway else
+                Text(c.name + mark, best_style) if c.name == best else c.name,
+                Text(val + " *", best_style) if is_val_best else val,
+                score(c.scores, "similarity"), score(c.scores, "wer"), score(c.scores, "dnsmos_ovrl"),
+                score(c.scores, "rate_ratio"), Text(str(runaway), error) if is_score(runaway) and runaway else
                 (str(runaway) if is_score(runaway) else "-"),
                 _ear((j.ratings if j is not None else {}).get(c.name)),
                 Text(state, "dim") if state == "not scored" else state,

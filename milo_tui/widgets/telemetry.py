@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from milo_tui.chart import AXIS, sparkline
+from milo_tui.chart import sparkline
 from milo_tui.format import fmt_bytes
 from milo_tui.telemetry.history import TelemetryHistory
 from milo_tui.widgets.lines import LinesWidget
+from milo_tui.widgets.theme import INFO, MUTED, WARNING, themed
 
 LABEL = 7
 
@@ -24,13 +25,14 @@ class TelemetryPanel(LinesWidget, can_focus=True):
         self.redraw()
 
     def _line(self, label: str, value: str, key: str | None, width: int) -> Text:
-        text = Text(label.ljust(LABEL), AXIS)
+        text = Text(label.ljust(LABEL), themed(self.app, MUTED))
         text.append(value)
         room = width - len(text) - 1
         if key and room >= 4 and self.history is not None:
             series = list(self.history.series[key])[-room:]
             if any(v is not None for v in series):
-                text.append(" " + sparkline([v for v in series if v is not None], room, self.ascii), "#5fafff")
+                text.append(" " + sparkline([v for v in series if v is not None], room, self.ascii),
+                            themed(self.app, INFO))
         text.truncate(width)
         return text
 
@@ -38,7 +40,7 @@ class TelemetryPanel(LinesWidget, can_focus=True):
         w = width
         t = self.history.latest if self.history else None
         if t is None:
-            return [Text("sampling…", AXIS)]
+            return [Text("sampling…", themed(self.app, MUTED))]
         lines: list[Text] = []
         if t.gpus:
             g = t.gpus[0]
@@ -73,7 +75,7 @@ class TelemetryPanel(LinesWidget, can_focus=True):
         else:
             if self.border_title != "Host":
                 self.border_title = "Host"
-            lines.extend(Text(t.gpu_error or "no GPU", "bold #ffaf00").wrap(self.app.console, max(1, w)))
+            lines.extend(Text(t.gpu_error or "no GPU", themed(self.app, f"bold {WARNING}")).wrap(self.app.console, max(1, w)))
         h = t.host
         cpus = f" of {h.cpu_count}" if h.cpu_count else ""
         lines.append(self._line("cpu", f"{h.cpu_percent:.0f}%{cpus}" if h.cpu_percent is not None else "N/A", "cpu", w))
