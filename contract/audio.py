@@ -8,9 +8,9 @@ on a laptop; everything else takes them from here.
 from __future__ import annotations
 
 from contract.listen import DEFAULT_PORT, PROTOCOL as LISTEN_PROTOCOL, SAMPLE_RATE
+from contract.runfolder import NUM_CODEBOOKS  # defined there: the dashboard reads it without numpy
 
 FRAME_RATE = 12.5  # codec frames per second of audio
 SAMPLES_PER_FRAME = int(SAMPLE_RATE / FRAME_RATE)  # 1920
-NUM_CODEBOOKS = 16  # codes per codec frame: the talker predicts codebook 0, the sub-talker the other 15
 
 __all__ = ["DEFAULT_PORT", "FRAME_RATE", "LISTEN_PROTOCOL", "NUM_CODEBOOKS", "SAMPLE_RATE", "SAMPLES_PER_FRAME"]

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
-NUM_LAYERS = 16  # codebooks of the 12 Hz codec; layer 0 is predicted by the talker, 1..15 by the sub-talker
+NUM_CODEBOOKS = 16  # codes per frame of the 12 Hz codec: the talker predicts codebook 0, the sub-talker 1..15
+NUM_LAYERS = NUM_CODEBOOKS  # the per-layer losses of metrics.jsonl and eval.json: one per codebook
 
 RUN_JSON = "run.json"
 STATE_JSON = "state.json"
