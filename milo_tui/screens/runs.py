@@ -13,13 +13,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer
 
 from milo_tui.format import fmt_duration, fmt_num
 from milo_tui.keys import ExplainDisabled
 from contract.runfolder import CRASHED, EXTERNAL, STOPPED
 from milo_tui.widgets.charts import LayerPanel, LossChart, TrendPanel
 from milo_tui.widgets.log_tail import LogTail
+from milo_tui.widgets.status_line import OneLine
 from milo_tui.widgets.tables import METRIC_WORD, STATUS_STYLE, RunsTable
 from milo_tui.widgets.telemetry import TelemetryPanel
 from milo_tui.widgets.theme import ERROR, SUCCESS, WARNING
@@ -32,12 +33,6 @@ def _set(widget, attribute: str, value) -> None:
     """Assign only a new value: every assignment costs a repaint, some a layout."""
     if getattr(widget, attribute) != value:
         setattr(widget, attribute, value)
-
-
-def _update(static: Static, text: str) -> None:
-    if getattr(static, "_milo_text", None) != text:
-        static._milo_text = text
-        static.update(text, layout=False)  # one line, fixed height: no reflow of the screen
 
 
 def _titled(widget, title: str):
@@ -77,9 +72,9 @@ class RunsScreen(ExplainDisabled, Screen):
 
     def compose(self) -> ComposeResult:
         # One tree for both layouts; milo.tcss arranges it by the classes -wide and -view-<pane>.
-        yield Static(self.app.title_line(), id="title")
+        yield OneLine(self.app.title_line(), id="title")
         yield _titled(RunsTable(id="runs", classes="pane"), "Runs")
-        yield Static(id="detail")
+        yield OneLine(id="detail")
         with Horizontal(id="middle"):
             with Vertical(id="left"):
                 with Horizontal(id="top"):
@@ -123,8 +118,8 @@ class RunsScreen(ExplainDisabled, Screen):
                 index = table.get_row_index(str(app.selected))
                 if table.cursor_row != index:
                     table.move_cursor(row=index)
-            _update(self.query_one("#title", Static), app.title_line())
-            _update(self.query_one("#detail", Static), self.detail_line())
+            self.query_one("#title", OneLine).show(app.title_line())
+            self.query_one("#detail", OneLine).show(self.detail_line())
             r = app.selected_summary()
             state = (app.selected, r and r.status, r and r.has_resume, self.wide)
             if state != self._bindings_state:  # the footer redraws only when what is possible changed
