@@ -151,7 +151,7 @@ async def test_checkpoints_view_updates_in_place_and_asks_for_audition(three_run
         # The audition screen opens on that checkpoint (its worker says this folder is no checkpoint:
         # the full path to sound is tests/audition/test_from_dashboard.py).
         await wait_for(pilot, lambda: type(app.screen).__name__ == "AuditionScreen", what="the audition screen")
-        assert app.screen.checkpoint_a == seen[0].checkpoint.absolute()
+        assert app.screen.session.checkpoint_a == seen[0].checkpoint.absolute()
         await pilot.press("escape", "q")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "CheckpointsScreen", what="back to checkpoints")
         await pilot.press("escape")
