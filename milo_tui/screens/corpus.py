@@ -22,6 +22,7 @@ from contract.scores import is_score
 from milo_tui.audition.client import WorkerClient, output_settings
 from milo_tui.keys import ExplainDisabled
 from milo_tui.messages import WorkerEvent
+from milo_tui.widgets.status_line import StatusLine
 from milo_tui.widgets.theme import ERROR, SUCCESS, WARNING, themed
 
 SHOWS = ("flagged", "all", "skipped")
@@ -71,14 +72,6 @@ class CorpusScreen(ExplainDisabled, Screen):
         Binding("escape", "back", "Back", id="corpus.back", tooltip="Back to the runs"),
         Binding("q", "back", "Back", id="corpus.back_q", show=False, tooltip="Back to the runs"),
     ]
-    DEFAULT_CSS = """
-    CorpusScreen #corpus-title { height: 2; padding: 0 1; background: $boost; }
-    CorpusScreen #corpus-clips { height: 1fr; }
-    CorpusScreen #corpus-detail { height: auto; max-height: 8; padding: 0 1; border-top: solid $primary 50%; }
-    CorpusScreen #corpus-status { height: 1; padding: 0 1; }
-    CorpusScreen #corpus-status.error { color: $error; }
-    """
-
     def __init__(self, report_file: Path, *, device: str = "auto", output: str | None = None,
                  worker_env: dict | None = None, log_path: Path | None = None) -> None:
         super().__init__()
@@ -86,7 +79,6 @@ class CorpusScreen(ExplainDisabled, Screen):
         self.report: dict = ca.read_report(self.report_file) or {"clips": []}
         self.show_mode = SHOWS[0] if ca.flagged_clips(self.report) else SHOWS[1]
         self.sort_name = "file"
-        self.status, self.status_error = "", False
         self.playing: str | None = None
         target, audio_device, port = output_settings(output)
         self.output = target
@@ -98,7 +90,7 @@ class CorpusScreen(ExplainDisabled, Screen):
         yield Static(id="corpus-title")
         yield DataTable(id="corpus-clips", cursor_type="row", zebra_stripes=True)
         yield Static(id="corpus-detail")
-        yield Static(id="corpus-status")
+        yield StatusLine(id="corpus-status")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -180,10 +172,7 @@ class CorpusScreen(ExplainDisabled, Screen):
         self.query_one("#corpus-detail", Static).update("\n".join(lines))
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status, self.status_error = text, error
-        status = self.query_one("#corpus-status", Static)
-        status.update(escape(text))
-        status.set_class(error, "error")
+        self.query_one(StatusLine).say(text, error)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

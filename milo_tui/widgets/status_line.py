@@ -1,4 +1,5 @@
-"""One-line widgets: a line that remembers what it shows."""
+"""One-line widgets: a line that remembers what it shows, and the status line of the corpus and audition
+screens (what just happened, an error in the error colour)."""
 from __future__ import annotations
 
 from textual.widgets import Static
@@ -18,3 +19,16 @@ class OneLine(Static):
             self.text = text
             self.update(text, layout=False)
 
+
+class StatusLine(OneLine):
+    """What just happened on a screen, as plain text (a path or an error with brackets in it shows as it
+    is); an error in the error colour (milo.tcss `StatusLine.error`)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(markup=False, **kw)
+        self.error = False
+
+    def say(self, text: str, error: bool = False) -> None:
+        self.error = error
+        self.set_class(error, "error")
+        self.show(text)
