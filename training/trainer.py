@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -27,22 +26,11 @@ import contract
 from contract import exits, runfolder as rf
 from contract.audio import FRAME_RATE, SAMPLE_RATE
 from contract.defaults import RUN_DEFAULTS as DEFAULTS
+from training.failures import BadInput, DiskFull, UsageError, failure, is_disk_full
 
 # What a resume may change: the run can be extended, and its stopping rule relaxed or tightened.
 CHANGEABLE_ON_RESUME = ("epochs", "patience", "score", "keep_best", "keep_last", "disk_budget", "stop_unimproved")
 _FLAGS = {"score": "--no-score"}  # a setting whose flag is not --NAME
-
-
-class UsageError(Exception):
-    """Bad command line (exit 2)."""
-
-
-class BadInput(Exception):
-    """Bad base model, data or audio (exit 3): the message names the file and line."""
-
-
-class DiskFull(Exception):
-    """No space left while saving (exit 5)."""
 
 
 @dataclass
@@ -268,20 +256,6 @@ def train_step(module, optimizer, params, batches, n_batches: int, sub_talker_we
 
 
 # --------------------------------------------------------------------------------------- the trainer
-
-def _oom_advice(hyper: Hyper, longest_s: float, step: int) -> str:
-    return (f"CUDA out of memory at step {step + 1} (batch size {hyper.batch_size}, longest clip {longest_s:.1f} s): lower --batch-size "
-            f"(raise --grad-accum to keep the effective batch), add --gradient-checkpointing, or drop clips longer "
-            f"than about {max(1.0, longest_s / 2):.0f} s (milo-train prepare --max-seconds)")
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    # safetensors reports a full disk as its own SafetensorError ("... No space left on device (os error 28)")
-    text = str(exc)
-    return "No space left on device" in text or "Disk quota exceeded" in text
-
 
 def _base_dtype(base: Path):
     """The dtype the base model's weights are stored in (checkpoints are saved in it by default)."""
@@ -680,7 +654,7 @@ class Trainer:
                                     extra_files={rf.EVAL_JSON: json.dumps(eval_json, indent=2) + "\n"},
                                     after_weights=hook)
         except Exception as exc:
-            if _is_disk_full(exc):
+            if is_disk_full(exc):
                 raise DiskFull(f"disk full while saving {name} in {self.run_dir}: earlier checkpoints are intact; "
                                "free space, then continue with --resume") from None
             raise
@@ -768,7 +742,7 @@ class Trainer:
                                   dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict()),
                                   dict(speaker_embedding=self.speaker_embedding, rng=rngs), info)
             except Exception as exc:
-                if _is_disk_full(exc):
+                if is_disk_full(exc):
                     raise DiskFull(f"disk full while saving the resume point in {self.run_dir}: the previous one "
                                    "and the checkpoints are intact; free space, then continue with --resume") from None
                 raise
@@ -993,22 +967,10 @@ def run(args) -> int:
             trainer.start_state()
         trainer.load()
         code = trainer.train()
-    except UsageError as exc:
-        code, message = exits.USAGE, str(exc)
-    except BadInput as exc:
-        code, message = exits.BAD_INPUT, str(exc)
-    except DiskFull as exc:
-        code, message = exits.DISK_FULL, str(exc)
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line + exit code
-        torch = sys.modules.get("torch")
-        if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
-            longest = max((ex.frames for ex in getattr(trainer, "examples", [])), default=0) / FRAME_RATE
-            code, message = exits.OOM, _oom_advice(trainer.hyper, longest, trainer.step) if hasattr(trainer, "hyper") else str(exc)
-        elif _is_disk_full(exc):
-            code, message = exits.DISK_FULL, f"disk full: {exc}; free space, then continue with --resume"
-        else:
-            code, message = exits.ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-            trace = traceback.format_exc()
+        longest = max((ex.frames for ex in getattr(trainer, "examples", [])), default=0) / FRAME_RATE
+        hyper = getattr(trainer, "hyper", None)
+        code, message, trace = failure(exc, hyper.batch_size if hyper else None, longest, trainer.step)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
