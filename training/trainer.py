@@ -27,6 +27,7 @@ from contract import exits, runfolder as rf
 from contract.audio import FRAME_RATE, SAMPLE_RATE
 from contract.defaults import RUN_DEFAULTS as DEFAULTS
 from training.failures import BadInput, DiskFull, UsageError, failure, is_disk_full
+from training.runlog import RunLog
 
 # What a resume may change: the run can be extended, and its stopping rule relaxed or tightened.
 CHANGEABLE_ON_RESUME = ("epochs", "patience", "score", "keep_best", "keep_last", "disk_budget", "stop_unimproved")
@@ -60,60 +61,6 @@ class Hyper:
     disk_budget: str
     stop_unimproved: int        # stop when the best score has not improved for this many scored checkpoints
     dtype: str = "float32"  # master weights, always
-
-
-# ---------------------------------------------------------------------------------------------- log
-
-class RunLog:
-    """Lines to the console and to train.log. A supervisor may already send our stdout/stderr to
-    train.log; then each line is written once (we notice that the descriptor is the same file)."""
-
-    def __init__(self, path: Path | None, prefix: str = "", quiet: bool = False):
-        self.path, self.prefix, self.file, self.quiet = path, prefix, None, quiet
-        self.stdout_is_log = self.stderr_is_log = False
-        if path is not None:
-            self.file = open(path, "a", encoding="utf-8", buffering=1)
-            mine = os.fstat(self.file.fileno())
-            for name in ("stdout", "stderr"):
-                try:
-                    st = os.fstat(getattr(sys, name).fileno())
-                    same = (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
-                except (OSError, ValueError, AttributeError):
-                    same = False
-                setattr(self, f"{name}_is_log", same)
-
-    def _to_file(self, text: str) -> None:
-        if self.file is not None:
-            try:
-                self.file.write(text)
-            except OSError:
-                pass  # a full disk must not turn a log line into a second error
-
-    def info(self, msg: str, all_ranks: bool = False) -> None:
-        if self.quiet and not all_ranks:
-            return
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.prefix}{msg}\n"
-        if not self.stdout_is_log:
-            self._to_file(line)
-        with contextlib.suppress(OSError, ValueError):
-            sys.stdout.write(line)
-            sys.stdout.flush()
-
-    def error(self, msg: str, trace: str | None = None) -> None:
-        """One line on stderr; the traceback (if any) only to train.log."""
-        line = f"milo-train: error: {self.prefix}{msg}\n"
-        if not self.stderr_is_log:
-            self._to_file(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")
-        if trace and self.file is not None:
-            self._to_file(trace if trace.endswith("\n") else trace + "\n")
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.write(line)
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            with contextlib.suppress(OSError):
-                self.file.close()
 
 
 # --------------------------------------------------------------------------------------- test hooks

@@ -102,7 +102,8 @@ STOP_DURING_SCORING_WRITE = r'''
 import os, signal, sys, types
 from pathlib import Path
 from contract import runfolder as rf, scores
-from training.trainer import Dist, RunLog, Trainer
+from training.runlog import RunLog
+from training.trainer import Dist, Trainer
 run = Path(sys.argv[1])
 trainer = Trainer(types.SimpleNamespace(run=str(run)), Dist(), RunLog(None))
 trainer.device = types.SimpleNamespace(type="cpu")
