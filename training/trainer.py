@@ -25,6 +25,7 @@ import contract
 from contract import exits, runfolder as rf
 from contract.audio import FRAME_RATE, SAMPLE_RATE
 from contract.defaults import RUN_DEFAULTS as DEFAULTS
+from training.dist import Dist
 from training.failures import BadInput, DiskFull, UsageError, failure, is_disk_full
 from training.hooks import TestHooks
 from training.runlog import RunLog
@@ -61,65 +62,6 @@ class Hyper:
     disk_budget: str
     stop_unimproved: int        # stop when the best score has not improved for this many scored checkpoints
     dtype: str = "float32"  # master weights, always
-
-
-# ------------------------------------------------------------------------------------ distribution
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "Dist":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-    def init(self, device_type: str) -> None:
-        if self.world > 1:
-            import torch.distributed as td
-
-            td.init_process_group("nccl" if device_type == "cuda" else "gloo")
-
-    def all_sum(self, tensor):
-        if self.world > 1:
-            import torch.distributed as td
-
-            td.all_reduce(tensor, op=td.ReduceOp.SUM)
-        return tensor
-
-    def gather_objects(self, obj) -> list:
-        if self.world == 1:
-            return [obj]
-        import torch.distributed as td
-
-        out = [None] * self.world
-        td.all_gather_object(out, obj)
-        return out
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as td
-
-            td.barrier()
-
-    def close(self, clean: bool = False) -> None:
-        """Tear the process group down. After a clean end (every rank left the loop at the same step) the
-        ranks first meet at a barrier, so none tears down while another still talks to it: once, in a full
-        test run, rank 1 aborted in gloo's teardown ("terminate called without an active exception") while
-        rank 0 was still finishing. After a failure there is no barrier (the other rank may be gone)."""
-        if self.world > 1:
-            import torch.distributed as td
-
-            if td.is_initialized():
-                if clean:
-                    td.barrier()
-                td.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------ a step
@@ -882,15 +824,4 @@ def run(args) -> int:
                 rf.update_state(run_dir, status=rf.CRASHED, exit_code=code, error=message, ended_at=time.time())
     log.close()
     dist.close(clean=code == exits.OK)
-    if dist.world > 1:
-        # A rank of a distributed run leaves without interpreter finalization: in it, a gloo thread that
-        # destroy_process_group did not join can make the C++ runtime abort ("terminate called without an
-        # active exception", SIGABRT, no Python frame), and torchrun then reports the whole run failed
-        # although every file was written. Measured with a busy core beside it: 3 of 40 clean runs aborted
-        # so before this, 0 of 40 after.
-        # Everything this process owns is closed above; only the console buffers are left to flush.
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
-    return code
+    return dist.leave(code)

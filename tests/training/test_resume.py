@@ -103,7 +103,8 @@ import os, signal, sys, types
 from pathlib import Path
 from contract import runfolder as rf, scores
 from training.runlog import RunLog
-from training.trainer import Dist, Trainer
+from training.dist import Dist
+from training.trainer import Trainer
 run = Path(sys.argv[1])
 trainer = Trainer(types.SimpleNamespace(run=str(run)), Dist(), RunLog(None))
 trainer.device = types.SimpleNamespace(type="cpu")
