@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,45 +24,11 @@ import numpy as np
 import contract
 from contract import exits, runfolder as rf
 from contract.audio import FRAME_RATE, SAMPLE_RATE
-from contract.defaults import RUN_DEFAULTS as DEFAULTS
 from training.dist import Dist
 from training.failures import BadInput, DiskFull, UsageError, failure, is_disk_full
 from training.hooks import TestHooks
+from training.hyper import resolve, resolve_judging
 from training.runlog import RunLog
-
-# What a resume may change: the run can be extended, and its stopping rule relaxed or tightened.
-CHANGEABLE_ON_RESUME = ("epochs", "patience", "score", "keep_best", "keep_last", "disk_budget", "stop_unimproved")
-_FLAGS = {"score": "--no-score"}  # a setting whose flag is not --NAME
-
-
-@dataclass
-class Hyper:
-    epochs: int
-    lr: float
-    batch_size: int
-    grad_accum: int
-    val_fraction: float
-    patience: int
-    sub_talker_weight: float
-    attn: str
-    seed: int
-    save_every_steps: int
-    resume_every_steps: int
-    weight_decay: float
-    warmup_steps: int
-    schedule: str
-    clip: float
-    autocast: bool
-    save_dtype: str
-    language: str
-    gradient_checkpointing: bool
-    score: bool                 # score each checkpoint after it is saved, in a low-priority process
-    keep_best: int              # retention after each save (contract/retention.py); all 0 / "": off
-    keep_last: int
-    disk_budget: str
-    stop_unimproved: int        # stop when the best score has not improved for this many scored checkpoints
-    dtype: str = "float32"  # master weights, always
-
 
 # ------------------------------------------------------------------------------------------ a step
 
@@ -162,79 +128,11 @@ class Trainer:
 
     def resolve(self) -> None:
         """Settle base, data and hyper-parameters, from the command line and (on --resume) run.json."""
-        a = self.args
-        run_json = rf.read_json(self.run_dir / rf.RUN_JSON)
-        typed = {k: getattr(a, k) for k in DEFAULTS if getattr(a, k, None) is not None}
-        if run_json and not a.resume:
-            raise UsageError(f"{self.run_dir} already holds a run: add --resume to continue it, or give another --run")
-        if a.resume and run_json:
-            for key, given in (("base_model", a.base), ("data", a.data)):
-                if given and str(Path(given).absolute()) != run_json[key]:
-                    raise UsageError(f"--resume: this run was started with {key} {run_json[key]}, not {Path(given).absolute()}")
-            if a.speaker and a.speaker.strip().lower() != run_json["speaker"]:
-                raise UsageError(f"--resume: this run's speaker is {run_json['speaker']!r}")
-            hyper = {**DEFAULTS, **run_json["hyper"]}  # a setting newer than the run takes its default
-            for k, v in typed.items():
-                if k not in CHANGEABLE_ON_RESUME and v != hyper.get(k):
-                    raise UsageError(f"--resume: --{k.replace('_', '-')} cannot change (the run has {hyper.get(k)!r}); "
-                                     f"only {', '.join(_FLAGS.get(c, '--' + c.replace('_', '-')) for c in CHANGEABLE_ON_RESUME)} can")
-                hyper[k] = v
-            self.base, self.data = Path(run_json["base_model"]), Path(run_json["data"])
-            self.speaker, self.ref_audio = run_json["speaker"], run_json.get("ref_audio")
-            self.run_json = run_json
-        else:
-            if not a.base or not a.data:
-                raise UsageError("--base and --data are needed to start a run")
-            hyper = {**DEFAULTS, **typed}
-            self.base, self.data = Path(a.base).absolute(), Path(a.data).absolute()
-            self.speaker = (a.speaker or self.run_dir.name).strip().lower()
-            self.ref_audio = str(Path(a.ref).absolute()) if a.ref else None
-            self.run_json = None
-        self.hyper = Hyper(**{k: hyper[k] for k in DEFAULTS})
-        h = self.hyper
-        for name, value, low in (("epochs", h.epochs, 1), ("batch-size", h.batch_size, 1), ("grad-accum", h.grad_accum, 1)):
-            if value < low:
-                raise UsageError(f"--{name} must be at least {low}")
-        if not 0 <= h.val_fraction < 1:
-            raise UsageError("--val-fraction must be in [0, 1)")
-        if h.lr <= 0:
-            raise UsageError("--lr must be positive")
-        if not self.speaker or any(c.isspace() for c in self.speaker):
-            raise UsageError("--speaker must be one word (generate_custom_voice looks it up by name)")
-        for name, value in (("keep-best", h.keep_best), ("keep-last", h.keep_last), ("stop-unimproved", h.stop_unimproved)):
-            if value < 0:
-                raise UsageError(f"--{name} must be 0 (off) or more")
-        if h.disk_budget:
-            from contract.units import parse_size
-
-            try:
-                parse_size(h.disk_budget)
-            except ValueError as exc:
-                raise UsageError(f"--disk-budget: {exc}") from None
-        self.resolve_judging()
-
-    def resolve_judging(self) -> None:
-        """The run's own [best] rule (--best-max-runaway, with --best-note saying why) and where its scorer
-        generates (--score-device, else the configuration's [scoring] device): kept in run.json, so every reader
-        of the run's best and every scorer of it use the same. A resume keeps them unless given again."""
-        from contract import scores
-        from contract.configfile import ConfigError, read_config
-
-        a, kept = self.args, self.run_json or {}
-        runaway, note = getattr(a, "best_max_runaway", None), getattr(a, "best_note", None)
-        self.own_best = kept.get(scores.RUN_BEST)
-        if note and runaway is None:
-            raise UsageError("--best-note says why a run has its own rule: give it with --best-max-runaway")
-        try:
-            if runaway is not None:
-                if runaway < 0:
-                    raise UsageError("--best-max-runaway must be 0 or more")
-                rule = replace(scores.best_rule(read_config()), max_runaway=runaway)
-                self.own_best = scores.rule_block(rule, note or "")
-            self.score_device = getattr(a, "score_device", None) or kept.get("score_device") or (
-                scores.scorer_device(read_config()) if self.hyper.score else scores.DEFAULT_SCORER_DEVICE)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
+        settings = resolve(self.args, self.run_dir, rf.read_json(self.run_dir / rf.RUN_JSON))
+        self.base, self.data, self.speaker, self.ref_audio = (settings.base, settings.data, settings.speaker,
+                                                              settings.ref_audio)
+        self.hyper, self.run_json = settings.hyper, settings.run_json
+        self.own_best, self.score_device = resolve_judging(self.args, self.run_json, self.hyper.score)
 
     def start_state(self) -> None:
         """state.json: running. The supervisor may have written starting + pid; a hand-started run records its own."""
