@@ -7,7 +7,7 @@
 Each procedure runs in a child process of its own (clean peak memory), on the same synthetic clips
 (random codes, text, one 3 s reference WAV), batch 2 and 4 micro-batches per optimizer step:
   ours      fp32 master weights, bf16 autocast on CUDA, fused AdamW, aligned losses, speaker embedding
-            computed once (training/trainer.py: train_step, the trainer's own step);
+            computed once (training/step.py: train_step, the trainer's own step);
   upstream  Qwen's sft_12hz.py as training/upstream.py re-implements it: bf16 weights, AdamW on them,
             speaker encoder every step, reference audio reloaded and its mel recomputed per sample.
 Reported: samples/s, tokens/s (codec frames), peak memory (CUDA: max allocated; CPU: peak RSS) and the
@@ -109,7 +109,7 @@ def measure(procedure: str, args) -> dict:
     if procedure == "ours":
         from training.audio import load_24k_mono
         from training.forward import AlignedForward, Layout, collate, text_token_ids
-        from training.trainer import train_step
+        from training.step import train_step
 
         speaker = model.extract_speaker_embedding(load_24k_mono(ref), SAMPLE_RATE).float()
         model.speaker_encoder.requires_grad_(False)
@@ -124,9 +124,9 @@ def measure(procedure: str, args) -> dict:
             import contextlib
 
             batches = (collate([items[i] for i in g], layout).to(device) for g in groups)
-            sums, counts, samples, frames, _ = train_step(forward, optimizer, params, batches, len(groups), 0.3, 1.0,
-                                                          autocast or contextlib.nullcontext)
-            return samples, frames
+            totals, _ = train_step(forward, optimizer, params, batches, len(groups), 0.3, 1.0,
+                                   autocast or contextlib.nullcontext)
+            return totals.samples, totals.frames
     else:
         from training import upstream
 

@@ -29,35 +29,7 @@ from training.failures import BadInput, DiskFull, UsageError, failure, is_disk_f
 from training.hooks import TestHooks
 from training.hyper import resolve, resolve_judging
 from training.runlog import RunLog
-
-# ------------------------------------------------------------------------------------------ a step
-
-def train_step(module, optimizer, params, batches, n_batches: int, sub_talker_weight: float, clip: float,
-               autocast=contextlib.nullcontext, no_sync=None):
-    """Forward and backward over `n_batches` micro-batches (each loss divided by their number), clip the
-    gradient norm, update. Shared by the trainer and bench/train_throughput.py. Returns this process's
-    (layer sums [16], layer counts [16], samples, frames, gradient norm before clipping)."""
-    import torch
-
-    from training.forward import objective
-
-    sums = counts = None
-    samples = frames = 0
-    for i, batch in enumerate(batches):
-        # With several processes, gradients are averaged across them only on the step's last micro-batch.
-        with (no_sync() if no_sync is not None and i < n_batches - 1 else contextlib.nullcontext()):
-            with autocast():
-                out = module(batch)
-            (objective(out.layer_means(), sub_talker_weight) / n_batches).backward()
-        sums = out.layer_sums.detach() if sums is None else sums + out.layer_sums.detach()
-        counts = out.layer_counts.detach() if counts is None else counts + out.layer_counts.detach()
-        samples += batch.samples
-        frames += batch.tokens
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return sums.double().cpu(), counts.double().cpu(), samples, frames, float(grad_norm)
-
+from training.step import StepTotals, train_step
 
 # --------------------------------------------------------------------------------------- the trainer
 
@@ -92,9 +64,9 @@ def check_base(base: Path) -> dict:
     for need in ("model.safetensors", "speech_tokenizer/config.json"):
         if not (base / need).is_file():
             raise BadInput(f"{base} lacks {need}")
-    groups = cfg.get("talker_config", {}).get("num_code_groups", 16)
-    if groups != 16:
-        raise BadInput(f"{base} predicts {groups} codebooks per frame; this trainer handles the 16 of the 12 Hz codec")
+    groups = cfg.get("talker_config", {}).get("num_code_groups", rf.NUM_LAYERS)
+    if groups != rf.NUM_LAYERS:
+        raise BadInput(f"{base} predicts {groups} codebooks per frame; this trainer handles the {rf.NUM_LAYERS} of the 12 Hz codec")
     return cfg
 
 
@@ -288,11 +260,11 @@ class Trainer:
     def optimizer_step(self, group: list[list[int]]):
         """One optimizer step over the micro-batches in `group` (see `train_step`), then the LR schedule."""
         lr = self.optimizer.param_groups[0]["lr"]
-        result = train_step(self.ddp or self.forward_module, self.optimizer, self.trainable,
+        totals, grad_norm = train_step(self.ddp or self.forward_module, self.optimizer, self.trainable,
                             (self.collate(indices) for indices in group), len(group), self.hyper.sub_talker_weight,
                             self.hyper.clip, self.autocast, no_sync=self.ddp.no_sync if self.ddp else None)
         self.scheduler.step()
-        return (*result, lr)
+        return totals, grad_norm, lr
 
     def evaluate(self) -> dict | None:
         """Validation objective, layer sum and per-layer losses over the held-out clips (token-weighted)."""
@@ -304,19 +276,20 @@ class Trainer:
             return None
         h = self.hyper
         mine = self.val_idx[self.dist.rank::self.dist.world]
-        totals = torch.zeros(33, dtype=torch.float64)
+        totals = StepTotals.zero()
         self.model.eval()
         with torch.no_grad(), self.autocast():
             for i in range(0, len(mine), h.batch_size):
-                out = self.forward_module(self.collate(mine[i:i + h.batch_size]))
-                totals[:16] += out.layer_sums.double().cpu()
-                totals[16:32] += out.layer_counts.double().cpu()
-                totals[32] += len(mine[i:i + h.batch_size])
+                chunk = mine[i:i + h.batch_size]
+                out = self.forward_module(self.collate(chunk))
+                totals.layer_sums += out.layer_sums.double().cpu()
+                totals.layer_counts += out.layer_counts.double().cpu()
+                totals.samples += len(chunk)
         self.model.train()
-        self.dist.all_sum(totals)
-        layers = totals[:16] / totals[16:32].clamp(min=1)
+        totals, _ = totals.summed(self.dist)
+        layers = totals.layer_losses()
         return dict(objective=float(objective(layers, h.sub_talker_weight)), layer_sum=float(layers.sum()),
-                    layers=[float(x) for x in layers], samples=int(totals[32]))
+                    layers=[float(x) for x in layers], samples=totals.samples)
 
     def memory_bytes(self) -> int:
         import torch
@@ -513,11 +486,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
 
-    def agree_to_stop(self, totals) -> bool:
-        """All processes stop at the same step: the stop flag travels with the step's metrics."""
-        totals[-1] = 1.0 if self.stop_requested else 0.0
-        self.dist.all_sum(totals)
-        return bool(totals[-1] > 0)
+    def agree_to_stop(self, totals: StepTotals | None = None) -> tuple[StepTotals, bool]:
+        """All processes stop at the same step: the stop flag travels with the step's totals, summed over all."""
+        return (totals if totals is not None else StepTotals.zero()).summed(self.dist, self.stop_requested)
 
     def announce_stop(self) -> None:
         if self.stop_requested and not self.stop_announced:
@@ -561,7 +532,6 @@ class Trainer:
         if self.best_epoch is not None and self.bad_epochs >= h.patience > 0 and start_micro == 0:
             return self.finish("early stopping had already ended this run")
         self.model.train()
-        totals = torch.zeros(35, dtype=torch.float64)
         for epoch in range(start_epoch, h.epochs + 1):
             batches = rank_batches(epoch_order(self.train_idx, h.seed, epoch), h.batch_size, self.dist.rank, self.dist.world)
             micro = start_micro if epoch == start_epoch else 0
@@ -572,14 +542,12 @@ class Trainer:
                     return self.stopped(epoch, micro, save=False)  # nothing new since the last resume point
                 started = time.perf_counter()
                 group = batches[micro:micro + h.grad_accum]
-                sums, counts, samples, frames, grad_norm, lr = self.optimizer_step(group)
+                totals, grad_norm, lr = self.optimizer_step(group)
                 micro += len(group)
                 self.step += 1
                 since_resume_point += 1
-                totals.zero_()
-                totals[:16], totals[16:32], totals[32], totals[33] = sums, counts, samples, frames
                 self.announce_stop()
-                stop = self.agree_to_stop(totals)
+                totals, stop = self.agree_to_stop(totals)
                 elapsed = time.perf_counter() - started
                 self.record_step(epoch, micro, len(batches), totals, grad_norm, lr, elapsed)
                 if self.hooks is not None:
@@ -600,15 +568,15 @@ class Trainer:
                     return self.stopped(epoch, micro, save=True)
             if self.end_of_epoch(epoch):
                 return self.finish(f"early stopping: no better validation for {h.patience} epochs", early=True)
-            if epoch < h.epochs and self.agree_to_stop(totals.zero_()):
+            if epoch < h.epochs and self.agree_to_stop()[1]:
                 return self.stopped(epoch + 1, 0, save=False)  # the epoch's end saved a resume point
         return self.finish("all epochs done")
 
-    def record_step(self, epoch, micro, n_micro, totals, grad_norm, lr, elapsed) -> None:
+    def record_step(self, epoch, micro, n_micro, totals: StepTotals, grad_norm, lr, elapsed) -> None:
         from training.forward import objective
 
         h = self.hyper
-        layers = totals[:16] / totals[16:32].clamp(min=1)
+        layers = totals.layer_losses()
         obj = float(objective(layers, h.sub_talker_weight))
         if not math.isfinite(obj):
             raise RuntimeError(f"the loss is {obj} at step {self.step}: lower --lr")
@@ -616,9 +584,9 @@ class Trainer:
         epoch_step = math.ceil(micro / h.grad_accum)
         rec = rf.record("step", epoch=epoch, step=self.step, epoch_step=epoch_step, epoch_steps=epoch_steps,
                         objective=obj, layer_sum=float(layers.sum()), layers=[float(x) for x in layers], lr=lr,
-                        grad_norm=grad_norm, samples_per_s=float(totals[32]) / elapsed,
-                        tokens_per_s=float(totals[33]) / elapsed, memory_bytes=self.memory_bytes(),
-                        samples=int(totals[32]), tokens=int(totals[33]), seconds=round(elapsed, 4))
+                        grad_norm=grad_norm, samples_per_s=totals.samples / elapsed,
+                        tokens_per_s=totals.frames / elapsed, memory_bytes=self.memory_bytes(),
+                        samples=totals.samples, tokens=totals.frames, seconds=round(elapsed, 4))
         if not self.dist.is_main:
             return
         self.append(rec)
