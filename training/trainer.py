@@ -24,6 +24,7 @@ import numpy as np
 import contract
 from contract import exits, runfolder as rf
 from contract.audio import FRAME_RATE, SAMPLE_RATE
+from training.after_save import quality_stop, queue_scoring, retain
 from training.dist import Dist
 from training.failures import BadInput, DiskFull, UsageError, failure, is_disk_full
 from training.hooks import TestHooks
@@ -80,7 +81,7 @@ class Trainer:
         self.hooks = TestHooks.from_env(self.run_dir)
         self.step = 0
         self.saves = 0  # checkpoints written by this process
-        self.quality_stop: str | None = None  # why the scores stopped the run (check_quality)
+        self.quality_stop: str | None = None  # why the scores stopped the run (after_save.quality_stop)
         self.last_state_write = 0.0
         self.own_best: dict | None = None  # the run's own [best] rule for run.json (resolve_judging)
         self.score_device = "cpu"          # where its scorer generates (resolve_judging)
@@ -372,66 +373,18 @@ class Trainer:
         self.event("checkpoint", f"saved {name} ({written / 1e6:.1f} MB in {seconds:.1f} s)",
                    path=name, epoch=epoch, step=self.step, bytes=written, seconds=round(seconds, 3))
         self.log.info(f"checkpoint {name} saved ({written / 1e6:.1f} MB, {seconds:.1f} s)")
+        self.after_save(name)
+
+    def after_save(self, name: str) -> None:
+        """The run's after-save policy (training/after_save.py): queue the checkpoint for scoring, stop once
+        the scores have stopped improving, prune by the run's retention."""
         if self.hyper.score:
-            self.queue_scoring(name)
-        self.check_quality()
-        self.retain(name)
-
-    def retain(self, saved: str) -> None:
-        """Prune by the run's retention policy, if it has one. Checkpoints waiting to be scored stay."""
-        h = self.hyper
-        if not (h.keep_best or h.keep_last or h.disk_budget):
-            return
-        from contract import retention, scores
-        from contract.configfile import ConfigError
-        from contract.units import parse_size
-
-        try:
-            rule, _source = scores.rule_for(self.run_dir)  # the run's own where it has one
-        except ConfigError as exc:
-            self.log.info(f"retention skipped: {exc}")
-            return
-        policy = retention.Policy(h.keep_best, h.keep_last, parse_size(h.disk_budget) if h.disk_budget else None)
-        done = retention.enforce(self.run_dir, policy, rule, protect={saved: "just saved"})
-        if done is None:
-            return
-        self.append(done.event())
-        self.log.info(f"retention: {done.describe()}")
-
-    def check_quality(self) -> None:
-        """Quality-aware stopping: ask for a normal stop (a resume point, status stopped) once the best score
-        has not improved for `stop_unimproved` scored checkpoints. The reason goes to state.json."""
-        if not self.hyper.stop_unimproved or self.stop_requested:
-            return
-        from contract import scores
-        from contract.configfile import ConfigError
-
-        try:
-            rule, _source = scores.rule_for(self.run_dir)  # the run's own where it has one
-        except ConfigError as exc:  # as retention does: one run, one rule, or none
-            self.log.info(f"quality stop skipped: {exc}")
-            return
-        rows = scores.checkpoint_rows(self.run_dir, pruned=True)  # pruned ones too: their scores still count
-        baseline = (scores.read_row(self.run_dir, "baseline") or {}).get("means")
-        since, best, scored = scores.unimproved(rows, baseline, rule)
-        if best is not None and since >= self.hyper.stop_unimproved:
-            self.quality_stop = (f"the best score has not improved for {since} scored checkpoints (best {best}, "
-                                 f"{rule.describe()}; --stop-unimproved {self.hyper.stop_unimproved})")
-            self.log.info(f"stopping: {self.quality_stop}")
-            self.stop_requested = True
-
-    def queue_scoring(self, name: str) -> None:
-        """Queue the checkpoint in scoring.json and start the run's scorer (`python -m inference.scoring
-        queue`, niced, in its own session so a Stop of the run does not cut a score short), unless the run's
-        scorer is at work: then the checkpoint only waits in its queue (contract/scorers.py)."""
-        from contract import scores
-
-        with self.run_lock():
-            scores.set_state(self.run_dir, name, scores.QUEUED)
-        try:
-            scores.start_scorer(self.run_dir, python=sys.executable, device=self.score_device)
-        except OSError as exc:  # training goes on; the checkpoint stays queued for `milo-train eval`
-            self.log.info(f"could not start the scorer for {name}: {exc}")
+            queue_scoring(self.run_dir, name, self.score_device, self.log, self.run_lock)
+        if self.hyper.stop_unimproved and not self.stop_requested:
+            reason = quality_stop(self.run_dir, self.hyper.stop_unimproved, self.log)
+            if reason is not None:
+                self.quality_stop, self.stop_requested = reason, True
+        retain(self.run_dir, self.hyper, name, self.log, self.append)
 
     def save_resume_point(self, epoch: int, micro: int) -> None:
         """Every process takes part (RNG states are gathered); rank 0 writes."""

@@ -103,6 +103,7 @@ import os, signal, sys, types
 from pathlib import Path
 from contract import runfolder as rf, scores
 from training.runlog import RunLog
+from training.after_save import queue_scoring
 from training.dist import Dist
 from training.trainer import Trainer
 run = Path(sys.argv[1])
@@ -116,7 +117,7 @@ def write_after_a_stop(path, doc):  # the operator's Stop lands while scoring.js
     os.kill(os.getpid(), signal.SIGTERM)
     write(path, doc)
 scores.write_json_atomic = write_after_a_stop
-trainer.queue_scoring("epoch-0001")
+queue_scoring(trainer.run_dir, "epoch-0001", trainer.score_device, trainer.log, trainer.run_lock)
 print("queued", trainer.stop_requested, rf.read_json(run / "state.json")["status"], flush=True)
 trainer.state(status="stopping")  # what the loop does after the step when the handler could not
 '''
