@@ -1,9 +1,10 @@
 """`milo-train run`: the training loop, validation, early stopping, checkpoints, resume points and stops.
 
-One code path for one process and for many: under `torchrun` or `accelerate launch` (RANK, WORLD_SIZE,
-LOCAL_RANK in the environment) every process trains on its own shard and gradients are averaged by
-DistributedDataParallel; only rank 0 writes files. Everything written follows docs/run-folder.md, through
-contract.runfolder. docs/training.md explains the choices.
+One code path for one process and for many (training/dist.py): every process trains on its own shard and
+gradients are averaged by DistributedDataParallel; only rank 0 writes files, as docs/run-folder.md says,
+through contract.runfolder. The settings come from training/hyper.py, a step from training/step.py, what
+follows each save from training/after_save.py, and how a failure ends from training/failures.py.
+docs/training.md explains the choices.
 """
 from __future__ import annotations
 
@@ -31,8 +32,6 @@ from training.hooks import TestHooks
 from training.hyper import resolve, resolve_judging
 from training.runlog import RunLog
 from training.step import StepTotals, train_step
-
-# --------------------------------------------------------------------------------------- the trainer
 
 def _base_dtype(base: Path):
     """The dtype the base model's weights are stored in (checkpoints are saved in it by default)."""
@@ -120,9 +119,10 @@ class Trainer:
         self.took_over = True
 
     def load(self) -> None:
+        """The data, the model, the speaker embedding and the optimizer. Bad input is found before torch is
+        imported: the answer comes in a fraction of a second."""
         from training.data import DataError, read_jsonl, split_indices
 
-        # Bad input is found before torch is imported: the answer comes in a fraction of a second.
         h = self.hyper
         self.base_config = check_base(self.base)
         try:
@@ -134,20 +134,51 @@ class Trainer:
 
         import torch
 
-        from inference.qwen import import_qwen_tts
-        from training.forward import AlignedForward, Layout, text_token_ids
+        from training.forward import AlignedForward, text_token_ids
 
-        want = self.args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if want.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise UsageError("--device cuda, but no CUDA device is visible")
-            self.device = torch.device("cuda", self.dist.local_rank if want == "cuda" else torch.device(want).index)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
+        self.device = self.pick_device()
         self.dist.init(self.device.type)
         self.use_autocast = h.autocast and self.device.type == "cuda"
+        self.load_model()
+        self.train_idx, self.val_idx = split_indices(len(self.examples), h.val_fraction, h.seed)
+        if not self.train_idx:
+            raise BadInput(f"{self.data}: no clips left to train on")
+        self.items = [(text_token_ids(self.processor, ex.text), torch.from_numpy(ex.codes.astype(np.int64)))
+                      for ex in self.examples]
+        self.resume_path = None
+        if self.args.resume:
+            from training.resume import find_resume_point
 
+            self.resume_path = find_resume_point(self.run_dir)
+        if self.resume_path is not None:
+            training_state = torch.load(self.resume_path / "training.pt", map_location="cpu", weights_only=False)
+            self.speaker_embedding = training_state["speaker_embedding"]
+        else:
+            self.speaker_embedding = self.compute_speaker_embedding()
+        self.forward_module = AlignedForward(self.model, self.speaker_embedding).to(self.device)
+        self.build_optimizer()
+
+    def pick_device(self):
+        """--device, else this rank's CUDA device where there is one, else the CPU."""
+        import torch
+
+        want = self.args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if not want.startswith("cuda"):
+            return torch.device("cpu")
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda, but no CUDA device is visible")
+        device = torch.device("cuda", self.dist.local_rank if want == "cuda" else torch.device(want).index)
+        torch.cuda.set_device(device)
+        return device
+
+    def load_model(self) -> None:
+        """The base model in fp32 master weights, made ready to train, and its prompt layout."""
+        import torch
+
+        from inference.qwen import import_qwen_tts
+        from training.forward import Layout
+
+        h = self.hyper
         qwen_tts = import_qwen_tts()
         self.log.info(f"loading {self.base} (fp32 weights, attention {h.attn}) on {self.device}")
         try:
@@ -159,8 +190,8 @@ class Trainer:
             raise
         self.model, self.processor = tts.model.to(self.device), tts.processor
         if self.device.type == "cpu":
-            # A small model's matrices are too small for several threads to pay off, and OpenMP threads that
-            # share cores with other processes spin: measured here, 2 threads made the tiny model 75x slower.
+            # One thread for a small model: its matrices are too small to share, and OpenMP threads that share
+            # cores with other processes spin (docs/training.md).
             small = self.model.config.talker_config.hidden_size <= 256
             torch.set_num_threads(self.args.threads or (1 if small else torch.get_num_threads()))
         self.model.speech_tokenizer = None  # codes are precomputed; the codec is not needed to train
@@ -173,44 +204,32 @@ class Trainer:
         except ValueError as exc:
             raise UsageError(f"--language: {exc}") from None
 
-        self.train_idx, self.val_idx = split_indices(len(self.examples), h.val_fraction, h.seed)
-        if not self.train_idx:
-            raise BadInput(f"{self.data}: no clips left to train on")
-        self.items = [(text_token_ids(self.processor, ex.text), torch.from_numpy(ex.codes.astype(np.int64)))
-                      for ex in self.examples]
-        self.resume_path = None
-        if self.args.resume:
-            from training.resume import find_resume_point
+    def build_optimizer(self) -> None:
+        """AdamW over the trainable weights (not the speaker encoder), the LR schedule, and with several
+        processes the DistributedDataParallel wrapper that averages their gradients."""
+        import torch
 
-            self.resume_path = find_resume_point(self.run_dir)
-        self.speaker_embedding = None
-        if self.resume_path is not None:
-            training_state = torch.load(self.resume_path / "training.pt", map_location="cpu", weights_only=False)
-            self.speaker_embedding = training_state["speaker_embedding"]
-        else:
-            self.speaker_embedding = self.compute_speaker_embedding()
-        self.forward_module = AlignedForward(self.model, self.speaker_embedding).to(self.device)
+        from training.data import steps_per_epoch
+
+        h = self.hyper
         self.trainable = [p for n, p in self.model.named_parameters()
                           if p.requires_grad and not n.startswith("speaker_encoder.")]
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizer = torch.optim.AdamW(self.trainable, lr=h.lr, weight_decay=h.weight_decay, **fused)
-        from training.data import steps_per_epoch
-
         self.steps_per_epoch = steps_per_epoch(len(self.train_idx), h.batch_size, h.grad_accum, self.dist.world)
         self.total_steps = self.steps_per_epoch * h.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        self.ddp = None
         if self.dist.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
             import warnings
+
+            from torch.nn.parallel import DistributedDataParallel
 
             with warnings.catch_warnings():  # newer torch renames broadcast_buffers; the old name works in both
                 warnings.simplefilter("ignore", FutureWarning)
                 self.ddp = DistributedDataParallel(
                     self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                     broadcast_buffers=False)
-        else:
-            self.ddp = None
 
     def lr_factor(self, step: int) -> float:
         h = self.hyper
