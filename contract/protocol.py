@@ -7,6 +7,7 @@ member compares equal to the string read back from JSON and is written as that s
 """
 from __future__ import annotations
 
+import random
 from enum import Enum
 
 PROTOCOL = 1  # the worker protocol's version, sent in `ready`
@@ -82,3 +83,8 @@ OUTPUT_TARGETS = ("local", "laptop", "none")
 # lets the engine choose.
 PATH_AUTO, PATH_FAST, PATH_LEAN = "auto", "fast", "lean"
 ENGINE_PATHS = (PATH_AUTO, PATH_FAST, PATH_LEAN)
+
+
+def new_seed() -> int:
+    """A seed for a say command that gives none: 31 bits, which every torch generator and numpy accept."""
+    return random.randrange(2**31)

@@ -8,7 +8,6 @@ made. `speak` is the whole of it in one call.
 """
 from __future__ import annotations
 
-import random
 import threading
 from pathlib import Path
 from typing import Callable
@@ -16,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from contract.audio import SAMPLE_RATE
+from contract.protocol import new_seed
 from contract.samples import append_sample, save_sample, write_wav
 from contract.text import split_sentences
 from inference.budget import expected_audio_s
@@ -38,7 +38,7 @@ class Audition:
         self.engine, self.loaded = engine, engine.loaded
         self.sampling = engine.sampling(**(sampling or {}))
         self.speaker = engine.speaker_for(speaker)
-        self.seed = int(seed) if seed is not None else random.randrange(2**31)
+        self.seed = int(seed) if seed is not None else new_seed()
         self.text, self.language, self.budget, self.source = text, language, bool(budget), source
         self.timings = Timings(load_s=load_s)
         self.chunks: list[np.ndarray] = []

@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
+from contract.errors import one_line
 from contract.protocol import ENGINE_PATHS, OUTPUT_TARGETS, PROTOCOL, QUEUED, Cmd, Event
 
 
@@ -31,11 +32,6 @@ def protect_stdout() -> TextIO:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return os.fdopen(proto_fd, "w", buffering=1, encoding="utf-8")
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or exc.__class__.__name__
 
 
 class Worker:
@@ -153,7 +149,7 @@ class Worker:
                 getattr(self, f"_do_{cmd['cmd']}")(cmd)
             except Exception as exc:  # one job failing never ends the worker
                 traceback.print_exc(file=sys.stderr)
-                self.error(cmd.get("id"), f"{cmd['cmd']} failed: {exc.__class__.__name__}: {one_line(exc)}")
+                self.error(cmd.get("id"), f"{cmd['cmd']} failed: {one_line(exc)}")
             finally:
                 self.current = None
 
@@ -346,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.start()
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
-        worker.emit(Event.FATAL, message=f"the audition worker cannot start: {exc.__class__.__name__}: {one_line(exc)}")
+        worker.emit(Event.FATAL, message=f"the audition worker cannot start: {one_line(exc)}")
         return 1
     return worker.serve(sys.stdin)
 

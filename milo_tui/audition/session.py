@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from contract.configfile import ConfigError
-from contract.protocol import OUTPUT_TARGETS as TARGETS, Cmd, Event, Playback
+from contract.protocol import OUTPUT_TARGETS as TARGETS, Cmd, Event, Playback, new_seed
 from contract.runfolder import list_checkpoints
 from contract.samples import Sample, append_preference, append_rating, fold, read_samples
 from contract.scores import BEST, NoBest, best_checkpoint, resolve_checkpoint
@@ -184,7 +184,7 @@ class AuditionSession:
         return self.say(f"output: {OUTPUT_NAMES[self.output]}...")
 
     def toggle_fixed_seed(self) -> None:
-        self.fixed_seed = None if self.fixed_seed is not None else (self.last_seed or random.randrange(2**31))
+        self.fixed_seed = None if self.fixed_seed is not None else (self.last_seed or new_seed())
 
     # ---- what the screen draws -------------------------------------------------------------------
     def info(self) -> str:
@@ -228,7 +228,7 @@ class AuditionSession:
 
     # ---- speaking, replaying, judging ------------------------------------------------------------
     def _seed(self) -> int:
-        return self.fixed_seed if self.fixed_seed is not None else random.randrange(2**31)
+        return self.fixed_seed if self.fixed_seed is not None else new_seed()
 
     def speak(self, text: str) -> Status:
         try:
