@@ -21,7 +21,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.worker import get_current_worker
 
+from contract.runfolder import CRASHED, EXTERNAL, FINISHED, KILLED, NUM_LAYERS, STOPPED
 from milo_tui.config import Settings
+from milo_tui.keys import WhyNot
 from milo_tui.telemetry.history import TelemetryHistory
 
 if TYPE_CHECKING:  # the sources' modules are imported once the first frame is up (on_ready)
@@ -34,10 +36,6 @@ if TYPE_CHECKING:  # the sources' modules are imported once the first frame is u
     from milo_tui.supervisor import RunRequest, Supervisor
     from milo_tui.telemetry.source import TelemetrySource
     from milo_tui.watcher import RunWatcher
-
-# state.json statuses, as in contract.runfolder (not imported before the first frame)
-CRASHED, FINISHED, STOPPED, UNREADABLE, EXTERNAL, KILLED = (
-    "crashed", "finished", "stopped", "unreadable", "external", "killed")
 
 DRAW_HZ = 2  # redraws per second at most, and only of what changed
 PARTS = ("runs", "chart", "log", "telemetry", "checkpoints", "trend")
@@ -52,7 +50,7 @@ def locale_is_utf8(environ=os.environ) -> bool:
     return False  # no locale set: the C locale, ASCII
 
 
-class MiloApp(App):
+class MiloApp(WhyNot, App):
     CSS_PATH = Path(__file__).parent / "milo.tcss"  # absolute: subclasses (bench, tests) live elsewhere
     TITLE = "milo-tui"
     BINDINGS = [
@@ -204,6 +202,8 @@ class MiloApp(App):
     # ------------------------------------------------------------------ handlers: the state changes here
 
     def on_runs_scanned(self, message: RunsScanned) -> None:
+        from milo_tui.runs import UNREADABLE
+
         self.runs = {r.path: r for r in message.runs}
         for r in message.runs:
             if r.status == UNREADABLE and r.path not in self._warned:
@@ -321,10 +321,6 @@ class MiloApp(App):
         self.log_lines.clear()
         self.watcher.follow(run_dir)
         self.mark_dirty()
-
-    def check_action(self, action: str, parameters) -> bool | None:
-        """Dim (None) what cannot act now: its key then says why (RunsScreen.on_key)."""
-        return None if self.why_not(action) else True
 
     def why_not(self, action: str) -> str | None:
         """Why an action cannot be done now (its key is dimmed and says this), or None."""
@@ -652,9 +648,9 @@ class MiloApp(App):
         if clear:
             self.overlay = None
         elif self.overlay is None:
-            self.overlay = 0 if delta > 0 else 15
+            self.overlay = 0 if delta > 0 else NUM_LAYERS - 1
         else:
-            self.overlay = (self.overlay + delta) % 16
+            self.overlay = (self.overlay + delta) % NUM_LAYERS
         self.mark_dirty("chart")
 
     def set_overlay(self, layer: int | None) -> None:
@@ -707,7 +703,7 @@ class MiloApp(App):
                 yield SystemCommand(binding.description, binding.tooltip or binding.description,
                                     partial(self.run_action, binding.action, node))
         if screen.query("#chart"):
-            for layer in range(16):
+            for layer in range(NUM_LAYERS):
                 yield SystemCommand(f"Overlay layer {layer}", f"Draw codebook layer {layer}'s loss on the chart",
                                     partial(self.set_overlay, layer), discover=False)
 

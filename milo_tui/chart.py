@@ -9,6 +9,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 from rich.text import Text
 
+from contract.runfolder import NUM_LAYERS
 
 
 class ChartColours(NamedTuple):
@@ -241,7 +242,7 @@ def sparkline(values: Sequence[float], width: int, ascii: bool = False, lo: floa
 
 
 def layer_rows(points, width: int, height: int, *, overlay: int | None = None, ascii: bool = False,
-               layers: int = 16, colours: ChartColours = PLAIN) -> list[Text]:
+               layers: int = NUM_LAYERS, colours: ChartColours = PLAIN) -> list[Text]:
     """Small multiples: one labelled sparkline per layer with its latest value, in as many columns as
     the height needs (16 rows; 2 columns of 8; 4 of 4 ...)."""
     cols = math.ceil(layers / max(1, min(layers, height)))

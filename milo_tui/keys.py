@@ -11,14 +11,18 @@ def action_name(action: str) -> str:
     return action.split("(")[0].rsplit(".", 1)[-1]
 
 
-class ExplainDisabled:
-    """Mixin for screens: a key whose action is dimmed says why in one line instead of doing nothing."""
+class WhyNot:
+    """Mixin for the app and its screens: an action is dimmed (None) exactly when why_not gives a reason."""
 
     def why_not(self, action: str) -> str | None:
         return None
 
     def check_action(self, action: str, parameters) -> bool | None:
         return None if self.why_not(action) else True
+
+
+class ExplainDisabled(WhyNot):
+    """Mixin for screens: a key whose action is dimmed says why in one line instead of doing nothing."""
 
     def on_key(self, event) -> None:
         active = self.active_bindings.get(event.key)  # the keymap from config.toml applied
