@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections import deque
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -25,6 +24,7 @@ from contract.runfolder import CRASHED, FINISHED, KILLED, NUM_LAYERS, STOPPED
 from milo_tui.config import Settings
 from milo_tui.checkpoint_ops import CheckpointOps
 from milo_tui.keys import WhyNot
+from milo_tui.palette import ActionCommands
 from milo_tui.run_control import RunControl
 from milo_tui.telemetry.history import TelemetryHistory
 
@@ -55,6 +55,7 @@ def locale_is_utf8(environ=os.environ) -> bool:
 class MiloApp(RunControl, CheckpointOps, WhyNot, App):
     CSS_PATH = Path(__file__).parent / "milo.tcss"  # absolute: subclasses (bench, tests) live elsewhere
     TITLE = "milo-tui"
+    COMMANDS = App.COMMANDS | {ActionCommands}  # every key's action (milo_tui/palette.py)
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit", tooltip="Quit the dashboard; runs keep going"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c",
@@ -416,33 +417,13 @@ class MiloApp(RunControl, CheckpointOps, WhyNot, App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
-    # ------------------------------------------------------------------ command palette: every action
+    # ------------------------------------------------------------------ command palette
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
-        from milo_tui.keys import why_not
-
+        """Textual's own commands but Keys and Quit: those are bindings, listed by ActionCommands."""
         for command in super().get_system_commands(screen):
             if command.title not in ("Keys", "Quit"):
                 yield command
-        seen = set()
-        for node in (screen, self):
-            for binding in getattr(node, "BINDINGS", ()):
-                if not isinstance(binding, Binding) or not binding.id or binding.id == "quit_ctrl_c":
-                    continue
-                if (binding.action, binding.description) in seen:
-                    continue  # one entry per action (esc, c and q all go back)
-                seen.add((binding.action, binding.description))
-                reason = why_not(screen, node, binding.action)
-                if reason:  # listed, saying why, as the footer's dimmed key does when pressed
-                    yield SystemCommand(f"{binding.description} (not now)", reason,
-                                        partial(self.notify, reason, severity="warning", timeout=4))
-                    continue
-                yield SystemCommand(binding.description, binding.tooltip or binding.description,
-                                    partial(self.run_action, binding.action, node))
-        if screen.query("#chart"):
-            for layer in range(NUM_LAYERS):
-                yield SystemCommand(f"Overlay layer {layer}", f"Draw codebook layer {layer}'s loss on the chart",
-                                    partial(self.set_overlay, layer), discover=False)
 
 
 def binding_classes() -> tuple:

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from milo_tui.messages import AuditionRequested
+from milo_tui.palette import action_commands
 from contract.runfolder import append_records, write_json_atomic
 from tests.dashboard.conftest import latest_step, make_app, screen_text, step_records, wait_for, write_run
 
@@ -53,13 +54,30 @@ async def test_palette_offers_the_possible_actions(three_runs):
     app = make_app(three_runs)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.selected is not None and app.selected.name == "alpha")
-        titles = [c.title for c in app.get_system_commands(app.screen)]
+        titles = [c.title for c in action_commands(app, app.screen)]
         for title in ("New run", "Stop", "Kill", "Checkpoints", "Smooth", "Next layer", "Overlay layer 7", "Quit", "Keys"):
             assert title in titles, title
         assert "Resume" not in titles  # alpha is running
         app.select_run(three_runs / "bravo")
-        titles = [c.title for c in app.get_system_commands(app.screen)]
+        titles = [c.title for c in action_commands(app, app.screen)]
         assert "Stop" not in titles and "Kill" not in titles
+
+
+async def test_the_palette_finds_an_action_and_runs_it(three_runs):
+    """ctrl+p, a few letters, Enter: the palette's ActionCommands provider finds the action and runs it."""
+    from textual.command import CommandPalette
+
+    from milo_tui.screens.checkpoints import CheckpointsScreen
+
+    app = make_app(three_runs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.selected is not None)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+        await pilot.press(*"checkpo")
+        await wait_for(pilot, lambda: "Checkpoints" in screen_text(app), what="the Checkpoints entry")
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="the checkpoints view")
 
 
 async def test_chart_keys_overlay_and_smoothing(three_runs):

@@ -3,6 +3,7 @@
 Screenshot saves a file."""
 from __future__ import annotations
 
+from milo_tui.palette import action_commands
 from milo_tui.screens.checkpoints import CheckpointsScreen
 from milo_tui.screens.help import HelpScreen
 from tests.dashboard.conftest import make_app, screen_text, wait_for
@@ -38,7 +39,7 @@ async def test_the_keys_list_and_the_palette_say_why_an_action_cannot_act(three_
         stop = next(line for line in screen_text(app).splitlines() if "Stop (not now)" in line)
         assert "bravo is not running (it is finished)" in stop, stop
         await pilot.press("escape")
-        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands = {c.title: c for c in action_commands(app, app.screen)}
         assert "Stop (not now)" in commands and commands["Stop (not now)"].help == "bravo is not running (it is finished)"
         assert "Checkpoints" in commands and "Checkpoints (not now)" not in commands
         commands["Stop (not now)"].callback()  # choosing it says why, as the key does
