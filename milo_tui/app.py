@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from rich.markup import escape
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from contract.runfolder import CRASHED, FINISHED, KILLED, NUM_LAYERS, STOPPED
-from milo_tui.config import Settings
 from milo_tui.checkpoint_ops import CheckpointOps
+from milo_tui.config import Settings
 from milo_tui.keys import WhyNot
 from milo_tui.palette import ActionCommands
 from milo_tui.run_control import RunControl
@@ -30,8 +30,8 @@ from milo_tui.telemetry.history import TelemetryHistory
 
 if TYPE_CHECKING:  # the sources' modules are imported once the first frame is up (on_ready)
     from milo_tui.messages import (
-        AuditionRequested, CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunLaunched, RunsScanned,
-        TelemetrySampled,
+        AuditionRequested, CheckpointsScanned, LaunchFailed, LogRead, MetricsRead, OperationFailed, RunEnded,
+        RunLaunched, RunsScanned, TelemetrySampled,
     )
     from milo_tui.metrics import RunMetrics
     from milo_tui.runs import RunJudgement, RunSummary
@@ -293,6 +293,21 @@ class MiloApp(RunControl, CheckpointOps, WhyNot, App):
         else:
             self.get_screen("audition").retarget(message.run_dir, message.checkpoint)
         self.push_screen("audition")
+
+    # ------------------------------------------------------------------ workers that failed
+
+    def on_operation_failed(self, message: OperationFailed) -> None:
+        self.notify(message.error, severity="error", timeout=10)
+        if self.watcher is not None:
+            self.watcher.wake()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of the app that raised, which none means to (each ends with a message), says so in one line:
+        its name and the error, never a traceback."""
+        if event.state == WorkerState.ERROR:
+            from contract.errors import one_line
+
+            self.notify(f"{event.worker.name} failed: {one_line(event.worker.error)}", severity="error", timeout=10)
 
     # ------------------------------------------------------------------ what the screens ask for
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from textual.message import Message
 
@@ -12,6 +13,9 @@ from milo_tui.metrics import MetricsBatch
 from milo_tui.runs import CheckpointRow, RunJudgement, RunSummary
 from milo_tui.supervisor import Ended
 from milo_tui.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from contract.retention import Outcome, Plan
 
 
 @dataclass
@@ -86,3 +90,49 @@ class WorkerEvent(Message):
     """One event line from an audition worker (or its client: crashed, restarted, gave_up), posted from the
     client's reader thread to the screen that owns the worker (the audition and corpus screens)."""
     event: dict
+
+
+# What the app's thread workers for checkpoints and runs end with (milo_tui/checkpoint_ops.py,
+# milo_tui/run_control.py). A worker that raises instead reaches MiloApp.on_worker_state_changed.
+
+@dataclass
+class OperationFailed(Message):
+    """A worker's operation could not be done; `error` says why in one line (nothing was changed unless it says)."""
+    error: str
+
+
+@dataclass
+class ScoringStarted(Message):
+    """These checkpoints are queued in the run's scoring.json and its scorer started."""
+    run_dir: Path
+    names: list[str]
+
+
+@dataclass
+class RunAdopted(Message):
+    """An official-script folder was adopted (contract.adopt); `headline` says what was linked and recorded."""
+    run_dir: Path
+    headline: str
+    has_corpus: bool
+
+
+@dataclass
+class CheckpointsPruned(Message):
+    """The confirmed prune ran (contract.retention.apply_if_unchanged): `done` is what it deleted and kept."""
+    run_dir: Path
+    done: Outcome
+
+
+@dataclass
+class PrunePlanChanged(Message):
+    """Nothing was pruned: the plan shown is no longer the run's; `show(plan)` asks about the new one."""
+    run_dir: Path
+    plan: Plan
+    show: Callable[[Plan], None]
+
+
+@dataclass
+class RunDeleted(Message):
+    """The run's folder is gone; `freed` bytes."""
+    run_dir: Path
+    freed: int

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from contract.runfolder import CRASHED, EXTERNAL, FINISHED
 
 if TYPE_CHECKING:
+    from milo_tui.messages import RunDeleted
     from milo_tui.supervisor import RunRequest
 
 
@@ -164,21 +165,26 @@ class RunControl:
             return
 
         def work() -> None:
-            from contract.units import fmt_bytes
+            from milo_tui.messages import OperationFailed, RunDeleted
 
             try:
                 freed = self.supervisor.delete(r.path, root)
             except (SupervisorError, OSError) as exc:
-                self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+                self.post_message(OperationFailed(str(exc)))
             else:
-                self.call_from_thread(self.notify, f"deleted {r.name}, freed {fmt_bytes(freed)}")
-            self.call_from_thread(self.watcher.wake)
+                self.post_message(RunDeleted(r.path, freed))
 
         def answered(yes: bool) -> None:
             if yes:
                 self.run_worker(work, thread=True, group="delete", name=f"delete {r.name}", exit_on_error=False)
 
         self.push_screen(ConfirmScreen(f"Delete {r.name}?", deletion_detail(r.path)), answered)
+
+    def on_run_deleted(self, message: RunDeleted) -> None:
+        from contract.units import fmt_bytes
+
+        self.notify(f"deleted {message.run_dir.name}, freed {fmt_bytes(message.freed)}")
+        self.watcher.wake()
 
     def action_restart_policy(self) -> None:
         from milo_tui.screens.dialogs import NumberPrompt

@@ -170,6 +170,11 @@ async def settle(pilot) -> None:
         await pilot.pause(0.05)
 
 
+def immutable(path, on: bool) -> bool:
+    """chattr +i (on) or -i: a folder nothing can be written into, root included; False where not supported."""
+    return subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode == 0
+
+
 def screen_text(app) -> str:
     """The screen as plain text (what a terminal would show)."""
     import io

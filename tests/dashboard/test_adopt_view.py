@@ -148,11 +148,11 @@ def test_an_adoption_that_cannot_write_says_so_and_leaves_the_folder_as_it_was(r
 
     import pytest
 
-    from tests.dashboard.test_retention_view import _immutable
+    from tests.dashboard.conftest import immutable
 
     out = _official(runs_root)
     before = sorted(os.listdir(out))
-    if not _immutable(out, True):
+    if not immutable(out, True):
         pytest.skip("chattr +i is not supported on this file system")
     try:
         async def go():
@@ -169,5 +169,5 @@ def test_an_adoption_that_cannot_write_says_so_and_leaves_the_folder_as_it_was(r
 
         asyncio.run(go())
     finally:
-        _immutable(out, False)
+        immutable(out, False)
     assert sorted(os.listdir(out)) == before

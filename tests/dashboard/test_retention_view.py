@@ -11,7 +11,7 @@ from contract import retention
 from contract.units import fmt_bytes
 from contract.retention import Policy
 from contract.runfolder import list_checkpoints
-from tests.dashboard.conftest import make_app, screen_text, settle, wait_for, write_run, write_scores
+from tests.dashboard.conftest import immutable, make_app, screen_text, settle, wait_for, write_run, write_scores
 from tests.dashboard.test_scores_view import open_checkpoints as _open_checkpoints
 
 
@@ -184,12 +184,6 @@ def test_checkpoints_pointing_at_an_official_folder_lists_it(runs_root):
     asyncio.run(go())
 
 
-def _immutable(path, on: bool) -> bool:
-    import subprocess
-
-    return subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode == 0
-
-
 def test_a_prune_that_cannot_write_the_run_folder_says_so_and_deletes_nothing(runs_root):
     """The prune worker's error path: the run folder cannot be written (here: immutable, so even root cannot
     create the prune lock there); one error line on the dashboard, every checkpoint still there."""
@@ -198,7 +192,7 @@ def test_a_prune_that_cannot_write_the_run_folder_says_so_and_deletes_nothing(ru
     run = write_run(runs_root, "voice", 600, status="finished", epochs=4)
     write_scores(run, scored={1: dict(similarity=0.6), 2: dict(similarity=0.9)}, baseline=dict(similarity=0.5, wer=0.2))
     before = [p.name for p in list_checkpoints(run)]
-    if not _immutable(run, True):
+    if not immutable(run, True):
         pytest.skip("chattr +i is not supported on this file system")
     try:
         async def go():
@@ -214,7 +208,7 @@ def test_a_prune_that_cannot_write_the_run_folder_says_so_and_deletes_nothing(ru
 
         asyncio.run(go())
     finally:
-        _immutable(run, False)
+        immutable(run, False)
     assert [p.name for p in list_checkpoints(run)] == before and len(before) > 2
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from contract import scores as sc
 from contract.scores import BestRule
-from tests.dashboard.conftest import make_app, screen_text, settle, wait_for, write_run, write_scores
+from tests.dashboard.conftest import immutable, make_app, screen_text, settle, wait_for, write_run, write_scores
 
 SCORED = {
     1: dict(similarity=0.71, wer=0.31, rate_ratio=0.80),
@@ -198,6 +198,30 @@ def test_the_score_key_starts_the_runs_scorer(runs_root):
             assert screen.why_not("score") is None  # a failed checkpoint can be scored again
 
     asyncio.run(go())
+
+
+def test_a_scoring_queue_write_that_fails_says_so_in_one_line(runs_root):
+    """`e` on a run whose folder cannot be written (immutable: even root cannot write scoring.json there): the
+    score worker fails, and the dashboard says so in one line, the worker's name and the error, no traceback."""
+    run = write_run(runs_root, "voice", 200, status="finished", epochs=2)
+    if not immutable(run, True):
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        async def go():
+            app = make_app(runs_root, poll_s=0.2)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await open_checkpoints(pilot)
+                await pilot.press("e")
+                await wait_for(pilot, lambda: any(n.message.startswith("score voice failed: ") for n in app._notifications),
+                               what="the error line")
+                said = [n.message for n in app._notifications if "failed" in n.message]
+                assert len(said) == 1 and "\n" not in said[0] and "PermissionError" in said[0], said
+                assert not app._exit_renderables and app.is_running
+
+        asyncio.run(go())
+    finally:
+        immutable(run, False)
+    assert sc.states(run) == {}  # nothing queued
 
 
 def test_trend_panel_is_a_view_of_the_compact_layout(scored_run):
