@@ -90,18 +90,15 @@ def _resumed(args, typed: dict, run_json: dict) -> Settings:
 
 def _check(settings: Settings) -> None:
     h = settings.hyper
-    for name, value, low in (("epochs", h.epochs, 1), ("batch-size", h.batch_size, 1), ("grad-accum", h.grad_accum, 1)):
-        if value < low:
-            raise UsageError(f"--{name} must be at least {low}")
+    from contract.defaults import RUN_LIMITS, run_limit_problem
+
+    for key in RUN_LIMITS:  # the same ranges the new-run form checks
+        if key != "restart_limit" and (problem := run_limit_problem(key, getattr(h, key))):
+            raise UsageError(f"--{key.replace('_', '-')} {getattr(h, key)}: {problem}")
     if not 0 <= h.val_fraction < 1:
         raise UsageError("--val-fraction must be in [0, 1)")
-    if h.lr <= 0:
-        raise UsageError("--lr must be positive")
     if not settings.speaker or any(c.isspace() for c in settings.speaker):
         raise UsageError("--speaker must be one word (generate_custom_voice looks it up by name)")
-    for name, value in (("keep-best", h.keep_best), ("keep-last", h.keep_last), ("stop-unimproved", h.stop_unimproved)):
-        if value < 0:
-            raise UsageError(f"--{name} must be 0 (off) or more")
     if h.disk_budget:
         from contract.units import parse_size
 

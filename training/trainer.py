@@ -25,6 +25,8 @@ import numpy as np
 import contract
 from contract import exits, runfolder as rf
 from contract.audio import FRAME_RATE, SAMPLE_RATE
+from contract.checkpoint import BaseModelError, check_base_model
+from contract.units import fmt_bytes
 from training.after_save import quality_stop, queue_scoring, retain
 from training.dist import Dist
 from training.failures import BadInput, DiskFull, UsageError, failure, is_disk_full
@@ -44,30 +46,6 @@ def _base_dtype(base: Path):
         if key != "__metadata__" and meta.get("dtype") in names:
             return names[meta["dtype"]]
     return torch.float32
-
-
-def check_base(base: Path) -> dict:
-    """The base model folder's config, or BadInput saying what is wrong with it."""
-    if not base.is_dir():
-        raise BadInput(f"base model folder not found: {base}")
-    try:
-        cfg = json.loads((base / "config.json").read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{base} is not a model folder (no config.json)") from None
-    except ValueError as exc:
-        raise BadInput(f"{base}/config.json is not valid JSON ({exc})") from None
-    if cfg.get("model_type") != "qwen3_tts":
-        raise BadInput(f"{base} is not a Qwen3-TTS model (model_type {cfg.get('model_type')!r})")
-    if cfg.get("tts_model_type") != "base":
-        raise BadInput(f"{base} is a {cfg.get('tts_model_type')!r} model, not a Base model: fine-tune from "
-                       "Qwen3-TTS-12Hz-1.7B-Base (only a Base model has the speaker encoder)")
-    for need in ("model.safetensors", "speech_tokenizer/config.json"):
-        if not (base / need).is_file():
-            raise BadInput(f"{base} lacks {need}")
-    groups = cfg.get("talker_config", {}).get("num_code_groups", rf.NUM_LAYERS)
-    if groups != rf.NUM_LAYERS:
-        raise BadInput(f"{base} predicts {groups} codebooks per frame; this trainer handles the {rf.NUM_LAYERS} of the 12 Hz codec")
-    return cfg
 
 
 class Trainer:
@@ -124,7 +102,10 @@ class Trainer:
         from training.data import DataError, read_jsonl, split_indices
 
         h = self.hyper
-        self.base_config = check_base(self.base)
+        try:  # the one check of a base model (the new-run form and prepare make it too)
+            self.base_config = check_base_model(self.base)
+        except BaseModelError as exc:
+            raise BadInput(str(exc)) from None
         try:
             self.examples = read_jsonl(self.data)
         except DataError as exc:
@@ -389,9 +370,9 @@ class Trainer:
             raise
         written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.stat().st_nlink == 1)
         seconds = time.monotonic() - started
-        self.event("checkpoint", f"saved {name} ({written / 1e6:.1f} MB in {seconds:.1f} s)",
+        self.event("checkpoint", f"saved {name} ({fmt_bytes(written)} in {seconds:.1f} s)",
                    path=name, epoch=epoch, step=self.step, bytes=written, seconds=round(seconds, 3))
-        self.log.info(f"checkpoint {name} saved ({written / 1e6:.1f} MB, {seconds:.1f} s)")
+        self.log.info(f"checkpoint {name} saved ({fmt_bytes(written)}, {seconds:.1f} s)")
         self.after_save(name)
 
     def after_save(self, name: str) -> None:

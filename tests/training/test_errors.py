@@ -103,7 +103,8 @@ def test_base_folder_must_be_a_base_model(case, tiny_custom_voice, demo_data, tm
     base = tmp_path / "nowhere" if case == "missing" else tiny_custom_voice
     run = tmp_path / "run"
     proc = run_training("--base", str(base), "--data", str(demo_data), "--run", str(run))
-    words = ("base model folder not found",) if case == "missing" else ("'custom_voice' model, not a Base model",)
+    words = ("is not a folder: give the Base model folder",) if case == "missing" else (
+        "is a custom_voice model; fine-tuning starts from a Base model",)
     assert_failed(run, proc, 3, *words)
     assert not (run / "run.json").exists() and not list(run.glob("epoch-*")), "nothing half-made"
 
@@ -229,4 +230,4 @@ def test_bad_input_is_found_before_torch_is_imported(demo_data, tiny_base, tmp_p
     assert proc.returncode == 3, proc.stderr
     imported = {l.rsplit("|", 1)[-1].strip().split(".")[0] for l in proc.stderr.splitlines() if "import time:" in l}
     assert "contract" in imported and "torch" not in imported, sorted(imported)
-    assert ("base model folder not found" if what == "missing base" else "not valid JSON") in proc.stderr
+    assert ("is not a folder" if what == "missing base" else "not valid JSON") in proc.stderr

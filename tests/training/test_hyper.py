@@ -43,8 +43,29 @@ def test_a_resume_keeps_the_run_and_changes_only_what_it_may():
 def test_a_run_json_without_resume_and_a_bad_value_are_refused():
     with pytest.raises(UsageError, match="already holds a run: add --resume"):
         resolve(_args(base="b", data="d"), Path("/runs/x"), _run_json())
-    with pytest.raises(UsageError, match="--batch-size must be at least 1"):
+    with pytest.raises(UsageError, match="--batch-size 0: batch size must be from 1 to 1024"):
         resolve(_args(base="b", data="d", batch_size=0), Path("/runs/x"), None)
+
+
+def test_the_trainer_and_the_form_refuse_the_same_values_with_the_same_line():
+    """RUN_LIMITS beside the defaults: just outside each range both refuse, with the contract's line; at each
+    end both accept."""
+    from contract.defaults import RUN_LIMITS, parse_run_value
+
+    for key, limit in RUN_LIMITS.items():
+        if key == "restart_limit":  # the keeper's, not the trainer's
+            continue
+        step = 1 if limit.kind is int else limit.low / 10
+        for value in (limit.low - step, limit.high + (step if limit.kind is int else limit.high)):
+            value = limit.kind(value)
+            _form_value, form_problem = parse_run_value(key, str(value))
+            assert form_problem, (key, value)
+            with pytest.raises(UsageError) as refused:
+                resolve(_args(base="b", data="d", **{key: value}), Path("/runs/x"), None)
+            assert str(refused.value) == f"--{key.replace('_', '-')} {value}: {form_problem}", (key, value)
+        for value in (limit.low, limit.high):
+            assert parse_run_value(key, str(limit.kind(value)))[1] is None
+            resolve(_args(base="b", data="d", **{key: limit.kind(value)}), Path("/runs/x"), None)
 
 
 def test_settling_the_settings_imports_no_torch():
