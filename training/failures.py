@@ -9,6 +9,7 @@ import traceback
 from typing import NamedTuple
 
 from contract import exits
+from contract.errors import one_line
 
 
 class UsageError(Exception):
@@ -56,5 +57,4 @@ def failure(exc: Exception, batch_size: int | None, longest_s: float, step: int)
         return Failure(exits.OOM, oom_advice(batch_size, longest_s, step) if batch_size is not None else str(exc))
     if is_disk_full(exc):
         return Failure(exits.DISK_FULL, f"disk full: {exc}; free space, then continue with --resume")
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return Failure(exits.ERROR, f"{type(exc).__name__}: {first}".rstrip(": "), traceback.format_exc())
+    return Failure(exits.ERROR, one_line(exc), traceback.format_exc())
