@@ -20,11 +20,6 @@ class CheckpointPicker(ModalScreen):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="audition.picker.cancel",
                         tooltip="Close the picker; nothing changes")]
-    DEFAULT_CSS = """
-    CheckpointPicker { align: center middle; }
-    CheckpointPicker > Vertical { width: 60; height: auto; max-height: 20; border: round $accent; background: $surface; }
-    CheckpointPicker OptionList { height: auto; max-height: 16; }
-    """
 
     def __init__(self, title: str, checkpoints: list[Path], current: Path | None, best: Path | None = None,
                  start: Path | None = None) -> None:

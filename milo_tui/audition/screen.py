@@ -30,6 +30,7 @@ from milo_tui.audition.client import WorkerClient, output_settings
 from milo_tui.audition.picker import CheckpointPicker
 from milo_tui.audition.session import AuditionSession, Status
 from milo_tui.messages import WorkerEvent
+from milo_tui.widgets.status_line import StatusLine
 
 
 class AuditionScreen(Screen):
@@ -71,14 +72,6 @@ class AuditionScreen(Screen):
         Binding("q", "back", "Back", id="audition.back", priority=True,
                 tooltip="Back to the checkpoints; the worker keeps the checkpoint loaded"),
     ]
-    DEFAULT_CSS = """
-    AuditionScreen #audition-info { height: 2; padding: 0 1; background: $boost; }
-    AuditionScreen #audition-status { height: 2; padding: 0 1; }
-    AuditionScreen #audition-status.error { color: $error; }
-    AuditionScreen #audition-text { margin: 0 0; }
-    AuditionScreen #audition-history { height: 1fr; }
-    """
-
     def __init__(self, run_dir: str | Path, checkpoint: str | Path | None = None, *, device: str = "auto",
                  output: str | None = None, audio_device: str | None = None, listen_port: int | None = None,
                  sampling: dict | None = None, worker_env: dict | None = None, log_path: Path | None = None,
@@ -96,7 +89,7 @@ class AuditionScreen(Screen):
     # ---- composition -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="audition-info")
-        yield Static(id="audition-status")
+        yield StatusLine(id="audition-status")
         yield Input(placeholder="Type a sentence, Enter to hear it (Esc: leave the box)", id="audition-text")
         table = DataTable(id="audition-history", cursor_type="row", zebra_stripes=True)
         table.add_column("#", key="id", width=4)
@@ -180,9 +173,7 @@ class AuditionScreen(Screen):
         if not self.is_mounted:
             return
         self.query_one("#audition-info", Static).update(self.session.info())
-        status = self.query_one("#audition-status", Static)
-        status.update(self.session.status.text)
-        status.set_class(self.session.status.error, "error")
+        self.query_one(StatusLine).say(self.session.status.text, self.session.status.error)
         self.refresh_bindings()
 
     def selected(self) -> Sample | None:

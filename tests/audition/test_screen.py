@@ -13,6 +13,7 @@ from textual.widgets import DataTable
 
 from contract.samples import read_samples
 from milo_tui.audition.picker import CheckpointPicker
+from milo_tui.app import MiloApp
 from milo_tui.audition.screen import AuditionScreen
 from milo_tui.messages import WorkerEvent
 from tests.audition.conftest import sound_stats
@@ -25,6 +26,7 @@ SEED = 1  # "Hello from the dashboard." runs to the 40-frame limit (3.12 s) on t
 
 class Host(App):
     """Stands in for the dashboard: pushes the screen as the checkpoints view will."""
+    CSS_PATH = MiloApp.CSS_PATH  # the dashboard's stylesheet, which styles the screen
 
     def __init__(self, screen: AuditionScreen) -> None:
         super().__init__()
@@ -189,10 +191,16 @@ async def _bad_input(screen_factory):
         screen.retarget(screen.session.run_dir, screen.session.run_dir / "epoch-0002")
         await until(pilot, lambda: _saw(screen, "loaded", name="epoch-0002"), what="the retargeted checkpoint")
         assert "epoch-0002 (loaded)" in str(screen.query_one("#audition-info").render())
+        # the status line shows what it is told as it is: brackets in a name are not markup
+        screen.retarget(screen.session.run_dir, screen.session.run_dir / "epoch-[b]9")
+        await pilot.pause()
+        assert "epoch-[b]9" in screen.session.status.text
+        assert str(screen.query_one("#audition-status").render()) == screen.session.status.text
 
 
 class ReusingHost(App):
     """Installs the screen once and pushes it by name, as the dashboard does: a second visit reuses it."""
+    CSS_PATH = MiloApp.CSS_PATH
 
     def __init__(self, screen: AuditionScreen) -> None:
         super().__init__()

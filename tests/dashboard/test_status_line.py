@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from textual.app import App
 
+from milo_tui.app import MiloApp
 from milo_tui.widgets.status_line import OneLine, StatusLine
 
 
 class _Lines(App):
-    CSS_PATH = "../../milo_tui/milo.tcss"
+    CSS_PATH = MiloApp.CSS_PATH
 
     def compose(self):
         yield OneLine("first", id="line")
