@@ -82,7 +82,7 @@ def run_ours(engine, sampling, seed: int, device: str) -> dict:
             "codes": torch.stack(frames).cpu()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=("tiny", "1.7b"), default="tiny")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -96,12 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.frames, args.runs = 4, 1
+    return args
 
+
+def build_engines(args: argparse.Namespace) -> tuple[object, dict, dict, str]:
+    """(the model, one engine per path on it, what each engine's preparation says, the device's name)."""
     import torch
 
     from contract.checkpoint import CheckpointInfo
     from inference.engine import Engine
-    from inference.stock import no_end_of_speech
 
     t0 = time.perf_counter()
     tts = build(args.shape, args.device, args.dtype)
@@ -129,11 +132,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {loaded.path} path ({loaded.path_reason}), prepared in {loaded.prepare_s:.2f} s"
               + (f"; graph {loaded.describe()['graph']}" if loaded.fast is not None else ""), flush=True)
     print(f"{torch.get_num_threads()} CPU thread(s)", flush=True)
+    return tts, engines, prepared, gpu
+
+
+def measure(tts, engines: dict, args: argparse.Namespace) -> tuple[dict, dict]:
+    """(each path's timed runs, whether each run's codes equal stock's), after one untimed warm-up each."""
+    import torch
+
+    from inference.stock import no_end_of_speech
+
     lean = engines["lean"]
     # Same sampling for all, exactly --frames frames (stock keeps max_new_tokens - 1 of them).
     sampling = lean.sampling(max_new_tokens=args.frames + 1)
     warm = lean.sampling(max_new_tokens=9)
-
     rows = {"stock": [], **{name: [] for name in engines}}
     same = {name: [] for name in engines}
     with no_end_of_speech(tts):
@@ -152,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"in {r['wall_s']:.2f} s ({r['audio_s'] / r['wall_s']:.2f}x), {len(r['codes'])} frames"
                       + ("" if name == "stock" else f", codes {'equal to' if same[name][-1] else 'DIFFERENT from'} stock"),
                       flush=True)
+    return rows, same
 
+
+def print_table(args: argparse.Namespace, gpu: str, dtype_name: str, rows: dict, same: dict, prepared: dict) -> int:
+    """The table of medians and the codes check; the exit status (see the module's docstring)."""
     def med(rs, key):
         return statistics.median(r[key] for r in rs)
 
@@ -162,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     def ms(rs):
         return statistics.median(1000 * r["wall_s"] / len(r["codes"]) for r in rs)
 
+    cuda = args.device.startswith("cuda")
     fast_graph = prepared["fast"].get("graph") or {}
     fell_back = cuda and (fast_graph.get("fallback") or not fast_graph.get("captured"))
     labels = {"stock": "stock generate_custom_voice", "lean": "lean (HF layers, streaming)",
               "fast": "fast (static caches" + (", CUDA graph)" if cuda and not fell_back else ")"),
               "fast, no graph": "fast, no graph (diagnostic)"}
     print()
-    print(f"Audition latency: shape {args.shape}, {args.device} ({gpu}), {lean.dtype_name}, sdpa, {args.frames} frames "
+    print(f"Audition latency: shape {args.shape}, {args.device} ({gpu}), {dtype_name}, sdpa, {args.frames} frames "
           f"({args.frames / 12.5:.1f} s of audio), median of {args.runs} run(s)")
     print("| path | first audio s | audio s / wall s | ms per frame | x stock speed | codes = stock |")
     print("|---|---|---|---|---|---|")
@@ -185,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     if not all_same:
         return 1
     return 3 if fell_back else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tts, engines, prepared, gpu = build_engines(args)
+    rows, same = measure(tts, engines, args)
+    return print_table(args, gpu, engines["lean"].dtype_name, rows, same, prepared)
 
 
 if __name__ == "__main__":
