@@ -22,6 +22,7 @@ from contract import exits, scorers
 from contract import scores as sc
 from contract.errors import one_line
 from contract.runfolder import InUse, claim, is_checkpoint_dir, is_official_output, write_json_atomic
+from inference.scoring.hooks import TestHooks
 from inference.scoring.prompts import read_prompts, run_reference
 
 LOCK = scorers.RUN_LOCK
@@ -106,7 +107,7 @@ def cmd_eval(args) -> int:
     reference = scorer.reference(source, hold_out=CEILING_CLIPS)  # the same centroid as the run's queue uses
     results = []
     engine = None
-    hooks = _Hooks.from_env(run_dir)
+    hooks = TestHooks.from_env(run_dir)
     for ckpt in checkpoints:
         try:
             if engine is None:
@@ -163,7 +164,7 @@ def cmd_queue(args) -> int:
         os.nice(19)  # beside a training run: take only what it leaves
     except OSError:
         pass
-    hooks = _Hooks.from_env(run_dir)
+    hooks = TestHooks.from_env(run_dir)
     work = _QueueWork(run_dir, args, hooks)
     try:
         while True:
@@ -200,7 +201,7 @@ class _QueueWork:
     """What a run's scorer does while it holds the run's lock. The machine-wide slot and the models are taken
     on the first work, not before: a scorer with nothing to do costs nothing."""
 
-    def __init__(self, run_dir: Path, args, hooks: "_Hooks") -> None:
+    def __init__(self, run_dir: Path, args, hooks: TestHooks) -> None:
         self.run_dir, self.args, self.hooks = run_dir, args, hooks
         self.slot: scorers.Slot | None = None
         self.loaded = None  # (scorer, reference, run.json, prompts)
@@ -308,55 +309,6 @@ def _limit(device: str) -> int:
         default = scorers.default_max_scorers(device)
         _say(f"{exc}; using {default}")
         return default
-
-
-class _Hooks:
-    """MILO_TEST_HOOKS for the scorer's tests (docs/scoring.md, "Test hooks"); keys it does not know are the
-    trainer's. Each holds once per process, writing a `.test-hook-*` marker in the run folder and waiting until
-    a test removes it or SECONDS pass:
-    `scorer_hold_drained=SECONDS` (queue): the first time the queue is found empty, before letting the run's
-    lock go: the moment a save races the scorer's end.
-    `scorer_hold_scored=SECONDS` (queue, eval): after the first checkpoint is scored, before its scores are
-    written (the marker holds its name): the moment a prune races the scores' write."""
-
-    KEYS = ("scorer_hold_drained", "scorer_hold_scored")
-
-    def __init__(self, run_dir: Path, holds: dict[str, float]) -> None:
-        self.run_dir, self.holds = run_dir, holds
-
-    @classmethod
-    def from_env(cls, run_dir: Path) -> "_Hooks":
-        holds = {}
-        for part in os.environ.get("MILO_TEST_HOOKS", "").split(","):
-            key, _, value = part.strip().partition("=")
-            if key in cls.KEYS:
-                try:
-                    holds[key] = float(value)
-                except ValueError:
-                    _say(f"MILO_TEST_HOOKS: {key} needs seconds, got {value!r}; ignored")
-        return cls(run_dir, holds)
-
-    def drained(self) -> None:
-        self._hold("scorer_hold_drained", ".test-hook-drained", f"{os.getpid()}\n",
-                   "the queue is empty; holding the run's lock")
-
-    def scored(self, ckpt: Path) -> None:
-        self._hold("scorer_hold_scored", ".test-hook-scored", ckpt.name,
-                   f"{ckpt.name} is scored; holding its scores (and the checkpoint)")
-
-    def _hold(self, key: str, name: str, content: str, what: str) -> None:
-        hold_s = self.holds.pop(key, None)  # once per process
-        if hold_s is None:
-            return
-        import time
-
-        marker = self.run_dir / name
-        marker.write_text(content)
-        _say(f"test hook: {what} up to {hold_s:g} s")
-        deadline = time.monotonic() + hold_s
-        while marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        marker.unlink(missing_ok=True)
 
 
 def _retain(run_dir: Path) -> None:
