@@ -21,9 +21,10 @@ from pathlib import Path
 from contract import exits, scorers
 from contract import scores as sc
 from contract.errors import one_line
-from contract.runfolder import InUse, claim, is_checkpoint_dir, is_official_output, write_json_atomic
+from contract.runfolder import InUse, claim, is_checkpoint_dir, is_official_output
 from inference.scoring.hooks import TestHooks
 from inference.scoring.prompts import read_prompts, run_reference
+from inference.scoring.rows import baseline_row, ceiling_row
 
 LOCK = scorers.RUN_LOCK
 
@@ -254,8 +255,9 @@ class _QueueWork:
     def drain(self) -> None:
         """The rows first, then the queue, newest first, until it is empty."""
         scorer, reference, run_json, prompts = self._load()
-        _ceiling(self.run_dir, scorer, reference)
-        _baseline(self.run_dir, run_json, scorer, reference, self.args, prompts)
+        ceiling_row(self.run_dir, scorer, reference)
+        if not self.args.no_baseline:
+            baseline_row(self.run_dir, run_json, scorer, reference, device=self.args.device, prompts=prompts)
         while True:
             queued = self.queued()  # asked after each checkpoint: a new save goes first
             if not queued:
@@ -337,50 +339,6 @@ def _retain(run_dir: Path) -> None:
         return
     log(f"retention: {done.describe()}")
     append_records(run_dir / METRICS, [done.event(by="scorer")])
-
-
-def _ceiling(run_dir, scorer, reference) -> None:
-    """The run's ceiling row, once per run (a failure is recorded in the file, not raised)."""
-    from inference.scoring.scorer import score_ceiling
-
-    ceiling = run_dir / sc.CEILING_JSON
-    if ceiling.exists():
-        return
-    sc.set_state(run_dir, "ceiling", sc.RUNNING, section="rows", pid=os.getpid())
-    try:
-        write_json_atomic(ceiling, score_ceiling(scorer, reference) if reference.held_out else
-              {"v": sc.SCORES_VERSION, "row": "ceiling", "error": sc.not_scored("too few corpus clips to hold some out")})
-        sc.set_state(run_dir, "ceiling", sc.DONE, section="rows")
-    except Exception as exc:  # noqa: BLE001
-        write_json_atomic(ceiling, {"v": sc.SCORES_VERSION, "row": "ceiling", "error": sc.not_scored(str(exc))})
-        sc.set_state(run_dir, "ceiling", sc.FAILED, section="rows", error=str(exc))
-
-
-def _baseline(run_dir, run_json, scorer, reference, args, prompts) -> bool:
-    """The run's baseline row, once per run; whether it was made now."""
-    from inference.scoring.scorer import log, score_baseline
-
-    baseline = run_dir / sc.BASELINE_JSON
-    if args.no_baseline or baseline.exists():
-        return False
-    base = run_json.get("base_model")
-    ref_audio = run_json.get("ref_audio") or (str(reference.held_out[0].audio) if reference.held_out else None)
-    if not base or not ref_audio:
-        why = "run.json names no base model or reference audio"
-        write_json_atomic(baseline, {"v": sc.SCORES_VERSION, "row": "baseline", "error": sc.not_scored(why)})
-        sc.set_state(run_dir, "baseline", sc.FAILED, section="rows", error=why)
-        return True
-    sc.set_state(run_dir, "baseline", sc.RUNNING, section="rows", pid=os.getpid())
-    try:
-        write_json_atomic(baseline, score_baseline(Path(base), Path(ref_audio), scorer, reference, device=args.device,
-                                       prompts=prompts, say=log))
-        sc.set_state(run_dir, "baseline", sc.DONE, section="rows")
-    except Exception as exc:  # noqa: BLE001
-        why = one_line(exc)[:200]
-        log(f"baseline: {why}")
-        write_json_atomic(baseline, {"v": sc.SCORES_VERSION, "row": "baseline", "error": sc.not_scored(why)})
-        sc.set_state(run_dir, "baseline", sc.FAILED, section="rows", error=why)
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
