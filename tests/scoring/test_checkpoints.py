@@ -251,9 +251,9 @@ def scorer_running(run) -> bool:
     import fcntl
     import os
 
-    from inference.scoring.__main__ import LOCK
+    from contract.scorers import RUN_LOCK
 
-    fd = os.open(run / LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    fd = os.open(run / RUN_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False
