@@ -7,6 +7,8 @@
 
 `measures` holds the pure signal and text arithmetic, `models` the recognizers and encoders (each loaded
 on first use; one that cannot load makes its fields "not scored: <why>"), `scorer` puts them together for
-a clip, a checkpoint or a run, and `python -m inference.scoring` (milo-train eval) is the command line.
+a clip, a checkpoint or a run; `prompts` reads the prompt set and the run's reference voice, `rows` makes a
+run's ceiling and baseline rows, `evaluate` is `milo-train eval`, `queue` the run's scorer, `hooks` their
+test hooks, and `python -m inference.scoring` (`__main__`) only the command line.
 Schema and file names: contract/scores.py, docs/run-folder.md.
 """
