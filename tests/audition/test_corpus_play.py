@@ -38,10 +38,11 @@ async def _play(root, report_file, pulse, tmp_path):
         assert info.samplerate == 16000
         rec = pulse.record(tmp_path / "corpus-clip.raw")
         await pilot.press("p")
-        await wait_for(pilot, lambda: screen.status.startswith("played other_voice.wav"), timeout=180,
-                       what=f"the clip to play (status: {screen.status!r})")
+        status = screen.query_one("#corpus-status")
+        await wait_for(pilot, lambda: status.text.startswith("played other_voice.wav"), timeout=180,
+                       what="the clip to play")
         heard = sound_stats(rec.stop(sound_s=0.6 * info.duration))
         assert heard["sound_s"] >= 0.6 * info.duration and heard["rms"] > 0.01, (heard, info.duration)
-        assert not screen.status_error
+        assert not status.error, status.text
         await pilot.press("escape")  # leaving the view stops its worker
         await wait_for(pilot, lambda: not screen.client.alive(), timeout=20, what="the corpus view's worker to stop")

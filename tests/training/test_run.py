@@ -126,7 +126,7 @@ def test_early_stopping_ends_the_run_at_its_patience(tiny_base, demo_data, tmp_p
     # A large learning rate overfits 13 clips within a few epochs, so validation turns up early.
     run = tmp_path / "early"
     proc = train_in_process("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), "--epochs", "8",
-                        "--lr", "0.05", "--patience", "1", "--val-fraction", "0.2", "--grad-accum", "1")
+                        "--lr", "0.01", "--patience", "1", "--val-fraction", "0.2", "--grad-accum", "1")
     assert proc.returncode == 0, proc.stderr
     records = metrics(run)
     val = [r for r in records if r["kind"] == "validation"]
