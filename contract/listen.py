@@ -22,6 +22,7 @@ import argparse
 import json
 import queue
 import socket
+import signal
 import struct
 import sys
 import threading
@@ -569,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="output device name or index (default: the system default)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     args = p.parse_args(argv)
+    # Ctrl+C ends it: taken even when started with SIGINT ignored (a background job, nohup)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.list_devices:
         import sounddevice as sd
 

@@ -76,6 +76,9 @@ def _say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl+C is how the operator stops an audition: take it even when started with SIGINT ignored (a
+    # background job of a script, nohup), where Python would leave it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _main(argv)
     except KeyboardInterrupt:  # while the model loads (once audio flows, _speak keeps it)
