@@ -3,6 +3,7 @@ state.json), the dashboard app with fake NVML / psutil at the hardware boundary,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import json
@@ -170,9 +171,16 @@ async def settle(pilot) -> None:
         await pilot.pause(0.05)
 
 
-def immutable(path, on: bool) -> bool:
-    """chattr +i (on) or -i: a folder nothing can be written into, root included; False where not supported."""
-    return subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode == 0
+@contextlib.contextmanager
+def immutable(path):
+    """`path` made immutable (chattr +i: nothing can be written into it, root included) for the block, then
+    writable again; the test is skipped where the file system does not support it."""
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
 
 
 def screen_text(app) -> str:

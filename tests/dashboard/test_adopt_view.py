@@ -146,15 +146,11 @@ def test_an_adoption_that_cannot_write_says_so_and_leaves_the_folder_as_it_was(r
     run.json there); one error line, the dashboard goes on, the folder is still the official script's."""
     import os
 
-    import pytest
-
     from tests.dashboard.conftest import immutable
 
     out = _official(runs_root)
     before = sorted(os.listdir(out))
-    if not immutable(out, True):
-        pytest.skip("chattr +i is not supported on this file system")
-    try:
+    with immutable(out):
         async def go():
             app = make_app(out, poll_s=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
@@ -168,6 +164,4 @@ def test_an_adoption_that_cannot_write_says_so_and_leaves_the_folder_as_it_was(r
                 await settle(pilot)
 
         asyncio.run(go())
-    finally:
-        immutable(out, False)
     assert sorted(os.listdir(out)) == before

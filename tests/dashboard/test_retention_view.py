@@ -187,14 +187,10 @@ def test_checkpoints_pointing_at_an_official_folder_lists_it(runs_root):
 def test_a_prune_that_cannot_write_the_run_folder_says_so_and_deletes_nothing(runs_root):
     """The prune worker's error path: the run folder cannot be written (here: immutable, so even root cannot
     create the prune lock there); one error line on the dashboard, every checkpoint still there."""
-    import pytest
-
     run = write_run(runs_root, "voice", 600, status="finished", epochs=4)
     write_scores(run, scored={1: dict(similarity=0.6), 2: dict(similarity=0.9)}, baseline=dict(similarity=0.5, wer=0.2))
     before = [p.name for p in list_checkpoints(run)]
-    if not immutable(run, True):
-        pytest.skip("chattr +i is not supported on this file system")
-    try:
+    with immutable(run):
         async def go():
             app = make_app(runs_root, settings={"retention": Policy(keep_best=1, keep_last=1)}, poll_s=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
@@ -207,8 +203,6 @@ def test_a_prune_that_cannot_write_the_run_folder_says_so_and_deletes_nothing(ru
                 assert not app._exit_renderables and app.is_running
 
         asyncio.run(go())
-    finally:
-        immutable(run, False)
     assert [p.name for p in list_checkpoints(run)] == before and len(before) > 2
 
 
