@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.configfile import parsed, read_table, true_or_false, whole
-from contract.runfolder import EVAL_JSON, RUN_JSON, claim, list_checkpoints, locked, read_json, record
+from contract.runfolder import EVAL_JSON, RUN_JSON, claim, locked, read_json, record
 from contract.scores import (QUEUED, RUNNING, BestRule, RUN_RULE_SOURCE, checkpoint_rows, is_score, pick_best, read_row,
                              remember_pruned, rule_for, states)
 from contract.units import fmt_bytes, parse_size
@@ -145,10 +145,14 @@ def ranking(run_dir: Path, rule: BestRule) -> tuple[list[str], str | None, str |
     then the unscored ones by validation loss (ties: the one saved first). A scored checkpoint outranks every
     unscored one: it has been listened to, and scoring it again costs minutes, while an unscored one is only a
     number. Before the baseline's WER is known the rule cannot be applied (its WER part compares to it): no
-    checkpoint is ranked by it then (`needs_baseline`)."""
-    rows = checkpoint_rows(run_dir)
+    checkpoint is ranked by it then (NEEDS_BASELINE)."""
+    return _rank(checkpoint_rows(run_dir), baseline_means(run_dir), rule)
+
+
+def _rank(rows: list[tuple[str, dict | None, float | None]], baseline: dict | None,
+          rule: BestRule) -> tuple[list[str], str | None, str | None]:
+    """ranking, on the rows (checkpoint_rows, in save order) and the baseline (baseline_means) already read."""
     at = {r[0]: i for i, r in enumerate(rows)}  # save order
-    baseline = baseline_means(run_dir)
     eligible, remaining = [], list(rows)
     while baseline is not None and (name := pick_best(remaining, baseline, rule)[0]) is not None:
         eligible.append(name)
@@ -187,9 +191,10 @@ def plan(run_dir: Path, policy: Policy, rule: BestRule | None = None, *, protect
     A policy of a budget alone (keep-best 0, newest 0) keeps every checkpoint the budget has room for."""
     run_dir = Path(run_dir)
     rule, source = rule_for(run_dir, rule or BestRule())  # one rule per run: the run's own where it has one
-    checkpoints = list_checkpoints(run_dir)
-    names = [p.name for p in checkpoints]
-    order, best, best_loss = ranking(run_dir, rule)
+    rows, baseline = checkpoint_rows(run_dir), baseline_means(run_dir)  # read once: the plan is made on one state
+    names = [r[0] for r in rows]
+    checkpoints = [run_dir / n for n in names]
+    order, best, best_loss = _rank(rows, baseline, rule)
     keep: dict[str, str] = {}
     if best:
         keep[best] = f"the best by {source if source.startswith(RUN_RULE_SOURCE) else 'the rule'} ({rule.describe()})"
@@ -198,8 +203,8 @@ def plan(run_dir: Path, policy: Policy, rule: BestRule | None = None, *, protect
     for name, why in (protect or {}).items():
         if name in names:
             keep.setdefault(name, why)
-    if baseline_means(run_dir) is None:  # no prune ranks by a rule it cannot apply yet
-        for name, got, _loss in checkpoint_rows(run_dir):
+    if baseline is None:  # no prune ranks by a rule it cannot apply yet
+        for name, got, _loss in rows:
             if got is not None:
                 keep.setdefault(name, NEEDS_BASELINE)
     protected = set(keep)
