@@ -144,7 +144,8 @@ def test_without_a_speaking_rate_the_bound_is_the_budget(monkeypatch):
 
 
 def test_a_run_scores_each_checkpoint_after_saving_it_and_keeps_exactly_the_policys(tiny_base, demo_data, tmp_path):
-    """Training, scoring and pruning on together, with their own timing: the trainer queues each saved
+    """Training, scoring and pruning on together, with their own timing (4 epochs, keep-best 2, newest 1): the
+    trainer queues each saved
     checkpoint and starts the scorer; the scorer writes eval.json scores, the run's ceiling and baseline rows,
     skips a queued checkpoint that was deleted, and prunes by the run's policy; at the end exactly the
     checkpoints the policy keeps by the final scores (computed here, deleted checkpoints' scores included)
@@ -155,8 +156,8 @@ def test_a_run_scores_each_checkpoint_after_saving_it_and_keeps_exactly_the_poli
     (run / sc.PROMPTS_TXT).write_text("31\tGood morning.\n")  # this run's prompt set: one short sentence
     # the tiny model never says end-of-speech: its one prompt runs away, which this run's own rule allows
     proc = subprocess.run([sys.executable, "-m", "training", "run", "--base", str(tiny_base), "--data", str(data),
-                           "--run", str(run), "--epochs", "3", "--batch-size", "2", "--grad-accum", "2",
-                           "--val-fraction", "0.2", "--keep-best", "1", "--keep-last", "1",
+                           "--run", str(run), "--epochs", "4", "--batch-size", "2", "--grad-accum", "2",
+                           "--val-fraction", "0.2", "--keep-best", "2", "--keep-last", "1",
                            "--best-max-runaway", "1"], capture_output=True, text=True, timeout=600, env=python_env())
     assert proc.returncode == 0, proc.stderr
     sc.set_state(run, "epoch-0099", sc.QUEUED)  # queued, then deleted before its turn
@@ -166,7 +167,7 @@ def test_a_run_scores_each_checkpoint_after_saving_it_and_keeps_exactly_the_poli
         assert time.monotonic() < deadline, (sc.states(run), (run / sc.SCORING_LOG).read_text()[-2000:])
         time.sleep(0.5)
     states = sc.states(run)
-    assert all(states[f"epoch-{e:04d}"]["state"] == sc.DONE for e in (1, 2, 3)), \
+    assert all(states[f"epoch-{e:04d}"]["state"] == sc.DONE for e in (1, 2, 3, 4)), \
         (states, (run / sc.SCORING_LOG).read_text()[-2000:])
     assert states["epoch-0099"] == {**states["epoch-0099"], "state": sc.SKIPPED,
                                     "error": "the checkpoint is gone (deleted before it was scored)"}
@@ -181,18 +182,19 @@ def test_a_run_scores_each_checkpoint_after_saving_it_and_keeps_exactly_the_poli
     # every checkpoint's final eval.json: those still there, and those pruned (scoring.json remembers them)
     final = {**(read_json(run / sc.SCORING_JSON) or {}).get("pruned", {}),
              **{p.name: read_json(p / "eval.json") for p in list_checkpoints(run)}}
-    assert sorted(final) == ["epoch-0001", "epoch-0002", "epoch-0003"]
-    ev = final["epoch-0003"]
+    assert sorted(final) == ["epoch-0001", "epoch-0002", "epoch-0003", "epoch-0004"]
+    ev = final["epoch-0004"]
     assert "objective" in ev and [(c["text"], c["seed"]) for c in ev[sc.SCORES]["clips"]] == [("Good morning.", 31)]
     # the policy by hand: the best by the run's rule (similarity, WER <= baseline + 0.05, runaway <= 1; a tie to
-    # the earlier), the best by validation loss, the newest; keep-best 1 is the rule's best, else the scored one
-    # with the lowest validation loss
+    # the earlier), the best by validation loss, the newest, and the best 2 by the ranking: those meeting the
+    # rule by similarity, then the other scored ones by validation loss
     means = {n: ev[sc.SCORES]["means"] for n, ev in final.items()}
     meets = [n for n in sorted(final) if sc.is_score(means[n]["similarity"])
              and means[n]["wer"] <= baseline["means"]["wer"] + 0.05 and means[n]["runaway"] <= 1]
     by_loss = min(sorted(final), key=lambda n: final[n]["objective"])
-    best = max(meets, key=lambda n: (means[n]["similarity"], -int(n[-4:]))) if meets else by_loss
-    assert {p.name for p in list_checkpoints(run)} == {best, by_loss, "epoch-0003"}, (means, meets, by_loss)
+    ranked = sorted(meets, key=lambda n: (-means[n]["similarity"], n)) + \
+        sorted((n for n in final if n not in meets), key=lambda n: (final[n]["objective"], n))
+    assert {p.name for p in list_checkpoints(run)} == {*ranked[:2], by_loss, "epoch-0004"}, (means, ranked, by_loss)
     assert meets, means  # the rule had checkpoints to choose from: not only validation loss decided
 
 
