@@ -43,8 +43,11 @@ def _cut(sentence: str, limit: int) -> list[str]:
     return pieces
 
 
-def split_sentences(text: str, max_chars: int = MAX_CHARS, max_sentence_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
-    """The sentences to synthesize, in order. Raises TextError for empty or too-long text."""
+def split_sentences(text: str, max_chars: int = MAX_CHARS, max_sentence_chars: int = MAX_SENTENCE_CHARS,
+                    first_chars: int | None = None) -> list[str]:
+    """The sentences to synthesize, in order. Raises TextError for empty or too-long text.
+    `first_chars`: a first sentence longer than this is cut in two (at a comma where it can), so the
+    first generation is short and its audio comes soon (the speech server)."""
     if not isinstance(text, str):
         raise TextError("the text must be a string")
     clean = " ".join(text.split())
@@ -58,4 +61,7 @@ def split_sentences(text: str, max_chars: int = MAX_CHARS, max_sentence_chars: i
         if not sentence:
             continue
         sentences.extend(_cut(sentence, max_sentence_chars) if len(sentence) > max_sentence_chars else [sentence])
+    if first_chars and len(sentences[0]) > first_chars:
+        head, *rest = _cut(sentences[0], first_chars)
+        sentences[:1] = [head, " ".join(rest)] if rest else [head]
     return sentences

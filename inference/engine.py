@@ -9,6 +9,7 @@ itself, the baseline, is inference/stock.py.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
@@ -37,6 +38,22 @@ SMALL_MODEL_HIDDEN = 256
 
 class EngineError(RuntimeError):
     """One line for the operator: what went wrong and what to do."""
+
+
+class Lane:
+    """What one of several interleaved syntheses on one engine keeps between its chunks (the speech
+    server's streams): its random state and, on the fast path, its own talker K/V cache. Run each step
+    of its generator inside `Engine.on_lane(lane)`; then the codes are those of the same synthesis run
+    alone, whatever ran between its steps."""
+
+    def __init__(self) -> None:
+        self.rng: tuple | None = None
+        self.talker = None   # inference.fastpath.StaticTalker, made on first use
+
+    def release(self) -> None:
+        if self.talker is not None:
+            self.talker.release()
+        self.talker = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +253,30 @@ class Engine:
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
+    @contextlib.contextmanager
+    def on_lane(self, lane: Lane) -> Iterator[None]:
+        """Run the body as `lane`: its random state and talker cache in, and out again afterwards. In
+        inference mode throughout: the frame loops enter it inside their generators, and generators
+        suspended in turn would otherwise leave it on or off for one another."""
+        loaded = self._require()
+        device = torch.device(self.device)
+        outside = loop.rng_state(device)
+        shared = loaded.fast.talker if loaded.fast is not None else None
+        if lane.rng is not None:
+            loop.set_rng_state(lane.rng)
+        if loaded.fast is not None:
+            if lane.talker is None:
+                lane.talker = fastpath.StaticTalker(loaded.tts.model.talker)
+            loaded.fast.talker = lane.talker
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            lane.rng = loop.rng_state(device)
+            loop.set_rng_state(outside)
+            if loaded.fast is not None:
+                loaded.fast.talker = shared
+
     def _require(self) -> Loaded:
         if self.loaded is None:
             raise EngineError("no checkpoint loaded")
@@ -334,10 +375,11 @@ class Engine:
     def stream(self, text: str, *, seed: int, sampling: Sampling | None = None, speaker: str | None = None,
                language: str = "auto", budget: bool = True, cancel: threading.Event | None = None,
                timings: Timings | None = None, on_sentence: Callable[[int, int, str], None] | None = None,
-               on_frame: Callable[[object], None] | None = None) -> Iterator[np.ndarray]:
-        """The whole audition: text checked and split into sentences (TextError), seeded once, each
-        sentence streamed in turn with a short pause between. `timings` (if given) is filled in as it goes."""
-        sentences = split_sentences(text)
+               on_frame: Callable[[object], None] | None = None, sentences: list[str] | None = None) -> Iterator[np.ndarray]:
+        """The whole audition: text checked and split into sentences (TextError; `sentences`: already
+        split), seeded once, each sentence streamed in turn with a short pause between. `timings` (if
+        given) is filled in as it goes."""
+        sentences = sentences or split_sentences(text)
         sampling = sampling or self.sampling()
         self.speaker_for(speaker)
         timings = timings if timings is not None else Timings()

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from contract.audio import SAMPLE_RATE
 from contract.protocol import new_seed
 from contract.samples import append_sample, save_sample, write_wav
-from contract.text import split_sentences
+from contract.text import MAX_CHARS, split_sentences
 from inference.budget import expected_audio_s
 from inference.engine import Engine, EngineError, Timings
 
@@ -27,12 +27,14 @@ Sink = Callable[[np.ndarray], None]
 class Audition:
     """One audition on the engine's loaded checkpoint. Making it checks the text (TextError), that a
     checkpoint is loaded, the sampling overrides and the speaker (EngineError); `seed` None draws one.
+    `max_chars`, `first_chars`: the text's limit and the first sentence's (contract.text.split_sentences).
     `sampling`: overrides of the checkpoint's own settings (None values are ignored)."""
 
     def __init__(self, engine: Engine, text: str, *, seed: int | None = None, sampling: dict | None = None,
                  speaker: str | None = None, language: str = "auto", budget: bool = True,
-                 source: str = "audition", load_s: float = 0.0) -> None:
-        self.sentences = split_sentences(text)
+                 source: str = "audition", load_s: float = 0.0, max_chars: int = MAX_CHARS,
+                 first_chars: int | None = None) -> None:
+        self.sentences = split_sentences(text, max_chars, first_chars=first_chars)
         if engine.loaded is None:
             raise EngineError("no checkpoint loaded: choose one first")
         self.engine, self.loaded = engine, engine.loaded
@@ -52,13 +54,20 @@ class Audition:
             on_sentence: Callable[[int, int, str], None] | None = None) -> np.ndarray:
         """Make the audio, handing each chunk to `sink` as it comes (after keeping it); returns all of it.
         Raises Cancelled when `cancel` is set, EngineError, TextError; `chunks` holds what was made."""
-        for chunk in self.engine.stream(self.text, seed=self.seed, sampling=self.sampling, speaker=self.speaker,
-                                        language=self.language, budget=self.budget, cancel=cancel,
-                                        timings=self.timings, on_sentence=on_sentence):
-            self.chunks.append(chunk)
+        for chunk in self.stream(cancel=cancel, on_sentence=on_sentence):
             if sink is not None:
                 sink(chunk)
         return self.audio()
+
+    def stream(self, *, cancel: threading.Event | None = None, keep: bool = True,
+               on_sentence: Callable[[int, int, str], None] | None = None) -> Iterator[np.ndarray]:
+        """The audio chunks as they are made (kept in `chunks` unless `keep` is false); as `run`."""
+        for chunk in self.engine.stream(self.text, seed=self.seed, sampling=self.sampling, speaker=self.speaker,
+                                        language=self.language, budget=self.budget, cancel=cancel,
+                                        timings=self.timings, on_sentence=on_sentence, sentences=self.sentences):
+            if keep:
+                self.chunks.append(chunk)
+            yield chunk
 
     def audio(self) -> np.ndarray:
         """The audio made so far, in one array."""

@@ -42,6 +42,18 @@ def _isolate(isolated_home):
     yield
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread, as the worker uses for the tiny model (4x faster here), restored after the test:
+    the thread count is process-wide, and build_tiny_model's bytes depend on it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def python_env(**extra: str) -> dict:
     """Environment for child Python processes: this checkout first on sys.path."""
     env = dict(os.environ)

@@ -213,17 +213,5 @@ def start_client(env: dict, tmp_path: Path, **kwargs):
     return client, events
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One torch thread, as the worker uses for the tiny model (4x faster here), restored after the test:
-    the thread count is process-wide, and build_tiny_model's bytes depend on it."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # Short auditions keep the suite fast: a random-weight model rarely says end-of-speech by itself.
 QUICK = {"max_new_tokens": 30}

@@ -36,6 +36,14 @@ def test_a_very_long_sentence_is_cut_at_commas_then_spaces():
     assert all(len(p) <= MAX_SENTENCE_CHARS for p in words) and "".join(words).replace(" ", "") == "x" * 10 + "y" * 400
 
 
+def test_a_long_first_sentence_is_cut_so_the_first_audio_comes_soon():
+    text = "Good morning everyone, and welcome to the second day of the meeting on the harbour plans. Next."
+    assert split_sentences(text, first_chars=40) == [
+        "Good morning everyone,", "and welcome to the second day of the meeting on the harbour plans.", "Next."]
+    assert split_sentences(text) == split_sentences(text, first_chars=200)  # short enough: untouched
+    assert split_sentences("x" * 3000, max_chars=4096)[0] == "x" * MAX_SENTENCE_CHARS  # the server's limit
+
+
 def test_a_custom_voice_checkpoint_validates(tiny_custom_voice):
     info = validate_checkpoint(tiny_custom_voice)
     assert info.speakers == ("milo_demo",) and info.path.is_absolute()

@@ -1,0 +1,203 @@
+"""Several speech streams on one model: the scheduler of the speech server (docs/serving.md, "Sharing").
+
+One engine thread owns the model. Each request is a `Stream` (an Audition's chunk generator with its
+own `Lane`: random state and talker cache). At most `max_active` streams are open at once; behind
+them a bounded queue waits; past that a request is refused (`Busy`, a 503 with Retry-After).
+
+The engine thread advances one stream by one chunk at a time, always the one whose listener will run
+out of audio first (earliest deadline first): a new stream is owed audio from its arrival, a playing one
+from the moment the audio it has already received ends (its first audio + the audio seconds sent).
+So a newcomer's first chunk comes after at most the chunk in progress, and streams that are ahead of
+real time wait while one that is behind catches up. Each stream's codes are those of the same request
+run alone (the lane), whatever ran between its chunks.
+
+A stream whose client has gone is cancelled: the engine stops it at the next frame (`Cancelled`), and
+the model is free for the others. Nothing here knows HTTP: `deliver` gets each item in the engine
+thread (the server hands it to its event loop).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from contract.audio import SAMPLE_RATE
+from contract.errors import one_line
+from contract.text import TextError
+from inference.engine import Engine, EngineError, Lane
+from inference.loop import Cancelled
+from inference.pipeline import Audition
+from inference.sampling import log
+
+
+class Busy(Exception):
+    """Every stream slot and queue place is taken."""
+
+
+@dataclass
+class Item:
+    """What a stream delivers: a chunk of audio, or its end (`done`), with an error when it failed."""
+    audio: np.ndarray | None = None
+    done: bool = False
+    error: str | None = None
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class Stream:
+    audition: Audition
+    deliver: Callable[[Item], None]
+    arrived: float = field(default_factory=time.perf_counter)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lane: Lane = field(default_factory=Lane)
+    first_audio: float | None = None     # perf_counter when its first chunk was made
+    audio_s: float = 0.0
+    chunks: int = 0
+    started: float | None = None         # when the engine first worked on it (queue wait = started - arrived)
+    ended: float | None = None
+    _gen: object = None
+
+    def deadline(self) -> float:
+        """When its listener runs out of audio (for a stream with no audio yet: its arrival)."""
+        return self.arrived if self.first_audio is None else self.first_audio + self.audio_s
+
+
+class Scheduler:
+    """The engine thread and its streams. `submit` from any thread; `close` stops the thread."""
+
+    def __init__(self, engine: Engine, *, max_active: int = 4, queue: int = 8,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.max_active, self.max_queued = int(max_active), int(queue)
+        self.on_change = on_change
+        self.active: list[Stream] = []
+        self.waiting: collections.deque[Stream] = collections.deque()
+        self.steps = 0                      # chunks made, all streams together
+        self.cancelled = 0                  # streams stopped because their client went away
+        self._cv = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread.start()
+
+    # ---- from any thread -----------------------------------------------------------------------
+    def submit(self, stream: Stream) -> None:
+        """Queue `stream`; raises Busy when the active streams and the queue are full."""
+        with self._cv:
+            if self._closing:
+                raise Busy("the server is stopping")
+            if len(self.active) + len(self.waiting) >= self.max_active + self.max_queued:
+                raise Busy(f"busy: {self.max_active} stream(s) speaking and {self.max_queued} waiting, the server's limits")
+            self.waiting.append(stream)
+            self._cv.notify()
+        self._changed()
+
+    def cancel(self, stream: Stream) -> None:
+        """The client is gone: stop it at the next frame (or take it out of the queue)."""
+        stream.cancel.set()
+        with self._cv:
+            self._cv.notify()
+
+    def depth(self) -> tuple[int, int]:
+        """(active streams, waiting requests)."""
+        with self._cv:
+            return len(self.active), len(self.waiting)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cv:
+            self._closing = True
+            for stream in list(self.active) + list(self.waiting):
+                stream.cancel.set()
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    def run_alone(self, audition: Audition) -> float:
+        """Make one audition on the engine thread before any stream (the warm-up); its audio seconds."""
+        done = threading.Event()
+        made: list[float] = []
+
+        def deliver(item: Item) -> None:
+            if item.audio is not None:
+                made.append(len(item.audio) / SAMPLE_RATE)
+            if item.done:
+                if item.error:
+                    made.append(-1.0)
+                done.set()
+
+        self.submit(Stream(audition, deliver))
+        done.wait()
+        if -1.0 in made:
+            raise EngineError("the warm-up audition failed (see the log)")
+        return sum(made)
+
+    # ---- the engine thread ---------------------------------------------------------------------
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def _next(self) -> Stream | None:
+        """Admit what fits, drop what was cancelled, pick the stream with the earliest deadline; None when
+        closing. Waits while there is nothing to do."""
+        with self._cv:
+            while True:
+                for stream in [s for s in self.waiting if s.cancel.is_set()]:
+                    self.waiting.remove(stream)
+                    self._end(stream, Item(done=True, cancelled=True))
+                while self.waiting and len(self.active) < self.max_active:
+                    self.active.append(self.waiting.popleft())
+                if self._closing and not self.active:
+                    return None
+                if self.active:
+                    return min(self.active, key=Stream.deadline)
+                self._cv.wait()
+
+    def _run(self) -> None:
+        while (stream := self._next()) is not None:
+            self._step(stream)
+
+    def _step(self, stream: Stream) -> None:
+        if stream.started is None:
+            stream.started = time.perf_counter()
+        try:
+            if stream.cancel.is_set():
+                raise Cancelled
+            with self.engine.on_lane(stream.lane):
+                if stream._gen is None:
+                    stream._gen = stream.audition.stream(cancel=stream.cancel, keep=False)
+                chunk = next(stream._gen)
+        except StopIteration:
+            self._finish(stream, Item(done=True))
+        except Cancelled:
+            self.cancelled += 1
+            self._finish(stream, Item(done=True, cancelled=True))
+        except (EngineError, TextError) as exc:
+            self._finish(stream, Item(done=True, error=str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one request's failure never stops the server
+            log(f"a stream failed: {traceback.format_exc()}")
+            self._finish(stream, Item(done=True, error=f"synthesis failed: {one_line(exc)}"))
+        else:
+            now = time.perf_counter()
+            if stream.first_audio is None:
+                stream.first_audio = now
+            stream.audio_s += len(chunk) / SAMPLE_RATE
+            stream.chunks += 1
+            self.steps += 1
+            stream.deliver(Item(audio=chunk))
+
+    def _finish(self, stream: Stream, item: Item) -> None:
+        with self._cv:
+            if stream in self.active:
+                self.active.remove(stream)
+            self._end(stream, item)
+        self._changed()
+
+    def _end(self, stream: Stream, item: Item) -> None:
+        stream.ended = time.perf_counter()
+        stream.lane.release()
+        if stream._gen is not None:
+            stream._gen.close()
+        stream.deliver(item)
