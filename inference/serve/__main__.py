@@ -1,0 +1,5 @@
+import sys
+
+from inference.serve.cli import main
+
+sys.exit(main())
