@@ -60,10 +60,12 @@ def settings(args) -> dict:
     s = serve_settings(read_config(origin), origin)
     for name in ("host", "port", "max_active", "queue"):
         value = getattr(args, name)
-        if value is not None:
-            s[name] = SERVE_KEYS[name].check(value) if name != "host" else str(value)
-    if not 1 <= s["port"] <= 65535:
-        raise ConfigError(f"--port {s['port']} must be from 1 to 65535")
+        if value is None:
+            continue
+        try:
+            s[name] = SERVE_KEYS[name].check(value)
+        except ValueError as exc:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be {SERVE_KEYS[name].expected or exc}") from None
     if args.api_key_file:
         s["api_key_file"] = Path(args.api_key_file).expanduser()
     s["api_key"] = read_api_key(s["api_key_file"]) if s["api_key_file"] else None
@@ -88,11 +90,11 @@ def _main(args) -> int:
         s = settings(args)
         path, note = resolve_checkpoint(s["checkpoint"])
         info = validate_checkpoint(path)
-    except (ConfigError, NoBest, ValueError) as exc:
-        _say(str(exc))
-        return exits.BAD_INPUT
     except CheckpointError as exc:
         _say(f"{exc.path} cannot be served: {'; '.join(exc.problems)}")
+        return exits.BAD_INPUT
+    except (ConfigError, NoBest, ValueError) as exc:
+        _say(str(exc))
         return exits.BAD_INPUT
     if note:
         _say(note)

@@ -23,8 +23,13 @@ MP3_KBPS = 64
 
 
 def pcm16(audio: np.ndarray) -> bytes:
-    """float32 [-1, 1] audio as 16-bit little-endian PCM (clipped, rounded as soundfile does)."""
-    return np.clip(np.rint(np.asarray(audio, dtype=np.float32) * 32767.0), -32768, 32767).astype("<i2").tobytes()
+    """float32 [-1, 1] audio as 16-bit little-endian PCM, converted by libsndfile exactly as the WAVs
+    milo-say and the audition save it (contract/samples.py), so the same audio gives the same samples."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(audio, dtype=np.float32), SAMPLE_RATE, format="RAW", subtype="PCM_16", endian="LITTLE")
+    return buf.getvalue()
 
 
 def wav_header(rate: int = SAMPLE_RATE) -> bytes:
@@ -58,7 +63,7 @@ class Encoder:
 
     def feed(self, audio: np.ndarray) -> bytes:
         if self.fmt == "flac":
-            self._sf.write(np.asarray(audio, dtype=np.float32))
+            self._sf.write(np.frombuffer(pcm16(audio), dtype="<i2"))  # the same samples as wav and pcm
             return self._new_flac_bytes()
         data = pcm16(audio)
         if self.fmt == "mp3":
