@@ -365,20 +365,24 @@ class Engine:
     def stream_sentence(self, text: str, *, sampling: Sampling | None = None, speaker: str | None = None,
                         language: str = "auto", max_tokens: int | None = None,
                         cancel: threading.Event | None = None, schedule=CHUNK_SCHEDULE,
-                        left_context: int = LEFT_CONTEXT, on_frame: Callable[[object], None] | None = None) -> Iterator[np.ndarray]:
-        """float32 24 kHz audio of one sentence in chunks, decoded while later frames are generated."""
+                        left_context: int = LEFT_CONTEXT, on_frame: Callable[[object], None] | None = None,
+                        ticks: bool = False) -> Iterator[np.ndarray | None]:
+        """float32 24 kHz audio of one sentence in chunks, decoded while later frames are generated (with
+        `ticks`, None between frames that complete no chunk: loop.decode_stream)."""
         frames = self.frames(text, speaker=speaker, language=language, sampling=sampling, max_tokens=max_tokens,
                              cancel=cancel)
         decoder = self._require().tts.model.speech_tokenizer.model.decoder
-        yield from loop.decode_stream(frames, decoder, schedule=schedule, left_context=left_context, on_frame=on_frame)
+        yield from loop.decode_stream(frames, decoder, schedule=schedule, left_context=left_context, on_frame=on_frame,
+                                      ticks=ticks)
 
     def stream(self, text: str, *, seed: int, sampling: Sampling | None = None, speaker: str | None = None,
                language: str = "auto", budget: bool = True, cancel: threading.Event | None = None,
                timings: Timings | None = None, on_sentence: Callable[[int, int, str], None] | None = None,
-               on_frame: Callable[[object], None] | None = None, sentences: list[str] | None = None) -> Iterator[np.ndarray]:
+               on_frame: Callable[[object], None] | None = None, sentences: list[str] | None = None,
+               ticks: bool = False) -> Iterator[np.ndarray | None]:
         """The whole audition: text checked and split into sentences (TextError; `sentences`: already
         split), seeded once, each sentence streamed in turn with a short pause between. `timings` (if
-        given) is filled in as it goes."""
+        given) is filled in as it goes. `ticks`: None between frames too (stream_sentence)."""
         sentences = sentences or split_sentences(text)
         sampling = sampling or self.sampling()
         self.speaker_for(speaker)
@@ -404,7 +408,11 @@ class Engine:
                 timings.audio_s += len(gap) / SAMPLE_RATE
                 yield gap
             for chunk in self.stream_sentence(sentence, sampling=sampling, speaker=speaker, language=language,
-                                              max_tokens=limit if budget else None, cancel=cancel, on_frame=count):
+                                              max_tokens=limit if budget else None, cancel=cancel, on_frame=count,
+                                              ticks=ticks):
+                if chunk is None:
+                    yield None
+                    continue
                 now = time.perf_counter() - t0
                 if timings.first_audio_s is None:
                     timings.first_audio_s = now

@@ -210,9 +210,11 @@ class CodePredictor:
 
 # ---- streaming decode ------------------------------------------------------------------------------
 def decode_stream(frames: Iterable[torch.Tensor], decoder, *, schedule=CHUNK_SCHEDULE, left_context: int = LEFT_CONTEXT,
-                  on_frame: Callable[[torch.Tensor], None] | None = None) -> Iterator[np.ndarray]:
+                  on_frame: Callable[[torch.Tensor], None] | None = None, ticks: bool = False) -> Iterator[np.ndarray | None]:
     """float32 24 kHz audio of `frames` in chunks (`schedule` frames each, the last one repeating), each
-    decoded with up to `left_context` frames before it, while later frames are still being generated."""
+    decoded with up to `left_context` frames before it, while later frames are still being generated.
+    `ticks`: also yield None after each frame that completes no chunk (a caller interleaving several
+    streams can then switch between frames, not only between chunks)."""
     all_frames: list = []
     emitted = 0          # frames already turned into audio
     chunk_index = 0
@@ -224,6 +226,8 @@ def decode_stream(frames: Iterable[torch.Tensor], decoder, *, schedule=CHUNK_SCH
         if len(all_frames) - emitted >= want:
             yield _chunk(decoder, all_frames, emitted, left_context)
             emitted, chunk_index = len(all_frames), chunk_index + 1
+        elif ticks:
+            yield None
     if len(all_frames) > emitted:
         yield _chunk(decoder, all_frames, emitted, left_context)
 

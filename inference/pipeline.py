@@ -59,13 +59,15 @@ class Audition:
                 sink(chunk)
         return self.audio()
 
-    def stream(self, *, cancel: threading.Event | None = None, keep: bool = True,
-               on_sentence: Callable[[int, int, str], None] | None = None) -> Iterator[np.ndarray]:
-        """The audio chunks as they are made (kept in `chunks` unless `keep` is false); as `run`."""
+    def stream(self, *, cancel: threading.Event | None = None, keep: bool = True, ticks: bool = False,
+               on_sentence: Callable[[int, int, str], None] | None = None) -> Iterator[np.ndarray | None]:
+        """The audio chunks as they are made (kept in `chunks` unless `keep` is false); as `run`. `ticks`:
+        None between frames too (Engine.stream), for a caller that interleaves several auditions."""
         for chunk in self.engine.stream(self.text, seed=self.seed, sampling=self.sampling, speaker=self.speaker,
                                         language=self.language, budget=self.budget, cancel=cancel,
-                                        timings=self.timings, on_sentence=on_sentence, sentences=self.sentences):
-            if keep:
+                                        timings=self.timings, on_sentence=on_sentence, sentences=self.sentences,
+                                        ticks=ticks):
+            if keep and chunk is not None:
                 self.chunks.append(chunk)
             yield chunk
 

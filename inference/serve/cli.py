@@ -20,6 +20,9 @@ from contract import exits
 from contract.protocol import ENGINE_PATHS
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="milo-serve", description="Serve a fine-tuned voice: OpenAI-compatible "
                                 "streaming speech on /v1/audio/speech.")
@@ -123,6 +126,9 @@ def serve(args, s: dict, info) -> int:
         _say(str(exc))
         return exits.BAD_INPUT
     app = create_app(service)
+    # The engine thread holds the GIL between torch calls; a short switch interval lets the event loop send
+    # each chunk as soon as it is made rather than up to 5 ms (CPython's default) per hand-over later.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = uvicorn.Config(app, host=s["host"], port=s["port"], log_level="warning", access_log=False,
                             timeout_graceful_shutdown=args.grace, lifespan="on")
     server = uvicorn.Server(config)

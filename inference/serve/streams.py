@@ -4,11 +4,12 @@ One engine thread owns the model. Each request is a `Stream` (an Audition's chun
 own `Lane`: random state and talker cache). At most `max_active` streams are open at once; behind
 them a bounded queue waits; past that a request is refused (`Busy`, a 503 with Retry-After).
 
-The engine thread advances one stream by one chunk at a time, always the one whose listener will run
-out of audio first (earliest deadline first): a new stream is owed audio from its arrival, a playing one
-from the moment the audio it has already received ends (its first audio + the audio seconds sent).
-So a newcomer's first chunk comes after at most the chunk in progress, and streams that are ahead of
-real time wait while one that is behind catches up. Each stream's codes are those of the same request
+The engine thread advances one stream by one codec frame at a time (decoding a chunk when the frame
+completes one), always the one whose listener will run out of audio first (earliest deadline first): a
+new stream is owed audio from its arrival, a playing one from the moment the audio it has already
+received ends (its first audio + the audio seconds sent). So a newcomer waits at most the frame (or
+chunk decode) in progress, and streams that are ahead of real time wait while one that is behind
+catches up. Each stream's codes are those of the same request
 run alone (the lane), whatever ran between its chunks.
 
 A stream whose client has gone is cancelled: the engine stops it at the next frame (`Cancelled`), and
@@ -167,7 +168,7 @@ class Scheduler:
                 raise Cancelled
             with self.engine.on_lane(stream.lane):
                 if stream._gen is None:
-                    stream._gen = stream.audition.stream(cancel=stream.cancel, keep=False)
+                    stream._gen = stream.audition.stream(cancel=stream.cancel, keep=False, ticks=True)
                 chunk = next(stream._gen)
         except StopIteration:
             self._finish(stream, Item(done=True))
@@ -180,6 +181,8 @@ class Scheduler:
             log(f"a stream failed: {traceback.format_exc()}")
             self._finish(stream, Item(done=True, error=f"synthesis failed: {one_line(exc)}"))
         else:
+            if chunk is None:   # a frame made, no chunk yet: the next step may be another stream's
+                return
             now = time.perf_counter()
             if stream.first_audio is None:
                 stream.first_audio = now
