@@ -16,7 +16,7 @@ no HTTP), and its speed (audio s per wall s: the engine's total rate, which the 
 Bounded: --requests per client and --seconds per arm. Prints a table and writes JSON with --json.
 
     python bench/serve.py                      # tiny model, CPU, about 2 minutes here
-    python bench/serve.py --quick              # 1 request per client, clients 1 and 4: does it run
+    python bench/serve.py --quick              # 1 request per client, clients 1 and 2: does it run
     python bench/serve.py --checkpoint RUN/epoch-0004 --device cuda   # a real checkpoint (bench/gpu_serve.sh)
 """
 from __future__ import annotations
@@ -173,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="1,4,8", help="comma-separated client counts")
     p.add_argument("--requests", type=int, default=2, help="requests per client per arm")
     p.add_argument("--seconds", type=float, default=90, help="no new request after this many seconds of an arm")
-    p.add_argument("--quick", action="store_true", help="clients 1 and 4, one request each")
+    p.add_argument("--quick", action="store_true", help="clients 1 and 2, one request each")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     if args.quick:
-        args.clients, args.requests = "1,4", 1
+        args.clients, args.requests = "1,2", 1
     counts = [int(c) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="milo-bench-serve-") as tmp:
         tmp = Path(tmp)

@@ -23,6 +23,7 @@ SCRIPTS = [
     pytest.param("corpus_audit.py", ("text2wave",), marks=SLOW, id="corpus_audit"),  # 25 s: every audit model
     pytest.param("dashboard.py", (), id="dashboard"),                                # 20 s: six app processes
     pytest.param("scoring.py", (), marks=SLOW, id="scoring"),                        # 45-85 s: prepare, 3 runs, scorer
+    pytest.param("serve.py", (), marks=SLOW, id="serve"),                            # 25 s: two servers
     pytest.param("start.py", ("tmux",), id="start"),                                 # about 20 s: makes a demo
     pytest.param("start_policy.py", ("pulseaudio", "pactl", "parec"), id="start_policy"),  # about 10 s
     pytest.param("train_throughput.py", (), marks=SLOW, id="train_throughput"),      # 25 s: two model builds
