@@ -7,10 +7,11 @@ them a bounded queue waits; past that a request is refused (`Busy`, a 503 with R
 The engine thread advances one stream by one codec frame at a time (decoding a chunk when the frame
 completes one), always the one whose listener will run out of audio first (earliest deadline first): a
 new stream is owed audio from its arrival, a playing one from the moment the audio it has already
-received ends (its first audio + the audio seconds sent). So a newcomer waits at most the frame (or
-chunk decode) in progress, and streams that are ahead of real time wait while one that is behind
-catches up. Each stream's codes are those of the same request
-run alone (the lane), whatever ran between its chunks.
+received ends (its first audio + the audio seconds sent), less the time the frames its next chunk
+still needs will take (a frame's time, averaged). So a newcomer waits at most the frame (or chunk
+decode) in progress, and streams that are ahead of real time wait while one that is behind catches
+up. Each stream's codes are those of the same request run alone (the lane), whatever ran between its
+frames.
 
 A stream whose client has gone is cancelled: the engine stops it at the next frame (`Cancelled`), and
 the model is free for the others. Nothing here knows HTTP: `deliver` gets each item in the engine
@@ -31,7 +32,7 @@ from contract.audio import SAMPLE_RATE
 from contract.errors import one_line
 from contract.text import TextError
 from inference.engine import Engine, EngineError, Lane
-from inference.loop import Cancelled
+from inference.loop import CHUNK_SCHEDULE, Cancelled
 from inference.pipeline import Audition
 from inference.sampling import log
 
@@ -63,9 +64,16 @@ class Stream:
     ended: float | None = None
     _gen: object = None
 
-    def deadline(self) -> float:
-        """When its listener runs out of audio (for a stream with no audio yet: its arrival)."""
-        return self.arrived if self.first_audio is None else self.first_audio + self.audio_s
+    frames_pending: int = 0              # frames made since its last chunk
+
+    def deadline(self, frame_s: float = 0.0) -> float:
+        """When its next chunk must be started to reach the listener before the audio it has runs out: the
+        end of that audio less the frames its next chunk still needs (at `frame_s` each); for a stream
+        with no audio yet, its arrival."""
+        if self.first_audio is None:
+            return self.arrived
+        needed = max(0, CHUNK_SCHEDULE[min(self.chunks, len(CHUNK_SCHEDULE) - 1)] - self.frames_pending)
+        return self.first_audio + self.audio_s - needed * frame_s
 
 
 class Scheduler:
@@ -79,6 +87,7 @@ class Scheduler:
         self.active: list[Stream] = []
         self.waiting: collections.deque[Stream] = collections.deque()
         self.steps = 0                      # chunks made, all streams together
+        self.frame_s = 0.0                  # a frame's engine time, averaged over the last steps
         self.cancelled = 0                  # streams stopped because their client went away
         self._cv = threading.Condition()
         self._closing = False
@@ -153,7 +162,7 @@ class Scheduler:
                 if self._closing and not self.active:
                     return None
                 if self.active:
-                    return min(self.active, key=Stream.deadline)
+                    return min(self.active, key=lambda stream: stream.deadline(self.frame_s))
                 self._cv.wait()
 
     def _run(self) -> None:
@@ -161,8 +170,9 @@ class Scheduler:
             self._step(stream)
 
     def _step(self, stream: Stream) -> None:
+        began = time.perf_counter()
         if stream.started is None:
-            stream.started = time.perf_counter()
+            stream.started = began
         try:
             if stream.cancel.is_set():
                 raise Cancelled
@@ -181,9 +191,12 @@ class Scheduler:
             log(f"a stream failed: {traceback.format_exc()}")
             self._finish(stream, Item(done=True, error=f"synthesis failed: {one_line(exc)}"))
         else:
-            if chunk is None:   # a frame made, no chunk yet: the next step may be another stream's
-                return
             now = time.perf_counter()
+            if chunk is None:   # a frame made, no chunk yet: the next step may be another stream's
+                stream.frames_pending += 1
+                self.frame_s = 0.9 * self.frame_s + 0.1 * (now - began) if self.frame_s else now - began
+                return
+            stream.frames_pending = 0
             if stream.first_audio is None:
                 stream.first_audio = now
             stream.audio_s += len(chunk) / SAMPLE_RATE

@@ -246,3 +246,24 @@ def test_a_port_in_use_and_a_bad_checkpoint_are_one_line_each(served, tmp_path):
     assert said.returncode == 3 and "cannot be served" in said.stderr and "Traceback" not in said.stderr
     said = run_module("inference.serve")
     assert said.returncode == 3 and "which voice?" in said.stderr
+
+
+def test_a_voice_that_ends_before_any_audio_is_an_error_not_an_empty_clip(tiny_custom_voice, tmp_path):
+    """A checkpoint allowed one token per sentence makes no frame at all: the request is a 500 that says so,
+    and the server serves on (its warm-up asks for more tokens, so it became ready)."""
+    import shutil
+
+    checkpoint = tmp_path / "epoch-0001"
+    shutil.copytree(tiny_custom_voice, checkpoint)
+    config = json.loads((checkpoint / "generation_config.json").read_text())
+    (checkpoint / "generation_config.json").write_text(json.dumps({**config, "max_new_tokens": 1}))
+    server = start_server(checkpoint, tmp_path)
+    try:
+        server.wait_ready()
+        r = speech(server, input="Nothing will come of this.")
+        assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+        error = r.json()["error"]
+        assert error["code"] == "no_audio" and error["message"].startswith("the voice ended the speech before any audio")
+        assert server.get("/health")[0] == 200 and server.state()["errors"] == 1
+    finally:
+        server.stop()
