@@ -16,6 +16,10 @@
         [scoring]
         device = "cpu"                  # where the scorer generates: cpu | cuda | auto (docs/configuration.md)
 
+        [serve]                         # where S in the checkpoints view serves (docs/serving.md)
+        host = "127.0.0.1"
+        port = 8767
+
         [keys]                          # action id -> key(s), see docs/keys.md
         stop = "x"
 
@@ -36,6 +40,7 @@ from platformdirs import user_data_path
 from contract.configfile import APP, ConfigError, config_file, number, read_config, read_table, true_or_false, whole
 from contract.scorers import DEFAULT_SCORER_DEVICE, SCORING_KEYS, SCORING_TABLE
 from contract.scores import BEST_TABLE, BestRule, best_rule
+from contract.serve import DEFAULT_HOST, DEFAULT_PORT, SERVE_TABLE, serve_settings
 
 if TYPE_CHECKING:
     from contract.retention import Policy
@@ -84,6 +89,9 @@ class Settings:
     # [retention] table: what the prune key keeps (contract/retention.Policy; None: its defaults, read through
     # retention_policy(), so the policy's module waits until a prune or a launch needs it)
     retention: Policy | None = None
+    # [serve] table: where the checkpoints view's S serves a checkpoint (contract/serve.py; milo-serve reads the rest)
+    serve_host: str = DEFAULT_HOST
+    serve_port: int = DEFAULT_PORT
     # [keys] table: binding id -> key string(s), applied with App.set_keymap
     keys: dict = field(default_factory=dict, compare=False)
     # key -> "default" | "file <path>" | "env NAME" | "flag --x" | "demo workspace"
@@ -136,7 +144,8 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         from contract.retention import RETENTION_TABLE, policy_from
 
         data = read_config(path)
-        unknown = sorted(set(data) - set(ENV) - {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE, SCORING_TABLE})
+        tables = {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE, SCORING_TABLE, SERVE_TABLE}
+        unknown = sorted(set(data) - set(ENV) - tables)
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
         values = {k: _coerce(k, data[k], f"{path}") for k in ENV if k in data}
@@ -151,6 +160,9 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
             values["score_device"] = scoring["device"]
         if RETENTION_TABLE in data:
             values["retention"] = policy_from(data, path)
+        if SERVE_TABLE in data:  # milo-serve's own table: checked here too, host and port kept
+            serve = serve_settings(data, path)
+            values.update(serve_host=serve["host"], serve_port=serve["port"])
         settings = settings.with_values(f"file {path}", **values) if values else settings
     for key, name in ENV.items():
         if environ.get(name):

@@ -26,10 +26,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def isolated_home(tmp_path_factory) -> Path:
     """XDG folders of the test session, so no test reads or writes the operator's real config."""
     home = tmp_path_factory.mktemp("home")
-    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache")):
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache"),
+                     ("XDG_STATE_HOME", "state")):  # state: the speech servers' state files (contract/serve.py)
         (home / sub).mkdir()
         os.environ[var] = str(home / sub)
-    for var in ("MILO_CONFIG", "MILO_BASE_MODEL", "MILO_CHECKPOINTS", "MILO_DATA", "MILO_DEVICE", "MILO_DEMO_DIR"):
+    for var in ("MILO_CONFIG", "MILO_BASE_MODEL", "MILO_CHECKPOINTS", "MILO_DATA", "MILO_DEVICE", "MILO_DEMO_DIR",
+                "MILO_SERVE_DIR"):
         os.environ.pop(var, None)
     # The session's own scorer slots (contract/scorers.py): scorers of another test session on this machine do
     # not hold this one's back, nor the operator's.

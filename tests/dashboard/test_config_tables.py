@@ -1,4 +1,4 @@
-"""config.toml's [ui] and [keys] tables: read, checked, one line when wrong."""
+"""config.toml's [ui] and [keys] tables: read, checked, one line when wrong; and the other tables the dashboard reads."""
 from __future__ import annotations
 
 import pytest
@@ -99,3 +99,14 @@ def test_the_scoring_table_belongs_to_the_scorers_and_is_checked_here_too(tmp_pa
     with pytest.raises(ConfigError) as err:
         _load(tmp_path, "[scoring]\nmax_scorer = 2\n")  # a typo is said, as in every other table
     assert "unknown key(s) in [scoring]: max_scorer; valid keys are device, max_scorers" in str(err.value)
+
+
+def test_the_serve_table_belongs_to_milo_serve_and_gives_the_dashboard_its_port(tmp_path):
+    """A config with milo-serve's [serve] table starts the dashboard (it was refused as an unknown key), whose S
+    serves on its host and port; a mistake in it is one line here too."""
+    s = _load(tmp_path, '[serve]\nhost = "127.0.0.1"\nport = 9100\nqueue = 4\n')
+    assert (s.serve_host, s.serve_port) == ("127.0.0.1", 9100)
+    assert load_settings({}, environ={}, path=tmp_path / "none.toml").serve_port == 8767
+    with pytest.raises(ConfigError, match=r"port = 70000 must be a port number from 1 to 65535") as error:
+        _load(tmp_path, "[serve]\nport = 70000\n")
+    assert "\n" not in str(error.value)
