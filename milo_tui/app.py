@@ -1,5 +1,6 @@
 """The Textual application: its life cycle, the state that handlers own, the draw timer, the view actions.
-Run control (milo_tui/run_control.py) and the checkpoint operations (milo_tui/checkpoint_ops.py) are mixed in.
+Run control (milo_tui/run_control.py), the checkpoint operations (milo_tui/checkpoint_ops.py) and the speech
+server's (milo_tui/serve_ops.py) are mixed in.
 
 Data flows one way (docs/architecture.md, "The dashboard"): RunWatcher and the telemetry sampler run in
 threads and post messages (milo_tui.messages); the handlers here update the state; a timer draws at
@@ -26,6 +27,7 @@ from milo_tui.config import Settings
 from milo_tui.keys import WhyNot
 from milo_tui.palette import ActionCommands
 from milo_tui.run_control import RunControl
+from milo_tui.serve_ops import ServeOps
 from milo_tui.telemetry.history import TelemetryHistory
 
 if TYPE_CHECKING:  # the sources' modules are imported once the first frame is up (on_ready)
@@ -35,12 +37,13 @@ if TYPE_CHECKING:  # the sources' modules are imported once the first frame is u
     )
     from milo_tui.metrics import RunMetrics
     from milo_tui.runs import RunJudgement, RunSummary
+    from milo_tui.serving import ServeControl, Server
     from milo_tui.supervisor import Supervisor
     from milo_tui.telemetry.source import TelemetrySource
     from milo_tui.watcher import RunWatcher
 
 DRAW_HZ = 2  # redraws per second at most, and only of what changed
-PARTS = ("runs", "chart", "log", "telemetry", "checkpoints", "trend")
+PARTS = ("runs", "chart", "log", "telemetry", "checkpoints", "trend", "servers")
 LOG_LINES = 1000
 
 
@@ -52,7 +55,7 @@ def locale_is_utf8(environ=os.environ) -> bool:
     return False  # no locale set: the C locale, ASCII
 
 
-class MiloApp(RunControl, CheckpointOps, WhyNot, App):
+class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
     CSS_PATH = Path(__file__).parent / "milo.tcss"  # absolute: subclasses (bench, tests) live elsewhere
     TITLE = "milo-tui"
     COMMANDS = App.COMMANDS | {ActionCommands}  # every key's action (milo_tui/palette.py)
@@ -80,7 +83,8 @@ class MiloApp(RunControl, CheckpointOps, WhyNot, App):
         self.ascii = ascii if ascii is not None else (settings.ascii if settings.ascii is not None else not locale_is_utf8())
         self._sources = dict(python=python, env=env, nvml=nvml, psutil_module=psutil_module, poll_s=poll_s,
                              watch_files=watch_files)
-        self.supervisor: Supervisor | None = None  # these three start in on_ready
+        self.supervisor: Supervisor | None = None  # these four start in on_ready
+        self.serve_control: ServeControl | None = None
         self.watcher: RunWatcher | None = None
         self.telemetry: TelemetrySource | None = None
         self.telemetry_interval = telemetry_interval
@@ -93,6 +97,7 @@ class MiloApp(RunControl, CheckpointOps, WhyNot, App):
         self.checkpoints: dict[Path, tuple] = {}
         self.checkpoints_used: dict[Path, int | None] = {}  # run -> bytes its checkpoints take together (du)
         self.judgements: dict[Path, RunJudgement] = {}  # per run: baseline, ceiling, scoring states, ratings
+        self.servers: tuple[Server, ...] = ()  # the speech servers' state files, as RunWatcher last read them
         self.history = TelemetryHistory()
         self.smooth = False
         self.overlay: int | None = None
@@ -121,6 +126,7 @@ class MiloApp(RunControl, CheckpointOps, WhyNot, App):
     def on_ready(self) -> None:
         # The sources start after the first frame, which their imports, file reads and NVML start-up
         # would otherwise delay; their first messages follow within milliseconds.
+        from milo_tui.serving import ServeControl
         from milo_tui.supervisor import Supervisor
         from milo_tui.telemetry.source import TelemetrySource
         from milo_tui.watcher import RunWatcher
@@ -128,6 +134,7 @@ class MiloApp(RunControl, CheckpointOps, WhyNot, App):
         self._started = True
         src, checkpoints = self._sources, Path(self.settings.checkpoints)
         self.supervisor = Supervisor(python=src["python"], env=src["env"], backoff=self.restart_backoff)
+        self.serve_control = ServeControl(python=src["python"], env=src["env"])
         psutil_module = src["psutil_module"]
         self.watcher = RunWatcher(checkpoints, self.post_message, self.supervisor, poll_s=src["poll_s"],
                                   use_watchfiles=src["watch_files"],
@@ -144,6 +151,7 @@ class MiloApp(RunControl, CheckpointOps, WhyNot, App):
         if self.watcher is not None:
             self.watcher.close()
             self.supervisor.forget()
+            self.serve_control.forget()
 
     def _watch(self) -> None:
         worker = get_current_worker()

@@ -11,6 +11,7 @@ from textual.message import Message
 
 from milo_tui.metrics import MetricsBatch
 from milo_tui.runs import CheckpointRow, RunJudgement, RunSummary
+from milo_tui.serving import Server
 from milo_tui.supervisor import Ended
 from milo_tui.telemetry import Telemetry
 
@@ -68,6 +69,22 @@ class RunLaunched(Message):
 class LaunchFailed(Message):
     run_dir: Path
     error: str
+
+
+@dataclass
+class ServersScanned(Message):
+    """Every speech server with a state file (milo_tui/serving.py), whenever one of them changed."""
+    servers: tuple[Server, ...]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ServersScanned)
+
+
+@dataclass
+class ServerStarted(Message):
+    """A speech server this dashboard started has written its first state (`server`), or not yet (None)."""
+    checkpoint: Path
+    server: Server | None
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Each pass (woken by watchfiles, at least once a second as a fallback poll):
   - asks the supervisor about every live run (a trainer gone while state.json says live is a crash);
   - re-reads the summary of every run whose files changed (state.json, run.json, metrics.jsonl);
-  - tails the followed run's metrics.jsonl and train.log by byte offset, and rescans its checkpoints.
+  - tails the followed run's metrics.jsonl and train.log by byte offset, and rescans its checkpoints;
+  - reads the speech servers' state files (milo_tui/serving.py: a few small files, and their pids).
 It posts messages (milo_tui.messages) and never touches a widget.
 """
 from __future__ import annotations
@@ -15,12 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from milo_tui.messages import CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunsScanned
+from milo_tui.messages import CheckpointsScanned, LogRead, MetricsRead, RunEnded, RunsScanned, ServersScanned
 from contract.runfolder import METRICS, RESUME_DIR, RUN_JSON, STATE_JSON, TRAIN_LOG, list_runs
 from contract.samples import INDEX as SAMPLES_INDEX, samples_dir
 from milo_tui.runs import (
     CheckpointScanner, RunSummary, judgement_files, read_judgement, read_summary, read_voice, voice_stamp_files,
 )
+from milo_tui.serving import read_servers
 from milo_tui.supervisor import Supervisor
 from milo_tui.tail import LogReader, MetricsReader
 
@@ -69,6 +71,7 @@ class RunWatcher:
         self._cancelled: Callable[[], bool] = lambda: False
         self._processes_checked = 0.0
         self._state_stamps: dict[Path, tuple] = {}
+        self._servers: tuple = ()  # as last posted
 
     # ----------------------------------------------------------------- called from the event loop
 
@@ -140,6 +143,16 @@ class RunWatcher:
         self._scan_runs()
         if self._followed is not None:
             self._tail_followed()
+        self._scan_servers()
+
+    def _scan_servers(self) -> None:
+        try:
+            servers = read_servers()
+        except OSError:  # the serve folder unreadable: nothing to show
+            servers = ()
+        if servers != self._servers:  # their `updated` stamp is not part of a Server: an idle one posts nothing
+            self._servers = servers
+            self.post(ServersScanned(servers))
 
     def _start_following(self, run_dir: Path | None) -> None:
         for reader in (self._metrics, self._log):

@@ -2,7 +2,8 @@
 rows pinned at the top, then each checkpoint with its validation loss, scores (similarity, WER, DNSMOS
 OVRL, speaking rate against the corpus, runaway prompts), what the ears said in the audition screen, its
 scoring state, size and time; the best checkpoint by the run's rule (its own, else [best]) is marked and the cursor starts
-on it. Rows are updated in place as checkpoints and scores land. `a` auditions, `e` / `E` score."""
+on it. Rows are updated in place as checkpoints and scores land. `a` auditions, `e` / `E` score, `S` serves
+(milo-serve)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,6 +29,8 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         Binding("e", "score", "Score", id="score", tooltip="Score the highlighted checkpoint now (the run's scorer)"),
         Binding("E", "score_all", "Score all", id="score_all", show=False,
                 tooltip="Score every checkpoint of the run that has no scores and is not queued"),
+        Binding("S", "serve", "Serve", id="serve",
+                tooltip="Serve the highlighted checkpoint with milo-serve on the [serve] port (replacing another asks first)"),
         Binding("P", "prune", "Prune", id="prune",
                 tooltip="Delete the checkpoints the retention policy does not keep (asks first, says what goes)"),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the runs"),
@@ -123,10 +126,10 @@ class CheckpointsScreen(ExplainDisabled, Screen):
     def why_not(self, action: str) -> str | None:
         if not self.is_mounted:
             return None
-        if action in ("audition", "score") and self.highlighted() is None:
+        if action in ("audition", "score", "serve") and self.highlighted() is None:
             key = self._row_key()
             return (f"the {key} row is the run's reference, not a checkpoint" if key in PINNED else
-                    f"no checkpoint to {'audition' if action == 'audition' else 'score'} yet")
+                    f"no checkpoint to {action} yet")
         if action == "score":
             judgement = self.app.judgements.get(self.app.selected)
             entry = (judgement.states if judgement else {}).get(self.highlighted().name) or {}
@@ -208,6 +211,11 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         checkpoint = self.highlighted()
         if checkpoint is not None and self.app.selected is not None:
             self.app.post_message(AuditionRequested(self.app.selected, checkpoint))
+
+    def action_serve(self) -> None:
+        checkpoint = self.highlighted()
+        if checkpoint is not None:
+            self.app.serve(checkpoint)
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -1,6 +1,6 @@
 """The runs view: every run, and for the selected one its loss chart, per-layer losses, train.log tail and
-the GPU's health. Compact below 110x36 (one pane at a time, `v` switches), everything at once above:
-the same widgets, arranged by milo.tcss from the screen's classes."""
+the GPU's health; the speech server's line when there is one. Compact below 110x36 (one pane at a time, `v`
+switches), everything at once above: the same widgets, arranged by milo.tcss from the screen's classes."""
 from __future__ import annotations
 
 import time
@@ -65,16 +65,20 @@ class RunsScreen(ExplainDisabled, Screen):
         Binding("v", "view", "View", id="view",
                 tooltip="Show the loss chart, the scores per epoch, the layers or the log (compact layout)"),
         Binding("z", "zoom", "Zoom", id="zoom", show=False, tooltip="Fill the screen with the focused pane"),
+        Binding("X", "app.stop_server", "Stop server", id="stop_server", show=False,
+                tooltip="Stop the speech server the server line shows (milo-serve; S in the checkpoints view serves)"),
     ]
     AUTO_FOCUS = "#runs"
     wide = reactive(False)
     _bindings_state: tuple = (None, None, None, False)  # what the footer was last drawn for
+    _server_state: tuple = (None, None)
 
     def compose(self) -> ComposeResult:
         # One tree for both layouts; milo.tcss arranges it by the classes -wide and -view-<pane>.
         yield OneLine(self.app.title_line(), id="title")
         yield _titled(RunsTable(id="runs", classes="pane"), "Runs")
         yield OneLine(id="detail")
+        yield OneLine(id="server")
         with Horizontal(id="middle"):
             with Vertical(id="left"):
                 with Horizontal(id="top"):
@@ -137,6 +141,16 @@ class RunsScreen(ExplainDisabled, Screen):
                                             ascii=app.ascii)
         if "log" in parts:
             self.query_one(LogTail).show(app.log_lines)
+        if "servers" in parts:
+            line = self.query_one("#server", OneLine)
+            text = self.server_line()
+            line.set_class(bool(text), "-shown")
+            line.show(text)
+            server, _more = app.shown_server()
+            state = (server and server.status, server and server.live)
+            if state != self._server_state:  # X is dimmed unless a server is live
+                self._server_state = state
+                self.refresh_bindings()
         if "telemetry" in parts:
             self.query_one(TelemetryPanel).show(app.history, app.run_pids(), app.ascii)
 
@@ -171,6 +185,23 @@ class RunsScreen(ExplainDisabled, Screen):
         if r.restart_at is not None and r.status == CRASHED:
             parts.append(f"restart at {time.strftime('%H:%M:%S', time.localtime(r.restart_at))}")
         return " · ".join(parts)
+
+    def server_line(self) -> str:
+        """The speech server in one line ("" when no server has a state file): its state, what it serves, where, its
+        counters (`milo-serve ready · epoch-0004 (milo_demo) of voice-1 · http://127.0.0.1:8767 · 12 requests ...`)."""
+        from contract.serve import LOADING, READY, STOPPED, STOPPING
+
+        server, more = self.app.shown_server()
+        if server is None:
+            return ""
+        style = (SUCCESS if server.status == READY else WARNING if server.status in (LOADING, STOPPING) else
+                 "dim" if server.status == STOPPED else ERROR)
+        word, *rest = server.state_words()  # the state first: at 80 columns the counters may not fit
+        line = " · ".join([f" [b]milo-serve[/] [{style}]{escape(word)}[/]", escape(server.what()), escape(server.url),
+                           *map(escape, rest)])
+        if server.live:
+            line += " · [b]X[/] stops it"
+        return line + (f" · +{more} more live" if more else "")
 
     # ---------------------------------------------------------------- input
 
