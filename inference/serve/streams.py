@@ -6,11 +6,11 @@ them a bounded queue waits; past that a request is refused (`Busy`, a 503 with R
 
 The engine thread advances one stream by one codec frame at a time (decoding a chunk when the frame
 completes one), always the one whose listener will run out of audio first (earliest deadline first): a
-new stream is owed audio from its arrival, a playing one from the moment the audio it has already
-received ends (its first audio + the audio seconds sent), less the time the frames its next chunk
-still needs will take (a frame's time, averaged). So a newcomer waits at most the frame (or chunk
-decode) in progress, and streams that are ahead of real time wait while one that is behind catches
-up. Each stream's codes are those of the same request run alone (the lane), whatever ran between its
+new stream is owed audio shortly after its arrival (FIRST_AUDIO_GRACE_S), a playing one from the moment
+the audio it has already received ends (its first audio + the audio seconds sent), less the time the
+frames its next chunk still needs and its decode will take (averaged). So a newcomer waits at most the
+frame (or chunk decode) in progress unless a playing stream is about to run dry, and streams that are
+ahead of real time wait while one that is behind catches up. Each stream's codes are those of the same request run alone (the lane), whatever ran between its
 frames.
 
 A stream whose client has gone is cancelled: the engine stops it at the next frame (`Cancelled`), and
@@ -35,6 +35,11 @@ from inference.engine import Engine, EngineError, Lane
 from inference.loop import CHUNK_SCHEDULE, Cancelled
 from inference.pipeline import Audition
 from inference.sampling import log
+
+
+# How long a new request may wait for its first chunk before it counts as late: a stream already playing
+# whose audio is about to run out goes first (a gap in speech is worse than 0.1 s more before it starts).
+FIRST_AUDIO_GRACE_S = 0.3
 
 
 class Busy(Exception):
@@ -66,14 +71,13 @@ class Stream:
 
     frames_pending: int = 0              # frames made since its last chunk
 
-    def deadline(self, frame_s: float = 0.0) -> float:
-        """When its next chunk must be started to reach the listener before the audio it has runs out: the
-        end of that audio less the frames its next chunk still needs (at `frame_s` each); for a stream
-        with no audio yet, its arrival."""
-        if self.first_audio is None:
-            return self.arrived
+    def deadline(self, frame_s: float = 0.0, chunk_s: float = 0.0) -> float:
+        """When the engine must start on its next chunk for the listener to have it in time: when the
+        audio it has runs out (a newcomer: FIRST_AUDIO_GRACE_S after it came), less the frames that chunk
+        still needs (`frame_s` each) and its decode (`chunk_s`)."""
+        due = self.arrived + FIRST_AUDIO_GRACE_S if self.first_audio is None else self.first_audio + self.audio_s
         needed = max(0, CHUNK_SCHEDULE[min(self.chunks, len(CHUNK_SCHEDULE) - 1)] - self.frames_pending)
-        return self.first_audio + self.audio_s - needed * frame_s
+        return due - needed * frame_s - chunk_s
 
 
 class Scheduler:
@@ -88,6 +92,7 @@ class Scheduler:
         self.waiting: collections.deque[Stream] = collections.deque()
         self.steps = 0                      # chunks made, all streams together
         self.frame_s = 0.0                  # a frame's engine time, averaged over the last steps
+        self.chunk_s = 0.0                  # a step that completes a chunk (its frame and the decode), averaged
         self.cancelled = 0                  # streams stopped because their client went away
         self._cv = threading.Condition()
         self._closing = False
@@ -162,7 +167,7 @@ class Scheduler:
                 if self._closing and not self.active:
                     return None
                 if self.active:
-                    return min(self.active, key=lambda stream: stream.deadline(self.frame_s))
+                    return min(self.active, key=lambda stream: stream.deadline(self.frame_s, self.chunk_s))
                 self._cv.wait()
 
     def _run(self) -> None:
@@ -194,9 +199,10 @@ class Scheduler:
             now = time.perf_counter()
             if chunk is None:   # a frame made, no chunk yet: the next step may be another stream's
                 stream.frames_pending += 1
-                self.frame_s = 0.9 * self.frame_s + 0.1 * (now - began) if self.frame_s else now - began
+                self.frame_s = _average(self.frame_s, now - began)
                 return
             stream.frames_pending = 0
+            self.chunk_s = _average(self.chunk_s, now - began)
             if stream.first_audio is None:
                 stream.first_audio = now
             stream.audio_s += len(chunk) / SAMPLE_RATE
@@ -217,3 +223,8 @@ class Scheduler:
         if stream._gen is not None:
             stream._gen.close()
         stream.deliver(item)
+
+
+def _average(mean: float, value: float, weight: float = 0.1) -> float:
+    """An exponential moving average (the first value starts it)."""
+    return (1 - weight) * mean + weight * value if mean else value
