@@ -3,6 +3,7 @@ frame loops): each stream's audio is what the same request gives alone, a newcom
 cancelled stream frees the model within a chunk, and the limits hold."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -40,6 +41,23 @@ def audition(engine: Engine, text: str, seed: int, tokens: int = 40) -> Audition
     return Audition(engine, text, seed=seed, sampling={"max_new_tokens": tokens})
 
 
+@pytest.fixture
+def loaded(tiny_custom_voice) -> Engine:
+    """The engine with the tiny voice loaded (its default frame loop)."""
+    engine = Engine(device="cpu")
+    engine.load(tiny_custom_voice)
+    return engine
+
+
+@contextlib.contextmanager
+def scheduling(engine: Engine, **limits):
+    scheduler = Scheduler(engine, **limits)
+    try:
+        yield scheduler
+    finally:
+        scheduler.close()
+
+
 @pytest.fixture(params=["fast", "lean"])
 def engine(request, tiny_custom_voice):
     engine = Engine(device="cpu", path=request.param)
@@ -51,15 +69,12 @@ def engine(request, tiny_custom_voice):
 def test_interleaved_streams_each_give_the_audio_of_the_same_request_alone(engine):
     alone = [audition(engine, text, seed=10 + i).run() for i, text in enumerate(TEXTS)]
     log: list = []
-    scheduler = Scheduler(engine, max_active=3, queue=0)
-    try:
+    with scheduling(engine, max_active=3, queue=0) as scheduler:
         got = [Collect(f"s{i}", log) for i in range(3)]
         for i, text in enumerate(TEXTS):
             scheduler.submit(Stream(audition(engine, text, seed=10 + i), got[i]))
         for c in got:
             assert c.done.wait(120) and c.end.error is None and not c.end.cancelled
-    finally:
-        scheduler.close()
     for want, c in zip(alone, got):
         assert np.array_equal(c.audio(), want)
     order = [name for name, _ in log]
@@ -67,12 +82,9 @@ def test_interleaved_streams_each_give_the_audio_of_the_same_request_alone(engin
     assert max(order.index(f"s{i}") for i in range(3)) < min(len(order) - 1 - order[::-1].index(f"s{i}") for i in range(3))
 
 
-def test_a_newcomer_gets_its_first_chunk_after_at_most_the_chunk_in_progress(tiny_custom_voice):
-    engine = Engine(device="cpu")
-    engine.load(tiny_custom_voice)
-    log: list = []
-    scheduler = Scheduler(engine, max_active=4, queue=0)
-    try:
+def test_a_newcomer_gets_its_first_chunk_after_at_most_the_chunk_in_progress(loaded):
+    engine, log = loaded, []
+    with scheduling(engine, max_active=4, queue=0) as scheduler:
         long = Collect("long", log)
         scheduler.submit(Stream(audition(engine, "One long request. " * 6, seed=1, tokens=60), long))
         deadline = time.monotonic() + 60
@@ -82,20 +94,15 @@ def test_a_newcomer_gets_its_first_chunk_after_at_most_the_chunk_in_progress(tin
         submitted = time.perf_counter()
         scheduler.submit(Stream(audition(engine, "Me too.", seed=2), new))
         assert new.done.wait(120) and long.done.wait(120)
-    finally:
-        scheduler.close()
     first_new = next(t for name, t in log if name == "new")
     in_between = [t for name, t in log if name == "long" and submitted < t < first_new]
     assert len(in_between) <= 1, in_between  # at most the one the frame in progress completed
     assert len(long.chunks) > len(in_between) + 3  # the long one went on after it
 
 
-def test_a_cancelled_stream_frees_the_model_within_a_chunk(tiny_custom_voice):
-    engine = Engine(device="cpu")
-    engine.load(tiny_custom_voice)
-    log: list = []
-    scheduler = Scheduler(engine, max_active=1, queue=1)
-    try:
+def test_a_cancelled_stream_frees_the_model_within_a_chunk(loaded):
+    engine, log = loaded, []
+    with scheduling(engine, max_active=1, queue=1) as scheduler:
         first = Collect("first", log)
         s1 = Stream(audition(engine, "A long one that nobody will hear to the end. " * 4, seed=1, tokens=200), first)
         scheduler.submit(s1)
@@ -108,8 +115,6 @@ def test_a_cancelled_stream_frees_the_model_within_a_chunk(tiny_custom_voice):
         scheduler.cancel(s1)
         assert first.done.wait(30) and first.end.cancelled
         assert second.done.wait(120) and second.end.error is None
-    finally:
-        scheduler.close()
     assert scheduler.cancelled == 1 and s2.started is not None
     freed = s2.started - t0
     made = [t for name, t in log if name == "first"]
@@ -118,12 +123,9 @@ def test_a_cancelled_stream_frees_the_model_within_a_chunk(tiny_custom_voice):
     assert len(first.chunks) <= 3  # it stopped: the 200-frame budget would have made many more
 
 
-def test_past_the_active_streams_and_the_queue_a_request_is_refused(tiny_custom_voice):
-    engine = Engine(device="cpu")
-    engine.load(tiny_custom_voice)
-    scheduler = Scheduler(engine, max_active=1, queue=1)
-    streams = [Stream(audition(engine, "Wait for it.", seed=i, tokens=80), Collect(str(i), [])) for i in range(3)]
-    try:
+def test_past_the_active_streams_and_the_queue_a_request_is_refused(loaded):
+    streams = [Stream(audition(loaded, "Wait for it.", seed=i, tokens=80), Collect(str(i), [])) for i in range(3)]
+    with scheduling(loaded, max_active=1, queue=1) as scheduler:
         scheduler.submit(streams[0])
         scheduler.submit(streams[1])
         with pytest.raises(Busy, match=r"busy: 1 stream\(s\) speaking and 1 waiting"):
@@ -131,5 +133,3 @@ def test_past_the_active_streams_and_the_queue_a_request_is_refused(tiny_custom_
         scheduler.cancel(streams[1])  # a queued request whose client left is dropped without running
         assert streams[1].deliver.done.wait(30) and streams[1].deliver.end.cancelled and streams[1].started is None
         assert streams[0].deliver.done.wait(120)
-    finally:
-        scheduler.close()
