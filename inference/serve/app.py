@@ -258,11 +258,11 @@ async def _speech(service: Service, request: Request) -> Response:
         audition = service.audition(req)
     except BadRequest as exc:
         service.errors += 1
-        _access(rid, exc.status, note=str(exc))
+        _access(service, rid, exc.status, note=str(exc))
         return JSONResponse(exc.body(), status_code=exc.status)
     except TextError as exc:
         service.errors += 1
-        _access(rid, 400, note=str(exc))
+        _access(service, rid, 400, note=str(exc))
         return error(400, str(exc), "invalid_input", param="input")
 
     loop = asyncio.get_running_loop()
@@ -272,7 +272,7 @@ async def _speech(service: Service, request: Request) -> Response:
         service.scheduler.submit(stream)
     except Busy as exc:
         service.refused += 1
-        _access(rid, 503, chars=len(req.input), note=str(exc))
+        _access(service, rid, 503, chars=len(req.input), note=str(exc))
         return error(503, f"{exc}; try again shortly", "busy", kind="server_error",
                      headers={"Retry-After": f"{max(1, round(service.retry_after_s))}"})
     service.write_state()
@@ -287,12 +287,12 @@ async def _speech(service: Service, request: Request) -> Response:
         watcher.cancel()
         if first.cancelled:
             service.cancelled += 1
-            _access(rid, 499, chars=len(req.input), note="client went away while queued")
+            _access(service, rid, 499, chars=len(req.input), note="client went away while queued")
             return error(499, "cancelled", "cancelled")
         service.errors += 1
         message = first.error or ("the voice ended the speech before any audio (end-of-speech at the first frame); "
                                   "try again, or another seed")
-        _access(rid, 500, chars=len(req.input), note=message)
+        _access(service, rid, 500, chars=len(req.input), note=message)
         return error(500, message, "no_audio" if first.error is None else "synthesis_failed", kind="server_error")
     first_ms = (stream.first_audio - t0) * 1000 if stream.first_audio else (time.perf_counter() - t0) * 1000
     service.first_audio_ms.append(first_ms)
@@ -352,16 +352,15 @@ async def _body(service: Service, req: SpeechRequest, rid: str, t0: float, first
             status = 499
         else:
             service.requests += 1
-        _access(rid, status, chars=len(req.input), first_ms=first_ms, audio_s=stream.audio_s,
+        _access(service, rid, status, chars=len(req.input), first_ms=first_ms, audio_s=stream.audio_s,
                 wall_s=time.perf_counter() - t0, fmt=f"{req.response_format}/{req.stream_format}", voice=req.voice,
                 note=(end.error if end is not None else "client went away") or "")
-        service.write_state()
 
 
-def _access(rid: str, status: int, *, chars: int | None = None, first_ms: float | None = None,
+def _access(service: Service, rid: str, status: int, *, chars: int | None = None, first_ms: float | None = None,
             audio_s: float | None = None, wall_s: float | None = None, fmt: str = "", voice: str = "",
             note: str = "") -> None:
-    """One access-log line per request."""
+    """One access-log line per request, and the state file rewritten with the counts it changed."""
     parts = [f"id={rid}", f"status={status}"]
     if chars is not None:
         parts.append(f"chars={chars}")
@@ -377,6 +376,7 @@ def _access(rid: str, status: int, *, chars: int | None = None, first_ms: float 
         parts.append(f"wall_s={wall_s:.2f}")
     line = " ".join(parts) + (f" | {note}" if note else "")
     log(f"access {line}")
+    service.write_state()
 
 
 async def write_state_periodically(service: Service) -> None:
