@@ -19,7 +19,14 @@ RUN_DEFAULTS: dict = dict(
     # after each save: keep the best K and the newest N checkpoints within a disk budget (0 / "": no pruning);
     # stop when the best score has not improved for this many scored checkpoints (0: off). docs/retention.md
     keep_best=0, keep_last=0, disk_budget="", stop_unimproved=0,
+    # full fine-tuning (every weight, full checkpoints) or LoRA (adapters on the talker, voice bundles;
+    # contract/bundle.py, docs/training.md "LoRA"): rank, alpha and which layers get adapters
+    method="full", lora_rank=16, lora_alpha=32.0, lora_targets="talker+mlp",
 )
+# LoRA's own default learning rate, used when none is given: adapters start at zero and need a larger step
+# than full fine-tuning's 2e-5, but adapters trained at 2e-4 and above were seen never to stop talking while
+# their loss looked fine (docs/training.md): 5e-5 stays well below that.
+LORA_LR = 5e-5
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ RUN_LIMITS: dict[str, RunLimit] = {
     "keep_best": RunLimit("prune: keep best", int, 0, 1000),
     "keep_last": RunLimit("prune: keep newest", int, 0, 1000),
     "stop_unimproved": RunLimit("quality stop after n", int, 0, 1000),
+    "lora_rank": RunLimit("LoRA rank", int, 1, 512),
+    "lora_alpha": RunLimit("LoRA alpha", float, 0.01, 4096),
 }
 
 

@@ -236,6 +236,12 @@ def _add_run(sub) -> None:
                    help=f"dtype of checkpoint weights; base: as the base model stores them [{D['save_dtype']}]")
     g.add_argument("--save-every-steps", type=int, help="also save a checkpoint (step-NNNNNNNN/) and resume point every N steps")
     g.add_argument("--resume-every-steps", type=int, help="save a resume point every N steps (always at each epoch's end)")
+    g = p.add_argument_group("LoRA: voice bundles instead of full checkpoints (docs/training.md)")
+    g.add_argument("--method", choices=("full", "lora"), help=f"train every weight, or LoRA adapters [{D['method']}]")
+    g.add_argument("--rank", dest="lora_rank", type=int, help=f"LoRA rank [{D['lora_rank']}]")
+    g.add_argument("--alpha", dest="lora_alpha", type=float, help=f"LoRA alpha (scale = alpha / rank) [{D['lora_alpha']:g}]")
+    g.add_argument("--targets", dest="lora_targets", choices=("talker", "talker+mlp", "talker+predictor"),
+                   help=f"layers that get adapters: the talker's attention, + its MLP, + the code predictor's [{D['lora_targets']}]")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--threads", type=int, help="CPU threads (default: 1 for a small model, else torch's default)")
     p.set_defaults(func=_cmd_run)

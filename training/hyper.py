@@ -12,7 +12,7 @@ from training.failures import UsageError
 
 # What a resume may change: the run can be extended, and its stopping rule relaxed or tightened.
 CHANGEABLE_ON_RESUME = ("epochs", "patience", "score", "keep_best", "keep_last", "disk_budget", "stop_unimproved")
-_FLAGS = {"score": "--no-score"}  # a setting whose flag is not --NAME
+_FLAGS = {"score": "--no-score", "lora_rank": "--rank", "lora_alpha": "--alpha", "lora_targets": "--targets"}  # flag is not --NAME
 
 
 @dataclass
@@ -41,6 +41,10 @@ class Hyper:
     keep_last: int
     disk_budget: str
     stop_unimproved: int        # stop when the best score has not improved for this many scored checkpoints
+    method: str                 # "full" or "lora" (voice bundles, training/lora.py)
+    lora_rank: int
+    lora_alpha: float
+    lora_targets: str
     dtype: str = "float32"  # master weights, always
 
 
@@ -64,7 +68,12 @@ def resolve(args, run_dir: Path, run_json: dict | None) -> Settings:
     else:
         if not args.base or not args.data:
             raise UsageError("--base and --data are needed to start a run")
-        hyper = Hyper(**{k: {**DEFAULTS, **typed}[k] for k in DEFAULTS})
+        chosen = {**DEFAULTS, **typed}
+        if chosen["method"] == "lora" and "lr" not in typed:
+            from contract.defaults import LORA_LR
+
+            chosen["lr"] = LORA_LR
+        hyper = Hyper(**{k: chosen[k] for k in DEFAULTS})
         settings = Settings(Path(args.base).absolute(), Path(args.data).absolute(),
                             (args.speaker or run_dir.name).strip().lower(),
                             str(Path(args.ref).absolute()) if args.ref else None, hyper, None)
@@ -81,7 +90,7 @@ def _resumed(args, typed: dict, run_json: dict) -> Settings:
     hyper = {**DEFAULTS, **run_json["hyper"]}  # a setting newer than the run takes its default
     for k, v in typed.items():
         if k not in CHANGEABLE_ON_RESUME and v != hyper.get(k):
-            raise UsageError(f"--resume: --{k.replace('_', '-')} cannot change (the run has {hyper.get(k)!r}); "
+            raise UsageError(f"--resume: --{_FLAGS.get(k, k.replace('_', '-')).lstrip('-')} cannot change (the run has {hyper.get(k)!r}); "
                              f"only {', '.join(_FLAGS.get(c, '--' + c.replace('_', '-')) for c in CHANGEABLE_ON_RESUME)} can")
         hyper[k] = v
     return Settings(Path(run_json["base_model"]), Path(run_json["data"]), run_json["speaker"],
@@ -94,7 +103,13 @@ def _check(settings: Settings) -> None:
 
     for key in RUN_LIMITS:  # the same ranges the new-run form checks
         if key != "restart_limit" and (problem := run_limit_problem(key, getattr(h, key))):
-            raise UsageError(f"--{key.replace('_', '-')} {getattr(h, key)}: {problem}")
+            raise UsageError(f"--{_FLAGS.get(key, key.replace('_', '-')).lstrip('-')} {getattr(h, key)}: {problem}")
+    from contract.bundle import METHODS, TARGETS
+
+    if h.method not in METHODS:
+        raise UsageError(f"--method {h.method}: one of {', '.join(METHODS)}")
+    if h.lora_targets not in TARGETS:
+        raise UsageError(f"--targets {h.lora_targets}: one of {', '.join(TARGETS)}")
     if not 0 <= h.val_fraction < 1:
         raise UsageError("--val-fraction must be in [0, 1)")
     if not settings.speaker or any(c.isspace() for c in settings.speaker):

@@ -178,6 +178,13 @@ class Trainer:
         self.model.speech_tokenizer = None  # codes are precomputed; the codec is not needed to train
         if self.model.speaker_encoder is not None:
             self.model.speaker_encoder.requires_grad_(False)
+        self.lora_modules: list[str] = []
+        if h.method == "lora":
+            from training.lora import apply_lora
+
+            self.lora_modules = apply_lora(self.model, h.lora_rank, h.lora_alpha, h.lora_targets, h.seed)
+            self.log.info(f"LoRA rank {h.lora_rank}, alpha {h.lora_alpha:g} on {len(self.lora_modules)} modules "
+                          f"({h.lora_targets}); everything else frozen")
         if h.gradient_checkpointing:
             self.model.talker.gradient_checkpointing_enable()
         try:
@@ -345,24 +352,16 @@ class Trainer:
         rf.write_json_atomic(self.run_dir / rf.RUN_JSON, self.run_json)
 
     def save_checkpoint(self, name: str, evaluation: dict | None, epoch: int) -> None:
-        """A custom-voice folder loadable by Qwen3TTSModel.from_pretrained, with eval.json (rank 0)."""
-        import torch
-
-        from training.checkpoint import save_custom_voice
-
+        """A custom-voice folder loadable by Qwen3TTSModel.from_pretrained, or with --method lora a voice
+        bundle (contract/bundle.py), with eval.json (rank 0)."""
         if not self.dist.is_main:
             return
         started = time.monotonic()
-        dtype = _base_dtype(self.base) if self.hyper.save_dtype == "base" else getattr(torch, self.hyper.save_dtype)
-        weights = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype)
-                   for k, v in self.model.state_dict().items() if not k.startswith("speaker_encoder.")}
         eval_json = dict(epoch=epoch, step=self.step, speaker=self.speaker, **(evaluation or {}))
         self.saves += 1
         try:
             hook = (lambda tmp, n=self.saves: self.hooks.during_save(n, tmp)) if self.hooks is not None else None
-            out = save_custom_voice(weights, self.base, self.run_dir / name, self.speaker, self.speaker_embedding,
-                                    extra_files={rf.EVAL_JSON: json.dumps(eval_json, indent=2) + "\n"},
-                                    after_weights=hook)
+            out = self._write_checkpoint(name, {rf.EVAL_JSON: json.dumps(eval_json, indent=2) + "\n"}, hook)
         except Exception as exc:
             if is_disk_full(exc):
                 raise DiskFull(f"disk full while saving {name} in {self.run_dir}: earlier checkpoints are intact; "
@@ -374,6 +373,35 @@ class Trainer:
                    path=name, epoch=epoch, step=self.step, bytes=written, seconds=round(seconds, 3))
         self.log.info(f"checkpoint {name} saved ({fmt_bytes(written)}, {seconds:.1f} s)")
         self.after_save(name)
+
+    def _write_checkpoint(self, name: str, extra_files: dict[str, str], hook):
+        import torch
+
+        if self.hyper.method == "lora":
+            from training.lora import adapter_state, save_bundle
+
+            return save_bundle(adapter_state(self.model), self.speaker_embedding, self.base, self.run_dir / name,
+                               self.speaker, self.bundle_manifest(), extra_files=extra_files, after_weights=hook)
+        from training.checkpoint import save_custom_voice
+
+        dtype = _base_dtype(self.base) if self.hyper.save_dtype == "base" else getattr(torch, self.hyper.save_dtype)
+        weights = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype)
+                   for k, v in self.model.state_dict().items() if not k.startswith("speaker_encoder.")}
+        return save_custom_voice(weights, self.base, self.run_dir / name, self.speaker, self.speaker_embedding,
+                                 extra_files=extra_files, after_weights=hook)
+
+    def bundle_manifest(self) -> dict:
+        """What a voice bundle says of itself (contract/bundle.py): its base (hashed once), the speaker,
+        the adapter's settings and modules, the training settings."""
+        from contract.bundle import weights_sha256
+
+        if getattr(self, "_base_identity", None) is None:
+            weights = self.base / "model.safetensors"
+            self._base_identity = dict(path=str(self.base), bytes=weights.stat().st_size, sha256=weights_sha256(weights))
+        h = self.hyper
+        return dict(method="lora", base=self._base_identity, speaker=self.speaker,
+                    lora=dict(rank=h.lora_rank, alpha=h.lora_alpha, targets=h.lora_targets, modules=self.lora_modules),
+                    training=asdict(h), milo_version=contract.__version__)
 
     def after_save(self, name: str) -> None:
         """The run's after-save policy (training/after_save.py): queue the checkpoint for scoring, stop once
@@ -399,6 +427,10 @@ class Trainer:
             info = dict(epoch=epoch, micro=micro, step=self.step, best_epoch=self.best_epoch, best_val=self.best_val,
                         bad_epochs=self.bad_epochs, world_size=self.dist.world, saved_at=time.time())
             weights = {k: v for k, v in self.model.state_dict().items() if not k.startswith("speaker_encoder.")}
+            if self.hyper.method == "lora":  # the base never changes: the adapter is the whole trained state
+                from training.lora import is_adapter_key
+
+                weights = {k: v for k, v in weights.items() if is_adapter_key(k)}
             try:
                 save_resume_point(self.run_dir, weights,
                                   dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict()),
@@ -419,6 +451,10 @@ class Trainer:
         weights, opt, training, info = load_resume_point(self.resume_path, self.device)
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.startswith("speaker_encoder.")]
+        if self.hyper.method == "lora":  # the resume point holds the adapter alone; the base is loaded as it is
+            from training.lora import is_adapter_key
+
+            missing = [k for k in missing if is_adapter_key(k)]
         if missing or unexpected:
             raise BadInput(f"{self.resume_path} does not match the base model (missing {missing[:2]}, unexpected {unexpected[:2]})")
         self.optimizer.load_state_dict(opt["optimizer"])

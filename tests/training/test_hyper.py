@@ -51,6 +51,7 @@ def test_the_trainer_and_the_form_refuse_the_same_values_with_the_same_line():
     """RUN_LIMITS beside the defaults: just outside each range both refuse, with the contract's line; at each
     end both accept."""
     from contract.defaults import RUN_LIMITS, parse_run_value
+    from training.hyper import _FLAGS
 
     for key, limit in RUN_LIMITS.items():
         if key == "restart_limit":  # the keeper's, not the trainer's
@@ -62,7 +63,8 @@ def test_the_trainer_and_the_form_refuse_the_same_values_with_the_same_line():
             assert form_problem, (key, value)
             with pytest.raises(UsageError) as refused:
                 resolve(_args(base="b", data="d", **{key: value}), Path("/runs/x"), None)
-            assert str(refused.value) == f"--{key.replace('_', '-')} {value}: {form_problem}", (key, value)
+            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
+            assert str(refused.value) == f"{flag} {value}: {form_problem}", (key, value)
         for value in (limit.low, limit.high):
             assert parse_run_value(key, str(limit.kind(value)))[1] is None
             resolve(_args(base="b", data="d", **{key: limit.kind(value)}), Path("/runs/x"), None)

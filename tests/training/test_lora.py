@@ -1,0 +1,127 @@
+"""LoRA runs (`milo-train run --method lora`, training/lora.py) with real peft on the tiny model: the loss
+falls, only the adapter changes, each checkpoint is a small voice bundle naming its base by hash, and a
+stopped run resumes to the same adapter as the run uninterrupted."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from contract.bundle import ADAPTER, MANIFEST, SPEAKER, bundle_bytes, weights_sha256
+from tests.training.conftest import metrics, run_training, start_run, state, steps, wait_for
+
+pytestmark = pytest.mark.slow
+COMMON = ("--epochs", "3", "--lr", "3e-3", "--batch-size", "2", "--grad-accum", "1", "--val-fraction", "0.2",
+          "--speaker", "milo", "--seed", "7", "--method", "lora", "--rank", "4", "--alpha", "8")
+
+
+def _args(tiny_base, demo_data, run, *extra):
+    return ("--base", str(tiny_base), "--data", str(demo_data), "--run", str(run), *COMMON, *extra)
+
+
+@pytest.fixture(scope="module")
+def lora_trainer(tiny_base, demo_data, tmp_path_factory):
+    """A LoRA run trained in this process by the real Trainer (as `run` drives it), kept for inspection."""
+    from training.cli import build_parser
+    from training.dist import Dist
+    from training.runlog import RunLog
+    from training.trainer import Trainer
+
+    run = tmp_path_factory.mktemp("lora") / "voice"
+    run.mkdir()
+    args = build_parser().parse_args(["run", *_args(tiny_base, demo_data, run), "--no-score"])
+    log = RunLog(run / "train.log")
+    trainer = Trainer(args, Dist.from_env(), log)
+    trainer.resolve()
+    trainer.start_state()
+    trainer.load()
+    assert trainer.train() == 0
+    log.close()
+    return trainer
+
+
+def test_a_lora_run_trains_and_its_loss_falls(lora_trainer):
+    run = lora_trainer.run_dir
+    val = [r["objective"] for r in metrics(run) if r["kind"] == "validation"]
+    assert len(val) == 3 and val[-1] < val[0], val
+    run_json = json.loads((run / "run.json").read_text())
+    assert run_json["hyper"]["method"] == "lora" and run_json["hyper"]["lora_rank"] == 4
+    assert "LoRA rank 4, alpha 8 on 14 modules (talker+mlp)" in (run / "train.log").read_text()
+
+
+def test_only_the_adapter_changes_the_base_stays_bit_identical(lora_trainer, tiny_base):
+    import torch
+    from safetensors.torch import load_file
+
+    base = load_file(str(tiny_base / "model.safetensors"))
+    trained = lora_trainer.model.state_dict()
+    adapters = {k: v for k, v in trained.items() if ".lora_" in k}
+    assert len(adapters) == 28 and any(k.endswith("lora_B.default.weight") for k in adapters)
+    # lora_B starts at zero: after training it is not, so the adapter learned something
+    assert all(v.abs().sum() > 0 for k, v in adapters.items() if ".lora_B." in k)
+    compared = 0
+    for name, value in trained.items():
+        if ".lora_" in name or name.startswith("speaker_encoder."):
+            continue
+        original = base[name.replace(".base_layer.", ".")]
+        assert torch.equal(value.cpu(), original.to(value.dtype)), name
+        compared += 1
+    assert compared >= 70  # every weight of the tiny model but the adapters and the speaker encoder
+
+
+def test_each_checkpoint_is_a_small_bundle_naming_its_base(lora_trainer, tiny_base):
+    run = lora_trainer.run_dir
+    bundle = run / "epoch-0003"
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(
+        [ADAPTER, SPEAKER, MANIFEST, "config.json", "eval.json"])
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    assert manifest["base"]["path"] == str(tiny_base)
+    assert manifest["base"]["sha256"] == weights_sha256(tiny_base / "model.safetensors")
+    assert manifest["speaker"] == "milo" and manifest["slot"] == 3000
+    assert manifest["lora"]["rank"] == 4 and len(manifest["lora"]["modules"]) == 14
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["tts_model_type"] == "custom_voice" and config["talker_config"]["spk_id"] == {"milo": 3000}
+    full = (tiny_base / "model.safetensors").stat().st_size
+    ratio = bundle_bytes(bundle) / full
+    print(f"bundle {bundle_bytes(bundle)} bytes = {ratio:.1%} of a full checkpoint's weights ({full} bytes)")
+    assert ratio < 0.15
+    assert json.loads((bundle / "eval.json").read_text())["epoch"] == 3
+    # the resume point holds the adapter alone
+    from safetensors import safe_open
+
+    with safe_open(str(run / "resume" / "model.safetensors"), "pt") as f:
+        assert set(f.keys()) == {k for k in lora_trainer.model.state_dict() if ".lora_" in k}
+
+
+def test_a_stopped_lora_run_resumes_to_the_same_adapter(lora_trainer, tiny_base, demo_data, tmp_path):
+    from safetensors.torch import load_file
+
+    run = tmp_path / "stopped"
+    proc = start_run(*_args(tiny_base, demo_data, run), hooks="step_delay=0.3")
+    wait_for(lambda: len(steps(run)) >= 4, what="step 4", proc=proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    stopped_at = steps(run)[-1]["step"]
+    proc = run_training("--run", str(run), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    reference = lora_trainer.run_dir
+    ours = {r["step"]: r for r in steps(run)}
+    ref = {r["step"]: r for r in steps(reference)}
+    assert sorted(ours) == sorted(ref) and stopped_at < max(ref)
+    for step in ref:
+        assert ours[step]["objective"] == pytest.approx(ref[step]["objective"], rel=1e-5, abs=1e-6), step
+    a, b = load_file(str(run / "epoch-0003" / ADAPTER)), load_file(str(reference / "epoch-0003" / ADAPTER))
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst < 1e-5, worst
+    assert state(run)["status"] == "finished"
+
+
+def test_lora_settings_are_checked_in_one_line(tiny_base, demo_data, tmp_path):
+    from tests.training.conftest import train_in_process
+
+    proc = train_in_process(*_args(tiny_base, demo_data, tmp_path / "bad", "--rank", "0"))
+    assert proc.returncode == 2 and "--rank 0: LoRA rank must be from 1 to 512" in proc.stderr
