@@ -40,6 +40,8 @@ class CheckpointInfo:
     speakers: tuple[str, ...]        # as in talker_config.spk_id (generate() lower-cases lookups)
     model_size: str | None = None    # tts_model_size, e.g. "1b7"
     generation: dict = field(default_factory=dict, compare=False)  # generation_config.json
+    bundle: dict | None = field(default=None, compare=False)  # a voice bundle's voice.json (contract/bundle.py)
+    base: Path | None = None         # the base model a bundle is applied to
 
     @property
     def speaker(self) -> str:
@@ -131,6 +133,10 @@ def validate_checkpoint(path: str | Path) -> CheckpointInfo:
     problems: list[str] = []
     if root.name.startswith(".") and ".tmp-" in root.name:
         problems.append("a half-written checkpoint (hidden temporary folder of a save in progress or interrupted)")
+    from contract.bundle import is_bundle
+
+    if is_bundle(root):
+        return _validate_bundle(root, problems)
 
     if not (root / "config.json").is_file():
         subs = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()
@@ -177,6 +183,35 @@ def validate_checkpoint(path: str | Path) -> CheckpointInfo:
     if problems:
         raise CheckpointError(root, problems)
     return CheckpointInfo(path=root, speakers=speakers, model_size=model_size, generation=generation)
+
+
+def _validate_bundle(root: Path, problems: list[str]) -> CheckpointInfo:
+    """A voice bundle (contract/bundle.py): its own files complete, and its base there with the same weights."""
+    from contract.bundle import ADAPTER, SPEAKER, BundleError, base_of, read_manifest
+
+    try:
+        manifest = read_manifest(root)
+    except BundleError as exc:
+        raise CheckpointError(root, problems + [str(exc)]) from None
+    for name in (ADAPTER, SPEAKER):
+        if not (root / name).is_file():
+            problems.append(f"{name} is missing (a voice bundle holds its adapter and speaker)")
+        elif problem := safetensors_problem(root / name):
+            problems.append(problem)
+    cfg = _read_json(root / "config.json", problems, "config.json") or {}
+    spk = (cfg.get("talker_config") or {}).get("spk_id") if isinstance(cfg.get("talker_config"), dict) else None
+    if not isinstance(spk, dict) or not spk:
+        problems.append("no speaker: config.json talker_config.spk_id is empty")
+    if problems:
+        raise CheckpointError(root, problems)
+    try:
+        base = base_of(root, manifest)
+        check_base_model(base)
+    except (BundleError, BaseModelError) as exc:
+        raise CheckpointError(root, [str(exc)]) from None
+    generation = _read_json(base / "generation_config.json", problems, "the base's generation_config.json") or {}
+    return CheckpointInfo(path=root, speakers=tuple(str(k) for k in spk), model_size=cfg.get("tts_model_size"),
+                          generation=generation, bundle=manifest, base=base)
 
 
 class BaseModelError(ValueError):

@@ -185,7 +185,12 @@ class Engine:
         if self.device != "cpu":
             kwargs["device_map"] = self.device
         try:
-            tts = qwen_tts.Qwen3TTSModel.from_pretrained(str(info.path), **kwargs)
+            # A voice bundle is its base with the adapter merged and the speaker in its slot (inference/voice.py).
+            tts = qwen_tts.Qwen3TTSModel.from_pretrained(str(info.base or info.path), **kwargs)
+            if info.bundle is not None:
+                from inference.voice import make_voice
+
+                make_voice(tts, info.path)
         except torch.cuda.OutOfMemoryError as exc:
             raise EngineError(f"out of GPU memory loading {info.name} (is a trainer using the GPU?): {exc}") from None
         tts.model.eval()

@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+
+from contract import exits
 
 
 def _cmd_tiny_model(args: argparse.Namespace) -> int:
@@ -25,6 +28,22 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
     out = build_tiny_model(args.out_dir, seed=args.seed)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"tiny Qwen3-TTS Base model written to {out} ({fmt_bytes(size)}, {time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from contract.units import fmt_bytes
+    from training.export import ExportError, export
+
+    started = time.monotonic()
+    try:
+        out = export(Path(args.bundle), Path(args.out))
+    except ExportError as exc:
+        print(f"milo-train: error: {exc}", file=sys.stderr)
+        return exits.BAD_INPUT
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.stat().st_nlink == 1)
+    print(f"{out}: {args.bundle} merged into its base, official layout ({fmt_bytes(size)} written, "
+          f"{time.monotonic() - started:.1f} s)")
     return 0
 
 
@@ -308,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="JSONL", help="its training JSONL: the scorer's reference voice")
     p.add_argument("--base", metavar="BASE", help="the Base model it was trained from: the scorer's baseline row")
     p.set_defaults(func=_cmd_adopt)
+    p = sub.add_parser("export", help="a LoRA voice bundle as a full checkpoint in the official layout",
+                       description="Merge a voice bundle's adapter into its base and write a custom-voice checkpoint "
+                                   "that stock Qwen3TTSModel.from_pretrained loads (docs/training.md, LoRA).")
+    p.add_argument("bundle", metavar="BUNDLE", help="the bundle (a LoRA run's epoch-NNNN)")
+    p.add_argument("out", metavar="OUT", help="the folder to write (must not exist)")
+    p.set_defaults(func=_cmd_export)
     sub.add_parser("eval", help="score checkpoints or audio files with real offline models (docs/scoring.md; "
                    "`milo-train eval --help`)", add_help=False)
     p = sub.add_parser("demo-assets", help="tiny model + prepared data of a demo workspace (used by milo-tui --demo)",

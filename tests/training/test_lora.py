@@ -125,3 +125,86 @@ def test_lora_settings_are_checked_in_one_line(tiny_base, demo_data, tmp_path):
 
     proc = train_in_process(*_args(tiny_base, demo_data, tmp_path / "bad", "--rank", "0"))
     assert proc.returncode == 2 and "--rank 0: LoRA rank must be from 1 to 512" in proc.stderr
+
+
+TEXT = "hello world, this is milo."
+
+
+def _greedy_codes(engine):
+    import torch
+
+    sampling = engine.sampling(do_sample=False, subtalker_dosample=False, max_new_tokens=40)
+    return torch.stack(list(engine.frames(TEXT, sampling=sampling))).cpu()
+
+
+def test_a_bundle_speaks_and_its_export_is_an_official_checkpoint_with_the_same_codes(lora_trainer, tiny_base,
+                                                                                       tmp_path):
+    """The engine loads a bundle (base + merged adapter); `milo-train export` writes a folder stock qwen-tts
+    loads, whose greedy codes with stock generate_custom_voice equal the bundle's."""
+    import torch
+    from safetensors.torch import load_file
+
+    from contract.checkpoint import validate_checkpoint
+    from inference.engine import Engine, Sampling
+    from inference.qwen import import_qwen_tts
+    from inference.stock import stock_generate
+    from tests.conftest import run_module
+
+    bundle = lora_trainer.run_dir / "epoch-0003"
+    info = validate_checkpoint(bundle)
+    assert info.bundle is not None and info.speakers == ("milo",) and info.base == tiny_base
+    engine = Engine(device="cpu")
+    engine.load(bundle)
+    ours = _greedy_codes(engine)
+    assert ours.shape[0] >= 5
+    engine.unload()
+
+    out = tmp_path / "exported"
+    proc = run_module("training", "export", str(bundle), str(out))
+    assert proc.returncode == 0 and "official layout" in proc.stdout, proc.stderr
+    exported, base = load_file(str(out / "model.safetensors")), load_file(str(tiny_base / "model.safetensors"))
+    q = "talker.model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(exported[q], base[q])  # the adapter is in the weights
+    tts = import_qwen_tts().Qwen3TTSModel.from_pretrained(str(out), dtype=torch.float32)
+    greedy = Sampling.from_config({}, do_sample=False, subtalker_dosample=False, max_new_tokens=40)
+    _, stock = stock_generate(tts, TEXT, "milo", seed=0, sampling=greedy)
+    assert torch.equal(stock.cpu(), ours)
+
+    again = run_module("training", "export", str(bundle), str(out))
+    assert again.returncode == 3 and f"{out} exists: give a new folder" in again.stderr
+
+
+def test_a_bundle_whose_base_is_gone_or_changed_is_refused_in_one_line(lora_trainer, tiny_base, tmp_path):
+    import shutil
+
+    from tests.conftest import run_module
+
+    bundle = tmp_path / "epoch-0003"
+    shutil.copytree(lora_trainer.run_dir / "epoch-0003", bundle)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    moved = tmp_path / "base-elsewhere"
+    shutil.copytree(tiny_base, moved)
+    (bundle / MANIFEST).write_text(json.dumps({**manifest, "base": {**manifest["base"], "path": str(tmp_path / "gone")}}))
+    said = run_module("inference.say", str(bundle), "Hello.", "-o", str(tmp_path / "x.wav"), "--device", "cpu")
+    assert said.returncode == 3 and "needs its base model" in said.stderr and "Traceback" not in said.stderr
+    # the same path, other weights: refused by the hash
+    other = moved / "model.safetensors"
+    data = bytearray(other.read_bytes())
+    data[-1] ^= 0xFF
+    other.write_bytes(bytes(data))
+    (bundle / MANIFEST).write_text(json.dumps({**manifest, "base": {**manifest["base"], "path": str(moved)}}))
+    said = run_module("inference.say", str(bundle), "Hello.", "-o", str(tmp_path / "x.wav"), "--device", "cpu")
+    assert said.returncode == 3 and "was trained on other weights than" in said.stderr
+    assert len([l for l in said.stderr.splitlines() if l.strip()]) <= 2
+
+
+def test_milo_say_speaks_a_bundle(lora_trainer, tmp_path):
+    import soundfile as sf
+
+    from tests.conftest import run_module
+
+    said = run_module("inference.say", str(lora_trainer.run_dir / "epoch-0003"), "Hello from a bundle.", "--seed", "3",
+                      "-o", str(tmp_path / "b.wav"), "--device", "cpu", "--max-new-tokens", "30")
+    assert said.returncode == 0, said.stderr
+    audio, rate = sf.read(tmp_path / "b.wav")
+    assert rate == 24000 and len(audio) > 0
