@@ -167,6 +167,9 @@ class Engine:
             graphs = os.environ.get("MILO_AUDITION_GRAPHS", "1").strip().lower() not in ("0", "no", "false", "off")
         self.graphs = bool(graphs) and self.device.startswith("cuda")
         self.loaded: Loaded | None = None
+        self.base_loads = 0           # models read from disk (a bundle's base counts once for all its voices)
+        self.voice_switches = 0       # bundles switched in place on a loaded base
+        self.originals: dict = {}     # the plain base's values of the weights voices changed (inference/voice.py)
 
     # ---- loading -------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -174,10 +177,13 @@ class Engine:
         import_qwen_tts()
 
     def load(self, path: str | Path) -> Loaded:
-        """Validate, unload the current checkpoint, load this one (no network). Raises CheckpointError."""
+        """Validate, unload the current checkpoint, load this one (no network). Raises CheckpointError.
+        A voice bundle on the base already loaded for another bundle is switched in place instead."""
         info = validate_checkpoint(path)
         if self.loaded is not None and self.loaded.info.path == info.path:
             return self.loaded
+        if info.bundle is not None and self.loaded is not None and self.loaded.info.base == info.base:
+            return self._switch_voice(info)
         self.unload()
         qwen_tts = import_qwen_tts()
         t0 = time.perf_counter()
@@ -187,10 +193,11 @@ class Engine:
         try:
             # A voice bundle is its base with the adapter merged and the speaker in its slot (inference/voice.py).
             tts = qwen_tts.Qwen3TTSModel.from_pretrained(str(info.base or info.path), **kwargs)
+            self.base_loads += 1
             if info.bundle is not None:
                 from inference.voice import make_voice
 
-                make_voice(tts, info.path)
+                make_voice(tts, info.path, self.originals)
         except torch.cuda.OutOfMemoryError as exc:
             raise EngineError(f"out of GPU memory loading {info.name} (is a trainer using the GPU?): {exc}") from None
         tts.model.eval()
@@ -199,6 +206,18 @@ class Engine:
         self._tune_threads(tts)
         self._choose_path(self.loaded)
         return self.loaded
+
+    def _switch_voice(self, info: CheckpointInfo) -> Loaded:
+        """Another bundle on the loaded base: its adapter and speaker in place of the current ones."""
+        from inference.voice import make_voice
+
+        loaded = self.loaded
+        t0 = time.perf_counter()
+        make_voice(loaded.tts, info.path, self.originals)
+        self._sync()
+        self.voice_switches += 1
+        loaded.info, loaded.load_s = info, time.perf_counter() - t0
+        return loaded
 
     def _tune_threads(self, tts) -> None:
         if self.tune_threads and self.device == "cpu" and tts.model.talker.config.hidden_size <= SMALL_MODEL_HIDDEN:
@@ -254,6 +273,7 @@ class Engine:
         if self.loaded.fast is not None:
             self.loaded.fast.release()
         self.loaded = None
+        self.originals = {}
         gc.collect()
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()

@@ -6,6 +6,10 @@ slot 3000), the speaker embedding written into that slot of the codec embedding,
 weight W replaced by W + (alpha / rank) * B @ A (peft's LoRA, merged; computed in float32, then cast to
 W's dtype). The merged model is an ordinary custom voice: both frame loops, the scorer and the speech
 server run it unchanged, and `milo-train export` writes the same weights in the official layout.
+
+Several voices on one base: the engine keeps the base loaded and switches bundles in place
+(`make_voice` puts the changed weights back from their saved originals, then merges the next bundle),
+a matter of the adapted layers' bytes, not a model load.
 """
 from __future__ import annotations
 
@@ -55,16 +59,24 @@ def merge(weights: dict, bundle: Path) -> dict:
     return out
 
 
-def make_voice(tts, bundle: Path) -> None:
-    """Turn a loaded base Qwen3TTSModel into the bundle's custom voice, in place."""
+def make_voice(tts, bundle: Path, originals: dict) -> None:
+    """Make a loaded base Qwen3TTSModel the bundle's custom voice, in place. `originals` holds the plain
+    base's value of every weight a voice has changed so far (on the CPU; filled here as needed): those
+    are put back first, so switching from one bundle to another on the same base is exact, and the tensors
+    keep their storage (the fast path's references and CUDA graphs stay valid)."""
     import torch
 
     model = tts.model
     patch = json.loads((Path(bundle) / "config.json").read_text())
+    names = list(deltas(bundle)) + [SPEAKER_ROW]
     with torch.no_grad():
         params = dict(model.named_parameters())
-        current = {name: params[name].data for name in list(deltas(bundle)) + [SPEAKER_ROW]}
-        for name, value in merge(current, bundle).items():
+        for name in names:
+            if name not in originals:
+                originals[name] = params[name].detach().to("cpu", copy=True)
+        for name, value in originals.items():
+            params[name].data.copy_(value)
+        for name, value in merge({n: originals[n] for n in names}, bundle).items():
             params[name].data.copy_(value)
     talker = patch["talker_config"]
     model.config.tts_model_type = model.tts_model_type = patch["tts_model_type"]

@@ -179,7 +179,8 @@ class Worker:
             return False, 0.0
         print(f"[worker] loaded {path} in {info.load_s:.2f} s ({info.describe()})", file=sys.stderr, flush=True)
         self.emit(Event.LOADED, id=job_id, checkpoint=str(path), name=path.name, speakers=list(info.info.speakers),
-                  load_s=round(info.load_s, 3), device=info.device, dtype=info.dtype, **info.describe())
+                  load_s=round(info.load_s, 3), device=info.device, dtype=info.dtype, base_loads=self.engine.base_loads,
+                  voice_switches=self.engine.voice_switches, **info.describe())
         return True, info.load_s
 
     def _do_load(self, cmd: dict) -> None:

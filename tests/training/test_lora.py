@@ -208,3 +208,40 @@ def test_milo_say_speaks_a_bundle(lora_trainer, tmp_path):
     assert said.returncode == 0, said.stderr
     audio, rate = sf.read(tmp_path / "b.wav")
     assert rate == 24000 and len(audio) > 0
+
+
+def test_the_worker_speaks_two_runs_bundles_on_one_base(lora_trainer, tiny_base, demo_data, tmp_path):
+    """Two LoRA runs on one base: the audition worker loads the base once and switches the adapters in place
+    (its own counters say so); back on the first voice, the same seed gives the same audio as before."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.audition.conftest import QUICK, start_client
+    from tests.conftest import python_env
+    from tests.training.conftest import train_in_process
+
+    other = tmp_path / "second-voice"
+    proc = train_in_process("--base", str(tiny_base), "--data", str(demo_data), "--run", str(other), "--epochs", "1",
+                            "--lr", "3e-3", "--batch-size", "2", "--grad-accum", "1", "--val-fraction", "0.2",
+                            "--speaker", "cindy", "--seed", "8", "--method", "lora", "--rank", "4", "--alpha", "8")
+    assert proc.returncode == 0, proc.stderr
+    first, second = lora_trainer.run_dir / "epoch-0003", other / "epoch-0001"
+    client, events = start_client(python_env(), tmp_path, output="none")
+    try:
+        def say(bundle, speaker):
+            job = client.say("Hello there.", checkpoint=str(bundle), run_dir=str(bundle.parent), seed=4, sampling=QUICK)
+            done = events.wait_for("done", job)["sample"]
+            assert done["speaker"] == speaker
+            return events.wait_for("loaded", job), sf.read(done["wav_path"])[0]
+
+        loaded_a, audio_a = say(first, "milo")
+        loaded_b, audio_b = say(second, "cindy")
+        loaded_a2, audio_a2 = say(first, "milo")
+    finally:
+        client.close()
+    assert (loaded_a["base_loads"], loaded_a["voice_switches"]) == (1, 0)
+    assert (loaded_b["base_loads"], loaded_b["voice_switches"]) == (1, 1)
+    assert (loaded_a2["base_loads"], loaded_a2["voice_switches"]) == (1, 2)
+    assert loaded_b["load_s"] < loaded_a["load_s"]   # a switch, not a load
+    assert np.array_equal(audio_a, audio_a2)
+    assert not np.array_equal(audio_a[:len(audio_b)], audio_b[:len(audio_a)])
