@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole GPU check for a lent H100/H200 (the wheels it needs are carried in .whl/), in one call:
 #   1. the audition latency benchmark at the real 1.7B shape (bf16, random weights);
-#   2. the training throughput benchmark at the real 1.7B shape, with the telemetry sampler reading the
+#   2. the training throughput benchmark at the real 1.7B shape (upstream, full, LoRA: samples/s, peak
+#      memory, bytes per checkpoint; the LoRA targets are <= 3 % of full's bytes, <= 0.5x its peak memory,
+#      >= its samples/s), with the telemetry sampler reading the
 #      real NVML once a second in the background while it trains (checks milo_tui/telemetry against a
 #      real driver: this machine has none).
 # Logs and JSON go to $OUT; short tables are printed last. Expects the wheels of .whl/ (see README there).
@@ -28,7 +30,7 @@ for _ in range(240):
 PY
   tele=$!
 fi
-timeout 300 python3 bench/train_throughput.py --device cuda --shape 1.7b --json "$OUT/train.json" > "$OUT/train.log" 2>&1
+timeout 420 python3 bench/train_throughput.py --device cuda --shape 1.7b --json "$OUT/train.json" > "$OUT/train.log" 2>&1
 echo "train exit $?" >> "$OUT/train.log"
 [ -n "${tele:-}" ] && kill "$tele" 2>/dev/null
 

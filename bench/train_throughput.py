@@ -8,10 +8,13 @@ Each procedure runs in a child process of its own (clean peak memory), on the sa
 (random codes, text, one 3 s reference WAV), batch 2 and 4 micro-batches per optimizer step:
   ours      fp32 master weights, bf16 autocast on CUDA, fused AdamW, aligned losses, speaker embedding
             computed once (training/step.py: train_step, the trainer's own step);
+  lora      ours with `--method lora` (training/lora.py: rank 16, alpha 32, the talker's attention and MLP,
+            everything else frozen): only the adapters in AdamW, a voice bundle per checkpoint;
   upstream  Qwen's sft_12hz.py as training/upstream.py re-implements it: bf16 weights, AdamW on them,
             speaker encoder every step, reference audio reloaded and its mel recomputed per sample.
-Reported: samples/s, tokens/s (codec frames), peak memory (CUDA: max allocated; CPU: peak RSS) and the
-ratio ours / upstream. The last thing printed is a short table.
+Reported: samples/s, tokens/s (codec frames), peak memory (CUDA: max allocated; CPU: peak RSS), bytes per
+checkpoint (full: every weight in bf16, the 1.7B base's dtype; lora: the bundle's adapter and speaker) and
+the ratios ours / upstream and lora / ours. The last thing printed is a short table.
 """
 from __future__ import annotations
 
@@ -106,13 +109,19 @@ def measure(procedure: str, args) -> dict:
     order = [i % len(examples) for i in range(args.batch_size * args.grad_accum * (args.warmup + args.steps))]
     micro = [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
 
-    if procedure == "ours":
+    checkpoint_bytes = sum(t.numel() * 2 for n, t in model.state_dict().items() if not n.startswith("speaker_encoder."))
+    if procedure in ("ours", "lora"):
         from training.audio import load_24k_mono
         from training.forward import AlignedForward, Layout, collate, text_token_ids
         from training.step import train_step
 
         speaker = model.extract_speaker_embedding(load_24k_mono(ref), SAMPLE_RATE).float()
         model.speaker_encoder.requires_grad_(False)
+        if procedure == "lora":
+            from training.lora import adapter_state, apply_lora
+
+            apply_lora(model, 16, 32.0, "talker+mlp", seed=0)
+            checkpoint_bytes = sum(t.numel() * t.element_size() for t in adapter_state(model).values()) + speaker.numel() * 4
         forward = AlignedForward(model, speaker).to(device)
         layout = Layout.from_model(model, processor)
         items = [(text_token_ids(processor, ex.text), torch.as_tensor(ex.codes, dtype=torch.long)) for ex in examples]
@@ -155,7 +164,7 @@ def measure(procedure: str, args) -> dict:
             timed += time.perf_counter() - t
             samples, frames = samples + s, frames + f
     return dict(procedure=procedure, samples_per_s=samples / timed, tokens_per_s=frames / timed,
-                peak_bytes=peak.value(), steps=args.steps, seconds=round(timed, 2), build_seconds=round(build_s, 1),
+                peak_bytes=peak.value(), checkpoint_bytes=checkpoint_bytes, steps=args.steps, seconds=round(timed, 2), build_seconds=round(build_s, 1),
                 params=sum(p.numel() for p in model.parameters()))
 
 
@@ -173,7 +182,7 @@ def main() -> int:
     p.add_argument("--attn", default="sdpa", help="attention implementation (default sdpa)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--procedure", choices=("ours", "upstream"), help=argparse.SUPPRESS)
+    p.add_argument("--procedure", choices=("ours", "lora", "upstream"), help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="the smallest setting, for tests/foundation/test_bench.py: proves the benchmark runs, measures nothing")
     args = p.parse_args()
@@ -188,7 +197,7 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         write_reference(Path(tmp))
-        for procedure in ("upstream", "ours"):
+        for procedure in ("upstream", "ours", "lora"):
             cmd = [sys.executable, __file__, "--procedure", procedure, "--workdir", tmp] + sys.argv[1:]
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -200,10 +209,13 @@ def main() -> int:
             print(f"{procedure}: {r['samples_per_s']:.2f} samples/s, {r['tokens_per_s']:.0f} tokens/s, peak "
                   f"{r['peak_bytes'] / 2**30:.2f} GiB ({r['steps']} steps in {r['seconds']} s; model built in "
                   f"{r['build_seconds']} s, {r['params'] / 1e6:.1f} M parameters)", flush=True)
-    ours, up = results["ours"], results["upstream"]
-    ratio = {k: ours[k] / up[k] for k in ("samples_per_s", "tokens_per_s", "peak_bytes")}
+    ours, up, lora = results["ours"], results["upstream"], results["lora"]
+    keys = ("samples_per_s", "tokens_per_s", "peak_bytes", "checkpoint_bytes")
+    ratio = {k: ours[k] / up[k] for k in keys}
+    lora_ratio = {k: lora[k] / ours[k] for k in keys}
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(args=vars(args), results=results, ratio=ratio), indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(dict(args=vars(args), results=results, ratio=ratio,
+                                                   lora_ratio=lora_ratio), indent=2) + "\n")
     device = args.device
     if device.startswith("cuda"):
         import torch
@@ -211,10 +223,14 @@ def main() -> int:
         device = f"{device} ({torch.cuda.get_device_name()})"
     print(f"\ntraining throughput, shape {args.shape}, {device}, batch {args.batch_size} x {args.grad_accum} "
           f"micro-batches, ~{args.frames} frames/clip")
-    print(f"{'':10}{'samples/s':>11}{'tokens/s':>11}{'peak GiB':>10}")
-    for name, r in (("upstream", up), ("ours", ours)):
-        print(f"{name:10}{r['samples_per_s']:>11.2f}{r['tokens_per_s']:>11.0f}{r['peak_bytes'] / 2**30:>10.2f}")
-    print(f"{'ratio':10}{ratio['samples_per_s']:>10.2f}x{ratio['tokens_per_s']:>10.2f}x{ratio['peak_bytes']:>9.2f}x")
+    print(f"{'':14}{'samples/s':>11}{'tokens/s':>11}{'peak GiB':>10}{'ckpt MiB':>10}")
+    for name, r in (("upstream", up), ("ours (full)", ours), ("lora", lora)):
+        print(f"{name:14}{r['samples_per_s']:>11.2f}{r['tokens_per_s']:>11.0f}{r['peak_bytes'] / 2**30:>10.2f}"
+              f"{r['checkpoint_bytes'] / 2**20:>10.2f}")
+    for name, q in (("ours/upstream", ratio), ("lora/ours", lora_ratio)):
+        print(f"{name:14}{q['samples_per_s']:>10.2f}x{q['tokens_per_s']:>10.2f}x{q['peak_bytes']:>9.2f}x"
+              f"{q['checkpoint_bytes']:>9.3f}x")
+    print("lora targets at the 1.7B shape: bytes per checkpoint <= 0.03x full, peak memory <= 0.5x, samples/s >= 1x")
     return 0
 
 
