@@ -245,3 +245,31 @@ def test_the_worker_speaks_two_runs_bundles_on_one_base(lora_trainer, tiny_base,
     assert loaded_b["load_s"] < loaded_a["load_s"]   # a switch, not a load
     assert np.array_equal(audio_a, audio_a2)
     assert not np.array_equal(audio_a[:len(audio_b)], audio_b[:len(audio_a)])
+
+
+def test_scoring_and_retention_take_a_lora_run(lora_trainer, demo_clips, tmp_path):
+    """`milo-train eval` scores a bundle as it scores a full checkpoint, and `milo-train prune` keeps a LoRA
+    run's bundles by the same policy."""
+    import shutil
+    import subprocess
+    import sys
+
+    from contract import scores as sc
+    from contract.runfolder import list_checkpoints, read_json
+    from tests.conftest import python_env, run_module
+
+    run = tmp_path / "voice"
+    shutil.copytree(lora_trainer.run_dir, run)
+    (tmp_path / "prompts.txt").write_text("21\tHello from a bundle.\n")
+    proc = subprocess.run([sys.executable, "-m", "training", "eval", str(run / "epoch-0003"), "--reference",
+                           str(demo_clips[0].parent), "--prompts", str(tmp_path / "prompts.txt")],
+                          capture_output=True, text=True, timeout=600, env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    scores = read_json(run / "epoch-0003" / "eval.json")[sc.SCORES]
+    assert [c["text"] for c in scores["clips"]] == ["Hello from a bundle."] and set(scores["means"]) == set(sc.MEASURES)
+    assert -1 <= scores["clips"][0]["similarity"] <= 1
+
+    pruned = run_module("training", "prune", str(run), "--keep-best", "0", "--keep-last", "1")
+    assert pruned.returncode == 0, pruned.stderr
+    left = [p.name for p in list_checkpoints(run)]
+    assert "epoch-0003" in left and len(left) < 3 and (run / "resume" / "model.safetensors").is_file()
