@@ -57,7 +57,9 @@ SERVE_KEYS = {
     "checkpoint": parsed(None, _optional_path),
     "aliases": parsed({}, _aliases),
     "retry_after_s": number(2.0, lo=0, hi=600, expected="seconds from 0 to 600"),
+    "runs": parsed(None, _optional_path),
 }
+VOICES_TABLE = "voices"     # [voices] name = "a voice bundle or RUN/best": more voices on the served base
 
 
 def _host(value) -> str:
@@ -69,6 +71,14 @@ def _host(value) -> str:
 def serve_settings(config: dict | None, origin: str | Path = "the configuration file") -> dict:
     """The [serve] table checked, with defaults (ConfigError, one line, when it is wrong)."""
     return read_table(config, SERVE_TABLE, SERVE_KEYS, origin)
+
+
+def voices_table(config: dict | None, origin: str | Path = "the configuration file") -> dict[str, str]:
+    """The [voices] table: voice name -> a checkpoint (a voice bundle) or RUN/best."""
+    table = (config or {}).get(VOICES_TABLE, {})
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in table.items()):
+        raise ConfigError(f"{origin}: [{VOICES_TABLE}] must hold name = \"path of a voice bundle or RUN/best\" lines")
+    return dict(table)
 
 
 def is_loopback(host: str) -> bool:

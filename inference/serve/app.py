@@ -32,7 +32,8 @@ from contract.serve import (
     DEFAULT_VOICE, FAILED, FIRST_SEGMENT_CHARS, LOADING, MAX_BODY_BYTES, MAX_INPUT_CHARS, READY, STATE_PERIOD_S,
     STOPPED, STOPPING, write_state,
 )
-from contract.text import TextError
+from contract.protocol import new_seed
+from contract.text import TextError, split_sentences
 from inference.serve.formats import CONTENT_TYPES, Encoder
 from inference.serve.requests import BadRequest, SpeechRequest, parse_body, speech_request
 from inference.serve.streams import Busy, Item, Scheduler, Stream
@@ -57,8 +58,12 @@ class Service:
 
     def __init__(self, info: CheckpointInfo, *, device: str = "auto", path: str | None = None, host: str, port: int,
                  max_active: int, queue: int, api_key: str | None, aliases: dict[str, str] | None = None,
-                 retry_after_s: float = 2.0, model_label: str | None = None) -> None:
+                 retry_after_s: float = 2.0, model_label: str | None = None,
+                 extra: dict[str, CheckpointInfo] | None = None) -> None:
+        """`extra`: more voices, name -> a voice bundle on the same base as `info` (checked by the CLI)."""
         self.info, self.device_arg, self.path_arg = info, device, path
+        self.extra = dict(extra or {})
+        self.voice_paths: dict[str, Path | None] = {}   # voice name -> the bundle it speaks with (None: `info`)
         self.host, self.port = host, port
         self.max_active, self.queue = max_active, queue
         self.api_key = api_key
@@ -85,11 +90,19 @@ class Service:
         speakers = {s.lower(): s for s in self.info.speakers}
         voices = dict(speakers)
         voices[DEFAULT_VOICE] = self.info.speaker
+        self.voice_paths = {name: None for name in voices}
+        for name, info in self.extra.items():
+            for key in dict.fromkeys([name.lower(), info.speaker.lower()]):
+                if key in voices:
+                    raise ValueError(f"voice {key!r} is named twice ({info.path} and "
+                                     f"{self.voice_paths[key] or self.info.path}): give one of them another name")
+                voices[key], self.voice_paths[key] = info.speaker, info.path
         for alias, target in aliases.items():
-            if target.lower() not in speakers:
-                raise ValueError(f"[serve] aliases: {alias} = {target!r} names no speaker of {self.info.name} "
-                                 f"(it has {', '.join(self.info.speakers)})")
-            voices[alias.lower()] = speakers[target.lower()]
+            if target.lower() not in voices:
+                raise ValueError(f"[serve] aliases: {alias} = {target!r} names no voice of this server "
+                                 f"(it has {', '.join(sorted(voices))})")
+            voices[alias.lower()] = voices[target.lower()]
+            self.voice_paths[alias.lower()] = self.voice_paths[target.lower()]
         return voices
 
     def checkpoint(self) -> dict:
@@ -114,6 +127,7 @@ class Service:
             "first_audio_ms": {"p50": percentile(self.first_audio_ms, 0.5), "p95": percentile(self.first_audio_ms, 0.95),
                                "n": len(self.first_audio_ms)},
             "auth": self.api_key is not None,
+            "voices": sorted(self.voices), "voice_switches": self.scheduler.voice_switches if self.scheduler else 0,
         }
 
     def write_state(self) -> None:
@@ -170,11 +184,20 @@ class Service:
         scheme, _, token = given.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
 
-    def audition(self, req: SpeechRequest):
+    def stream(self, req: SpeechRequest, deliver) -> tuple[Stream, int]:
+        """The request's stream and its seed. Its audition is made on the engine thread once the request's
+        voice is loaded (another bundle of the base is switched in first); the text is checked here."""
         from inference.pipeline import Audition
 
-        return Audition(self.engine, req.input, seed=req.seed, speaker=req.speaker, source="milo-serve",
-                        max_chars=MAX_INPUT_CHARS, first_chars=FIRST_SEGMENT_CHARS)
+        split_sentences(req.input, MAX_INPUT_CHARS, first_chars=FIRST_SEGMENT_CHARS)  # TextError before queueing
+        seed = req.seed if req.seed is not None else new_seed()
+        voice = self.voice_paths.get(req.voice.lower())
+
+        def make():
+            return Audition(self.engine, req.input, seed=seed, speaker=req.speaker, source="milo-serve",
+                            max_chars=MAX_INPUT_CHARS, first_chars=FIRST_SEGMENT_CHARS)
+
+        return Stream(None, deliver, voice=voice or (self.info.path if self.extra else None), make=make), seed
 
 
 def error(status: int, message: str, code: str, *, kind: str = "invalid_request_error", headers: dict | None = None,
@@ -226,7 +249,8 @@ def create_app(service: Service) -> FastAPI:
     async def voices():
         named = sorted(service.voices.items())
         return {"object": "list", "default": service.info.speaker, "checkpoint": service.checkpoint(),
-                "voices": [{"id": name, "speaker": speaker} for name, speaker in named]}
+                "voices": [{"id": name, "speaker": speaker, "checkpoint": str(service.voice_paths.get(name) or service.info.path)}
+                           for name, speaker in named]}
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request):
@@ -255,7 +279,9 @@ async def _speech(service: Service, request: Request) -> Response:
             service.refused += 1
             return error(503, f"not ready: {service.message}", "not_ready", kind="server_error",
                          headers={"Retry-After": "5"})
-        audition = service.audition(req)
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Item] = asyncio.Queue()
+        stream, seed = service.stream(req, lambda item: loop.call_soon_threadsafe(items.put_nowait, item))
     except BadRequest as exc:
         service.errors += 1
         _access(service, rid, exc.status, note=str(exc))
@@ -265,9 +291,6 @@ async def _speech(service: Service, request: Request) -> Response:
         _access(service, rid, 400, note=str(exc))
         return error(400, str(exc), "invalid_input", param="input")
 
-    loop = asyncio.get_running_loop()
-    items: asyncio.Queue[Item] = asyncio.Queue()
-    stream = Stream(audition, lambda item: loop.call_soon_threadsafe(items.put_nowait, item))
     try:
         service.scheduler.submit(stream)
     except Busy as exc:
@@ -296,8 +319,8 @@ async def _speech(service: Service, request: Request) -> Response:
         return error(500, message, "no_audio" if first.error is None else "synthesis_failed", kind="server_error")
     first_ms = (stream.first_audio - t0) * 1000 if stream.first_audio else (time.perf_counter() - t0) * 1000
     service.first_audio_ms.append(first_ms)
-    headers = {"X-Request-Id": rid, "X-Milo-Checkpoint": service.info.name, "X-Milo-Speaker": req.speaker,
-               "X-Milo-Seed": str(audition.seed), "X-Milo-Model": req.model, "Cache-Control": "no-store"}
+    headers = {"X-Request-Id": rid, "X-Milo-Checkpoint": (stream.voice or service.info.path).name,
+               "X-Milo-Speaker": req.speaker, "X-Milo-Seed": str(seed), "X-Milo-Model": req.model, "Cache-Control": "no-store"}
     media = "text/event-stream" if req.stream_format == "sse" else CONTENT_TYPES[req.response_format]
     body = _body(service, req, rid, t0, first, items, stream, watcher, first_ms)
     return StreamingResponse(body, media_type=media, headers=headers)
@@ -385,4 +408,4 @@ async def write_state_periodically(service: Service) -> None:
         await asyncio.sleep(STATE_PERIOD_S)
 
 
-__all__ = ["Service", "create_app", "write_state_periodically", "Path"]
+__all__ = ["Service", "create_app", "write_state_periodically"]

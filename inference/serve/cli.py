@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "'Authorization: Bearer KEY' (mode 600)")
     p.add_argument("--max-active", type=int, help="streams speaking at once (default [serve] max_active, else 4)")
     p.add_argument("--queue", type=int, help="requests waiting behind them (default [serve] queue, else 8)")
+    p.add_argument("--voice", action="append", default=[], metavar="NAME=BUNDLE",
+                   help="another voice: a LoRA voice bundle (or RUN/best) on the same base, served as NAME "
+                        "(repeatable; also the [voices] table)")
+    p.add_argument("--runs", metavar="DIR", help="serve each run's best bundle in DIR (on the same base) as a voice "
+                                                 "named after its speaker (default [serve] runs)")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
     p.add_argument("--path", choices=ENGINE_PATHS, default=None, help="frame loop (as milo-say's --path)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds streams in flight get to finish on stop")
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 def settings(args) -> dict:
     """The server's settings: flags over the [serve] table over defaults. ConfigError (one line) when wrong."""
     from contract.configfile import ConfigError, config_file, read_config
-    from contract.serve import SERVE_KEYS, is_loopback, read_api_key, serve_settings
+    from contract.serve import SERVE_KEYS, is_loopback, read_api_key, serve_settings, voices_table
 
     origin = config_file()
     s = serve_settings(read_config(origin), origin)
@@ -80,7 +85,48 @@ def settings(args) -> dict:
     if not checkpoint:
         raise ConfigError("which voice? give a checkpoint folder or RUN/best (or set [serve] checkpoint)")
     s["checkpoint"] = checkpoint
+    s["voices"] = voices_table(read_config(origin), origin)
+    for given in args.voice:
+        name, sep, where = given.partition("=")
+        if not sep or not name.strip() or not where.strip():
+            raise ConfigError(f"--voice {given}: give NAME=BUNDLE (a voice bundle folder or RUN/best)")
+        s["voices"][name.strip()] = where.strip()
+    if args.runs:
+        s["runs"] = Path(args.runs).expanduser()
     return s
+
+
+def extra_voices(s: dict, info) -> dict:
+    """name -> CheckpointInfo of each further voice: the [voices] table and --voice, and with --runs each run's
+    best bundle (named after its speaker). Each must be a voice bundle on the served checkpoint's base.
+    ConfigError, one line, otherwise."""
+    from contract.checkpoint import CheckpointError, validate_checkpoint
+    from contract.configfile import ConfigError
+    from contract.runfolder import list_runs
+    from contract.scores import NoBest, best_checkpoint, resolve_checkpoint
+
+    wanted = dict(s["voices"])
+    if s.get("runs"):
+        for run in list_runs(s["runs"]):
+            best, _ = best_checkpoint(run)
+            if best is not None and best != info.path and (best / "voice.json").is_file():
+                wanted.setdefault(f"run:{run.name}", str(best))
+    out = {}
+    for name, where in wanted.items():
+        try:
+            path, _ = resolve_checkpoint(where)
+            voice = validate_checkpoint(path)
+        except CheckpointError as exc:
+            raise ConfigError(f"voice {name}: {exc.path} cannot be served: {'; '.join(exc.problems)}") from None
+        except (NoBest, ValueError) as exc:
+            raise ConfigError(f"voice {name}: {exc}") from None
+        if voice.bundle is None or info.bundle is None or voice.base != info.base:
+            raise ConfigError(f"voice {name}: {voice.path.name} is not a voice bundle on the served checkpoint's base "
+                              f"({info.base or info.path}): several voices share one base (serve a bundle of it)")
+        if voice.path == info.path:
+            continue
+        out[voice.speaker if name.startswith("run:") else name] = voice
+    return out
 
 
 def _main(args) -> int:
@@ -93,6 +139,7 @@ def _main(args) -> int:
         s = settings(args)
         path, note = resolve_checkpoint(s["checkpoint"])
         info = validate_checkpoint(path)
+        s["extra"] = extra_voices(s, info)
     except CheckpointError as exc:
         _say(f"{exc.path} cannot be served: {'; '.join(exc.problems)}")
         return exits.BAD_INPUT
@@ -121,7 +168,7 @@ def serve(args, s: dict, info) -> int:
     try:
         service = Service(info, device=args.device, path=args.path, host=s["host"], port=s["port"],
                           max_active=s["max_active"], queue=s["queue"], api_key=s["api_key"], aliases=s["aliases"],
-                          retry_after_s=s["retry_after_s"])
+                          retry_after_s=s["retry_after_s"], extra=s["extra"])
     except ValueError as exc:
         _say(str(exc))
         return exits.BAD_INPUT

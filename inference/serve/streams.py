@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -57,8 +58,10 @@ class Item:
 
 @dataclass(eq=False)
 class Stream:
-    audition: Audition
+    audition: Audition | None
     deliver: Callable[[Item], None]
+    voice: Path | None = None            # the checkpoint (a bundle on the loaded base) it speaks with; None: any
+    make: Callable[[], Audition] | None = None   # makes `audition` on the engine thread once `voice` is loaded
     arrived: float = field(default_factory=time.perf_counter)
     cancel: threading.Event = field(default_factory=threading.Event)
     lane: Lane = field(default_factory=Lane)
@@ -94,6 +97,7 @@ class Scheduler:
         self.frame_s = 0.0                  # a frame's engine time, averaged over the last steps
         self.chunk_s = 0.0                  # a step that completes a chunk (its frame and the decode), averaged
         self.cancelled = 0                  # streams stopped because their client went away
+        self.voice_switches = 0             # bundles switched on the loaded base between streams
         self._cv = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
@@ -167,8 +171,21 @@ class Scheduler:
                 if self._closing and not self.active:
                     return None
                 if self.active:
-                    return min(self.active, key=lambda stream: stream.deadline(self.frame_s, self.chunk_s))
+                    return self._pick()
                 self._cv.wait()
+
+    def _pick(self) -> Stream:
+        """The earliest deadline; but while a stream of the voice loaded now is not yet due, it goes before
+        another voice's (a voice switch rewrites the adapted layers: not something to do every frame)."""
+        def deadline(stream: Stream) -> float:
+            return stream.deadline(self.frame_s, self.chunk_s)
+
+        first = min(self.active, key=deadline)
+        loaded = self.engine.loaded.info.path if self.engine.loaded is not None else None
+        if first.voice is None or first.voice == loaded or deadline(first) <= time.perf_counter():
+            return first
+        same = [s for s in self.active if s.voice is None or s.voice == loaded]
+        return min(same, key=deadline) if same else first
 
     def _run(self) -> None:
         while (stream := self._next()) is not None:
@@ -181,6 +198,11 @@ class Scheduler:
         try:
             if stream.cancel.is_set():
                 raise Cancelled
+            if stream.voice is not None and self.engine.loaded.info.path != stream.voice:
+                self.engine.load(stream.voice)   # a bundle on the same base: switched in place
+                self.voice_switches += 1
+            if stream.audition is None:
+                stream.audition = stream.make()
             with self.engine.on_lane(stream.lane):
                 if stream._gen is None:
                     stream._gen = stream.audition.stream(cancel=stream.cancel, keep=False, ticks=True)
@@ -190,8 +212,8 @@ class Scheduler:
         except Cancelled:
             self.cancelled += 1
             self._finish(stream, Item(done=True, cancelled=True))
-        except (EngineError, TextError) as exc:
-            self._finish(stream, Item(done=True, error=str(exc)))
+        except (EngineError, TextError, ValueError) as exc:   # ValueError: CheckpointError, a bundle gone
+            self._finish(stream, Item(done=True, error=str(exc).splitlines()[0] if str(exc) else one_line(exc)))
         except Exception as exc:  # noqa: BLE001 - one request's failure never stops the server
             log(f"a stream failed: {traceback.format_exc()}")
             self._finish(stream, Item(done=True, error=f"synthesis failed: {one_line(exc)}"))

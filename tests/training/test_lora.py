@@ -210,7 +210,20 @@ def test_milo_say_speaks_a_bundle(lora_trainer, tmp_path):
     assert rate == 24000 and len(audio) > 0
 
 
-def test_the_worker_speaks_two_runs_bundles_on_one_base(lora_trainer, tiny_base, demo_data, tmp_path):
+@pytest.fixture(scope="module")
+def second_voice(tiny_base, demo_data, tmp_path_factory):
+    """A second LoRA run on the same base (speaker cindy, another seed): its one bundle."""
+    from tests.training.conftest import train_in_process
+
+    other = tmp_path_factory.mktemp("second") / "second-voice"
+    proc = train_in_process("--base", str(tiny_base), "--data", str(demo_data), "--run", str(other), "--epochs", "1",
+                            "--lr", "3e-3", "--batch-size", "2", "--grad-accum", "1", "--val-fraction", "0.2",
+                            "--speaker", "cindy", "--seed", "8", "--method", "lora", "--rank", "4", "--alpha", "8")
+    assert proc.returncode == 0, proc.stderr
+    return other / "epoch-0001"
+
+
+def test_the_worker_speaks_two_runs_bundles_on_one_base(lora_trainer, second_voice, tmp_path):
     """Two LoRA runs on one base: the audition worker loads the base once and switches the adapters in place
     (its own counters say so); back on the first voice, the same seed gives the same audio as before."""
     import numpy as np
@@ -218,14 +231,8 @@ def test_the_worker_speaks_two_runs_bundles_on_one_base(lora_trainer, tiny_base,
 
     from tests.audition.conftest import QUICK, start_client
     from tests.conftest import python_env
-    from tests.training.conftest import train_in_process
 
-    other = tmp_path / "second-voice"
-    proc = train_in_process("--base", str(tiny_base), "--data", str(demo_data), "--run", str(other), "--epochs", "1",
-                            "--lr", "3e-3", "--batch-size", "2", "--grad-accum", "1", "--val-fraction", "0.2",
-                            "--speaker", "cindy", "--seed", "8", "--method", "lora", "--rank", "4", "--alpha", "8")
-    assert proc.returncode == 0, proc.stderr
-    first, second = lora_trainer.run_dir / "epoch-0003", other / "epoch-0001"
+    first, second = lora_trainer.run_dir / "epoch-0003", second_voice
     client, events = start_client(python_env(), tmp_path, output="none")
     try:
         def say(bundle, speaker):
@@ -273,3 +280,43 @@ def test_scoring_and_retention_take_a_lora_run(lora_trainer, demo_clips, tmp_pat
     assert pruned.returncode == 0, pruned.stderr
     left = [p.name for p in list_checkpoints(run)]
     assert "epoch-0003" in left and len(left) < 3 and (run / "resume" / "model.safetensors").is_file()
+
+
+def test_the_server_serves_two_bundles_of_one_base_by_voice(lora_trainer, second_voice, tiny_custom_voice, tmp_path):
+    import httpx
+
+    from tests.conftest import run_module
+    from tests.serving.conftest import start_server
+
+    first = lora_trainer.run_dir / "epoch-0003"
+    server = start_server(first, tmp_path, "--voice", f"cindy={second_voice}", "--max-active", "2")
+    try:
+        server.wait_ready()
+        voices = {v["id"]: v for v in server.get("/v1/audio/voices")[1]["voices"]}
+        assert {"default", "milo", "cindy"} <= set(voices) and voices["cindy"]["checkpoint"] == str(second_voice)
+
+        def speak(voice, seed=5):
+            r = httpx.post(server.url + "/v1/audio/speech", timeout=120, json={
+                "model": "m", "voice": voice, "input": "Hello there.", "response_format": "pcm", "seed": seed})
+            assert r.status_code == 200, r.text
+            return r
+
+        milo = speak("milo")
+        cindy = speak("cindy")
+        assert (milo.headers["x-milo-speaker"], cindy.headers["x-milo-speaker"]) == ("milo", "cindy")
+        assert cindy.headers["x-milo-checkpoint"] == second_voice.name and milo.content != cindy.content
+        assert speak("milo").content == milo.content   # back on the first voice: the same audio
+        import threading
+
+        both = {}
+        threads = [threading.Thread(target=lambda v=v: both.update({v: speak(v).content})) for v in ("milo", "cindy")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert both == {"milo": milo.content, "cindy": cindy.content}  # interleaved, unmixed
+        assert server.state()["voice_switches"] >= 3
+    finally:
+        server.stop()
+    said = run_module("inference.serve", str(first), "--voice", f"full={tiny_custom_voice}", "--port", "1")
+    assert said.returncode == 3 and "voice full: epoch-0001 is not a voice bundle on the served checkpoint's base" in said.stderr
