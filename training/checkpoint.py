@@ -91,22 +91,27 @@ def save_custom_voice(state_dict: dict, base_dir: str | os.PathLike, out_dir: st
                     link_or_copy(src, dst)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        # mkdtemp and safetensors create owner-only (0700/0600) entries; a checkpoint is shared like
-        # the base model is. Hard-linked files keep the base's own mode (chmod would change the base).
-        for p in [tmp, *tmp.rglob("*")]:
-            if p.is_dir():
-                p.chmod(0o755)
-            elif p.stat().st_nlink == 1:
-                p.chmod(0o644)
-        _fsync_tree(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-        fsync_dir(out.parent)
+        publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Put a checkpoint assembled in `tmp` in place as `out`: shared modes, everything on disk, renamed.
+    mkdtemp and safetensors create owner-only (0700/0600) entries; a checkpoint is shared like the base
+    model is. Hard-linked files keep the base's own mode (chmod would change the base)."""
+    for p in [tmp, *tmp.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o755)
+        elif p.stat().st_nlink == 1:
+            p.chmod(0o644)
+    _fsync_tree(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.rename(tmp, out)
+    fsync_dir(out.parent)
 
 
 def fsync_dir(path: Path) -> None:

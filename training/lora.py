@@ -9,13 +9,12 @@ bundle's speaker.safetensors instead of the codec embedding.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from contract.bundle import ADAPTER, FORMAT, MANIFEST, SPEAKER, TARGETS
-from training.checkpoint import SPEAKER_SLOT, _fsync_tree, custom_voice_config, fsync_dir
+from training.checkpoint import SPEAKER_SLOT, custom_voice_config, publish
 
 _ATTENTION = r"self_attn\.(q_proj|k_proj|v_proj|o_proj)"
 _MLP = r"mlp\.(gate_proj|up_proj|down_proj)"
@@ -77,13 +76,7 @@ def save_bundle(adapter: dict, speaker_embedding, base_dir: Path, out_dir: Path,
         (tmp / MANIFEST).write_text(json.dumps({"format": FORMAT, "slot": SPEAKER_SLOT, **manifest}, indent=2) + "\n")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        for p in [tmp, *tmp.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        _fsync_tree(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-        fsync_dir(out.parent)
+        publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
