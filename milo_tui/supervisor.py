@@ -57,6 +57,12 @@ class RunRequest:
     score: bool = RUN_DEFAULTS["score"]  # score each checkpoint after it is saved (config: ui.score_checkpoints)
     retain: tuple[str, ...] = ()  # retention / quality-stop flags from the config's [retention] (Policy.trainer_flags)
     judging: tuple[str, ...] = ()  # the run's own [best] rule and scorer device flags (--best-max-runaway, ...)
+    # full fine-tuning, or LoRA adapters saved as voice bundles (docs/training.md, "LoRA"); the lora_ fields
+    # are passed for a LoRA run only, so a full run's command line is what it was before LoRA existed
+    method: str = RUN_DEFAULTS["method"]
+    lora_rank: int = RUN_DEFAULTS["lora_rank"]
+    lora_alpha: float = RUN_DEFAULTS["lora_alpha"]
+    lora_targets: str = RUN_DEFAULTS["lora_targets"]
 
     @property
     def prepare_first(self) -> bool:
@@ -69,6 +75,9 @@ def trainer_argv(python: str, req: RunRequest) -> list[str]:
             "--epochs", str(req.epochs), "--lr", repr(req.lr), "--batch-size", str(req.batch_size),
             "--grad-accum", str(req.grad_accum), "--attn", req.attention]
     argv += ["--speaker", req.speaker] if req.speaker else []
+    if req.method == "lora":
+        argv += ["--method", "lora", "--rank", str(req.lora_rank), "--alpha", repr(req.lora_alpha),
+                 "--targets", req.lora_targets]
     argv += [] if req.score else ["--no-score"]
     argv += list(req.retain) + list(req.judging)
     return argv + (["--device", req.device] if req.device else [])

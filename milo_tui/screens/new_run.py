@@ -13,7 +13,8 @@ from textual.widgets import Input, Label, Select, Static
 
 from contract.checkpoint import BaseModelError, check_base_model
 from contract.corpus import AUDIO_SUFFIXES, audio_files, first_unreadable_apart
-from contract.defaults import ATTENTION, parse_run_value
+from contract.bundle import METHODS, TARGETS
+from contract.defaults import ATTENTION, LORA_LR, RUN_DEFAULTS, parse_run_value
 from milo_tui.supervisor import RunRequest
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -24,6 +25,11 @@ FIELDS = {
     "base_model": "Base model folder",
     "data": "Data (JSONL or corpus folder)",
     "run_name": "Run name",
+    # full fine-tuning or LoRA (voice bundles, docs/training.md "LoRA"); the lora_ fields show for LoRA only
+    "method": "Method",
+    "lora_rank": "LoRA rank",
+    "lora_alpha": "LoRA alpha (scale alpha/rank)",
+    "lora_targets": "LoRA targets",
     "lr": "Learning rate",
     "epochs": "Epochs",
     "batch_size": "Batch size",
@@ -38,6 +44,16 @@ FIELDS = {
     "stop_unimproved": "Quality stop after N (0=off)",
 }
 PRUNE_FIELDS = ("keep_best", "keep_last", "disk_budget")
+LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_targets")
+SELECTS = {  # field -> its (shown, value) choices; the others are typed
+    "method": [("full: every weight", "full"), ("LoRA: adapters, voice bundles", "lora")],
+    "lora_targets": [("talker: attention", "talker"), ("talker+mlp: attention and MLP", "talker+mlp"),
+                     ("talker+predictor: and the code predictor", "talker+predictor")],
+    "attention": [(a, a) for a in ATTENTION],
+}
+# why LoRA's defaults are what they are (docs/training.md, "LoRA"), under its fields
+LORA_HELP = (f"LoRA: lr {LORA_LR:g} unless typed (full's {RUN_DEFAULTS['lr']:g} is too small a step for adapters; "
+             f"2e-4 and above never stopped talking); code predictor frozen (adapting it broke pronunciation)")
 OPTIONAL = ("speaker", *PRUNE_FIELDS)  # empty is a choice: the run's name as speaker, no pruning
 PLACEHOLDERS = {"speaker": "the run name", "keep_best": "off: every checkpoint stays", "keep_last": "2",
                 "disk_budget": "none"}
@@ -92,6 +108,18 @@ def validate_form(values: dict[str, str], checkpoints: Path, only: str | None = 
         err = base_model_problem(paths[key]) if key == "base_model" else check_data(paths[key], open_each=only is None)
         if err:
             errors[key] = err
+    method = values.get("method") or "full"
+    if method not in METHODS and wanted("method"):
+        errors["method"] = f"method must be one of {', '.join(METHODS)}"
+    lora = {}
+    if method == "lora":  # a full run's LoRA fields are hidden: not checked, not passed
+        for key in ("lora_rank", "lora_alpha"):
+            lora[key], err = parse_run_value(key, values.get(key, ""))
+            if err and wanted(key):
+                errors[key] = err
+        lora["lora_targets"] = values.get("lora_targets") or RUN_DEFAULTS["lora_targets"]
+        if lora["lora_targets"] not in TARGETS and wanted("lora_targets"):
+            errors["lora_targets"] = f"LoRA targets must be one of {', '.join(TARGETS)}"
     name = values.get("run_name", "").strip()
     if wanted("run_name"):
         if not RUN_NAME.match(name):
@@ -116,7 +144,7 @@ def validate_form(values: dict[str, str], checkpoints: Path, only: str | None = 
     return RunRequest(run_dir=Path(checkpoints).absolute() / name, base_model=paths["base_model"], data=paths["data"],
                       epochs=numbers["epochs"], lr=numbers["lr"], batch_size=numbers["batch_size"],
                       grad_accum=numbers["grad_accum"], speaker=speaker.lower(), attention=attention,
-                      restart_limit=numbers["restart_limit"], retain=retain), {}
+                      restart_limit=numbers["restart_limit"], retain=retain, method=method, **lora), {}
 
 
 def _retention(values: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -169,36 +197,57 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
 
     def __init__(self, defaults: dict[str, str], checkpoints: Path) -> None:
         super().__init__()
-        self.defaults, self.checkpoints = defaults, checkpoints
+        lora = {"method": RUN_DEFAULTS["method"], "lora_rank": str(RUN_DEFAULTS["lora_rank"]),
+                "lora_alpha": f"{RUN_DEFAULTS['lora_alpha']:g}", "lora_targets": RUN_DEFAULTS["lora_targets"]}
+        self.defaults, self.checkpoints = {**lora, **defaults}, checkpoints
         self.errors: dict[str, str] = {}  # field -> its line, as last shown
+        # the learning rate the form put in (not the operator): the method's default replaces only this
+        self.auto_lr = self.defaults.get("lr", "")
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="form"):
             yield Label("[b]New run[/]  tab moves, enter or ctrl+s launches, esc cancels", classes="title")
             for key, label in FIELDS.items():
-                with Horizontal(classes="field"):
+                with Horizontal(classes="field lora" if key in LORA_FIELDS else "field"):
                     yield Label(label, classes="label")
-                    if key == "attention":
-                        yield Select([(a, a) for a in ATTENTION], value=self.defaults.get(key, "sdpa"), allow_blank=False,
+                    if key in SELECTS:
+                        yield Select(SELECTS[key], value=self.defaults.get(key) or SELECTS[key][0][1], allow_blank=False,
                                      compact=True, id=key)
                     else:
                         yield Input(self.defaults.get(key, ""), compact=True, id=key, placeholder=PLACEHOLDERS.get(key, ""))
+                if key == LORA_FIELDS[-1]:
+                    yield Static(LORA_HELP, id="lora_help", classes="lora hint")
             yield Static("", id="errors")
 
     def on_mount(self) -> None:
         # A field has the focus from the start, so Enter launches as the title says: the first empty one,
         # else the run name (the field most often changed).
-        empty = [key for key in FIELDS if key not in ("attention", *OPTIONAL) and not self.defaults.get(key, "").strip()]
+        self.set_class(self.defaults.get("method") != "lora", "-full")
+        empty = [key for key in FIELDS if key not in (*SELECTS, *LORA_FIELDS, *OPTIONAL)
+                 and not self.defaults.get(key, "").strip()]
         self.query_one(f"#{empty[0] if empty else 'run_name'}", Input).focus()
         self.call_after_refresh(self._show_ends)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """LoRA's fields show for LoRA only, and the learning rate follows the method (LORA_LR, or full's
+        default) unless the operator typed one."""
+        if event.select.id != "method":
+            return
+        lora = event.value == "lora"
+        self.set_class(not lora, "-full")
+        lr = self.query_one("#lr", Input)
+        if lr.value.strip() == self.auto_lr.strip():
+            self.auto_lr = lr.value = str(LORA_LR if lora else RUN_DEFAULTS["lr"])
+        if not lora and any(key in self.errors for key in LORA_FIELDS):  # hidden fields: their lines go
+            self._show_errors({key: err for key, err in self.errors.items() if key not in LORA_FIELDS})
 
     def _show_ends(self) -> None:
         for field in self.query(Input):  # a long path shows its end: the names that tell paths apart
             field.scroll_to(x=max(0, len(field.value) + 1 - field.content_size.width), animate=False)
 
     def values(self) -> dict[str, str]:
-        out = {key: self.query_one(f"#{key}", Input).value for key in FIELDS if key != "attention"}
-        out["attention"] = str(self.query_one("#attention", Select).value)
+        out = {key: self.query_one(f"#{key}", Input).value for key in FIELDS if key not in SELECTS}
+        out.update({key: str(self.query_one(f"#{key}", Select).value) for key in SELECTS})
         return out
 
     def on_input_submitted(self, _event: Input.Submitted) -> None:

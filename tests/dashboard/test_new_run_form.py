@@ -9,7 +9,8 @@ from tests.dashboard.conftest import make_app, screen_text, wait_for
 
 def _values(base_dir, data_path, **over):
     values = dict(base_model=str(base_dir), data=str(data_path), run_name="voice-1", lr="2e-5", epochs="3", batch_size="2",
-                  grad_accum="4", speaker="milo", attention="sdpa", restart_limit="1")
+                  grad_accum="4", speaker="milo", attention="sdpa", restart_limit="1", method="full", lora_rank="16",
+                  lora_alpha="32", lora_targets="talker+mlp")
     values.update(over)
     return values
 
@@ -262,13 +263,101 @@ def test_the_form_refuses_each_value_outside_the_run_limits_with_the_contracts_l
             value = limit.kind(value)
             said = run_limit_problem(key, value)
             assert said == f"{limit.label} must be from {limit.low:g} to {limit.high:g}", (key, value)
-            over = {key: str(value), **({"keep_best": "1"} if key == "keep_last" else {})}
+            over = {key: str(value), **({"keep_best": "1"} if key == "keep_last" else {}),
+                    **({"method": "lora"} if key.startswith("lora_") else {})}  # LoRA's fields count for LoRA only
             request, errors = validate_form(_values(base, data, **over), tmp_path / "ck")
             assert request is None and errors == {key: said}, (key, value, errors)
         for edge in (limit.low, limit.high):
             assert run_limit_problem(key, limit.kind(edge)) is None
             if key != "keep_last":
-                assert validate_form(_values(base, data, **{key: str(limit.kind(edge))}), tmp_path / "ck")[1] == {}
+                assert validate_form(_values(base, data, method="lora", **{key: str(limit.kind(edge))}),
+                                     tmp_path / "ck")[1] == {}
     assert run_limit_problem("epochs", 2.5) == "epochs must be a whole number"
     assert run_limit_problem("epochs", True) == "epochs must be a whole number"
     assert run_limit_problem("lr", "fast") == "learning rate must be a number"
+
+
+def test_a_lora_form_becomes_a_lora_request_and_command_line_and_a_full_one_stays_unchanged(base, tmp_path):
+    """LoRA's rank, alpha and targets are checked by the run limits and reach the trainer as --method lora
+    --rank --alpha --targets; a full run's command line has none of them (what it was before LoRA), and its
+    hidden LoRA fields are not checked."""
+    from contract.defaults import RUN_DEFAULTS
+    from milo_tui.supervisor import trainer_argv
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    request, errors = validate_form(_values(base, data, method="lora", lora_rank="8", lora_alpha="16",
+                                            lora_targets="talker", lr="5e-05"), tmp_path / "ck")
+    assert errors == {}
+    assert (request.method, request.lora_rank, request.lora_alpha, request.lora_targets, request.lr) == (
+        "lora", 8, 16.0, "talker", 5e-5)
+    argv = trainer_argv("python", request)
+    at = argv.index("--method")
+    assert argv[at:at + 8] == ["--method", "lora", "--rank", "8", "--alpha", "16.0", "--targets", "talker"]
+    assert argv[argv.index("--lr") + 1] == "5e-05"
+    full, errors = validate_form(_values(base, data, lora_rank="0", lora_alpha="x", lora_targets="all"), tmp_path / "ck")
+    assert errors == {} and full.method == "full"
+    argv = trainer_argv("python", full)
+    assert not {"--method", "--rank", "--alpha", "--targets"} & set(argv)
+    assert argv == trainer_argv("python", validate_form(_values(base, data), tmp_path / "ck")[0])
+    for field, value, said in (("lora_rank", "0", "LoRA rank must be from 1 to 512"),
+                               ("lora_rank", "2.5", "LoRA rank must be a whole number"),
+                               ("lora_alpha", "lots", "LoRA alpha must be a number"),
+                               ("lora_targets", "everything", "LoRA targets must be one of talker, talker+mlp, talker+predictor"),
+                               ("method", "qlora", "method must be one of full, lora")):
+        request, errors = validate_form(_values(base, data, **{"method": "lora", field: value}), tmp_path / "ck")
+        assert request is None and errors == {field: said}, (field, errors)
+    assert RUN_DEFAULTS["method"] == "full"
+
+
+async def test_the_lora_fields_show_for_lora_only_and_the_learning_rate_follows_the_method(base, tmp_path):
+    """Choosing LoRA shows rank, alpha, targets and the line on LoRA's defaults, and puts LORA_LR in the learning
+    rate the form filled in; a learning rate the operator typed stays; back on full the fields go. The launch
+    carries the LoRA fields."""
+    from textual.widgets import Select
+
+    from contract.defaults import LORA_LR, RUN_DEFAULTS
+    from milo_tui.screens.new_run import LORA_HELP
+
+    app, _data, launched = _app_with_base_and_data(base, tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await _open_form(app, pilot)
+        lora_parts = [form.query_one(f"#{key}") for key in ("lora_rank", "lora_alpha", "lora_targets", "lora_help")]
+        text = screen_text(app)
+        assert form.query_one("#method", Select).value == "full" and "Method" in text
+        assert not any(part.display and part.parent.display for part in lora_parts[:3]) and not lora_parts[3].display
+        assert "LoRA rank" not in text and "never stopped talking" not in text
+        assert form.query_one("#lr").value == str(RUN_DEFAULTS["lr"])
+
+        form.query_one("#method", Select).value = "lora"
+        await pilot.pause()
+        text = screen_text(app)
+        assert "LoRA rank" in text and "LoRA alpha" in text and "LoRA targets" in text, text
+        assert "2e-4 and above never stopped talking" in LORA_HELP and "broke pronunciation" in LORA_HELP
+        assert form.query_one("#lora_help").display and "talker+mlp" in text and "LoRA: lr 5e-05 unless typed" in text
+        assert form.query_one("#lr").value == str(LORA_LR) == "5e-05"
+        assert (form.query_one("#lora_rank").value, form.query_one("#lora_alpha").value) == ("16", "32")
+
+        form.query_one("#method", Select).value = "full"  # back: the form's own learning rate comes back
+        await pilot.pause()
+        assert form.query_one("#lr").value == str(RUN_DEFAULTS["lr"]) and "LoRA rank" not in screen_text(app)
+
+        form.query_one("#lr").value = "3e-05"  # typed: a method change leaves it
+        form.query_one("#method", Select).value = "lora"
+        await pilot.pause()
+        assert form.query_one("#lr").value == "3e-05"
+        form.query_one("#lora_rank").value = "0"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert launched == [] and "LoRA rank must be from 1 to 512" in screen_text(app) and app.focused.id == "lora_rank"
+        form.query_one("#method", Select).value = "full"  # the wrong field is hidden now: its line goes
+        await pilot.pause()
+        assert "LoRA rank must" not in screen_text(app)
+        form.query_one("#method", Select).value = "lora"
+        form.query_one("#lora_rank").value = "8"
+        form.query_one("#lora_targets", Select).value = "talker"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: launched, what="the launch")
+    got = launched[0]
+    assert (got.method, got.lora_rank, got.lora_alpha, got.lora_targets, got.lr) == ("lora", 8, 32.0, "talker", 3e-5)
