@@ -281,6 +281,26 @@ def pick_best(candidates: list[tuple[str, dict | None, float | None]], baseline:
                   f"runaway <= {rule.max_runaway}")
 
 
+
+def against_baseline(candidates: list[tuple[str, dict | None, float | None]], best: str | None,
+                     baseline: dict | None, rule: BestRule) -> tuple[bool | None, str]:
+    """Whether `best` (pick_best's choice among `candidates`) beats the baseline row, the Base model cloning
+    zero-shot from the reference audio, on the rule's metric (similarity when the rule ranks by validation loss,
+    which zero-shot has none of): (True or False, "similarity 0.690, zero-shot 0.757"), or (None, why
+    it cannot be told). A tie does not beat it. No best (none meets the rule) is False: nothing beats it."""
+    metric = "similarity" if rule.metric == "val_loss" else rule.metric
+    base = (baseline or {}).get(metric)
+    if not is_score(base):
+        return (False if best is None else None), f"zero-shot has no {metric} score yet"
+    if best is None:
+        return False, f"zero-shot's {metric} is {base:.3f}"
+    got = next(((means or {}).get(metric) for name, means, _v in candidates if name == best), None)
+    if not is_score(got):
+        return None, f"{best} has no {metric} score"
+    beats = got > base if HIGHER_IS_BETTER[metric] else got < base
+    return beats, f"{metric} {got:.3f}, zero-shot {base:.3f}"
+
+
 RUN_BEST = "best"  # run.json's block: the run's own rule (the trainer's --best-max-runaway), with a note why
 RUN_RULE_SOURCE = "this run's rule"
 

@@ -392,13 +392,20 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
 
     def best_of(self, run_dir: Path | None) -> tuple[str | None, str]:
         """The run's best checkpoint by its rule (best_rule_of), and why."""
-        from contract.scores import pick_best
+        return self.judged(run_dir)[:2]
+
+    def judged(self, run_dir: Path | None) -> tuple[str | None, str, bool | None, str]:
+        """best_of, and whether that best beats the zero-shot baseline row on the rule's metric, with the
+        figures (contract.scores.against_baseline): the checkpoints view's verdict line."""
+        from contract.scores import against_baseline, pick_best
 
         checkpoints, _free = self.checkpoints.get(run_dir, ((), None))
         j = self.judgements.get(run_dir)
         baseline = ((j.baseline if j else None) or {}).get("means")
         rule, _note = self.best_rule_of(run_dir)
-        return pick_best([(c.name, c.scores, c.val_loss) for c in checkpoints], baseline, rule)
+        candidates = [(c.name, c.scores, c.val_loss) for c in checkpoints]
+        best, why = pick_best(candidates, baseline, rule)
+        return (best, why, *against_baseline(candidates, best, baseline, rule))
 
     def action_smooth(self) -> None:
         self.smooth = not self.smooth

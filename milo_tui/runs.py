@@ -53,6 +53,13 @@ class RunSummary:
     best_rule: "BestRule | None" = None  # the run's own [best] rule (run.json best), None: the configuration's
     best_note: str = ""              # why it has its own (the trainer's --best-note)
     score_device: str | None = None  # where its scorer generates (run.json score_device), None: not recorded
+    method: str = "full"             # "lora": its checkpoints are voice bundles (contract/bundle.py)
+    lora_rank: int | None = None     # a LoRA run's rank
+
+    @property
+    def method_text(self) -> str:
+        """The runs table's method cell: "full", or "lora r16"."""
+        return f"lora r{self.lora_rank}" if self.method == "lora" and self.lora_rank else self.method
 
     @property
     def live(self) -> bool:
@@ -86,6 +93,21 @@ def recent_steps(run_dir: Path) -> list[dict]:
     return out[-RECENT:]
 
 
+def run_method(hyper: dict, state: dict) -> tuple[str, int | None]:
+    """(method, LoRA rank or None) from run.json's hyper; before the trainer has written run.json (a corpus
+    being prepared) from the launch command in state.json; neither: "full" (older runs, adopted folders)."""
+    from contract.defaults import RUN_DEFAULTS
+
+    method = hyper.get("method")
+    if method in ("full", "lora"):
+        return method, _int(hyper.get("lora_rank")) if method == "lora" else None
+    command = state.get("launch_command")
+    if isinstance(command, list) and "--method" in command[:-1] and command[command.index("--method") + 1] == "lora":
+        rank = command[command.index("--rank") + 1] if "--rank" in command[:-1] else None
+        return "lora", int(rank) if isinstance(rank, str) and rank.isdigit() else RUN_DEFAULTS["lora_rank"]
+    return "full", None
+
+
 def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: list[dict]) -> RunSummary:
     """One run's row: state.json first, the newest step records for what state.json lacks (speed, ETA)."""
     run_dir = Path(run_dir)
@@ -113,6 +135,7 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
     own = run_rule(run_json)
     score_device = (run_json or {}).get("score_device")
     error = st.get("error") if isinstance(st.get("error"), str) else None
+    method, lora_rank = run_method(hyper, st)
     if status == UNREADABLE:
         error = "state.json is not readable JSON"
     return RunSummary(
@@ -127,7 +150,7 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
         adopted=(run_json or {}).get("adopted") is True,
         data=(run_json or {}).get("data") if isinstance((run_json or {}).get("data"), str) and run_json["data"] else None,
         best_rule=own[0] if own else None, best_note=own[1] if own else "",
-        score_device=score_device if isinstance(score_device, str) else None,
+        score_device=score_device if isinstance(score_device, str) else None, method=method, lora_rank=lora_rank,
     )
 
 
@@ -147,6 +170,12 @@ class CheckpointRow:
     created: float
     scores: dict | None = None       # the score means from eval.json (contract/scores.py), once scored
     eval_mtime: float | None = None  # eval.json is rewritten when the scores land: re-read when this changes
+    bundle_bytes: int | None = None  # a voice bundle's own bytes (contract.bundle.bundle_bytes); None: a full checkpoint
+
+    @property
+    def shown_bytes(self) -> int:
+        """The size column: a bundle's own bytes, a full checkpoint's `bytes`."""
+        return self.bytes if self.bundle_bytes is None else self.bundle_bytes
 
 
 @dataclass(frozen=True)
@@ -252,6 +281,7 @@ class CheckpointScanner:
     def scan(self, run_dir: Path) -> tuple[list[CheckpointRow], int | None, int]:
         """(the checkpoints in save order, oldest first (contract.runfolder.save_order: not the files' times, which a
         copied run folder changes), free bytes on the disk, bytes all the checkpoints take together)."""
+        from contract.bundle import bundle_bytes, is_bundle
         from contract.scores import scores_of
 
         paths = list_checkpoints(run_dir)
@@ -272,10 +302,11 @@ class CheckpointScanner:
                 try:  # the folder's mtime moves when the scores land in eval.json; its weights' does not
                     created = info.created if info else min(
                         [path.stat().st_mtime] + [f.stat().st_mtime for f in path.glob("*.safetensors")])
+                    bundle = bundle_bytes(path) if is_bundle(path) else None  # eval.json counts: read again with it
                 except OSError:
                     continue
                 info = CheckpointRow(path.name, path, epoch, step, 0, eval_loss(ev), created, scores_of(ev),
-                                     eval_mtime)
+                                     eval_mtime, bundle)
                 self._cache[path] = info
             own = sizes.own.get(path, 0)
             found.append(info if info.bytes == own else replace(info, bytes=own))

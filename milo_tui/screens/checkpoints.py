@@ -19,7 +19,7 @@ from milo_tui.format import fmt_bytes
 from milo_tui.messages import AuditionRequested
 from milo_tui.keys import ExplainDisabled
 from milo_tui.widgets.tables import PINNED, STATE_WORD, CheckpointsTable, score_state
-from milo_tui.widgets.theme import SUCCESS
+from milo_tui.widgets.theme import SUCCESS, WARNING
 
 
 class CheckpointsScreen(ExplainDisabled, Screen):
@@ -59,19 +59,31 @@ class CheckpointsScreen(ExplainDisabled, Screen):
         run = app.selected_summary()
         checkpoints, free = app.checkpoints.get(app.selected, ((), None))
         judgement = app.judgements.get(app.selected)
-        best, why = app.best_of(app.selected)
+        best, why, beats, against = app.judged(app.selected)
         _rule, own = app.best_rule_of(app.selected)  # the run's own rule is named: it is not the configured one
+        lora = run is not None and run.method == "lora"
         self.query_one("#title", Static).update(
-            f" [b]{escape(run.name)}[/] · {run.status} · {len(checkpoints)} checkpoints"
+            f" [b]{escape(run.name)}[/] · {run.status}" + (f" · {run.method_text}" if lora else "")
+            + f" · {len(checkpoints)} {'voice bundles' if lora else 'checkpoints'}"
             f" · scorer on {escape(app.scorer_device_of(run.path))}" if run else " no run selected")
         self.query_one(CheckpointsTable).show(checkpoints, judgement, best, ascii=app.ascii)
         mark = "*best" if app.ascii else "\u2605"
         by = f" by {escape(own)}" if own else ""
-        self.query_one("#best", Static).update(
-            f" [b {SUCCESS}]{mark} {escape(best)}[/]{by}: {escape(why)}" if best else
-            f" [dim]no best yet{by}: {escape(why)}[/]" if checkpoints else "")
+        line = (f" [b {SUCCESS}]{mark} {escape(best)}[/]{by}: {escape(why)}" if best else
+                f" [dim]no best yet{by}: {escape(why)}[/]" if checkpoints else "")
+        if lora and checkpoints:
+            # a LoRA run is worth its bundles only where one beats cloning zero-shot (issue 26): said plainly
+            if beats is False:
+                line = (f" [b {WARNING}]no bundle beats zero-shot yet[/]{by}: " +
+                        (f"{mark} {escape(best)} {escape(against)}; {escape(why)}" if best else
+                         f"{escape(why)}; {escape(against)}"))
+            elif beats:
+                line = f" [b {SUCCESS}]{mark} {escape(best)} beats zero-shot[/]{by} ({escape(against)}): {escape(why)}"
+            elif best:
+                line += f"; not compared with zero-shot: {escape(against)}"
+        self.query_one("#best", Static).update(line)
         used = app.checkpoints_used.get(app.selected)
-        own = sum(c.bytes for c in checkpoints)
+        own = sum(c.bytes for c in checkpoints)  # what du counts as each one's own (a bundle shares nothing)
         shared = f" ({fmt_bytes(used - own)} of it shared)" if used is not None and used > own else ""
         self.query_one("#free", Static).update(
             (f" {fmt_bytes(used)} in checkpoints{shared} · " if used is not None else " ")

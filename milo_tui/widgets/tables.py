@@ -66,8 +66,8 @@ def _update_rows(table: DataTable, rows: dict[str, tuple]) -> None:
 
 
 class RunsTable(KeyedTable):
-    COLUMNS = (("run", "run"), ("status", "status"), ("epoch", "epoch"), ("step", "step"), ("speed", "samples/s"),
-               ("eta", "ETA"), ("best", "best val"), ("voice", "\u2605"))
+    COLUMNS = (("run", "run"), ("status", "status"), ("method", "method"), ("epoch", "epoch"), ("step", "step"),
+               ("speed", "samples/s"), ("eta", "ETA"), ("best", "best val"), ("voice", "\u2605"))
 
     def columns_now(self) -> tuple[tuple[str, str], ...]:
         # the voice column is titled by the [best] rule's metric: "★ sim" by default
@@ -82,7 +82,8 @@ class RunsTable(KeyedTable):
             step = f"{r.step}" if r.step is not None else "-"
             best = fmt_num(r.best_val) + (f" @{r.best_epoch}" if r.best_epoch else "") if r.best_val is not None else "-"
             status = "adopted" if r.status == EXTERNAL and r.adopted else r.status
-            rows[str(r.path)] = (r.name, Text(status, themed(self.app, STATUS_STYLE.get(r.status, ""))), epoch, step,
+            rows[str(r.path)] = (r.name, Text(status, themed(self.app, STATUS_STYLE.get(r.status, ""))), r.method_text,
+                                 epoch, step,
                                  fmt_num(r.samples_per_s, 1) if r.live else "-",
                                  fmt_duration(r.eta_s) if r.live else "-", best, voice_cell(self.app, r.voice))
         self.show_rows(rows)
@@ -184,7 +185,7 @@ class CheckpointsTable(KeyedTable):
                 (str(runaway) if is_score(runaway) else "-"),
                 _ear((j.ratings if j is not None else {}).get(c.name)),
                 Text(state, "dim") if state == "not scored" else state,
-                fmt_bytes(c.bytes), "-" if c.epoch is None else str(c.epoch), "-" if c.step is None else str(c.step),
+                fmt_bytes(c.shown_bytes), "-" if c.epoch is None else str(c.epoch), "-" if c.step is None else str(c.step),
                 fmt_time(c.created))
         start = best_key or val_key or next(reversed(rows), None)
         fresh = not any(key in self.rows for key in rows if key not in PINNED)
