@@ -25,12 +25,13 @@ FIELDS = {
     "base_model": "Base model folder",
     "data": "Data (JSONL or corpus folder)",
     "run_name": "Run name",
-    # full fine-tuning or LoRA (voice bundles, docs/training.md "LoRA"); the lora_ fields show for LoRA only
+    "lr": "Learning rate",
+    # full fine-tuning or LoRA (voice bundles, docs/training.md "LoRA"); the lora_ fields show for LoRA only.
+    # After the learning rate, which the method changes (LORA_LR) in sight; tab still goes run name -> lr
     "method": "Method",
     "lora_rank": "LoRA rank",
     "lora_alpha": "LoRA alpha (scale alpha/rank)",
     "lora_targets": "LoRA targets",
-    "lr": "Learning rate",
     "epochs": "Epochs",
     "batch_size": "Batch size",
     "grad_accum": "Gradient accumulation",
