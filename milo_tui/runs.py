@@ -215,6 +215,7 @@ class Voice:
     value: float | None   # the best one's value of the rule's metric
     metric: str
     scored: int           # checkpoints with scores
+    beats_zero_shot: bool | None = None   # contract.scores.against_baseline: None when it cannot be told yet
 
 
 def voice_stamp_files(run_dir: Path) -> list[Path]:
@@ -237,8 +238,9 @@ def read_voice(run_dir: Path, rule) -> Voice:
     name, _why = scores.pick_best(rows, (baseline or {}).get("means"), rule)
     value = next((val_loss if rule.metric == "val_loss" else (means or {}).get(rule.metric)
                   for row_name, means, val_loss in rows if row_name == name), None)
+    beats, _figures = scores.against_baseline(rows, name, (baseline or {}).get("means"), rule)
     return Voice(name, value if scores.is_score(value) else None, rule.metric,
-                 sum(1 for _n, means, _v in rows if means is not None))
+                 sum(1 for _n, means, _v in rows if means is not None), beats if name is not None else None)
 
 
 def eval_loss(ev: dict | None) -> float | None:

@@ -179,7 +179,10 @@ class RunsScreen(ExplainDisabled, Screen):
             parts.append(f"best {fmt_num(r.best_val)} @ epoch {r.best_epoch}")
         if r.voice is not None and r.voice.name is not None:
             value = f" {METRIC_WORD.get(r.voice.metric, r.voice.metric)} {r.voice.value:.2f}" if r.voice.value is not None else ""
-            parts.append(f"[{SUCCESS}]\u2605 {escape(r.voice.name)}{value}[/]")
+            if r.voice.beats_zero_shot is False:
+                parts.append(f"[{WARNING}]\u2605 {escape(r.voice.name)}{value}, not above zero-shot[/]")
+            else:
+                parts.append(f"[{SUCCESS}]\u2605 {escape(r.voice.name)}{value}[/]")
         if r.restart_limit:
             parts.append(f"restarts {r.restarts}/{r.restart_limit}")
         if r.restart_at is not None and r.status == CRASHED:

@@ -94,14 +94,16 @@ METRIC_WORD = {"similarity": "sim", "dnsmos_ovrl": "OVRL", "wer": "WER", "cer": 
 
 def voice_cell(app, voice) -> Text | str:
     """The runs table's voice column: the best checkpoint by the [best] rule (the checkpoints view's ★), as
-    the rule metric's value and the epoch; "none" when scores exist but none meets the rule."""
+    the rule metric's value and the epoch; "none" when scores exist but none meets the rule. In the warning
+    colour while it does not beat zero-shot cloning (the baseline row), as the checkpoints view's verdict says."""
     if voice is None or not voice.scored:
         return "-"
     if voice.name is None:
         return Text("none", themed(app, MUTED))
     epoch = checkpoint_epoch(voice.name)
     value = f"{voice.value:.2f}" if voice.value is not None else "?"
-    return Text(f"{value} @{epoch if epoch is not None else voice.name}", themed(app, f"bold {SUCCESS}"))
+    colour = WARNING if voice.beats_zero_shot is False else SUCCESS
+    return Text(f"{value} @{epoch if epoch is not None else voice.name}", themed(app, f"bold {colour}"))
 
 
 STATE_WORD = {"queued": "queued", "running": "scoring", "done": "done", "failed": "failed", "skipped": "skipped"}

@@ -152,3 +152,28 @@ def test_against_baseline_compares_the_best_with_zero_shot_on_the_rules_metric()
     assert against_baseline(rows, "epoch-0002", None, BestRule()) == (None, "zero-shot has no similarity score yet")
     assert against_baseline(rows, None, None, BestRule()) == (False, "zero-shot has no similarity score yet")
     assert against_baseline(rows, None, base, BestRule()) == (False, "zero-shot's similarity is 0.757")
+
+
+def test_the_runs_view_says_when_a_runs_voice_does_not_beat_zero_shot(lora_run, runs_root):
+    """The ★ cell and the detail line warn while the best does not beat the baseline row (the checkpoints view's
+    verdict), and go back to the success colour once a bundle does."""
+    from milo_tui.widgets.tables import RunsTable
+    from milo_tui.widgets.theme import SUCCESS, WARNING, themed
+
+    async def go():
+        app = make_app(runs_root, poll_s=0.2)
+        async with app.run_test(size=(120, 30)) as pilot:
+            table = app.screen.query_one(RunsTable)
+            await wait_for(pilot, lambda: len(table.rows) == 2, what="both runs")
+            cell = lambda: table.get_row(str(lora_run))[-1]  # noqa: E731  (the Text, with its style)
+            await wait_for(pilot, lambda: hasattr(cell(), "style") and "@2" in str(cell()), what="the voice cell")
+            losing = (str(cell()), cell().style == themed(app, f"bold {WARNING}"), "not above zero-shot" in screen_text(app))
+            write_scores(lora_run, scored={1: dict(similarity=0.61), 2: dict(similarity=0.70), 3: dict(similarity=0.80)},
+                         baseline=ZERO_SHOT)
+            await wait_for(pilot, lambda: "@3" in str(cell()), 10, "the new best")
+            winning = (str(cell()), cell().style == themed(app, f"bold {SUCCESS}"), "not above zero-shot" in screen_text(app))
+            return losing, winning
+
+    losing, winning = asyncio.run(go())
+    assert losing == ("0.70 @2", True, True)
+    assert winning == ("0.80 @3", True, False)
