@@ -8,6 +8,7 @@ config) are hard-linked from the base model folder: a checkpoint of the 1.7B mod
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -72,8 +73,7 @@ def save_custom_voice(state_dict: dict, base_dir: str | os.PathLike, out_dir: st
     emb[SPEAKER_SLOT] = torch.as_tensor(speaker_embedding).detach().to("cpu", emb.dtype).reshape(-1)
     tensors[key] = emb
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged(out) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if after_weights is not None:
             after_weights(tmp)
@@ -91,11 +91,20 @@ def save_custom_voice(state_dict: dict, base_dir: str | os.PathLike, out_dir: st
                     link_or_copy(src, dst)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
+    return out
+
+
+@contextlib.contextmanager
+def staged(out: Path):
+    """A hidden temporary folder beside `out` to assemble a checkpoint in: put in place as `out` when the body
+    ends (publish), removed when it fails, so no half-written checkpoint ever has the real name."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
         publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def publish(tmp: Path, out: Path) -> None:

@@ -9,12 +9,10 @@ bundle's speaker.safetensors instead of the codec embedding.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from contract.bundle import ADAPTER, FORMAT, MANIFEST, SPEAKER, TARGETS
-from training.checkpoint import SPEAKER_SLOT, custom_voice_config, publish
+from training.checkpoint import SPEAKER_SLOT, custom_voice_config, staged
 
 _ATTENTION = r"self_attn\.(q_proj|k_proj|v_proj|o_proj)"
 _MLP = r"mlp\.(gate_proj|up_proj|down_proj)"
@@ -65,8 +63,7 @@ def save_bundle(adapter: dict, speaker_embedding, base_dir: Path, out_dir: Path,
 
     base, out = Path(base_dir).absolute(), Path(out_dir).absolute()
     cfg = custom_voice_config(json.loads((base / "config.json").read_text()), speaker)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged(out) as tmp:
         save_file(adapter, str(tmp / ADAPTER), metadata={"format": "pt"})
         embedding = torch.as_tensor(speaker_embedding).detach().to("cpu", torch.float32).reshape(-1).contiguous()
         save_file({"speaker_embedding": embedding}, str(tmp / SPEAKER), metadata={"format": "pt"})
@@ -76,8 +73,4 @@ def save_bundle(adapter: dict, speaker_embedding, base_dir: Path, out_dir: Path,
         (tmp / MANIFEST).write_text(json.dumps({"format": FORMAT, "slot": SPEAKER_SLOT, **manifest}, indent=2) + "\n")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -35,7 +35,7 @@ from contract.serve import (
 from contract.protocol import new_seed
 from contract.text import TextError, split_sentences
 from inference.serve.formats import CONTENT_TYPES, Encoder
-from inference.serve.requests import BadRequest, SpeechRequest, parse_body, speech_request
+from inference.serve.requests import BadRequest, SpeechRequest, error_body, parse_body, speech_request
 from inference.serve.streams import Busy, Item, Scheduler, Stream
 
 WARM_UP_TEXT = "Ready."
@@ -58,8 +58,7 @@ class Service:
 
     def __init__(self, info: CheckpointInfo, *, device: str = "auto", path: str | None = None, host: str, port: int,
                  max_active: int, queue: int, api_key: str | None, aliases: dict[str, str] | None = None,
-                 retry_after_s: float = 2.0, model_label: str | None = None,
-                 extra: dict[str, CheckpointInfo] | None = None) -> None:
+                 retry_after_s: float = 2.0, extra: dict[str, CheckpointInfo] | None = None) -> None:
         """`extra`: more voices, name -> a voice bundle on the same base as `info` (checked by the CLI)."""
         self.info, self.device_arg, self.path_arg = info, device, path
         self.extra = dict(extra or {})
@@ -76,13 +75,12 @@ class Service:
         import psutil
 
         self.process_started = psutil.Process().create_time()   # the dashboard checks the pid with it
-        self.ready_at: float | None = None
         self.ids = itertools.count(1)
         self.requests = self.errors = self.cancelled = self.refused = 0
         self.first_audio_ms: collections.deque = collections.deque(maxlen=FIRST_AUDIO_WINDOW)
-        self.model_label = model_label or info.name
         self.on_failure = None    # set by the CLI: stop the process when loading fails
         self._state_lock = threading.Lock()
+        self._checkpoint: tuple | None = None   # (eval.json's mtime, checkpoint())
 
     # ---- what is served ------------------------------------------------------------------------
     def _voices(self, aliases: dict[str, str]) -> dict[str, str]:
@@ -106,13 +104,22 @@ class Service:
         return voices
 
     def checkpoint(self) -> dict:
+        """What is served, for every endpoint and the state file: read again only when its eval.json changes
+        (the run's scorer may add scores while it is served), not on every probe."""
         path = self.info.path
-        run = path.parent if (path.parent / RUN_JSON).is_file() or (path.parent / STATE_JSON).is_file() else None
-        evaluation = read_json(path / "eval.json")
-        return {"path": str(path), "name": path.name, "run": run.name if run else None,
+        try:
+            stamp = (path / "eval.json").stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if self._checkpoint is None or self._checkpoint[0] != stamp:
+            run = path.parent if (path.parent / RUN_JSON).is_file() or (path.parent / STATE_JSON).is_file() else None
+            evaluation = read_json(path / "eval.json")
+            self._checkpoint = stamp, {
+                "path": str(path), "name": path.name, "run": run.name if run else None,
                 "epoch": (evaluation or {}).get("epoch") or checkpoint_epoch(path.name),
                 "scores": scores_of(evaluation), "speaker": self.info.speaker, "speakers": list(self.info.speakers),
                 "sample_rate": SAMPLE_RATE}
+        return self._checkpoint[1]
 
     def state(self) -> dict:
         active, waiting = self.scheduler.depth() if self.scheduler else (0, 0)
@@ -154,7 +161,7 @@ class Service:
             warm = Audition(self.engine, WARM_UP_TEXT, seed=0, sampling={"max_new_tokens": 24})
             self.scheduler.run_alone(warm)
             loaded = self.engine.loaded
-            self.status, self.ready_at = READY, time.time()
+            self.status = READY
             self.message = (f"ready: {self.info.name} ({self.info.speaker}) on {loaded.device}, {loaded.path} path; "
                             f"loaded in {load_s:.1f} s, warmed up in {time.perf_counter() - t1:.1f} s")
             log(self.message)
@@ -167,13 +174,13 @@ class Service:
             return
         self.write_state()
 
-    def stop(self, final: str = STOPPED) -> None:
+    def stop(self) -> None:
         if self.status != FAILED:
             self.status, self.message = STOPPING, "stopping"
         if self.scheduler is not None:
             self.scheduler.close()
         if self.status != FAILED:
-            self.status, self.message = final, "stopped"
+            self.status, self.message = STOPPED, "stopped"
         self.write_state()
 
     # ---- one request ---------------------------------------------------------------------------
@@ -202,8 +209,7 @@ class Service:
 
 def error(status: int, message: str, code: str, *, kind: str = "invalid_request_error", headers: dict | None = None,
           param: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status, headers=headers)
+    return JSONResponse(error_body(message, code, kind=kind, param=param), status_code=status, headers=headers)
 
 
 def create_app(service: Service) -> FastAPI:
@@ -242,7 +248,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": service.model_label, "object": "model", "created": int(service.started),
+        return {"object": "list", "data": [{"id": service.info.name, "object": "model", "created": int(service.started),
                                             "owned_by": "milo-tui", "checkpoint": service.checkpoint()}]}
 
     @app.get("/v1/audio/voices")

@@ -62,10 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 def settings(args) -> dict:
     """The server's settings: flags over the [serve] table over defaults. ConfigError (one line) when wrong."""
     from contract.configfile import ConfigError, config_file, read_config
-    from contract.serve import SERVE_KEYS, is_loopback, read_api_key, serve_settings, voices_table
+    from contract.serve import KEY_HINT, SERVE_KEYS, is_loopback, read_api_key, serve_settings, voices_table
 
     origin = config_file()
-    s = serve_settings(read_config(origin), origin)
+    config = read_config(origin)
+    s = serve_settings(config, origin)
     for name in ("host", "port", "max_active", "queue"):
         value = getattr(args, name)
         if value is None:
@@ -79,13 +80,12 @@ def settings(args) -> dict:
     s["api_key"] = read_api_key(s["api_key_file"]) if s["api_key_file"] else None
     if s["api_key"] is None and not is_loopback(s["host"]):
         raise ConfigError(f"listening on {s['host']} would let anyone on the network use the voice: give an API key "
-                          f"(--api-key-file F or [serve] api_key_file); make one with: "
-                          f"umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > F")
+                          f"(--api-key-file F or [serve] api_key_file); make one with: {KEY_HINT}")
     checkpoint = args.checkpoint or s["checkpoint"]
     if not checkpoint:
         raise ConfigError("which voice? give a checkpoint folder or RUN/best (or set [serve] checkpoint)")
     s["checkpoint"] = checkpoint
-    s["voices"] = voices_table(read_config(origin), origin)
+    s["voices"] = voices_table(config, origin)
     for given in args.voice:
         name, sep, where = given.partition("=")
         if not sep or not name.strip() or not where.strip():
@@ -100,6 +100,7 @@ def extra_voices(s: dict, info) -> dict:
     """name -> CheckpointInfo of each further voice: the [voices] table and --voice, and with --runs each run's
     best bundle (named after its speaker). Each must be a voice bundle on the served checkpoint's base.
     ConfigError, one line, otherwise."""
+    from contract.bundle import is_bundle
     from contract.checkpoint import CheckpointError, validate_checkpoint
     from contract.configfile import ConfigError
     from contract.runfolder import list_runs
@@ -109,7 +110,7 @@ def extra_voices(s: dict, info) -> dict:
     if s.get("runs"):
         for run in list_runs(s["runs"]):
             best, _ = best_checkpoint(run)
-            if best is not None and best != info.path and (best / "voice.json").is_file():
+            if best is not None and best != info.path and is_bundle(best):
                 wanted.setdefault(f"run:{run.name}", str(best))
     out = {}
     for name, where in wanted.items():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from contract.serve import DEFAULT_VOICE, FORMATS, MAX_BODY_BYTES, MAX_INPUT_CHARS, STREAM_FORMATS
+from contract.serve import DEFAULT_VOICE, FORMATS, MAX_INPUT_CHARS, STREAM_FORMATS
 
 # OpenAI's fields, then ours (extensions an OpenAI client sends through extra_body).
 OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format", "instructions")
@@ -23,7 +23,12 @@ class BadRequest(Exception):
         self.status, self.code, self.param = status, code, param
 
     def body(self) -> dict:
-        return {"error": {"message": str(self), "type": "invalid_request_error", "param": self.param, "code": self.code}}
+        return error_body(str(self), self.code, param=self.param)
+
+
+def error_body(message: str, code: str, *, kind: str = "invalid_request_error", param: str | None = None) -> dict:
+    """An error in OpenAI's shape."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 @dataclass(frozen=True)
@@ -38,14 +43,11 @@ class SpeechRequest:
 
 
 def parse_body(raw: bytes, content_type: str | None) -> dict:
-    """The JSON object of a request body (BadRequest for the wrong type, size or JSON)."""
+    """The JSON object of a request body (BadRequest for the wrong type or JSON; the size is the reader's)."""
     kind = (content_type or "").split(";")[0].strip().lower()
     if kind != "application/json":
         raise BadRequest(f"the body must be JSON (Content-Type: application/json), not {kind or 'unstated'}",
                          status=415, code="unsupported_media_type")
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"the body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", status=413,
-                         code="body_too_large")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -39,7 +39,8 @@ from inference.sampling import log
 
 
 # How long a new request may wait for its first chunk before it counts as late: a stream already playing
-# whose audio is about to run out goes first (a gap in speech is worse than 0.1 s more before it starts).
+# whose audio is about to run out goes first (a gap in speech is worse than 0.3 s more before it starts;
+# at 8 simultaneous clients here 0.1 s left 22-26 late reads, 0.3 s 4-14: docs/benchmarks.md).
 FIRST_AUDIO_GRACE_S = 0.3
 
 
@@ -68,11 +69,10 @@ class Stream:
     first_audio: float | None = None     # perf_counter when its first chunk was made
     audio_s: float = 0.0
     chunks: int = 0
+    frames_pending: int = 0              # frames made since its last chunk
     started: float | None = None         # when the engine first worked on it (queue wait = started - arrived)
     ended: float | None = None
     _gen: object = None
-
-    frames_pending: int = 0              # frames made since its last chunk
 
     def deadline(self, frame_s: float = 0.0, chunk_s: float = 0.0) -> float:
         """When the engine must start on its next chunk for the listener to have it in time: when the
@@ -93,7 +93,6 @@ class Scheduler:
         self.on_change = on_change
         self.active: list[Stream] = []
         self.waiting: collections.deque[Stream] = collections.deque()
-        self.steps = 0                      # chunks made, all streams together
         self.frame_s = 0.0                  # a frame's engine time, averaged over the last steps
         self.chunk_s = 0.0                  # a step that completes a chunk (its frame and the decode), averaged
         self.cancelled = 0                  # streams stopped because their client went away
@@ -134,24 +133,20 @@ class Scheduler:
             self._cv.notify()
         self._thread.join(timeout)
 
-    def run_alone(self, audition: Audition) -> float:
-        """Make one audition on the engine thread before any stream (the warm-up); its audio seconds."""
+    def run_alone(self, audition: Audition) -> None:
+        """Make one audition on the engine thread before any stream (the warm-up). EngineError if it fails."""
         done = threading.Event()
-        made: list[float] = []
+        ends: list[Item] = []
 
         def deliver(item: Item) -> None:
-            if item.audio is not None:
-                made.append(len(item.audio) / SAMPLE_RATE)
             if item.done:
-                if item.error:
-                    made.append(-1.0)
+                ends.append(item)
                 done.set()
 
         self.submit(Stream(audition, deliver))
         done.wait()
-        if -1.0 in made:
-            raise EngineError("the warm-up audition failed (see the log)")
-        return sum(made)
+        if ends[0].error:
+            raise EngineError(f"the warm-up audition failed: {ends[0].error}")
 
     # ---- the engine thread ---------------------------------------------------------------------
     def _changed(self) -> None:
@@ -229,7 +224,6 @@ class Scheduler:
                 stream.first_audio = now
             stream.audio_s += len(chunk) / SAMPLE_RATE
             stream.chunks += 1
-            self.steps += 1
             stream.deliver(Item(audio=chunk))
 
     def _finish(self, stream: Stream, item: Item) -> None:
