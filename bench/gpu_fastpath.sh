@@ -17,17 +17,7 @@ DEVICE=${DEVICE:-cuda}
 FRAMES=${FRAMES:-100}
 RUNS=${RUNS:-2}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-240}
-mkdir -p "$OUT"
-if [ "${INSTALL:-1}" = 1 ] && ls .whl/*.whl > /dev/null 2>&1; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-if [ "$DEVICE" != cpu ]; then
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib/gpu_env.sh"
 "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
 
 start=$(date +%s)

@@ -14,17 +14,8 @@ PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 CLIENTS=${CLIENTS:-1,4,8}
 REQUESTS=${REQUESTS:-3}
-mkdir -p "$OUT"
-if [ "${INSTALL:-1}" = 1 ] && ls .whl/*.whl > /dev/null 2>&1; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 MILO_SERVE_DIR=$OUT/serve-state
-if [ "$DEVICE" != cpu ]; then
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib/gpu_env.sh"
+export MILO_SERVE_DIR=$OUT/serve-state
 extra=()
 if [ -n "${CHECKPOINT:-}" ]; then extra+=(--checkpoint "$CHECKPOINT"); fi
 timeout "${BENCH_TIMEOUT:-500}" "$PYTHON" bench/serve.py --device "$DEVICE" --clients "$CLIENTS" --requests "$REQUESTS" \
