@@ -128,11 +128,16 @@ def read_jsonl(path: str | os.PathLike) -> list[Example]:
     return examples
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, validation) indices: a seeded, fixed choice of round(n * val_fraction) clips (at least one
-    when the fraction is above zero and there are two clips or more)."""
+def split_indices(n: int, val_fraction: float, seed: int, held: list[int] = ()) -> tuple[list[int], list[int]]:
+    """(train, validation) indices: the clips the data holds out (`held`: lines marked "split": "val", as a
+    recording session's corpus is prepared) when there are some and a clip is left to train on; else a
+    seeded, fixed choice of round(n * val_fraction) clips (at least one when the fraction is above zero and
+    there are two clips or more). A fraction of 0 validates on nothing."""
     if val_fraction <= 0 or n < 2:
         return list(range(n)), []
+    if held and len(set(held)) < n:
+        chosen = set(held)
+        return [i for i in range(n) if i not in chosen], sorted(chosen)
     k = min(n - 1, max(1, round(n * val_fraction)))
     perm = np.random.default_rng([seed, 1_000_003]).permutation(n)
     val = sorted(int(i) for i in perm[:k])

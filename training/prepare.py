@@ -33,6 +33,7 @@ from contract import audit as ca
 from contract.checkpoint import BaseModelError, check_base_model
 from contract.configfile import ConfigError, read_config
 from contract.corpus import AUDIO_SUFFIXES, audio_files
+from contract.recording import HELDOUT
 from contract.runfolder import write_json_atomic
 from training.audio import SAMPLE_RATE, AudioError, read_audio, to_24k_mono
 from training.corpus_report import Entry, build_report, clip_row, report_text
@@ -200,7 +201,18 @@ def training_clips(entries: list[Entry], rows_of: dict[int, dict], corpus: Path)
     return train
 
 
-def write_jsonl(train: list[Entry], tokenizer, out: Path, reference: Path, relative_paths: bool) -> None:
+def read_heldout(corpus: Path) -> set[str]:
+    """The clips a recording session held out from training (heldout.txt: one clip per line, by its name
+    without the suffix or its path under CORPUS): their lines say "split": "val" and the trainer validates
+    on exactly them."""
+    path = corpus / HELDOUT
+    if not path.is_file():
+        return set()
+    return {line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()}
+
+
+def write_jsonl(train: list[Entry], tokenizer, out: Path, reference: Path, relative_paths: bool,
+                corpus: Path | None = None, heldout: set[str] = frozenset()) -> None:
     """The training JSONL, one line per clip with its codes, written atomically; each clip's audio is let go
     once encoded."""
     def where(path: Path) -> str:
@@ -214,6 +226,9 @@ def write_jsonl(train: list[Entry], tokenizer, out: Path, reference: Path, relat
                     duration=e.info["duration_s"], frames=int(codes.shape[0]), text_source=e.take.text_source)
         if e.take.flags:
             line["flags"] = [f["check"] for f in e.take.flags]
+        if heldout and corpus is not None and not e.cut_from and (
+                e.path.stem in heldout or str(e.path.relative_to(corpus).with_suffix("")) in heldout):
+            line["split"] = "val"
         lines.append(json.dumps(line, ensure_ascii=False))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, "\n".join(lines) + "\n")
@@ -255,7 +270,8 @@ def prepare(corpus: Path, base: Path, out: Path, ref: Path | None = None, whispe
     clean = [e for e in train if not e.take.flags] or train
     reference = ref.absolute() if ref else max(clean, key=lambda e: e.info["duration_s"]).path
     say(f"encoding {len(train)} clips with {base / 'speech_tokenizer'} on {device}")
-    write_jsonl(train, load_speech_tokenizer(base, device), out, reference, relative_paths)
+    write_jsonl(train, load_speech_tokenizer(base, device), out, reference, relative_paths, corpus,
+                read_heldout(corpus))
     rep = build_report(entries, list(rows_of.values()), out=out, corpus=corpus, reference=reference, auditor=auditor,
                        voice=voice, thresholds=thresholds, problems=problems, drop_flagged=drop_flagged,
                        seconds=time.monotonic() - started)

@@ -121,7 +121,8 @@ class Trainer:
         self.dist.init(self.device.type)
         self.use_autocast = h.autocast and self.device.type == "cuda"
         self.load_model()
-        self.train_idx, self.val_idx = split_indices(len(self.examples), h.val_fraction, h.seed)
+        held = [i for i, ex in enumerate(self.examples) if ex.extra.get("split") == "val"]
+        self.train_idx, self.val_idx = split_indices(len(self.examples), h.val_fraction, h.seed, held)
         if not self.train_idx:
             raise BadInput(f"{self.data}: no clips left to train on")
         self.items = [(text_token_ids(self.processor, ex.text), torch.from_numpy(ex.codes.astype(np.int64)))

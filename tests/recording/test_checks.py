@@ -139,3 +139,11 @@ def test_a_bad_take_is_an_error_line_and_the_checker_goes_on(tmp_path):
     result = c.check("quiet", silence, 24000, "Nothing was said here.")
     assert "no_speech" in checks(result) and "peak" in checks(result)
     c.close()
+
+
+def test_the_trainer_validates_on_exactly_the_clips_the_data_holds_out():
+    from training.data import split_indices
+
+    assert split_indices(10, 0.05, 0, held=[3, 7]) == ([0, 1, 2, 4, 5, 6, 8, 9], [3, 7])
+    assert split_indices(10, 0.0, 0, held=[3]) == (list(range(10)), [])           # 0 validates on nothing
+    assert split_indices(3, 0.05, 0, held=[0, 1, 2]) == split_indices(3, 0.05, 0)  # none left to train: seeded
