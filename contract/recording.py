@@ -324,6 +324,7 @@ class Session:
 
     def checked(self, take: str, result: dict) -> None:
         """The checker's result for a take: stored, and the take kept (into the corpus) or flagged."""
+        (self.folder / CHECKS).mkdir(exist_ok=True)
         write_json_atomic(self.folder / CHECKS / f"{take}.json", result)
         self._checks.pop(take, None)
         info = self.data["takes"].get(take)
@@ -359,10 +360,11 @@ class Session:
 
     def skip(self, prompt_id: str, reason: str) -> None:
         state = self.data["prompts"].setdefault(prompt_id, {})
-        if state.get("take"):
-            self.take(state["take"])["status"] = DISCARDED
-            self._unpublish(prompt_id)
+        take = state.get("take")
         state.update(status=SKIPPED, reason=reason, take=None, kept_anyway=False)
+        if take:
+            self.take(take)["status"] = DISCARDED
+            self._unpublish(prompt_id)
         self.save()
         self.write_report()
 
