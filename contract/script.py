@@ -65,7 +65,7 @@ def read_script(path) -> list[Prompt]:
 def parse_script(text: str, origin: str) -> list[Prompt]:
     """The prompts of a script's text; `origin` names it in errors. Raises ScriptError."""
     entries: list[tuple[int, str, str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):   # a BOM read as text
         line = line.strip()
         if not line or line.startswith("#"):
             continue

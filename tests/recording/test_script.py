@@ -31,6 +31,10 @@ def test_read_script_skips_comments_and_blanks_and_takes_the_text_after_a_tab(tm
     ]
 
 
+def test_a_bom_read_as_text_is_no_part_of_the_first_prompt():
+    assert parse_script("\ufeffHello there.\n", "copy.txt")[0].display == "Hello there."
+
+
 def test_ids_grow_a_digit_past_9999():
     prompts = parse_script("".join(f"say {i}\tsay number {i}\n" for i in range(10000)), "big.txt")
     assert (prompts[0].id, prompts[-1].id) == ("p00001", "p10000")
