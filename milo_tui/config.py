@@ -20,6 +20,9 @@
         host = "127.0.0.1"
         port = 8767
 
+        [record]                        # the record screen's goal, auto-stop and take checks (docs/recording.md)
+        goal_minutes = 45
+
         [keys]                          # action id -> key(s), see docs/keys.md
         stop = "x"
 
@@ -40,7 +43,7 @@ from platformdirs import user_data_path
 from contract.configfile import APP, ConfigError, config_file, number, read_config, read_table, true_or_false, whole
 from contract.scorers import DEFAULT_SCORER_DEVICE, SCORING_KEYS, SCORING_TABLE
 from contract.scores import BEST_TABLE, BestRule, best_rule
-from contract.serve import DEFAULT_HOST, DEFAULT_PORT, SERVE_TABLE, serve_settings
+from contract.serve import DEFAULT_HOST, DEFAULT_PORT, SERVE_TABLE, VOICES_TABLE, serve_settings, voices_table
 
 if TYPE_CHECKING:
     from contract.retention import Policy
@@ -141,10 +144,12 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
     settings = Settings()
     if path.is_file():
         from contract.audit import AUDIT_TABLE, audit_thresholds  # the tables only a config file can hold
+        from contract.recording import RECORD_TABLE, record_settings
         from contract.retention import RETENTION_TABLE, policy_from
 
         data = read_config(path)
-        tables = {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RETENTION_TABLE, SCORING_TABLE, SERVE_TABLE}
+        tables = {"keys", "ui", AUDIT_TABLE, BEST_TABLE, RECORD_TABLE, RETENTION_TABLE, SCORING_TABLE,
+                  SERVE_TABLE, VOICES_TABLE}
         unknown = sorted(set(data) - set(ENV) - tables)
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(ENV)}")
@@ -153,6 +158,8 @@ def load_settings(flags: dict | None = None, environ: dict | None = None, path: 
         if "keys" in data:
             values["keys"] = _keys_table(data["keys"], path)
         audit_thresholds(data, path)  # [audit] belongs to `milo-train prepare`; a mistake in it is said here too
+        record_settings(data, path)   # [record] is read when the record screen opens; said here at the start
+        voices_table(data, path)      # milo-serve's [voices]: a config milo-serve reads is one milo-tui opens
         scoring = read_table(data, SCORING_TABLE, SCORING_KEYS, path)  # max_scorers is the scorers'; said here too
         if BEST_TABLE in data:
             values["best"] = best_rule(data, path)

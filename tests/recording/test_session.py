@@ -162,3 +162,14 @@ def test_the_record_table_is_checked_like_every_other_table():
         cr.record_settings({"record": {"snr_min_db": "x"}})
     with pytest.raises(ConfigError, match="unknown key"):
         cr.record_settings({"record": {"goal": 30}})
+
+
+def test_every_record_key_is_documented_with_its_default():
+    from tests.conftest import ROOT
+
+    config = (ROOT / "docs" / "configuration.md").read_text()
+    recording = (ROOT / "docs" / "recording.md").read_text()
+    for key, value in cr.record_settings().items():
+        assert f"| `record.{key}` | {value:g} |" in config, key
+    for key, t in cr.THRESHOLDS.items():
+        assert f"`{key}` ({t.default:g})" in recording and f"`{t.check}`" in recording, key
