@@ -147,7 +147,7 @@ def _speak(args, info) -> int:
     if args.play or args.laptop:
         from contract.audio import DEFAULT_PORT
         from contract.listen import parse_device
-        from inference.playback import make_output
+        from contract.playback import make_output
 
         output = make_output("laptop" if args.laptop else "local", device=parse_device(args.audio_device),
                              port=args.port or DEFAULT_PORT, on_event=lambda e: playback.update({e["state"]: e}))

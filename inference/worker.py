@@ -84,7 +84,7 @@ class Worker:
     def _set_output(self, target: str, audio_device, port: int) -> tuple[str, str | None]:
         """The output's description, and why it cannot play (None when it can, as far as is known now)."""
         from contract.listen import AudioDeviceError, parse_device
-        from inference.playback import make_output
+        from contract.playback import make_output
 
         if self.output is not None:
             self.output.stop()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from contract import listen
-from inference.playback import LaptopOutput
+from contract.playback import LaptopOutput
 from tests.audition.conftest import QUICK, Events, sound_stats, start_client
 
 

@@ -1,7 +1,7 @@
 """Where an audition's audio goes on the Spark side: its speakers, the operator's laptop, or nowhere.
 
-Torch-free. Each output takes a clip as it is generated (`start`, `feed` chunks, `end`), can be silenced
-(`stop`), and reports what happened through `on_event` with the same events as `listen.Player` (contract.protocol's
+Torch-free: the audition worker, milo-say and the record screen use it. Each output takes a clip as it is
+generated (`start`, `feed` chunks, `end`), can be silenced (`stop`), and reports what happened through `on_event` with the same events as `listen.Player` (contract.protocol's
 Event.PLAYBACK and Playback states):
 {"event": "playback", "clip": id, "state": "started" | "finished" | "stopped" | "device_lost" |
 "no_device", "message": "..."}. The WAV is saved by the caller whatever happens here.
