@@ -15,10 +15,22 @@ The sender then sends, per clip: {"type": "start", "clip": id, "rate": 24000, "f
 "channels": 1, "checkpoint": ..., "text": ..., optional "expected_s" and "rate_hint" (for the start policy)},
 any number of P frames, {"type": "end", "clip": id}.
 {"type": "stop"} silences the listener at once (the operator pressed stop); {"type": "bye"} closes.
+
+Microphone (`milo-listen --mic`): the hello also carries "mic": {"device": name, "rate": r} (null without
+--mic). A connection that wants the laptop's microphone sends {"type": "record", "take": id}; the
+listener records and sends {"type": "level", "take": id, "t": s, "rms_dbfs": x, "peak_dbfs": y} about 20
+times a second. {"type": "record_stop", "take": id} ends the take: the listener answers {"type": "take",
+"take": id, "rate": r, "samples": n, "format": "s16le", "sha256": hex of the PCM bytes}, P frames of the
+16-bit capture (at most 1 MiB each; the capture itself is 16-bit, so it arrives exactly), then {"type":
+"take_end", "take": id}. {"type": "record_cancel", "take": id} drops the take: only "take_end" comes back.
+A failure is {"type": "mic_error", "take": id, "message": one line}, and ends the take. Every connection
+is served on its own thread, so the audition's playback link and the recorder can both be connected; the
+listener sends nothing unasked after its hello (the playback link reads a readable socket as "gone").
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import queue
 import socket
@@ -37,6 +49,7 @@ SAMPLE_RATE = 24000
 KIND_JSON, KIND_PCM = b"J", b"P"
 _HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
+MAX_TAKE_FRAME = 1024 * 1024  # P frames of a take
 
 
 # ---- wire format ------------------------------------------------------------------------------------
@@ -467,6 +480,135 @@ class Player:
         return sum(len(b) for b in self._buffer) - self._offset
 
 
+# ---- recording --------------------------------------------------------------------------------------
+MIC_HINT = "plug in a microphone or start the sound server; `milo-listen --list-devices` lists the inputs"
+SILENCE_DBFS = -120.0
+
+
+def describe_input(device=None) -> tuple[str, int]:
+    """(name, default sample rate) of the input device `device` (None: the default), or AudioDeviceError."""
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # PortAudio library missing
+        raise AudioDeviceError(f"no audio input: {exc} (install libportaudio2)") from None
+    try:
+        info = sd.query_devices(device, kind="input") if device is None else sd.query_devices(device)
+    except (ValueError, sd.PortAudioError) as exc:
+        what = "no default microphone" if device is None else f"no microphone {device!r}"
+        raise AudioDeviceError(f"{what} ({_one_line(exc)}): {MIC_HINT}") from None
+    if info.get("max_input_channels", 0) < 1:
+        raise AudioDeviceError(f"audio device {info.get('name')!r} has no input channels: pick a microphone")
+    return str(info.get("name")), int(info.get("default_samplerate") or 48000)
+
+
+def dbfs(value: float) -> float:
+    return round(max(SILENCE_DBFS, 20.0 * float(np.log10(value))) if value > 0 else SILENCE_DBFS, 2)
+
+
+def take_pcm(audio: np.ndarray) -> bytes:
+    """A take's float32 samples (16-bit values / 32768, as Capture returns them) as s16le, exactly."""
+    return np.clip(np.round(np.asarray(audio, np.float32) * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
+def take_samples(payload: bytes) -> np.ndarray:
+    return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+
+
+class Capture:
+    """Records one take at a time, mono, from an input device through a sounddevice InputStream.
+
+    The stream captures 16-bit integers (what the converters deliver anyway), so a take is exactly
+    representable on the wire; `stop()` returns them as float32 / 32768. A stream opens per take, so a
+    device that failed once is tried afresh on the next. `start()` returns once the first block has arrived:
+    a process's first stream through ALSA's PulseAudio plugin was seen to deliver nothing for 1.9 s (that
+    audio is lost), and a take must not begin before the microphone does. Every block (about 50 ms) `on_level` gets
+    {"t": seconds recorded, "rms_dbfs", "peak_dbfs"} from PortAudio's thread. A stream that stopped
+    delivering blocks mid-take (device unplugged, sound server gone) makes `stop()` raise."""
+
+    BLOCK_S = 0.05
+    STALL_S = 1.0   # no block for this long: the device is gone
+    START_S = 5.0   # the first block must arrive within this
+
+    def __init__(self, device=None, rate: int | None = None) -> None:
+        self.device = device
+        self.device_name, default_rate = describe_input(device)
+        self.rate = int(rate or default_rate)
+        self._stream = None
+        self._blocks: list[np.ndarray] = []
+        self._frames = 0
+        self._last_block = 0.0
+        self._on_level: Callable[[dict], None] | None = None
+        self._flowing = threading.Event()
+
+    def start(self, on_level: Callable[[dict], None] | None = None) -> None:
+        import sounddevice as sd
+
+        self.cancel()
+        self._blocks, self._frames, self._on_level = [], 0, on_level
+        self._flowing.clear()
+        try:
+            stream = sd.InputStream(device=self.device, samplerate=self.rate, channels=1, dtype="int16",
+                                    blocksize=int(self.rate * self.BLOCK_S), callback=self._callback)
+            stream.start()
+        except sd.PortAudioError as exc:
+            raise AudioDeviceError(self._open_error(exc)) from None
+        self._stream = stream
+        if not self._flowing.wait(self.START_S):
+            self.cancel()
+            raise AudioDeviceError(f"microphone {self.device_name!r} delivered no audio within {self.START_S:.0f} s: "
+                                   f"check it (muted, unplugged?) and try again")
+
+    def _open_error(self, exc: Exception) -> str:
+        text = _one_line(exc)
+        if any(w in text.lower() for w in ("unavailable", "busy")):
+            return (f"microphone {self.device_name!r} is busy ({text}): close the program recording from it, "
+                    "or pick another device")
+        return f"cannot open microphone {self.device_name!r} at {self.rate} Hz ({text}): {MIC_HINT}"
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        block = indata[:, 0].copy()
+        self._blocks.append(block)
+        self._frames += frames
+        self._last_block = time.monotonic()
+        self._flowing.set()
+        if self._on_level is not None and frames:
+            x = np.abs(block.astype(np.float32)) / 32768.0
+            try:
+                self._on_level({"t": round(self._frames / self.rate, 3), "rms_dbfs": dbfs(np.sqrt(np.mean(x * x))),
+                                "peak_dbfs": dbfs(x.max())})
+            except Exception:  # a broken listener must not kill the stream
+                pass
+
+    def _end(self) -> bool:
+        """Close the take's stream; whether it was still delivering audio."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return True
+        alive = stream.active and time.monotonic() - self._last_block < self.STALL_S
+        try:
+            (stream.stop if alive else stream.abort)()
+            stream.close()
+        except Exception:
+            alive = False
+        return alive
+
+    def stop(self) -> np.ndarray:
+        """End the take: its samples (float32, mono, at `rate`)."""
+        if not self._end():
+            raise AudioDeviceError(f"microphone {self.device_name!r} stopped delivering audio mid-take (unplugged, or "
+                                   "its sound server went away): check it and record the take again")
+        audio = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.int16)
+        self._blocks = []
+        return audio.astype(np.float32) / 32768.0
+
+    def cancel(self) -> None:
+        self._end()
+        self._blocks = []
+
+    def close(self) -> None:
+        self.cancel()
+
+
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
@@ -477,13 +619,83 @@ def _one_line(exc: BaseException) -> str:
 
 
 # ---- the listener -----------------------------------------------------------------------------------
+class _Takes:
+    """One connection's takes. Frames go out through a queue and a writer thread, so the levels that
+    PortAudio's thread produces never wait on the network, and stay ahead of the take they belong to."""
+
+    def __init__(self, conn: socket.socket, mic: tuple[str, int] | None, device, log: Callable[[str], None]) -> None:
+        self.conn, self.mic, self.device, self.log = conn, mic, device, log
+        self.outbox: queue.Queue = queue.Queue()
+        self.capture: Capture | None = None
+        self.take = None
+        threading.Thread(target=self._write, name="milo-listen-takes", daemon=True).start()
+
+    def _write(self) -> None:
+        while (item := self.outbox.get()) is not None:
+            try:
+                send_frame(self.conn, *item)
+            except OSError:
+                return  # the connection's reader sees the drop
+
+    def _json(self, obj: dict) -> None:
+        self.outbox.put((KIND_JSON, json.dumps(obj, separators=(",", ":")).encode()))
+
+    def _error(self, take, message: str) -> None:
+        self.log(f"milo-listen: take {take}: {message}")
+        self._json({"type": "mic_error", "take": take, "message": message})
+
+    def handle(self, msg: dict) -> None:
+        typ, take = msg.get("type"), msg.get("take")
+        if self.mic is None:
+            return self._error(take, "milo-listen on the laptop was started without --mic: restart it with `milo-listen --mic`")
+        if typ == "record":
+            if self.capture is not None:
+                return self._error(take, f"take {self.take} is still recording: stop it first")
+            try:
+                capture = Capture(self.device, self.mic[1])
+                capture.start(lambda level: self._json({"type": "level", "take": take, **level}))
+            except AudioDeviceError as exc:
+                return self._error(take, str(exc))
+            self.capture, self.take = capture, take
+            self.log(f"milo-listen: recording take {take}")
+            return
+        capture, self.capture = self.capture, None
+        if capture is None or take != self.take:
+            if capture is not None:
+                capture.cancel()
+            return self._error(take, f"no take {take} is recording")
+        if typ == "record_cancel":
+            capture.cancel()
+            self._json({"type": "take_end", "take": take})
+            return
+        try:
+            pcm = take_pcm(capture.stop())
+        except AudioDeviceError as exc:
+            return self._error(take, str(exc))
+        self._json({"type": "take", "take": take, "rate": capture.rate, "samples": len(pcm) // 2, "format": "s16le",
+                    "sha256": hashlib.sha256(pcm).hexdigest()})
+        for i in range(0, len(pcm), MAX_TAKE_FRAME):
+            self.outbox.put((KIND_PCM, pcm[i:i + MAX_TAKE_FRAME]))
+        self._json({"type": "take_end", "take": take})
+        self.log(f"milo-listen: take {take}: {len(pcm) / 2 / capture.rate:.1f} s sent")
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.cancel()
+            self.capture = None
+        self.outbox.put(None)
+
+
 class Listener:
-    """Accepts the Spark's connections on 127.0.0.1:port (the tunnel's end) and plays their clips.
-    One connection at a time; when it drops, the next one is accepted (reconnects)."""
+    """Accepts the Spark's connections on 127.0.0.1:port (the tunnel's end), plays their clips and, with
+    `mic`, records takes for them. Each connection has its own thread: the audition's playback link and
+    the recorder may both be connected. A dropped connection is simply accepted again (reconnects)."""
 
     def __init__(self, port: int = DEFAULT_PORT, device=None, host: str = "127.0.0.1",
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, mic: bool = False, mic_device=None) -> None:
         self.log = log
+        self.mic = describe_input(mic_device) if mic else None   # (name, rate); AudioDeviceError when none
+        self.mic_device = mic_device
         self.player = Player(device=device, on_event=self._on_playback)
         self.server = socket.create_server((host, port), reuse_port=False)
         self.port = self.server.getsockname()[1]
@@ -505,20 +717,24 @@ class Listener:
                 conn, _ = self.server.accept()
             except OSError:
                 break
-            with conn:
-                self._serve(conn)
+            threading.Thread(target=self._serve_and_close, args=(conn,), name="milo-listen-conn", daemon=True).start()
+
+    def _serve_and_close(self, conn: socket.socket) -> None:
+        with conn:
+            self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
             name = describe_output(self.device)
         except AudioDeviceError as exc:
             name = f"none ({exc})"
+        mic = {"device": self.mic[0], "rate": self.mic[1]} if self.mic else None
         try:
-            send_json(conn, {"type": "hello", "role": "listener", "protocol": PROTOCOL, "device": name})
+            send_json(conn, {"type": "hello", "role": "listener", "protocol": PROTOCOL, "device": name, "mic": mic})
         except OSError:
             return
         self.log(f"milo-listen: connected; playing on {name}")
-        fmt, open_clip = "s16le", None
+        fmt, open_clip, takes = "s16le", None, None
         try:
             while True:
                 frame = recv_frame(conn)
@@ -543,12 +759,17 @@ class Listener:
                 elif typ == "stop":
                     self.player.stop()
                     open_clip = None
+                elif typ in ("record", "record_stop", "record_cancel"):
+                    takes = takes or _Takes(conn, self.mic, self.mic_device, self.log)
+                    takes.handle(msg)
                 elif typ == "bye":
                     break
         except (OSError, ValueError) as exc:
             self.log(f"milo-listen: connection lost ({exc})")
         if open_clip is not None:
             self.player.end()  # play what arrived of a clip cut short
+        if takes is not None:
+            takes.close()
         self.log("milo-listen: disconnected; waiting for the Spark to reconnect")
 
     def close(self) -> None:
@@ -565,9 +786,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="milo-listen",
         description="Play milo-tui auditions from a DGX Spark on this machine, through an SSH tunnel: "
                     "run this, then `ssh -R PORT:127.0.0.1:PORT you@spark` and choose the laptop output "
-                    "in milo-tui's audition screen (key o).")
+                    "in milo-tui's audition screen (key o). With --mic it also records takes for the recording screen.")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"local port to listen on (default {DEFAULT_PORT})")
     p.add_argument("--device", default=None, help="output device name or index (default: the system default)")
+    p.add_argument("--mic", action="store_true", help="also record takes for milo-tui's recording screen")
+    p.add_argument("--mic-device", default=None, help="input device name or index for --mic (default: the system default)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     args = p.parse_args(argv)
     # Ctrl+C ends it: taken even when started with SIGINT ignored (a background job, nohup)
@@ -580,14 +803,16 @@ def main(argv: list[str] | None = None) -> int:
     device = parse_device(args.device)
     try:
         print(f"milo-listen: output device: {describe_output(device)}", flush=True)
+        listener = Listener(port=args.port, device=device, log=lambda s: print(s, flush=True), mic=args.mic,
+                            mic_device=parse_device(args.mic_device))
     except AudioDeviceError as exc:
         print(f"milo-listen: {exc}", file=sys.stderr)
         return 1
-    try:
-        listener = Listener(port=args.port, device=device, log=lambda s: print(s, flush=True))
     except OSError as exc:
         print(f"milo-listen: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 1
+    if listener.mic:
+        print(f"milo-listen: microphone: {listener.mic[0]} @ {listener.mic[1]} Hz", flush=True)
     try:
         listener.serve_forever()
     except KeyboardInterrupt:
