@@ -380,6 +380,14 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
             return
         self.push_screen(CorpusScreen(path, device=self.settings.device))
 
+    def action_record(self) -> None:
+        from milo_tui.recording.setup import RecordSetup, default_folder, default_mic, open_record
+
+        def chosen(answer) -> None:
+            if answer is not None:
+                open_record(self, *answer)
+        self.push_screen(RecordSetup(default_folder(self.settings.checkpoints), default_mic()), chosen)
+
     def best_rule_of(self, run_dir: Path | None):
         """One rule per run (contract.scores.rule_for): the run's own (run.json, as the watcher read it) where it
         has one, else the configured [best]; with a note naming the run's own, "" for the configured one."""
@@ -464,10 +472,12 @@ def binding_classes() -> tuple:
     from milo_tui.screens.dialogs import ConfirmScreen, NumberPrompt
     from milo_tui.screens.help import HelpScreen
     from milo_tui.screens.new_run import NewRunScreen
+    from milo_tui.recording.screen import ReasonPrompt, RecordScreen
+    from milo_tui.recording.setup import RecordSetup
     from milo_tui.screens.runs import RunsScreen
 
     return (MiloApp, RunsScreen, CheckpointsScreen, NewRunScreen, ConfirmScreen, NumberPrompt, HelpScreen, AuditionScreen,
-            CorpusScreen)
+            CorpusScreen, RecordScreen, ReasonPrompt, RecordSetup)
 
 
 def all_binding_ids() -> set[str]:

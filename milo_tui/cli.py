@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="milo-tui",
         description="Fine-tune, watch and audition Qwen3-TTS voices from one terminal dashboard. "
                     "With no base model configured it opens the demo workspace.",
-        epilog=f"Configuration file: {config_file()} (see docs/configuration.md).",
+        epilog=f"`milo-tui record SESSION_DIR` records a corpus (milo-tui record --help). "
+               f"Configuration file: {config_file()} (see docs/configuration.md).",
     )
     p.add_argument("--demo", action="store_true", help="open the demo workspace (tiny model, synthetic corpus)")
     p.add_argument("--base", dest="base_model", metavar="DIR", help="Qwen3-TTS-12Hz Base model folder")
@@ -109,6 +110,11 @@ def resolve_workspace(args: argparse.Namespace, progress=lambda s: None) -> Sett
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["record"]:
+        from milo_tui.recording.app import main as record
+
+        return record(argv[1:])
     args = build_parser().parse_args(argv)
     steps = StepPrinter()
     try:

@@ -51,6 +51,8 @@ class RunsScreen(ExplainDisabled, Screen):
                 tooltip="Adopt an official-script folder: hard-link its identical files, read its log (docs/adopt.md)"),
         Binding("C", "app.corpus", "Corpus", id="corpus", show=False, tooltip="The corpus report of the selected run's data "
                 "(flagged clips, reasons, play one)"),
+        Binding("M", "app.record", "Record", id="record", show=False,
+                tooltip="Record a scripted corpus: every take checked at the microphone (docs/recording.md)"),
         Binding("D", "app.delete_run", "Delete run", id="delete_run", show=False,
                 tooltip="Delete the selected run's folder, after a y/n naming what goes (not while it runs)"),
         Binding("R", "app.restart_policy", "Restart policy", id="restart_policy", show=False,

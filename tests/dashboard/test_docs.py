@@ -59,6 +59,7 @@ def test_every_cli_flag_is_in_the_readme_or_the_doc_it_names():
     from inference.say import build_parser as say_parser
     from inference.serve.cli import build_parser as serve_parser
     from milo_tui.cli import build_parser as tui_parser
+    from milo_tui.recording.app import build_parser as record_parser
     from training.cli import build_parser as train_parser
 
     import contract.listen as listen
@@ -77,10 +78,11 @@ def test_every_cli_flag_is_in_the_readme_or_the_doc_it_names():
             pass
     assert argparse.ArgumentParser.parse_args is real_parse
     readme = (ROOT / "README.md").read_text()
-    docs = {name: (ROOT / "docs" / f"{name}.md").read_text() for name in ("configuration", "training", "audition", "serving")}
+    docs = {name: (ROOT / "docs" / f"{name}.md").read_text() for name in ("configuration", "training", "audition", "serving",
+                                                                            "recording")}
     commands = {"milo-tui": (tui_parser(), "configuration"), "milo-train": (train_parser(), "training"),
                 "milo-say": (say_parser(), "audition"), "milo-listen": (captured["listen"], "audition"),
-                "milo-serve": (serve_parser(), "serving")}
+                "milo-serve": (serve_parser(), "serving"), "milo-tui record": (record_parser(), "recording")}
     missing = []
     for command, (parser, doc) in commands.items():
         flags = _flags(parser)

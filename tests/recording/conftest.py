@@ -3,7 +3,10 @@ the null sink `mic`, so what is played into `mic` is what the microphone hears) 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
+import sys
 import time
 import wave
 from contextlib import contextmanager
@@ -12,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract import listen
 from tests.audition.conftest import start_pulse, stop_pulse
 from tests.conftest import festival, need_binary
 
@@ -94,3 +98,42 @@ def speech(tmp_path_factory) -> tuple[Path, np.ndarray, int]:
     """Two sentences of festival's SLT voice: the WAV, its samples and rate."""
     path = festival(SPEECH, tmp_path_factory.mktemp("speech") / "speech.wav")
     return (path, *read_wav(path))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def laptop(virtual_mic, tmp_path):
+    """Starts `python listen.py ARGS --port P` from a copy of the file, without this checkout on the path
+    (as on the laptop), on the virtual microphone; yields the starter; stops them all."""
+    shutil.copy(listen.__file__, tmp_path / "listen.py")
+    env = {k: v for k, v in virtual_mic.env.items() if k != "PYTHONPATH"}
+    procs = []
+
+    def start(*args: str) -> int:
+        port = free_port()
+        log = tmp_path / f"listen-{port}.log"
+        proc = subprocess.Popen([sys.executable, "listen.py", "--port", str(port), *args], cwd=tmp_path, env=env,
+                                stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        procs.append(proc)
+        proc.log = log
+        deadline = time.monotonic() + 30
+        while "waiting for the Spark" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"milo-listen did not start: {log.read_text()}")
+            time.sleep(0.05)
+        start.proc = proc
+        return port
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+# The record screen's tests run through Pilot: the same `async def` test runner as the dashboard's.
+from tests.dashboard.conftest import pytest_pyfunc_call  # noqa: E402,F401

@@ -5,22 +5,18 @@ LaptopMic through a real `milo-listen --mic` child (the laptop's copy of the fil
 from __future__ import annotations
 
 import select
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from contract import listen
 from contract.listen import KIND_PCM, Capture, dbfs, recv_frame, send_frame
 from contract.playback import LaptopOutput
 from milo_tui.recording.mic import LaptopMic, LocalMic, MicError
 from tests.audition.conftest import Events, sound_stats, start_pulse, stop_pulse
-from tests.recording.conftest import VirtualMic
+from tests.recording.conftest import VirtualMic, free_port  # noqa: F401 (laptop: a fixture)
 
 pytestmark = [pytest.mark.audio, pytest.mark.xdist_group("audio")]
 
@@ -140,39 +136,6 @@ def test_a_microphone_lost_mid_take_is_one_line_and_no_hang(tmp_path):
 
 
 # ---- the laptop's microphone through milo-listen --------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def laptop(virtual_mic, tmp_path):
-    """Starts `python listen.py ARGS --port P` from a copy of the file, without this checkout on the path
-    (as on the laptop), on the virtual microphone; yields the starter; stops them all."""
-    shutil.copy(listen.__file__, tmp_path / "listen.py")
-    env = {k: v for k, v in virtual_mic.env.items() if k != "PYTHONPATH"}
-    procs = []
-
-    def start(*args: str) -> int:
-        port = free_port()
-        log = tmp_path / f"listen-{port}.log"
-        proc = subprocess.Popen([sys.executable, "listen.py", "--port", str(port), *args], cwd=tmp_path, env=env,
-                                stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        procs.append(proc)
-        proc.log = log
-        deadline = time.monotonic() + 30
-        while "waiting for the Spark" not in log.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"milo-listen did not start: {log.read_text()}")
-            time.sleep(0.05)
-        start.proc = proc
-        return port
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(10)
 
 
 class Tunnel:
