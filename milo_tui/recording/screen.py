@@ -97,6 +97,7 @@ class RecordScreen(ExplainDisabled, Screen):
         self.message = ""
         self.coverage = None
         self._recording = False
+        self._gone = False
         self.starting = False
         self.output = None
         kwargs = {"env": checker_env} | ({"python": python} if python else {})
@@ -119,7 +120,19 @@ class RecordScreen(ExplainDisabled, Screen):
         self.set_interval(TICK_S, self._tick)
         self._show()
 
+    def _from_thread(self, fn, *args, always: bool = False) -> None:
+        """Run fn on the screen's thread, unless the screen has gone meanwhile (a check that comes back then
+        is lost, and the take is checked again when the session reopens); `always`: a take to store."""
+        def run() -> None:
+            if always or not self._gone:
+                fn(*args)
+        try:
+            self.app.call_from_thread(run)
+        except RuntimeError:
+            pass  # the app has ended
+
     def on_unmount(self) -> None:
+        self._gone = True
         if self._recording:
             self.mic.cancel()
         self.checker.close()
@@ -133,7 +146,7 @@ class RecordScreen(ExplainDisabled, Screen):
         from contract.diphones import Coverage
 
         coverage = Coverage(self.session.prompts)
-        self.app.call_from_thread(self._coverage_ready, coverage)
+        self._from_thread(self._coverage_ready, coverage)
 
     def _coverage_ready(self, coverage) -> None:
         self.coverage = coverage
@@ -141,6 +154,8 @@ class RecordScreen(ExplainDisabled, Screen):
 
     # ---- what is shown -------------------------------------------------------------------------------
     def _show(self) -> None:
+        if self._gone:
+            return
         s, prompt = self.session, self.session.current
         room = s.data.get("room_tone")
         self.query_one("#record-head", Static).update(
@@ -244,9 +259,9 @@ class RecordScreen(ExplainDisabled, Screen):
         try:
             self.mic.start(self._on_level)
         except MicError as exc:
-            self.app.call_from_thread(self._lost, str(exc), self.mode == ROOM)
+            self._from_thread(self._lost, str(exc), self.mode == ROOM)
             return
-        self.app.call_from_thread(self._started)
+        self._from_thread(self._started)
 
     def _started(self) -> None:
         self.starting, self.message = False, ""
@@ -269,9 +284,9 @@ class RecordScreen(ExplainDisabled, Screen):
         try:
             audio = self.mic.stop()
         except MicError as exc:
-            self.app.call_from_thread(self._lost, str(exc), room)
+            self._from_thread(self._lost, str(exc), room)
             return
-        self.app.call_from_thread(self._store, audio, room, prompt_id)
+        self._from_thread(self._store, audio, room, prompt_id, always=True)
 
     def _lost(self, why: str, room: bool) -> None:
         self.starting, self._recording = False, False
@@ -287,7 +302,8 @@ class RecordScreen(ExplainDisabled, Screen):
             else:
                 take = self.session.add_take(prompt_id, audio, self.mic.rate, self.mic.label)
                 self.mode = IDLE
-                self._submit(take)
+                if not self._gone:
+                    self._submit(take)
         except (OSError, cr.SessionError) as exc:
             self.mode = ROOM if room else IDLE
             self.message = f"[{ERROR}]the take was not saved: {escape(str(exc))}[/]"
@@ -302,14 +318,9 @@ class RecordScreen(ExplainDisabled, Screen):
                                  out=str(self.session.trimmed(take))))
 
     def _from_checker(self, event: dict) -> None:
-        try:
-            self.app.call_from_thread(self._checker_event, event)
-        except RuntimeError:
-            pass  # the app has ended: the result is lost, and the take is checked again when the session reopens
+        self._from_thread(self._checker_event, event)
 
     def _checker_event(self, event: dict) -> None:
-        if not self.is_mounted:
-            return
         kind = event.get("type")
         if kind == "checked":
             take = event["id"]
@@ -334,6 +345,8 @@ class RecordScreen(ExplainDisabled, Screen):
             return "the take is being saved" if self.mode == SAVING else None
         if self.mode == ROOM and action in ("retake", "play", "keep", "discard", "skip"):
             return "record the room tone first (space)"
+        if action == "leave" and self.mode == SAVING:
+            return "the take is being saved"
         if busy and action in ("retake", "play", "keep", "discard", "skip", "move", "next_todo", "goto", "checks"):
             return "a take is being recorded: space ends it"
         status = self.session.state(self.session.current.id).get("status")
@@ -419,7 +432,7 @@ class RecordScreen(ExplainDisabled, Screen):
 
     def _played(self, event: dict) -> None:
         if event.get("state") in ("no_device", "device_lost"):
-            self.app.call_from_thread(self._say, f"[{ERROR}]cannot play: {escape(event.get('message') or '')}[/]")
+            self._from_thread(self._say, f"[{ERROR}]cannot play: {escape(event.get('message') or '')}[/]")
 
     def _say(self, message: str) -> None:
         self.message = message
@@ -439,6 +452,7 @@ class RecordScreen(ExplainDisabled, Screen):
             self.mic.cancel()
             self._recording = False
             self.mode = ROOM if self.mode == ROOM else IDLE
+        self._gone = True
         self.dismiss(None)
 
 

@@ -41,7 +41,10 @@ STATUS_WORD = {ca.FLAGGED: "flag", ca.DROPPED: "drop", ca.SKIPPED: "skip", ca.KE
 # short names of the checks for the table (the detail pane says each reason in full)
 CHECK_WORD = {"speaker": "voice", "transcript": "words", "clipping": "clip", "loudness": "loud", "snr": "snr",
               "speech_ratio": "speech", "leading_silence": "lead", "trailing_silence": "trail",
-              ca.DUPLICATE_AUDIO: "dup", ca.DUPLICATE_TEXT: "dup-text"}
+              ca.DUPLICATE_AUDIO: "dup", ca.DUPLICATE_TEXT: "dup-text",
+              # a recording session's checks (contract/recording.py; its report opens here from the record screen)
+              "peak": "peak", "cut_off": "cut", "length": "len", "pace": "pace", "misread": "misread",
+              "voice": "voice", "no_speech": "silent"}
 
 
 def _num(row: dict, key: str, missing: float) -> float:

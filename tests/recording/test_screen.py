@@ -128,6 +128,14 @@ async def test_a_session_recorded_through_the_screen_is_checked_kept_and_resumab
             assert right == "p0002-2" and session.state("p0002")["status"] == cr.KEPT
             assert session.take(wrong)["status"] == cr.REPLACED and session.original(wrong).is_file()
 
+            # c: every take's checks in the corpus view; esc comes back to the same prompt
+            await pilot.press("c")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "CorpusScreen", 10, "the corpus view")
+            text = shown(app)
+            assert "corpus report" in text and first in text and right in text and wrong not in text
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "RecordScreen", 10, "the record screen")
+
             # the third prompt is kept; then a take of the fourth is cut off by a killed session
             await read_aloud(pilot, session, virtual_mic, voices[PROMPTS[2]], "p0003")
             await wait_for(pilot, lambda: session.position == 3, 5, "the fourth prompt")
@@ -237,3 +245,38 @@ def test_a_killed_recording_session_resumes_at_the_same_prompt_with_every_take_i
         term.send("Escape")
         term.wait_for("EXITED:0", 30)
     assert digests() == before
+
+
+async def test_m_in_the_runs_view_opens_a_session_or_says_in_one_line_why_not(virtual_mic, tmp_path):
+    from textual.widgets import Input
+
+    from milo_tui.recording.screen import RecordScreen
+    from milo_tui.recording.setup import RecordSetup
+    from milo_tui.screens.runs import RunsScreen
+    from tests.dashboard.conftest import make_app
+
+    runs = tmp_path / "checkpoints"
+    runs.mkdir()
+    app = make_app(runs)
+    with virtual_mic.activate():
+        async with app.run_test(size=(110, 30)) as pilot:
+            await settle(pilot)
+            await pilot.press("M")
+            await wait_for(pilot, lambda: isinstance(app.screen, RecordSetup), 10, "the dialog")
+            field = app.screen.query_one(Input)
+            assert field.value == str(tmp_path / "recordings" / "session")
+            field.value = str(tmp_path / "a-file")
+            (tmp_path / "a-file").write_text("not a folder")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), 10, "the runs view")
+            said = [n.message for n in app._notifications]
+            assert any("a-file is a file: give a folder for the session" in m for m in said), said
+            await pilot.press("M")
+            await wait_for(pilot, lambda: isinstance(app.screen, RecordSetup), 10, "the dialog")
+            app.screen.query_one(Input).value = str(tmp_path / "mine")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, RecordScreen), 20, "the record screen")
+            assert "mic: Spark:" in shown(app) and "prompt 1 of 532" in shown(app)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), 10, "the runs view again")
+    assert (tmp_path / "mine" / cr.SESSION_FILE).is_file()
