@@ -28,6 +28,24 @@ from contract.listen import (DEFAULT_PORT, KIND_JSON, PROTOCOL, SAMPLE_RATE, Pla
 HELLO_TIMEOUT_S = 3.0
 
 
+def peer_closed(sock: socket.socket) -> bool:
+    """milo-listen sends nothing unasked after its hello, so a readable socket means it went away (the
+    laptop output's link and the laptop microphone's)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def close_quietly(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
 class LocalOutput:
     target = "local"
 
@@ -115,27 +133,14 @@ class LaptopOutput:
                 self._clip = None
                 return False
 
-    @staticmethod
-    def _peer_closed(sock: socket.socket) -> bool:
-        """The listener sends nothing after its hello, so a readable socket means it went away."""
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
-
     def _drop(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
+        close_quietly(self._sock)
         self._sock = None
 
     def start(self, clip, meta: dict) -> None:
         with self._lock:
             self._clip = clip
-            if self._sock is not None and self._peer_closed(self._sock):
+            if self._sock is not None and peer_closed(self._sock):
                 self._drop()  # milo-listen restarted or the tunnel dropped since the last clip: reconnect
             if self._sock is None:
                 try:

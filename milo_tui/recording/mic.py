@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import select
 import socket
 import threading
 from typing import Callable
@@ -21,6 +20,7 @@ import numpy as np
 
 from contract.listen import (DEFAULT_PORT, KIND_JSON, KIND_PCM, PROTOCOL, AudioDeviceError, Capture, recv_frame,
                              send_json, take_samples)
+from contract.playback import close_quietly, peer_closed
 
 OnLevel = Callable[[dict], None] | None
 
@@ -115,24 +115,12 @@ class LaptopMic:
         self.label = f"laptop (milo-listen): {mic['device']} @ {self.rate} Hz"
 
     def _drop(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
+        close_quietly(self._sock)
         self._sock = None
-
-    @staticmethod
-    def _peer_closed(sock: socket.socket) -> bool:
-        """Between takes the listener sends nothing, so a readable socket means it went away."""
-        try:
-            return bool(select.select([sock], [], [], 0)[0]) and sock.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
 
     def start(self, on_level: OnLevel = None) -> None:
         self.cancel()
-        if self._sock is not None and self._peer_closed(self._sock):
+        if self._sock is not None and peer_closed(self._sock):
             self._drop()  # milo-listen restarted or the tunnel dropped since the last take
         if self._sock is None:
             self._connect()

@@ -62,6 +62,16 @@ async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "conditi
     await settle(pilot)
 
 
+async def hear(pilot, virtual_mic, path, seconds: float) -> None:
+    """Press p and hear most of the take in the speakers' sink (what the operator would hear)."""
+    from tests.audition.conftest import sound_stats
+
+    heard = virtual_mic.pulse.record(path, sink="out")
+    await pilot.press("p")
+    await wait_for(pilot, lambda: sound_stats(heard.audio())["sound_s"] >= 0.6 * seconds, 30, "the take played")
+    heard.stop()
+
+
 def speech_end(audio: np.ndarray, rate: int, floor_dbfs: float = -40.0) -> float:
     """Where the last speech ends in a recording: its last 10 ms louder than `floor_dbfs`."""
     n = rate // 100
@@ -128,6 +138,12 @@ async def test_a_session_recorded_through_the_screen_is_checked_kept_and_resumab
             assert right == "p0002-2" and session.state("p0002")["status"] == cr.KEPT
             assert session.take(wrong)["status"] == cr.REPLACED and session.original(wrong).is_file()
 
+            # p plays a take on the side the microphone is on (here the Spark's own output)
+            await pilot.press("left")
+            await wait_for(pilot, lambda: session.position == 1, 5, "the previous prompt")
+            await hear(pilot, virtual_mic, tmp_path / "spark-out.raw", session.take(right)["trimmed_s"])
+            await pilot.press("right")
+
             # c: every take's checks in the corpus view; esc comes back to the same prompt
             await pilot.press("c")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "CorpusScreen", 10, "the corpus view")
@@ -181,6 +197,9 @@ async def test_the_laptop_microphone_records_through_milo_listen(virtual_mic, vo
         take = await read_aloud(pilot, session, virtual_mic, voices[PROMPTS[0]], "p0001")
         assert session.take(take)["status"] == cr.KEPT, session.check(take).flags
         assert session.take(take)["mic"].startswith("laptop (milo-listen):")
+        await wait_for(pilot, lambda: session.position == 1, 5, "the next prompt")
+        await pilot.press("left")
+        await hear(pilot, virtual_mic, tmp_path / "laptop-out.raw", session.take(take)["trimmed_s"])
         await pilot.press("escape")
 
 
