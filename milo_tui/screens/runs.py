@@ -51,8 +51,6 @@ class RunsScreen(ExplainDisabled, Screen):
                 tooltip="Adopt an official-script folder: hard-link its identical files, read its log (docs/adopt.md)"),
         Binding("C", "app.corpus", "Corpus", id="corpus", show=False, tooltip="The corpus report of the selected run's data "
                 "(flagged clips, reasons, play one)"),
-        Binding("M", "app.record", "Record", id="record", show=False,
-                tooltip="Record a scripted corpus: every take checked at the microphone (docs/recording.md)"),
         Binding("D", "app.delete_run", "Delete run", id="delete_run", show=False,
                 tooltip="Delete the selected run's folder, after a y/n naming what goes (not while it runs)"),
         Binding("R", "app.restart_policy", "Restart policy", id="restart_policy", show=False,
@@ -69,6 +67,8 @@ class RunsScreen(ExplainDisabled, Screen):
         Binding("z", "zoom", "Zoom", id="zoom", show=False, tooltip="Fill the screen with the focused pane"),
         Binding("X", "app.stop_server", "Stop server", id="stop_server", show=False,
                 tooltip="Stop the speech server the server line shows (milo-serve; S in the checkpoints view serves)"),
+        Binding("M", "app.record", "Record", id="record", show=False,
+                tooltip="Record a corpus, every take checked"),
     ]
     AUTO_FOCUS = "#runs"
     wide = reactive(False)
