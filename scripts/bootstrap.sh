@@ -19,9 +19,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 # festival with its HTS voice (SLT) and its diphone voice (kal, another speaker), and espeak-ng: speech
-# nobody here recorded, for the scoring and corpus-audit tests.
+# nobody here recorded, for the scoring and corpus-audit tests. openssh-server and rsync: the multi-host tests
+# start their own sshd as the second host (nothing uses a system sshd), and --sync copies data with rsync.
 debs=(libportaudio2 sox pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux festival festvox-us-slt-hts
-      festvox-kallpc16k espeak-ng)
+      festvox-kallpc16k espeak-ng openssh-server rsync)
 ready=.venv/.milo-ready
 ready_key="$(sha256sum pyproject.toml | cut -d' ' -f1) ${debs[*]}"
 milo_ready() {

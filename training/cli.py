@@ -6,6 +6,7 @@
     milo-train demo-assets WORKSPACE             tiny model + prepared data of a demo workspace
     milo-train prune RUN [--dry-run] [--keep-best K] [--keep-last N] [--budget SIZE]
     milo-train adopt DIR [--data JSONL] [--base BASE]   an official-script output folder as a run
+    milo-train hosts check --hosts H[,H] --base BASE --data DATA.jsonl --master-addr ADDR   the multi-host preflight
 
 Exit codes of `run` (and `prepare`): docs/run-folder.md (0 ok or clean stop, 1 unexpected error, 2 bad
 command line, 3 bad input, 4 out of memory, 5 disk full).
@@ -197,6 +198,63 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _cmd_hosts_check(args: argparse.Namespace) -> int:
+    from training.hosts import PROJECT, iface_names, preflight
+
+    hosts = [h for h in args.hosts.split(",") if h]
+    if not hosts:
+        print("milo-train: error: --hosts names no host: give the other hosts' SSH names", file=sys.stderr)
+        return exits.USAGE
+    problems = preflight(hosts, base=Path(args.base), data=Path(args.data), master_addr=args.master_addr,
+                         port=args.rdzv_port, iface=args.iface, python=args.remote_python or sys.executable,
+                         sync=args.sync)
+    for line in problems:
+        print(line)
+    if problems:
+        return exits.BAD_INPUT
+    print(f"ready: this host (master {args.master_addr}:{args.rdzv_port}, interface {','.join(iface_names(args.iface))}) "
+          f"and {', '.join(hosts)}: the same {PROJECT} and torch, base model and data")
+    return 0
+
+
+def _host_facts(rest: list[str]) -> int:
+    """`milo-train host-facts PATH... --json`: this host's side of the preflight, run over SSH by another host's
+    `hosts check` (hidden: not a command for people)."""
+    import json
+
+    from training.hosts import host_facts
+
+    p = argparse.ArgumentParser(prog="milo-train host-facts")
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--json", action="store_true", required=True)
+    print(json.dumps(host_facts(p.parse_args(rest).paths)))
+    return 0
+
+
+def _add_hosts(sub) -> None:
+    p = sub.add_parser("hosts", help="several hosts as one run: the preflight (docs/multi-node.md)")
+    check = p.add_subparsers(dest="hosts_command", required=True, metavar="SUBCOMMAND").add_parser(
+        "check", help="check every host is ready for one run over all of them",
+        description="Before a run over several hosts: each host reachable over SSH without a password, the same "
+                    "milo-tui and torch versions, the base model and the data at the same paths with the same sizes "
+                    "and sha256, the rendezvous port free here (the master), the network interface present. Prints "
+                    "\"ready: ...\" or one line per problem naming the host and the fix (exit 3).")
+    check.add_argument("--hosts", metavar="HOST[,HOST]", required=True, help="the other hosts, by their SSH names")
+    check.add_argument("--base", metavar="DIR", required=True, help="the Base model folder (the same path on every host)")
+    check.add_argument("--data", metavar="JSONL", required=True, help="the training JSONL (the same path on every host)")
+    check.add_argument("--master-addr", metavar="ADDR", required=True,
+                       help="this host's address on the link between the hosts (the rendezvous listens there)")
+    check.add_argument("--rdzv-port", type=int, default=29500, metavar="PORT", help="the rendezvous port (default 29500)")
+    check.add_argument("--iface", metavar="IF",
+                       help="the network interface of the link (default: GLOO_SOCKET_IFNAME, else NCCL_SOCKET_IFNAME)")
+    check.add_argument("--sync", action="store_true",
+                       help="copy data that is missing or different on a host there first (rsync over SSH; never the "
+                            "base model)")
+    check.add_argument("--remote-python", metavar="PATH",
+                       help="the python that runs milo-tui on the other hosts (default: this one's path)")
+    check.set_defaults(func=_cmd_hosts_check)
+
+
 def _add_run(sub) -> None:
     from contract.defaults import ATTENTION, RUN_DEFAULTS as D
 
@@ -302,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_prepare(sub)
     _add_run(sub)
+    _add_hosts(sub)
     p = sub.add_parser("tiny-model", help="write a tiny random-weight Qwen3-TTS Base model folder",
                        description="Write a tiny random-weight Qwen3-TTS Base model (real qwen_tts classes) "
                                    "that Qwen3TTSModel.from_pretrained loads with no network. Same seed, same weights.")
@@ -357,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["eval"]:
         return _eval(argv[1:])
+    if argv[:1] == ["host-facts"]:
+        return _host_facts(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
