@@ -414,10 +414,10 @@ def _eval(rest: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["eval"]:
-        return _eval(argv[1:])
     if argv[:1] == ["host-facts"]:
         return _host_facts(argv[1:])
+    if argv[:1] == ["eval"]:
+        return _eval(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
