@@ -187,6 +187,10 @@ def _cmd_adopt(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.hosts:  # across hosts: this process launches and watches (training/launch.py)
+        from training.launch import launch
+
+        return launch(args, args.argv[1:])
     from training.trainer import run
 
     return run(args)
@@ -320,6 +324,15 @@ def _add_run(sub) -> None:
     g.add_argument("--targets", dest="lora_targets", choices=("talker", "talker+mlp", "talker+predictor"),
                    help=f"layers that get adapters: the talker's attention, + its MLP, + the code predictor's [{D['lora_targets']}]")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    g = p.add_argument_group("across hosts: one run on this host and others (docs/multi-node.md)")
+    g.add_argument("--hosts", metavar="HOST[,HOST]", help="the other hosts by SSH name; this host keeps the run folder")
+    g.add_argument("--master-addr", metavar="ADDR", help="this host's address the others reach (the rendezvous)")
+    g.add_argument("--rdzv-port", type=int, default=29500, help="the rendezvous port on --master-addr [29500]")
+    g.add_argument("--iface", metavar="IF", help="the network interface between the hosts (sets NCCL_SOCKET_IFNAME and "
+                                                  "GLOO_SOCKET_IFNAME) [as the environment has them]")
+    g.add_argument("--nproc-per-node", type=int, default=1, help="processes per host: one per GPU [1]")
+    g.add_argument("--sync", action="store_true", help="copy the data to the other hosts (rsync) when it differs there")
+    g.add_argument("--remote-python", metavar="PATH", help="the Python on the other hosts [this one's path]")
     p.add_argument("--threads", type=int, help="CPU threads (default: 1 for a small model, else torch's default)")
     p.set_defaults(func=_cmd_run)
 
@@ -419,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["eval"]:
         return _eval(argv[1:])
     args = build_parser().parse_args(argv)
+    args.argv = argv   # the launcher across hosts hands the same `run` arguments to every host
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -1,6 +1,9 @@
 """The trainer's processes: one, or many under `torchrun` or `accelerate launch` (RANK, WORLD_SIZE,
-LOCAL_RANK in the environment). Each rank trains on its own shard; only rank 0 writes files. With one
-process every call here is free and torch.distributed is never imported.
+LOCAL_RANK in the environment). Each rank trains on its own shard; only one writes files: rank 0, or in a
+run across hosts (training/launch.py) the first process of the home host, where the run folder is. torchrun's
+c10d rendezvous gives global ranks in no particular host order, so the launcher names the home host
+(MILO_HOME_NODE=1 there, 0 elsewhere) instead. With one process every call here is free and
+torch.distributed is never imported.
 """
 from __future__ import annotations
 
@@ -9,21 +12,28 @@ import os
 import sys
 from dataclasses import dataclass
 
+HOME_NODE = "MILO_HOME_NODE"
+
 
 @dataclass
 class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    home: bool | None = None   # across hosts: whether this process runs on the run folder's host
 
     @property
     def is_main(self) -> bool:
+        if self.home is not None:
+            return self.home and self.local_rank == 0
         return self.rank == 0
 
     @classmethod
     def from_env(cls) -> "Dist":
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+        home = os.environ.get(HOME_NODE)
+        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")),
+                   None if home is None else home == "1")
 
     def init(self, device_type: str) -> None:
         if self.world > 1:
