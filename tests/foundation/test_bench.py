@@ -28,6 +28,7 @@ SCRIPTS = [
     pytest.param("start.py", ("tmux",), id="start"),                                 # about 20 s: makes a demo
     pytest.param("start_policy.py", ("pulseaudio", "pactl", "parec"), id="start_policy"),  # about 10 s
     pytest.param("train_throughput.py", (), marks=SLOW, id="train_throughput"),      # 25 s: two model builds
+    pytest.param("two_hosts.py", (), id="two_hosts"),                                # about 20 s: two tiny runs
 ]
 
 
