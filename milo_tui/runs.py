@@ -55,6 +55,12 @@ class RunSummary:
     score_device: str | None = None  # where its scorer generates (run.json score_device), None: not recorded
     method: str = "full"             # "lora": its checkpoints are voice bundles (contract/bundle.py)
     lora_rank: int | None = None     # a LoRA run's rank
+    hosts: tuple[str, ...] = ()      # a run across hosts: the home host (which keeps the run folder) first
+
+    @property
+    def hosts_text(self) -> str:
+        """"on spark1 + spark2" for a run across hosts, "" for a run on one."""
+        return f"on {' + '.join(self.hosts)}" if self.hosts else ""
 
     @property
     def method_text(self) -> str:
@@ -108,6 +114,21 @@ def run_method(hyper: dict, state: dict) -> tuple[str, int | None]:
     return "full", None
 
 
+def run_hosts(state: dict) -> tuple[str, ...]:
+    """The hosts of a run across hosts, the home host first: state.json's home_host and hosts (the launcher
+    writes them once every host is started); before that, the --hosts of its launch command. () : one host."""
+    hosts = state.get("hosts")
+    others = [h.get("host") for h in hosts if isinstance(h, dict)] if isinstance(hosts, list) else []
+    command = state.get("launch_command")
+    if not others and isinstance(command, list) and "--hosts" in command[:-1]:
+        others = str(command[command.index("--hosts") + 1]).split(",")
+    others = [h for h in others if isinstance(h, str) and h]
+    if not others:
+        return ()
+    home = state.get("home_host")
+    return (home if isinstance(home, str) and home else "this host", *others)
+
+
 def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: list[dict]) -> RunSummary:
     """One run's row: state.json first, the newest step records for what state.json lacks (speed, ETA)."""
     run_dir = Path(run_dir)
@@ -151,6 +172,7 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
         data=(run_json or {}).get("data") if isinstance((run_json or {}).get("data"), str) and run_json["data"] else None,
         best_rule=own[0] if own else None, best_note=own[1] if own else "",
         score_device=score_device if isinstance(score_device, str) else None, method=method, lora_rank=lora_rank,
+        hosts=run_hosts(st),
     )
 
 

@@ -63,6 +63,11 @@ class RunRequest:
     lora_rank: int = RUN_DEFAULTS["lora_rank"]
     lora_alpha: float = RUN_DEFAULTS["lora_alpha"]
     lora_targets: str = RUN_DEFAULTS["lora_targets"]
+    # one run over this host and these others, by SSH name (docs/multi-node.md); () : this host only. In the
+    # launch command, so Resume relaunches on the same hosts
+    hosts: tuple[str, ...] = ()
+    master_addr: str | None = None  # this host's address on the link, which the others reach
+    iface: str | None = None        # the interface of that link; None: as the environment has it
 
     @property
     def prepare_first(self) -> bool:
@@ -78,6 +83,9 @@ def trainer_argv(python: str, req: RunRequest) -> list[str]:
     if req.method == "lora":
         argv += ["--method", "lora", "--rank", str(req.lora_rank), "--alpha", repr(req.lora_alpha),
                  "--targets", req.lora_targets]
+    if req.hosts:
+        argv += ["--hosts", ",".join(req.hosts), "--master-addr", str(req.master_addr)]
+        argv += ["--iface", req.iface] if req.iface else []
     argv += [] if req.score else ["--no-score"]
     argv += list(req.retain) + list(req.judging)
     return argv + (["--device", req.device] if req.device else [])

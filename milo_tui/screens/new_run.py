@@ -43,9 +43,14 @@ FIELDS = {
     "keep_last": "Prune: keep newest",
     "disk_budget": "Prune: disk budget (e.g. 40G)",
     "stop_unimproved": "Quality stop after N (0=off)",
+    # one run over this host and others (docs/multi-node.md); master_addr and iface show once hosts are given
+    "hosts": "Hosts (others, by SSH name)",
+    "master_addr": "Master address (this host)",
+    "iface": "Interface (optional)",
 }
 PRUNE_FIELDS = ("keep_best", "keep_last", "disk_budget")
 LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_targets")
+HOST_FIELDS = ("master_addr", "iface")  # shown only when Hosts names a host
 SELECTS = {  # field -> its (shown, value) choices; the others are typed
     "method": [("full: every weight", "full"), ("LoRA: adapters, voice bundles", "lora")],
     "lora_targets": [("talker: attention", "talker"), ("talker+mlp: attention and MLP", "talker+mlp"),
@@ -55,9 +60,10 @@ SELECTS = {  # field -> its (shown, value) choices; the others are typed
 # why LoRA's defaults are what they are (docs/training.md, "LoRA"), under its fields
 LORA_HELP = (f"LoRA: lr {LORA_LR:g} unless typed (full's {RUN_DEFAULTS['lr']:g} is too small a step for adapters; "
              f"2e-4 and above never stopped talking); code predictor frozen (adapting it broke pronunciation)")
-OPTIONAL = ("speaker", *PRUNE_FIELDS)  # empty is a choice: the run's name as speaker, no pruning
+OPTIONAL = ("speaker", *PRUNE_FIELDS, "hosts")  # empty is a choice: the run's name as speaker, no pruning, this host
 PLACEHOLDERS = {"speaker": "the run name", "keep_best": "off: every checkpoint stays", "keep_last": "2",
-                "disk_budget": "none"}
+                "disk_budget": "none", "hosts": "none: this host only (e.g. spark2)",
+                "master_addr": "its address on the link, e.g. 192.168.100.1", "iface": "as the environment has it"}
 
 
 def base_model_problem(path: Path) -> str | None:
@@ -140,12 +146,35 @@ def validate_form(values: dict[str, str], checkpoints: Path, only: str | None = 
         errors["attention"] = f"attention must be one of {', '.join(ATTENTION)}"
     retain, retain_errors = _retention(values)
     errors.update({key: err for key, err in retain_errors.items() if wanted(key)})
+    hosts, across, host_errors = _hosts(values)
+    errors.update({key: err for key, err in host_errors.items() if wanted(key)})
     if errors or only is not None:
         return None, errors
     return RunRequest(run_dir=Path(checkpoints).absolute() / name, base_model=paths["base_model"], data=paths["data"],
                       epochs=numbers["epochs"], lr=numbers["lr"], batch_size=numbers["batch_size"],
                       grad_accum=numbers["grad_accum"], speaker=speaker.lower(), attention=attention,
-                      restart_limit=numbers["restart_limit"], retain=retain, method=method, **lora), {}
+                      restart_limit=numbers["restart_limit"], retain=retain, method=method, hosts=hosts,
+                      **across, **lora), {}
+
+
+def _hosts(values: dict[str, str]) -> tuple[tuple[str, ...], dict, dict[str, str]]:
+    """(the other hosts, {master_addr, iface}, errors). No hosts: a run on this host, the other two fields hidden
+    and not checked. A name with a space or a leading "-" would be read as something else by ssh or the shell."""
+    hosts = tuple(h.strip() for h in values.get("hosts", "").split(",") if h.strip())
+    if not hosts:
+        return (), {}, {}
+    errors: dict[str, str] = {}
+    bad = next((h for h in hosts if h.startswith("-") or any(c.isspace() for c in h)), None)
+    if bad is not None:
+        errors["hosts"] = f"hosts: {bad!r} is not a host's SSH name (no spaces, not starting with -; commas between)"
+    addr, iface = values.get("master_addr", "").strip(), values.get("iface", "").strip()
+    if not addr:
+        errors["master_addr"] = "give this host's address on the link (the others reach it)"
+    elif addr.startswith("-") or any(c.isspace() for c in addr):
+        errors["master_addr"] = f"master address {addr!r}: one address or name, not starting with -"
+    if iface and (iface.startswith("-") or any(c.isspace() for c in iface)):
+        errors["iface"] = f"interface {iface!r}: one interface name (e.g. enp1s0f0np0), not starting with -"
+    return hosts, {"master_addr": addr, "iface": iface or None}, errors
 
 
 def _retention(values: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -209,7 +238,8 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
         with VerticalScroll(classes="form"):
             yield Label("[b]New run[/]  tab moves, enter or ctrl+s launches, esc cancels", classes="title")
             for key, label in FIELDS.items():
-                with Horizontal(classes="field lora" if key in LORA_FIELDS else "field"):
+                with Horizontal(classes="field lora" if key in LORA_FIELDS else "field across" if key in HOST_FIELDS
+                                else "field"):
                     yield Label(label, classes="label")
                     if key in SELECTS:
                         yield Select(SELECTS[key], value=self.defaults.get(key) or SELECTS[key][0][1], allow_blank=False,
@@ -224,7 +254,8 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
         # A field has the focus from the start, so Enter launches as the title says: the first empty one,
         # else the run name (the field most often changed).
         self.set_class(self.defaults.get("method") != "lora", "-full")
-        empty = [key for key in FIELDS if key not in (*SELECTS, *LORA_FIELDS, *OPTIONAL)
+        self.set_class(not self.defaults.get("hosts", "").strip(), "-local")
+        empty = [key for key in FIELDS if key not in (*SELECTS, *LORA_FIELDS, *HOST_FIELDS, *OPTIONAL)
                  and not self.defaults.get(key, "").strip()]
         self.query_one(f"#{empty[0] if empty else 'run_name'}", Input).focus()
         self.call_after_refresh(self._show_ends)
@@ -264,6 +295,11 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
         # A field that was wrong is checked again as it is edited: its line goes once it is right (and
         # changes when it is wrong in another way); the other fields' lines stay until the next launch.
         key = event.input.id
+        if key == "hosts":  # the master address and interface show while a host is named; hidden, their lines go
+            local = not event.value.replace(",", "").strip()
+            self.set_class(local, "-local")
+            if local and any(k in self.errors for k in HOST_FIELDS):
+                self._show_errors({k: err for k, err in self.errors.items() if k not in HOST_FIELDS})
         if key not in self.errors:
             return
         _request, now = validate_form(self.values(), self.checkpoints, only=key)

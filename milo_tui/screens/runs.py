@@ -162,6 +162,8 @@ class RunsScreen(ExplainDisabled, Screen):
             return " no run selected: [b]n[/] starts one" if not self.app.runs else ""
         style = STATUS_STYLE.get(r.status, "")
         parts = [f" [b]{escape(r.name)}[/]", f"[{style}]{r.status}[/]" if style else r.status]
+        if r.hosts:
+            parts.append(escape(r.hosts_text))
         if r.live:
             if r.step is not None:
                 parts.append(f"step {r.step}" + (f"/{r.total_steps}" if r.total_steps else ""))

@@ -361,3 +361,69 @@ async def test_the_lora_fields_show_for_lora_only_and_the_learning_rate_follows_
         await wait_for(pilot, lambda: launched, what="the launch")
     got = launched[0]
     assert (got.method, got.lora_rank, got.lora_alpha, got.lora_targets, got.lr) == ("lora", 8, 32.0, "talker", 3e-5)
+
+
+def test_hosts_and_a_master_address_become_the_multi_host_command_line(base, tmp_path):
+    """Hosts (the others, by SSH name) with this host's address reach the trainer as --hosts a,b --master-addr X
+    [--iface IF], in the launch command Resume repeats; no hosts: the command line has none of them, and the
+    hidden master address and interface are not checked. Each wrong field is one line."""
+    from milo_tui.supervisor import resume_argv, trainer_argv
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    request, errors = validate_form(_values(base, data, hosts="spark2, spark3", master_addr="192.168.100.1"), tmp_path / "ck")
+    assert errors == {}
+    assert (request.hosts, request.master_addr, request.iface) == (("spark2", "spark3"), "192.168.100.1", None)
+    argv = trainer_argv("python", request)
+    at = argv.index("--hosts")
+    assert argv[at:at + 4] == ["--hosts", "spark2,spark3", "--master-addr", "192.168.100.1"] and "--iface" not in argv
+    assert resume_argv("python", request.run_dir, {"launch_command": argv})[:-1] == argv  # Resume: the same hosts
+    request, errors = validate_form(_values(base, data, hosts="spark2", master_addr="10.0.0.1", iface="enp1s0f0np0"),
+                                    tmp_path / "ck")
+    argv = trainer_argv("python", request)
+    at = argv.index("--hosts")
+    assert argv[at:at + 6] == ["--hosts", "spark2", "--master-addr", "10.0.0.1", "--iface", "enp1s0f0np0"]
+    local, errors = validate_form(_values(base, data, hosts=" , ", master_addr="", iface="- bad"), tmp_path / "ck")
+    assert errors == {} and local.hosts == ()
+    assert not {"--hosts", "--master-addr", "--iface"} & set(trainer_argv("python", local))
+    assert trainer_argv("python", local) == trainer_argv("python", validate_form(_values(base, data), tmp_path / "ck")[0])
+    for over, field, said in (
+            (dict(hosts="spark2"), "master_addr", "give this host's address on the link (the others reach it)"),
+            (dict(hosts="spark 2", master_addr="10.0.0.1"), "hosts", "hosts: 'spark 2' is not a host's SSH name"),
+            (dict(hosts="spark2,-oProxyCommand=x", master_addr="10.0.0.1"), "hosts", "hosts: '-oProxyCommand=x' is not"),
+            (dict(hosts="spark2", master_addr="-x"), "master_addr", "master address '-x'"),
+            (dict(hosts="spark2", master_addr="10.0.0.1", iface="en p1"), "iface", "interface 'en p1'")):
+        request, errors = validate_form(_values(base, data, **over), tmp_path / "ck")
+        assert request is None and list(errors) == [field] and errors[field].startswith(said), (over, errors)
+        assert "\n" not in errors[field]
+
+
+async def test_the_master_address_shows_once_hosts_are_given_and_the_launch_carries_them(base, tmp_path):
+    """The master address and interface are hidden for a run on this host; Hosts without a master address is
+    its one line and launches nothing; with it, the request's command line runs across the hosts."""
+    from milo_tui.supervisor import trainer_argv
+
+    app, _data, launched = _app_with_base_and_data(base, tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await _open_form(app, pilot)
+        across = [form.query_one(f"#{key}").parent for key in ("master_addr", "iface")]
+        assert "Hosts (others, by SSH name)" in screen_text(app) and not any(row.display for row in across)
+        assert "Master address" not in screen_text(app)
+        form.query_one("#hosts").value = "spark2"
+        await pilot.pause()
+        assert all(row.display for row in across) and "Master address (this host)" in screen_text(app)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert launched == [] and isinstance(app.screen, NewRunScreen) and app.focused.id == "master_addr"
+        assert "give this host's address on the link (the others reach it)" in form.query_one("#errors").render().plain
+        form.query_one("#hosts").value = ""  # this host only: the hidden field's line goes
+        await pilot.pause()
+        assert not any(row.display for row in across) and form.query_one("#errors").render().plain == ""
+        form.query_one("#hosts").value = "spark2,spark3"
+        form.query_one("#master_addr").value = "192.168.100.1"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: launched, what="the launch")
+    argv = trainer_argv("python", launched[0])
+    at = argv.index("--hosts")
+    assert argv[at:at + 4] == ["--hosts", "spark2,spark3", "--master-addr", "192.168.100.1"]
