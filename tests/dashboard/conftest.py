@@ -165,7 +165,9 @@ async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "conditi
 async def settle(pilot) -> None:
     """Draw what is pending now, then let every widget process what that caused (a DataTable measures
     its new rows' widths when idle)."""
-    pilot.app.draw_now()
+    draw_now = getattr(pilot.app, "draw_now", None)   # the dashboard's; other apps (milo-tui record) draw as they go
+    if draw_now is not None:
+        draw_now()
     for _ in range(3):
         await pilot.pause()
         await pilot.pause(0.05)

@@ -13,7 +13,7 @@ import pytest
 
 from contract import recording as cr
 from tests.conftest import festival, python_env, run_module
-from tests.dashboard.conftest import screen_text
+from tests.dashboard.conftest import screen_text, settle, wait_for
 from tests.recording.conftest import read_wav
 
 PROMPTS = ("Check the fuse before you touch the wires.", "Please remind me to call my sister tomorrow.",
@@ -44,22 +44,6 @@ def recording_app(session, mic):
 def shown(app) -> str:
     """The screen's text with its line wrapping undone."""
     return " ".join(screen_text(app).split())
-
-
-async def settle(pilot) -> None:
-    for _ in range(3):
-        await pilot.pause()
-        await pilot.pause(0.05)
-
-
-async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
-    """Let the app run until condition() is true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(0.05)
-    await settle(pilot)
 
 
 async def hear(pilot, virtual_mic, path, seconds: float) -> None:
