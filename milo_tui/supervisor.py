@@ -86,6 +86,8 @@ def trainer_argv(python: str, req: RunRequest) -> list[str]:
     if req.hosts:
         argv += ["--hosts", ",".join(req.hosts), "--master-addr", str(req.master_addr)]
         argv += ["--iface", req.iface] if req.iface else []
+        # a corpus prepared here first exists on this host only: the launcher copies it to the others
+        argv += ["--sync"] if req.prepare_first else []
     argv += [] if req.score else ["--no-score"]
     argv += list(req.retain) + list(req.judging)
     return argv + (["--device", req.device] if req.device else [])

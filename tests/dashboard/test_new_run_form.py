@@ -383,6 +383,16 @@ def test_hosts_and_a_master_address_become_the_multi_host_command_line(base, tmp
     argv = trainer_argv("python", request)
     at = argv.index("--hosts")
     assert argv[at:at + 6] == ["--hosts", "spark2", "--master-addr", "10.0.0.1", "--iface", "enp1s0f0np0"]
+    assert "--sync" not in argv   # a JSONL: the operator's data, the preflight compares it
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(corpus / "clip.wav", np.zeros(2400, dtype=np.float32), 24000)
+    request, errors = validate_form(_values(base, corpus, hosts="spark2", master_addr="10.0.0.1"), tmp_path / "ck")
+    # a corpus prepared on this host first is on this host only: the launcher copies it to the others
+    assert errors == {} and request.prepare_first and "--sync" in trainer_argv("python", request)
     local, errors = validate_form(_values(base, data, hosts=" , ", master_addr="", iface="- bad"), tmp_path / "ck")
     assert errors == {} and local.hosts == ()
     assert not {"--hosts", "--master-addr", "--iface"} & set(trainer_argv("python", local))
