@@ -93,6 +93,7 @@ class RecordScreen(ExplainDisabled, Screen):
         self.peak_hold = -120.0
         self.autostop: AutoStop | None = None
         self._stop_now = threading.Event()
+        self._stop_at: float | None = None
         self.started_at = 0.0
         self.message = ""
         self.coverage = None
@@ -240,11 +241,14 @@ class RecordScreen(ExplainDisabled, Screen):
     def _on_level(self, level: dict) -> None:
         """From the microphone's thread: the meter's value, and the auto-stop's decision."""
         self.level = level
-        if self.autostop is not None and self.autostop.feed(level["t"], level["rms_dbfs"]):
+        if self.autostop is not None and self.autostop.feed(level["t"], level["rms_dbfs"]) \
+                and not self._stop_now.is_set():
+            self._stop_at = level["t"]   # where the take ends, however late the screen gets to stopping it
             self._stop_now.set()
 
     def _begin(self) -> None:
         self._stop_now.clear()
+        self._stop_at = None
         room = self.session.data.get("room_tone")
         self.autostop = (None if self.mode == ROOM else
                          AutoStop(room["rms_dbfs"] if room else None, silence_s=self.settings["auto_stop_s"]))
@@ -276,16 +280,19 @@ class RecordScreen(ExplainDisabled, Screen):
         self._stop_now.clear()
         room = self.mode == ROOM
         self.mode = SAVING if not room else ROOM
-        self._collect(room, self.session.current.id)
+        self._collect(room, self.session.current.id, self._stop_at)
 
     @work(thread=True, exclusive=True, group="take")
-    def _collect(self, room: bool, prompt_id: str) -> None:
-        """The microphone's samples (the laptop sends them now): off the screen's thread."""
+    def _collect(self, room: bool, prompt_id: str, stop_at: float | None) -> None:
+        """The microphone's samples (the laptop sends them now): off the screen's thread. An auto-stopped take
+        ends where the auto-stop decided (`stop_at` s into it), not where a busy screen stopped the stream."""
         try:
             audio = self.mic.stop()
         except MicError as exc:
             self._from_thread(self._lost, str(exc), room)
             return
+        if stop_at is not None:
+            audio = audio[: max(int(round(stop_at * self.mic.rate)), 1)]
         self._from_thread(self._store, audio, room, prompt_id, always=True)
 
     def _lost(self, why: str, room: bool) -> None:
