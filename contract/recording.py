@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from contract import audit as ca
 from contract.audit import Threshold, flag
 from contract.configfile import number, read_table, whole
-from contract.runfolder import read_json, write_json_atomic
+from contract.listen import dbfs
+from contract.runfolder import read_json, write_atomic, write_json_atomic
 
 SESSION_VERSION = 1
 SESSION_FILE, SCRIPT_COPY, REPORT = "session.json", "script.txt", "record-report.json"
@@ -126,32 +127,18 @@ def judge(measures: dict, limits: dict) -> list[dict]:
 
 
 # ---- files --------------------------------------------------------------------------------------------
-def _atomic(path: Path, write) -> None:
-    """Call write(tmp) for a temporary file beside `path`, then put it in place: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
     """16-bit PCM WAV, atomically."""
     import soundfile as sf
 
     samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    _atomic(Path(path), lambda tmp: sf.write(str(tmp), samples, int(rate), subtype="PCM_16", format="WAV"))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(path), lambda tmp: sf.write(str(tmp), samples, int(rate), subtype="PCM_16", format="WAV"))
 
 
 def write_text(path: Path, text: str) -> None:
-    _atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _sha256(path: Path) -> str:
@@ -210,7 +197,7 @@ class Session:
             prompts = read_script(source)
             folder.mkdir(parents=True, exist_ok=True)
             text = source.read_bytes()
-            _atomic(folder / SCRIPT_COPY, lambda tmp: tmp.write_bytes(text))
+            write_atomic(folder / SCRIPT_COPY, lambda tmp: tmp.write_bytes(text))
         except ScriptError as exc:
             raise SessionError(str(exc)) from None
         except OSError as exc:
@@ -299,7 +286,7 @@ class Session:
         x = np.asarray(audio, dtype=np.float64)
         rms = float(np.sqrt(np.mean(x ** 2))) if len(x) else 0.0
         room = dict(file=os.path.relpath(path, self.folder), rate=int(rate), seconds=round(len(x) / rate, 2),
-                    rms_dbfs=round(_dbfs(rms), 1), peak_dbfs=round(_dbfs(float(np.max(np.abs(x))) if len(x) else 0.0), 1),
+                    rms_dbfs=round(dbfs(rms), 1), peak_dbfs=round(dbfs(float(np.max(np.abs(x))) if len(x) else 0.0), 1),
                     mic=mic, recorded_at=time.time())
         self.data["room_tone"], self.data["mic"] = room, mic
         self.save()
@@ -407,8 +394,6 @@ class Session:
 
     def write_report(self) -> None:
         """record-report.json: every take of the current state as a corpus-report row (the corpus view)."""
-        from contract import audit as ca
-
         clips = []
         for prompt in self.prompts:
             state = self.state(prompt.id)
@@ -436,7 +421,3 @@ class Session:
 
 def _cell(text: str) -> str:
     return " ".join(text.replace("|", "/").split())
-
-
-def _dbfs(value: float) -> float:
-    return 20 * float(np.log10(value)) if value > 1e-6 else -120.0

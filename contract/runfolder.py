@@ -22,7 +22,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 SCHEMA_VERSION = 1
 NUM_CODEBOOKS = 16  # codes per frame of the 12 Hz codec: the talker predicts codebook 0, the sub-talker 1..15
@@ -62,17 +62,17 @@ def is_checkpoint_dir(path: Path) -> bool:
     return path.is_dir() and CHECKPOINT_RE.match(path.name) is not None
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Replace `path` with `obj` as JSON so that a reader sees the old or the new file, never half."""
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """Replace `path` with what `write(tmp)` puts in a temporary file beside it, so that a reader sees the old or
+    the new file, never half (state, checkpoints' JSON, a recording session's audio and tables)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; state and run files are read by other users' tools
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; state and run files are read by other users' tools
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -80,6 +80,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Replace `path` with `obj` as JSON so that a reader sees the old or the new file, never half."""
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
 
 
 def read_json(path: Path) -> dict | None:

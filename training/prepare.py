@@ -34,7 +34,7 @@ from contract.checkpoint import BaseModelError, check_base_model
 from contract.configfile import ConfigError, read_config
 from contract.corpus import AUDIO_SUFFIXES, audio_files
 from contract.recording import HELDOUT
-from contract.runfolder import write_json_atomic
+from contract.runfolder import write_atomic, write_json_atomic
 from training.audio import SAMPLE_RATE, AudioError, read_audio, to_24k_mono
 from training.corpus_report import Entry, build_report, clip_row, report_text
 from training.cutting import clip_stems, cut_recording
@@ -68,13 +68,7 @@ def encode(tokenizer, mono24: np.ndarray) -> np.ndarray:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def check_inputs(corpus: Path, base: Path, ref: Path | None, whisper: str | None, thresholds: dict | None) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 
 from contract import recording as cr
 from contract.audio import SAMPLE_RATE
+from contract.listen import dbfs
 from contract.scores import not_scored
 from inference.scoring import measures as m
 from inference.scoring.audit import Auditor
@@ -47,7 +48,7 @@ class Checker:
         x = np.asarray(audio, dtype=np.float32).reshape(-1)
         got: dict = {}
         peak = float(np.max(np.abs(x))) if len(x) else 0.0
-        got["peak_dbfs"] = round(_db(peak ** 2), 1)
+        got["peak_dbfs"] = round(dbfs(peak), 1)
         got["clipping"] = round(m.clipping(x), 6)
         a16 = m.resample(x, rate, RATE)
         total = len(x) / rate
@@ -96,7 +97,7 @@ class Checker:
             inside[int(s / m.WINDOW_S): int(np.ceil(e / m.WINDOW_S))] = True
         if not room or not inside.any():
             return min(own, SNR_CEILING_DB)
-        speech_db = _db(float(power[inside[:n]].mean()))
+        speech_db = dbfs(float(np.sqrt(power[inside[:n]].mean())))
         return float(min(own, speech_db - max(room["rms_dbfs"], -120.0), SNR_CEILING_DB))
 
     def _voice(self, a16: np.ndarray, peers: dict, got: dict) -> list | None:
@@ -123,8 +124,3 @@ class Checker:
             got["wer"], got["cer"] = round(wer, 3), round(cer, 3)
         except ValueError as exc:
             got["cer"] = not_scored(str(exc))
-
-
-def _db(power: float) -> float:
-    return 10 * float(np.log10(power)) if power > 1e-12 else -120.0
-

@@ -11,7 +11,7 @@ from textual.app import App
 
 from contract import recording as cr
 from contract.configfile import ConfigError, config_file, read_config
-from contract.listen import DEFAULT_PORT
+from contract.listen import DEFAULT_PORT, parse_device
 from milo_tui.recording.mic import MicError
 
 
@@ -37,7 +37,7 @@ def open_mic(kind: str, device: str | None = None, port: int = DEFAULT_PORT):
 
     if kind == "laptop":
         return LaptopMic(port=port)
-    return LocalMic(int(device) if device is not None and device.isdigit() else device)
+    return LocalMic(parse_device(device))
 
 
 class RecordApp(App):

@@ -98,6 +98,7 @@ class RecordScreen(ExplainDisabled, Screen):
         self.message = ""
         self.coverage = None
         self._recording = False
+        self._meter_live = True   # the meter line shows a level (so the first tick puts up the idle one)
         self._gone = False
         self.starting = False
         self.output = None
@@ -225,17 +226,24 @@ class RecordScreen(ExplainDisabled, Screen):
         return time.monotonic() - self.started_at if self._recording else 0.0
 
     def _tick(self) -> None:
+        """20 times a second while a take records: the meter, the auto-stop's decision, the clock. Between
+        takes it only puts the idle meter up once."""
+        meter_line = self.query_one("#record-meter", Static)
+        if not self._recording:
+            if self._meter_live:
+                meter_line.update(" level [dim](not recording)[/]")
+                self._meter_live = False
+            return
         level = self.level
         self.peak_hold = max(self.peak_hold - 0.5, level["peak_dbfs"])
-        self.query_one("#record-meter", Static).update(
-            f" level {meter(level['rms_dbfs'], self.peak_hold)} {level['rms_dbfs']:6.1f} dBFS"
-            f" · peak {self.peak_hold:6.1f}" if self._recording else " level [dim](not recording)[/]")
-        if self._recording:
-            if self.mode == ROOM and self._elapsed() >= self.settings["room_tone_s"]:
-                self._stop_now.set()
-            if self._stop_now.is_set():
-                self._end_take()
-            self._show_state()
+        meter_line.update(f" level {meter(level['rms_dbfs'], self.peak_hold)} {level['rms_dbfs']:6.1f} dBFS"
+                          f" · peak {self.peak_hold:6.1f}")
+        self._meter_live = True
+        if self.mode == ROOM and self._elapsed() >= self.settings["room_tone_s"]:
+            self._stop_now.set()
+        if self._stop_now.is_set():
+            self._end_take()
+        self._show_state()
 
     # ---- recording ------------------------------------------------------------------------------------
     def _on_level(self, level: dict) -> None:
