@@ -32,13 +32,14 @@ from milo_tui.telemetry.history import TelemetryHistory
 
 if TYPE_CHECKING:  # the sources' modules are imported once the first frame is up (on_ready)
     from milo_tui.messages import (
-        AuditionRequested, CheckpointsScanned, LaunchFailed, LogRead, MetricsRead, OperationFailed, RunEnded,
-        RunLaunched, RunsScanned, TelemetrySampled,
+        AuditionRequested, CheckpointsScanned, HostReported, LaunchFailed, LogRead, MetricsRead, OperationFailed,
+        RunEnded, RunLaunched, RunsScanned, TelemetrySampled,
     )
     from milo_tui.metrics import RunMetrics
     from milo_tui.runs import RunJudgement, RunSummary
     from milo_tui.serving import ServeControl, Server
     from milo_tui.supervisor import Supervisor
+    from milo_tui.telemetry.remote import HostLinks, HostView
     from milo_tui.telemetry.source import TelemetrySource
     from milo_tui.watcher import RunWatcher
 
@@ -87,6 +88,7 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
         self.serve_control: ServeControl | None = None
         self.watcher: RunWatcher | None = None
         self.telemetry: TelemetrySource | None = None
+        self.host_links: HostLinks | None = None  # the other hosts of live runs across hosts, over SSH
         self.telemetry_interval = telemetry_interval
         self.restart_backoff = settings.restart_backoff if restart_backoff is None else restart_backoff
         # the state, owned by the handlers below
@@ -99,6 +101,8 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
         self.judgements: dict[Path, RunJudgement] = {}  # per run: baseline, ceiling, scoring states, ratings
         self.servers: tuple[Server, ...] = ()  # the speech servers' state files, as RunWatcher last read them
         self.history = TelemetryHistory()
+        self.host_views: dict[tuple[Path, str], HostView] = {}  # (run, other host) -> its rank, GPU, log
+        self.log_host: str | None = None  # the log pane shows this other host's log (None: train.log here)
         self.smooth = False
         self.overlay: int | None = None
         self.view = "chart"
@@ -128,6 +132,8 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
         # would otherwise delay; their first messages follow within milliseconds.
         from milo_tui.serving import ServeControl
         from milo_tui.supervisor import Supervisor
+        from milo_tui.messages import HostReported
+        from milo_tui.telemetry.remote import HostLinks
         from milo_tui.telemetry.source import TelemetrySource
         from milo_tui.watcher import RunWatcher
 
@@ -141,6 +147,7 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
                                   disk_usage=psutil_module.disk_usage if psutil_module is not None else None,
                                   best_rule=lambda: self.settings.best)
         self.telemetry = TelemetrySource(checkpoints, src["nvml"], psutil_module, self.clock)
+        self.host_links = HostLinks(lambda report: self.post_message(HostReported(report)), python=src["python"])
         self.run_worker(self._watch, thread=True, group="watcher", name="run watcher", exit_on_error=False)
         if self.telemetry_interval:
             self.run_worker(self._sample, thread=True, group="telemetry", name="telemetry", exit_on_error=False)
@@ -148,6 +155,8 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
 
     def on_unmount(self) -> None:
         self._stop_sampling.set()
+        if self.host_links is not None:
+            self.host_links.close()
         if self.watcher is not None:
             self.watcher.close()
             self.supervisor.forget()
@@ -225,7 +234,50 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
             self._select_when_seen = None
         elif self.selected not in self.runs:
             self.select_run(self._default_selection())
+        self._follow_hosts()
         self.mark_dirty("runs", "checkpoints")
+
+    def _follow_hosts(self) -> None:
+        """One SSH link to each other host of every live run; a run that ends takes its hosts' views with it."""
+        entries = [e for r in self.runs.values() if r.live for e in r.remote]
+        if self.host_links is not None:
+            self.host_links.want(entries)
+        wanted = {(e.run_dir, e.host) for e in entries}
+        gone = [key for key in self.host_views if key not in wanted]
+        for key in gone:
+            del self.host_views[key]
+        if gone:
+            self.mark_dirty("telemetry", "log")
+
+    def on_host_reported(self, message: HostReported) -> None:
+        from milo_tui.telemetry.remote import HostView
+
+        r = message.report
+        run = self.runs.get(r.run_dir)
+        if run is None or not run.live or r.host not in {e.host for e in run.remote}:
+            return  # a report that was on its way when its run ended
+        view = self.host_views.setdefault((r.run_dir, r.host), HostView(r.host, r.run_dir))
+        rank = view.rank
+        view.apply(r, self.clock())
+        self.mark_dirty("telemetry")
+        if view.rank != rank:
+            self.mark_dirty("runs")
+        if r.run_dir == self.selected and self.log_host == r.host and (r.log or r.log_reset):
+            self.mark_dirty("log")
+
+    def selected_hosts(self) -> list[HostView]:
+        """The other hosts of the selected run while it runs, as last reported (none for a run on this host)."""
+        from milo_tui.telemetry.remote import HostView
+
+        r = self.selected_summary()
+        if r is None or not r.live:
+            return []
+        return [self.host_views.get((r.path, e.host)) or HostView(e.host, r.path) for e in r.remote]
+
+    def shown_log(self) -> tuple[str, Iterable[str]]:
+        """The log pane's title and lines: the selected run's train.log here, or the other host's log `h` chose."""
+        view = next((v for v in self.selected_hosts() if v.host == self.log_host), None)
+        return (f"{view.host}: its log", view.log) if view is not None else ("train.log", self.log_lines)
 
     def _default_selection(self) -> Path | None:
         if not self.runs:
@@ -345,6 +397,7 @@ class MiloApp(ServeOps, RunControl, CheckpointOps, WhyNot, App):
         self.selected = run_dir
         self.run_metrics = RunMetrics() if run_dir else None
         self.log_lines.clear()
+        self.log_host = None
         self.watcher.follow(run_dir)
         self.mark_dirty()
 

@@ -14,6 +14,7 @@ from milo_tui.runs import CheckpointRow, RunJudgement, RunSummary
 from milo_tui.serving import Server
 from milo_tui.supervisor import Ended
 from milo_tui.telemetry import Telemetry
+from milo_tui.telemetry.remote import HostReport
 
 if TYPE_CHECKING:
     from contract.retention import Outcome, Plan
@@ -93,6 +94,15 @@ class TelemetrySampled(Message):
 
     def can_replace(self, message: Message) -> bool:
         return False  # each sample feeds the history
+
+
+@dataclass
+class HostReported(Message):
+    """One other host of a run across hosts: its rank, telemetry and new log lines (milo_tui/telemetry/remote.py)."""
+    report: HostReport
+
+    def can_replace(self, message: Message) -> bool:
+        return False  # each report carries log lines
 
 
 @dataclass

@@ -50,7 +50,22 @@ class RunControl:
                 return f"{r.name}'s keeper is waiting to restart it; R with 0 calls that off, then delete"
         if action == "view" and getattr(self.screen, "wide", False):
             return "every pane is on screen at this size"
+        if action == "host_log":
+            if r is None or not r.remote:
+                return "the selected run is on this host only: its log is train.log"
+            if not r.live:
+                return f"{r.name} is not running: its other hosts' logs are on their disks ({r.remote[0].host}:{r.remote[0].log})"
         return None
+
+    def action_host_log(self) -> None:
+        """The log pane shows the next host's log of the selected run across hosts: this host's train.log, then
+        each other host's (read by its sampler over SSH), then this host's again."""
+        r = self.selected_summary()
+        if r is None or not r.remote:
+            return
+        order = [None, *(e.host for e in r.remote)]
+        self.log_host = order[(order.index(self.log_host) + 1) % len(order)] if self.log_host in order else None
+        self.mark_dirty("log")
 
     def action_new_run(self) -> None:
         from contract.defaults import RUN_DEFAULTS as D
@@ -129,7 +144,8 @@ class RunControl:
         if what == "stop":
             self.notify(f"stopping {r.name}: the trainer finishes its step and saves a resume point")
         else:
-            self.notify(f"killed {r.name} (SIGKILL to its process group)", severity="warning")
+            others = "".join(f", and to {e.host}'s" for e in r.remote)
+            self.notify(f"killed {r.name} (SIGKILL to its process group{others})", severity="warning")
         self.watcher.wake()
 
     def action_stop(self) -> None:

@@ -16,9 +16,11 @@ from contract.runfolder import (
     read_json,
 )
 from milo_tui.tail import last_lines
+from milo_tui.telemetry.remote import host_entries
 
 if TYPE_CHECKING:
     from contract.scores import BestRule
+    from milo_tui.telemetry.remote import HostEntry
 
 UNREADABLE = "unreadable"  # shown as the status of a run whose state.json is not a JSON object
 
@@ -56,6 +58,7 @@ class RunSummary:
     method: str = "full"             # "lora": its checkpoints are voice bundles (contract/bundle.py)
     lora_rank: int | None = None     # a LoRA run's rank
     hosts: tuple[str, ...] = ()      # a run across hosts: the home host (which keeps the run folder) first
+    remote: tuple["HostEntry", ...] = ()  # its other hosts' sides (state.json hosts): what the dashboard looks at
 
     @property
     def hosts_text(self) -> str:
@@ -172,7 +175,7 @@ def summarize(run_dir: Path, state: dict | None, run_json: dict | None, recent: 
         data=(run_json or {}).get("data") if isinstance((run_json or {}).get("data"), str) and run_json["data"] else None,
         best_rule=own[0] if own else None, best_note=own[1] if own else "",
         score_device=score_device if isinstance(score_device, str) else None, method=method, lora_rank=lora_rank,
-        hosts=run_hosts(st),
+        hosts=run_hosts(st), remote=host_entries(run_dir, st),
     )
 
 

@@ -31,6 +31,8 @@ from contract.runfolder import (
     CRASHED, KILLED, LIVE_STATUSES, RESUME_DIR, RUN_JSON, STARTING, STATE_JSON, TRAIN_LOG, claim, list_checkpoints,
     locked, read_json, update_state,
 )
+from contract.ssh import signal_group
+from milo_tui.telemetry.remote import host_entries
 
 PREPARED_DATA = "prepared.jsonl"  # where a corpus folder is prepared to, inside the run folder
 START_TIME_TOLERANCE = 0.05  # s; psutil's create_time has clock-tick (10 ms) resolution
@@ -237,13 +239,20 @@ class Supervisor:
         recorded `killed` here, where the kill is sent: the keeper went with the group, so nothing else
         knows it was the operator (and a keeper or watcher must not call it a crash and restart it)."""
         run_dir = Path(run_dir)
-        self._signal(run_dir, signal.SIGKILL, "kill")
+        state = self._signal(run_dir, signal.SIGKILL, "kill")
+        # A run across hosts: its launcher cannot pass a SIGKILL on, so it goes to each other host's side here,
+        # over SSH from a thread of its own (a host out of reach must not hold the dashboard).
+        remote = host_entries(run_dir, state)
+        if remote:
+            threading.Thread(target=lambda: [signal_group(e.host, e.pid, signal.SIGKILL) for e in remote],
+                             name="kill other hosts", daemon=True).start()
         # The group cannot run another instruction, so nothing of it writes after this; a trainer that was
         # inside update_state held the run folder's lock, which its death releases.
         update_state(run_dir, status=KILLED, exit_code=-signal.SIGKILL, error=ended_error(run_dir, {}, None, "kill"),
                      ended_at=time.time(), restart_at=None)
 
-    def _signal(self, run_dir: Path, sig: int, what: str) -> None:
+    def _signal(self, run_dir: Path, sig: int, what: str) -> dict:
+        """Send `sig`; the state.json it was sent by."""
         state = read_json(run_dir / STATE_JSON)
         if state is None:
             raise SupervisorError(f"run {run_dir.name!r} has no readable state.json; nothing to {what}")
@@ -271,6 +280,7 @@ class Supervisor:
             with self._lock:
                 self._requested.pop(run_dir, None)
             raise SupervisorError(f"run {run_dir.name!r}: not allowed to signal process {pid}") from None
+        return state
 
     # ------------------------------------------------------------------ watching (RunWatcher's thread)
 

@@ -235,6 +235,14 @@ def _host_facts(rest: list[str]) -> int:
     return 0
 
 
+def rdzv_port() -> int:
+    """The rendezvous port when --rdzv-port is not given: MILO_RDZV_PORT, else torchrun's own 29500."""
+    import os
+
+    value = os.environ.get("MILO_RDZV_PORT", "")
+    return int(value) if value.isdigit() else 29500
+
+
 def _add_hosts(sub) -> None:
     p = sub.add_parser("hosts", help="several hosts as one run: the preflight (docs/multi-node.md)")
     check = p.add_subparsers(dest="hosts_command", required=True, metavar="SUBCOMMAND").add_parser(
@@ -248,7 +256,8 @@ def _add_hosts(sub) -> None:
     check.add_argument("--data", metavar="JSONL", required=True, help="the training JSONL (the same path on every host)")
     check.add_argument("--master-addr", metavar="ADDR", required=True,
                        help="this host's address on the link between the hosts (the rendezvous listens there)")
-    check.add_argument("--rdzv-port", type=int, default=29500, metavar="PORT", help="the rendezvous port (default 29500)")
+    check.add_argument("--rdzv-port", type=int, default=rdzv_port(), metavar="PORT",
+                       help="the rendezvous port (default $MILO_RDZV_PORT, else 29500)")
     check.add_argument("--iface", metavar="IF",
                        help="the network interface of the link (default: GLOO_SOCKET_IFNAME, else NCCL_SOCKET_IFNAME)")
     check.add_argument("--sync", action="store_true",
@@ -327,7 +336,8 @@ def _add_run(sub) -> None:
     g = p.add_argument_group("across hosts: one run on this host and others (docs/multi-node.md)")
     g.add_argument("--hosts", metavar="HOST[,HOST]", help="the other hosts by SSH name; this host keeps the run folder")
     g.add_argument("--master-addr", metavar="ADDR", help="this host's address the others reach (the rendezvous)")
-    g.add_argument("--rdzv-port", type=int, default=29500, help="the rendezvous port on --master-addr [29500]")
+    g.add_argument("--rdzv-port", type=int, default=rdzv_port(),
+                   help="the rendezvous port on --master-addr [$MILO_RDZV_PORT, else 29500]")
     g.add_argument("--iface", metavar="IF", help="the network interface between the hosts (sets NCCL_SOCKET_IFNAME and "
                                                   "GLOO_SOCKET_IFNAME) [as the environment has them]")
     g.add_argument("--nproc-per-node", type=int, default=1, help="processes per host: one per GPU [1]")

@@ -25,22 +25,10 @@ from pathlib import Path
 
 import contract
 from contract.bundle import weights_sha256
+from contract.ssh import ssh_argv, ssh_base
 
 PROJECT = "milo-tui"
-SSH_CONFIG = "MILO_SSH_CONFIG"      # an ssh client config file for every ssh call (ssh -F): the tests' own sshd
 FACTS_TIMEOUT = 900                 # seconds: the first hash of a 3.8 GB base model on the other host
-
-
-def ssh_base() -> list[str]:
-    """ssh and its options, without a host: what rsync's -e runs too. BatchMode: a host that would prompt for a
-    password fails at once instead of waiting on a prompt nobody sees."""
-    config = os.environ.get(SSH_CONFIG)
-    return ["ssh", *(["-F", config] if config else []), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
-
-
-def ssh_argv(host: str, command: list[str]) -> list[str]:
-    """The argv that runs `command` on `host` (the remote shell gets it quoted; "--" keeps the host a host)."""
-    return [*ssh_base(), "--", host, shlex.join(command)]
 
 
 def _torch_version() -> str | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from contract import exits
 from contract import runfolder as rf
+from contract.ssh import SSH_CONFIG, signal_group, ssh_argv
 from training.dist import HOME_NODE
 
 POLL_S = 2.0          # how often the remote sides are looked at
@@ -61,7 +62,7 @@ def remote_env(iface: str | None) -> dict:
     """What every host's trainer gets: the interface, and this side's MILO_ settings and offline switches
     (an SSH session starts with an environment of its own)."""
     env = {k: v for k, v in os.environ.items()
-           if (k.startswith("MILO_") and k != "MILO_SSH_CONFIG") or k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+           if (k.startswith("MILO_") and k != SSH_CONFIG) or k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     return {**env, **({"GLOO_SOCKET_IFNAME": iface, "NCCL_SOCKET_IFNAME": iface} if iface else {})}
 
 
@@ -76,8 +77,6 @@ class Remote:
         self.log = run_dir / HOSTS_DIR / f"{host}.log"
 
     def start(self, argv: list[str], env: dict) -> None:
-        from training.hosts import ssh_argv
-
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         script = (f"mkdir -p {shlex.quote(str(self.log.parent))} && cd {shlex.quote(os.getcwd())} && "
                   f"setsid env {exports} {shlex.join(argv)} > {shlex.quote(str(self.log))} 2>&1 < /dev/null & "
@@ -92,8 +91,6 @@ class Remote:
         """True, False (gone), or None (cannot be reached now). Its trainer (torchrun's child) is looked for, not
         only its torchrun (which outlives a killed trainer by seconds); before the trainer is first seen,
         torchrun alone (the rendezvous) counts as alive."""
-        from training.hosts import ssh_argv
-
         look = (f"if ps -o stat= --ppid {self.pid} | grep -qv Z; then echo up; "   # a live child: the trainer
                 f"elif kill -0 {self.pid} 2>/dev/null; then echo starting; else echo gone; fi")
         try:
@@ -110,11 +107,8 @@ class Remote:
 
     def signal(self, sig: int) -> None:
         """To its whole session (setsid made the remote torchrun a group leader): torchrun and its trainer."""
-        from training.hosts import ssh_argv
-
         if self.pid is not None:
-            subprocess.run(ssh_argv(self.host, ["sh", "-c", f"kill -{int(sig)} -- -{self.pid} 2>/dev/null; true"]),
-                           capture_output=True, timeout=15)
+            signal_group(self.host, self.pid, sig)
 
 
 def launch(args, argv: list[str]) -> int:
@@ -157,7 +151,7 @@ def launch(args, argv: list[str]) -> int:
         for r in remotes:
             r.start(torchrun_argv(python, args, nnodes, run_args), {**env, HOME_NODE: "0"})
         if run_dir.is_dir():
-            rf.update_state(run_dir, hosts=[dict(host=r.host, pid=r.pid, log=str(r.log)) for r in remotes],
+            rf.update_state(run_dir, hosts=[dict(host=r.host, pid=r.pid, log=str(r.log), python=python) for r in remotes],
                             home_host=os.uname().nodename)
         code = watch(local, remotes, run_dir, stopping)
     except RuntimeError as exc:

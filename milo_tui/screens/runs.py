@@ -69,6 +69,8 @@ class RunsScreen(ExplainDisabled, Screen):
                 tooltip="Stop the speech server the server line shows (milo-serve; S in the checkpoints view serves)"),
         Binding("M", "app.record", "Record", id="record", show=False,
                 tooltip="Record a corpus, every take checked"),
+        Binding("h", "app.host_log", "Host log", id="host_log", show=False,
+                tooltip="A run across hosts: show the next host's log"),
     ]
     AUTO_FOCUS = "#runs"
     wide = reactive(False)
@@ -142,7 +144,10 @@ class RunsScreen(ExplainDisabled, Screen):
             self.query_one(TrendPanel).show(checkpoints, ((judgement.baseline if judgement else None) or {}).get("means"),
                                             ascii=app.ascii)
         if "log" in parts:
-            self.query_one(LogTail).show(app.log_lines)
+            title, lines = app.shown_log()
+            log = self.query_one(LogTail)
+            _set(log, "border_title", title)
+            log.show(lines)
         if "servers" in parts:
             line = self.query_one("#server", OneLine)
             text = self.server_line()
@@ -154,7 +159,9 @@ class RunsScreen(ExplainDisabled, Screen):
                 self._server_state = state
                 self.refresh_bindings()
         if "telemetry" in parts:
-            self.query_one(TelemetryPanel).show(app.history, app.run_pids(), app.ascii)
+            r = app.selected_summary()
+            self.query_one(TelemetryPanel).show(app.history, app.run_pids(), app.ascii, hosts=app.selected_hosts(),
+                                                home=r.hosts[0] if r and r.hosts else "this host")
 
     def detail_line(self) -> str:
         r = self.app.selected_summary()
@@ -163,7 +170,7 @@ class RunsScreen(ExplainDisabled, Screen):
         style = STATUS_STYLE.get(r.status, "")
         parts = [f" [b]{escape(r.name)}[/]", f"[{style}]{r.status}[/]" if style else r.status]
         if r.hosts:
-            parts.append(escape(r.hosts_text))
+            parts.append(self.hosts_text(r))
         if r.live:
             if r.step is not None:
                 parts.append(f"step {r.step}" + (f"/{r.total_steps}" if r.total_steps else ""))
@@ -192,6 +199,21 @@ class RunsScreen(ExplainDisabled, Screen):
         if r.restart_at is not None and r.status == CRASHED:
             parts.append(f"restart at {time.strftime('%H:%M:%S', time.localtime(r.restart_at))}")
         return " · ".join(parts)
+
+    RANK_WORDS = {"up": ("live", SUCCESS), "starting": ("starting", WARNING), "gone": ("gone", ERROR),
+                  "unreachable": ("unreachable", ERROR), "connecting": ("connecting", "")}
+
+    def hosts_text(self, r) -> str:
+        """"on spark1 + spark2", and while the run is live each host's rank as its sampler last said
+        ("on spark1 (live) + spark2 (live)"): the home host's is this dashboard's own look at the run."""
+        if not r.live or not r.remote:
+            return escape(r.hosts_text)
+        said = [(r.hosts[0], "up")] + [(v.host, v.rank) for v in self.app.selected_hosts()]
+        words = []
+        for host, rank in said:
+            word, style = self.RANK_WORDS.get(rank, (rank, ""))
+            words.append(f"{escape(host)} ([{style}]{word}[/])" if style else f"{escape(host)} ({word})")
+        return "on " + " + ".join(words)
 
     def server_line(self) -> str:
         """The speech server in one line ("" when no server has a state file): its state, what it serves, where, its

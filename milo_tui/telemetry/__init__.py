@@ -3,7 +3,7 @@ off the event loop about once a second. Every field may be None (not available):
 takes the panel down."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,22 @@ class Telemetry:
     gpus: tuple[GpuSample, ...] = ()
     host: HostSample = field(default_factory=HostSample)
     gpu_error: str | None = None  # why there is no GPU data (no driver, NVML failed)
+
+
+def to_dict(t: Telemetry) -> dict:
+    """A Telemetry as plain JSON values: what the sampler on another host prints (milo_tui/telemetry/remote.py)."""
+    return asdict(t)
+
+
+def _known(cls, d: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}  # a field the other side has and this one lacks is dropped
+
+
+def from_dict(d: dict) -> Telemetry:
+    """The Telemetry a `to_dict` value came from (ValueError/TypeError/KeyError: not one)."""
+    gpus = tuple(GpuSample(**{**_known(GpuSample, g),
+                              "processes": tuple(GpuProcess(**_known(GpuProcess, p)) for p in g.get("processes") or ())})
+                 for g in d.get("gpus") or ())
+    return Telemetry(time=float(d["time"]), gpus=gpus, host=HostSample(**_known(HostSample, d.get("host") or {})),
+                     gpu_error=d.get("gpu_error"))

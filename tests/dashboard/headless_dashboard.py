@@ -1,7 +1,9 @@
 """A dashboard in a process of its own (Textual's headless driver) that starts one run from the form and
 then keeps watching it; the re-attach test SIGKILLs it.
 
-    python -m tests.dashboard.headless_dashboard CHECKPOINTS BASE DATA RUN_NAME
+    python -m tests.dashboard.headless_dashboard CHECKPOINTS BASE DATA RUN_NAME [FIELD=VALUE ...]
+
+(each FIELD=VALUE is set in the form too: `hosts=spark2 master_addr=127.0.0.1` starts a run across hosts)
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from milo_tui.screens.new_run import NewRunScreen
 
 def main() -> None:
     checkpoints, base, data, name = sys.argv[1:5]
+    fields = dict(arg.split("=", 1) for arg in sys.argv[5:])
     app = MiloApp(Settings(checkpoints=Path(checkpoints), base_model=Path(base), data=Path(data),
                            score_checkpoints=False),
                   telemetry_interval=None, ascii=True)
@@ -28,6 +31,8 @@ def main() -> None:
             await pilot.pause(0.05)
         app.screen.query_one("#run_name").value = name
         app.screen.query_one("#epochs").value = "500"
+        for field, value in fields.items():
+            app.screen.query_one(f"#{field}").value = value
         await pilot.press("ctrl+s")
         print("form submitted", flush=True)
         await asyncio.Event().wait()  # watch until killed

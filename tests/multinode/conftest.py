@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, need_binary
+from tests.dashboard.conftest import pytest_pyfunc_call  # noqa: F401 (async tests: the dashboard driven by Pilot)
 
 SSHD = "/usr/sbin/sshd"
 
@@ -74,7 +75,7 @@ class Hosts:
                 f"  IdentityFile {self.root / 'client_key'}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n"
                 f"  UserKnownHostsFile {self.root / 'known_hosts'}\n  BatchMode yes\n  LogLevel ERROR\n")
 
-    def start(self, name: str, hide: tuple[Path, ...] = (), extra: str = "") -> SshHost:
+    def start(self, name: str, hide: tuple[Path, ...] = (), extra: str = "", pythonpath: tuple[Path, ...] = ()) -> SshHost:
         port = _free_port()
         cache = self.root / f"{name}-cache"
         cache.mkdir(exist_ok=True)
@@ -84,7 +85,8 @@ class Hosts:
             f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPubkeyAuthentication yes\n"
             f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             f"StrictModes no\nUsePAM no\nPidFile {self.root / f'{name}-sshd.pid'}\n"
-            f"SetEnv PYTHONPATH={ROOT} XDG_CACHE_HOME={cache} PYTHONDONTWRITEBYTECODE=1\n")
+            f"SetEnv PYTHONPATH={':'.join(map(str, (*pythonpath, ROOT)))} XDG_CACHE_HOME={cache} "
+            f"PYTHONDONTWRITEBYTECODE=1\n")
         argv = [SSHD, "-D", "-e", "-f", str(config)]
         if hide:   # its own mount namespace: an empty tmpfs over each hidden folder, seen by its sessions only
             need_binary("unshare")
@@ -127,6 +129,13 @@ def ssh_host(_hosts) -> SshHost:
 @pytest.fixture
 def down_host(ssh_host) -> str:
     return "spark-down"
+
+
+@pytest.fixture(scope="session")
+def gb10_host(_hosts) -> SshHost:
+    """"spark-gb10": like spark2, but every python its sessions start finds a GB10's NVML (tests/multinode/gb10):
+    what the dashboard's sampler on a second Spark reads."""
+    return _hosts.start("spark-gb10", pythonpath=(Path(__file__).parent / "gb10",))
 
 
 @pytest.fixture
