@@ -201,7 +201,8 @@ class RunsScreen(ExplainDisabled, Screen):
         return " · ".join(parts)
 
     RANK_WORDS = {"up": ("live", SUCCESS), "starting": ("starting", WARNING), "gone": ("gone", ERROR),
-                  "unreachable": ("unreachable", ERROR), "connecting": ("connecting", "")}
+                  "unreachable": ("unreachable", ERROR), "unknown": ("not known", WARNING),
+                  "connecting": ("connecting", "")}
 
     def hosts_text(self, r) -> str:
         """"on spark1 + spark2", and while the run is live each host's rank as its sampler last said

@@ -36,6 +36,8 @@ INTERVAL_S = 1.0
 RETRY_S = 5.0
 LOG_LINES = 500          # what the dashboard keeps of each host's log
 UP, STARTING, GONE, UNREACHABLE, CONNECTING = "up", "starting", "gone", "unreachable", "connecting"
+UNKNOWN = "unknown"      # ssh reached the host, but its sampler ended (the error says why): the rank is not known
+SSH_FAILED = 255         # ssh's own exit status: the host was not reached
 
 
 # ---------------------------------------------------------------------------------------------- the other host
@@ -100,7 +102,7 @@ class HostReport:
     """One change on one other host of a run, from its link's thread to the dashboard's handler."""
     host: str
     run_dir: Path
-    rank: str                          # UP, STARTING, GONE, UNREACHABLE
+    rank: str                          # UP, STARTING, GONE, UNREACHABLE, UNKNOWN
     telemetry: Telemetry | None = None
     error: str | None = None           # why it cannot be reached (ssh's last line)
     log: tuple[str, ...] = ()          # the lines its log gained
@@ -169,19 +171,19 @@ class HostLink:
 
     def _run(self) -> None:
         while not self.stopped.is_set():
-            said = self._session()
+            rank, said = self._session()
             if self.stopped.is_set():
                 break
-            self.report(HostReport(self.entry.host, self.entry.run_dir, UNREACHABLE, error=said))
+            self.report(HostReport(self.entry.host, self.entry.run_dir, rank, error=said))
             self.stopped.wait(RETRY_S)
 
-    def _session(self) -> str:
-        """One SSH session, read to its end; why it ended."""
+    def _session(self) -> tuple[str, str]:
+        """One SSH session, read to its end: UNREACHABLE (ssh failed) or UNKNOWN (the sampler ended), and why."""
         try:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True, start_new_session=True)
         except OSError as exc:
-            return f"ssh could not start: {exc}"
+            return UNREACHABLE, f"ssh could not start: {exc}"
         errors: deque[str] = deque(maxlen=3)
         drain = threading.Thread(target=lambda: errors.extend(self.proc.stderr), daemon=True)
         drain.start()
@@ -197,7 +199,9 @@ class HostLink:
         self.proc.wait()
         drain.join(timeout=2)
         last = next((x.strip() for x in reversed(errors) if x.strip()), None)
-        return last or f"ssh to {e.host} ended (exit {self.proc.returncode})"
+        if self.proc.returncode == SSH_FAILED:
+            return UNREACHABLE, last or f"ssh to {e.host} failed"
+        return UNKNOWN, f"its sampler ended (exit {self.proc.returncode})" + (f": {last}" if last else "")
 
     def stop(self) -> None:
         self.stopped.set()

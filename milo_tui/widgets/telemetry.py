@@ -46,23 +46,55 @@ class TelemetryPanel(LinesWidget, can_focus=True):
         t = self.history.latest if self.history else None
         if not self.hosts:
             return self._host_lines(t, self.history, width, title=True)
-        # a run across hosts: a section a host, this one first, each headed by its name (the title says how many)
+        # a run across hosts: a section a host, this one first, each headed by its name (the title says how many);
+        # each section in full where they all fit, else in four lines (GPU, memory, CPU and disk)
         title = f"GPU · {1 + len(self.hosts)} hosts"
         if title != self.border_title:
             self.border_title = title
-        lines = [self._header(self.home, t), *self._host_lines(t, self.history, width)]
-        for view in self.hosts:
-            latest = view.history.latest
-            lines.append(self._header(view.host, latest))
-            if view.error:
-                state = f"{view.rank}: {view.error}" + (
-                    f" (last heard {time.strftime('%H:%M:%S', time.localtime(view.seen_at))})" if view.seen_at else "")
-                lines.extend(Text(state, themed(self.app, f"bold {WARNING}")).wrap(self.app.console, max(1, width)))
-            elif latest is None:
-                lines.append(Text(f"{view.rank}…", themed(self.app, MUTED)))
-            if latest is not None:
-                lines.extend(self._host_lines(latest, view.history, width, local=False))
+        sections = [(self.home, t, self.history, None, True)] + [
+            (v.host, v.history.latest, v.history, v, False) for v in self.hosts]
+        for full in (True, False):
+            lines: list[Text] = []
+            for host, latest, history, view, local in sections:
+                lines.append(self._header(host, latest))
+                if view is not None and view.error:
+                    heard = (f" (last heard {time.strftime('%H:%M:%S', time.localtime(view.seen_at))})"
+                             if view.seen_at else "")
+                    state = Text(f"{view.rank}: {view.error}{heard}", themed(self.app, f"bold {WARNING}"))
+                    lines.extend(state.wrap(self.app.console, max(1, width))[:None if full else 1])
+                elif latest is None:
+                    lines.append(Text(f"{view.rank}…" if view is not None else "sampling…", themed(self.app, MUTED)))
+                if latest is not None:
+                    lines.extend(self._host_lines(latest, history, width, local=local) if full
+                                 else self._brief_lines(latest, history, width))
+            if len(lines) <= height:
+                break
         return lines
+
+    def _brief_lines(self, t, history, w: int) -> list[Text]:
+        """One host in three lines: its GPU (temperature, power, utilization), memory, CPU and disk."""
+        line = partial(self._line, history=history)
+        h, na = t.host, "N/A"
+        if t.gpus:
+            g = t.gpus[0]
+            temp = f"{g.temperature_c:.0f}°C" if g.temperature_c is not None else na
+            power = f"{g.power_w:.0f} W" if g.power_w is not None else na
+            util = f"{g.util_percent:.0f}%" if g.util_percent is not None else na
+            gpu = line("gpu", f"{util} {temp} {power}", "util", w)
+        else:
+            gpu = Text(t.gpu_error or "no GPU", themed(self.app, f"bold {WARNING}"))
+            gpu.truncate(w)
+        if t.gpus and t.gpus[0].memory_supported:
+            g = t.gpus[0]
+            memory = line("memory", f"{fmt_bytes(g.memory_used)}/{fmt_bytes(g.memory_total)}"
+                          if g.memory_used is not None else na, "gpu_mem", w)
+        else:  # a GB10's memory is the host's (or no GPU): the system's figure
+            label = "shared" if t.gpus else "memory"
+            memory = line(label, f"{fmt_bytes(h.memory_used)}/{fmt_bytes(h.memory_total)}", "host_mem", w)
+        cpus = f" of {h.cpu_count}" if h.cpu_count else ""
+        cpu = f"{h.cpu_percent:.0f}%{cpus}" if h.cpu_percent is not None else na
+        disk = f", disk {fmt_bytes(h.disk_free)} free" if h.disk_free is not None else ""
+        return [gpu, memory, line("cpu", cpu + disk, None, w)]
 
     def _header(self, host: str, t) -> Text:
         gpu = t.gpus[0].name if t is not None and t.gpus and t.gpus[0].name else None

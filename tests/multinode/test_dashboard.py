@@ -13,7 +13,7 @@ import pytest
 
 from contract.runfolder import read_json
 from contract.ssh import signal_group
-from milo_tui.telemetry.remote import UNREACHABLE, HostEntry, HostLinks
+from milo_tui.telemetry.remote import UNKNOWN, UNREACHABLE, HostEntry, HostLinks
 from tests.conftest import python_env
 from tests.dashboard.conftest import make_app, screen_text, wait_for
 from tests.dashboard.test_reattach import _steps, _wait
@@ -35,11 +35,11 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _panel(app) -> str:
+def _panel(app, height: int = 60) -> str:
     from milo_tui.widgets.telemetry import TelemetryPanel
 
     panel = app.screen.query_one(TelemetryPanel)
-    return "\n".join(line.plain for line in panel.lines(60, 60))
+    return "\n".join(line.plain for line in panel.lines(60, height)[:height])
 
 
 def _log(app) -> tuple[str, list[str]]:
@@ -88,6 +88,8 @@ async def test_a_new_dashboard_finds_the_other_hosts_rank_gpu_and_log_and_kills_
         section = panel[panel.index(f"{gb10_host.name} · NVIDIA GB10"):]
         assert "N/A (unified)" in section and "shared" in section and "pid 4242" in section, panel
         assert panel.index("no NVIDIA driver") < panel.index(gb10_host.name), panel  # this host's section first
+        brief = _panel(app, 9)   # a panel too short for both in full: three lines a host, both hosts seen
+        assert f"{gb10_host.name} · NVIDIA GB10\ngpu " in brief and "\nshared " in brief, brief
         # its log: `h` shows the other host's, `h` again this host's train.log
         assert _log(app)[0] == "train.log"
         await pilot.press("h")
@@ -142,3 +144,17 @@ def test_a_host_out_of_reach_is_reported_unreachable_with_ssh_s_reason(ssh_host,
         links.close()
     assert reports[0].rank == UNREACHABLE and reports[0].host == down_host
     assert "Connection refused" in reports[0].error, reports[0].error
+
+
+def test_a_host_reached_whose_sampler_cannot_run_is_not_called_unreachable(ssh_host, tmp_path, monkeypatch):
+    for var, value in ssh_host.env.items():
+        monkeypatch.setenv(var, value)
+    reports = []
+    links = HostLinks(reports.append)
+    links.want([HostEntry(ssh_host.name, 1, str(tmp_path / "x.log"), str(tmp_path / "no-such-python"), tmp_path)])
+    try:
+        _wait(lambda: reports, 20, "a report")
+    finally:
+        links.close()
+    assert reports[0].rank == UNKNOWN, reports[0]
+    assert reports[0].error.startswith("its sampler ended (exit 127)") and "no-such-python" in reports[0].error
