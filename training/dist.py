@@ -13,6 +13,26 @@ import sys
 from dataclasses import dataclass
 
 HOME_NODE = "MILO_HOME_NODE"
+TORCHRUN = "TORCHELASTIC_RUN_ID"   # set by torchrun in each worker's environment
+PR_SET_PDEATHSIG = 1               # linux/prctl.h
+
+
+def die_with_torchrun() -> bool:
+    """Under torchrun: have the kernel SIGKILL this process when torchrun, its parent, dies. torchrun starts each
+    worker in a session of its own (start_new_session), so a SIGKILL to torchrun's process group (the dashboard's
+    Kill, here and over SSH on another host) would leave the trainers running, each still training with the
+    other. True when the tie is made (Linux, under torchrun)."""
+    if TORCHRUN not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != parent:  # torchrun died before the tie was made
+        os.kill(os.getpid(), signal.SIGKILL)
+    return True
 
 
 @dataclass
@@ -30,6 +50,7 @@ class Dist:
 
     @classmethod
     def from_env(cls) -> "Dist":
+        die_with_torchrun()
         world = int(os.environ.get("WORLD_SIZE", "1"))
         home = os.environ.get(HOME_NODE)
         return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")),

@@ -35,6 +35,17 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _processes(run) -> list[psutil.Process]:
+    """Every live process of the run on either host (the launcher, each torchrun, each trainer): here both
+    hosts are this machine."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if str(run) in cmd and "training" in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found
+
+
 def _panel(app, height: int = 60) -> str:
     from milo_tui.widgets.telemetry import TelemetryPanel
 
@@ -77,6 +88,14 @@ async def test_a_new_dashboard_finds_the_other_hosts_rank_gpu_and_log_and_kills_
     for var, value in gb10_host.env.items():   # the new dashboard reaches the host through the same ssh config
         monkeypatch.setenv(var, value)
     app = make_app(root, "nodriver", poll_s=0.3, telemetry_interval=0.5)
+    try:
+        await _watch_and_kill(app, run, gb10_host, home, state, other)
+    finally:
+        for p in _processes(run):   # a failed check must not leave the run training
+            p.kill()
+
+
+async def _watch_and_kill(app, run, gb10_host, home, state, other) -> None:
     async with app.run_test(size=(120, 50)) as pilot:
         # both ranks live: this host's from the run's state, the other's as its sampler there says
         await wait_for(pilot, lambda: f"on {home} (live) + {gb10_host.name} (live)" in screen_text(app), 60,
@@ -102,10 +121,14 @@ async def test_a_new_dashboard_finds_the_other_hosts_rank_gpu_and_log_and_kills_
         await pilot.press("h")
         await wait_for(pilot, lambda: _log(app)[0] == "train.log", 10, "this host's log again")
         # Kill reaches every host
+        assert len(_processes(run)) >= 5, _processes(run)   # the launcher, and a torchrun and a trainer a host
         await pilot.press("K")
         await pilot.press("y")
         await wait_for(pilot, lambda: app.runs[run].status == "killed", 30, "the run killed")
-        _wait(lambda: _gone(other["pid"]) and _gone(state["pid"]), 30, "every host's side gone")
+        # every process on both hosts: torchrun starts its trainers in sessions of their own, which a group's
+        # SIGKILL does not reach; each trainer dies with its torchrun (training/dist.py die_with_torchrun)
+        _wait(lambda: not _processes(run), 30, "every process of the run, on both hosts, gone")
+        assert _gone(other["pid"]) and _gone(state["pid"])
         await wait_for(pilot, lambda: gb10_host.name not in _panel(app), 30, "the other host's section gone")
 
 
