@@ -132,6 +132,8 @@ def launch(args, argv: list[str]) -> int:
         for line in problems:
             print(f"milo-train: error: {line}", file=sys.stderr)
         print(f"milo-train: nothing was started on any host ({len(problems)} problem(s))", file=sys.stderr)
+        more = f"; {len(problems) - 1} more in train.log" if len(problems) > 1 else ""
+        record_failure(run_dir, f"{problems[0]} (nothing was started on any host{more})", exits.BAD_INPUT)
         return exits.BAD_INPUT
     run_args = trainer_args(argv)
     nnodes = 1 + len(hosts)
@@ -160,11 +162,19 @@ def launch(args, argv: list[str]) -> int:
         for r in remotes:
             r.signal(signal.SIGTERM)
         local.wait()
+        record_failure(run_dir, str(exc), exits.BAD_INPUT)
         return exits.BAD_INPUT
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     return code
+
+
+def record_failure(run_dir: Path, message: str, code: int) -> None:
+    """What the run's line says when the launch failed before any trainer could say it: written only for a run a
+    supervisor launched (status "starting"), as the trainer does; a mistyped command leaves a run as it was."""
+    if (rf.read_json(run_dir / rf.STATE_JSON) or {}).get("status") == rf.STARTING:
+        rf.update_state(run_dir, status=rf.CRASHED, exit_code=code, error=message, ended_at=time.time())
 
 
 def watch(local: subprocess.Popen, remotes: list[Remote], run_dir: Path, stopping: list[int]) -> int:

@@ -181,3 +181,24 @@ def test_a_host_reached_whose_sampler_cannot_run_is_not_called_unreachable(ssh_h
         links.close()
     assert reports[0].rank == UNKNOWN, reports[0]
     assert reports[0].error.startswith("its sampler ended (exit 127)") and "no-such-python" in reports[0].error
+
+
+async def test_a_run_from_the_form_whose_other_host_is_down_says_which_host_and_what_to_do(
+        ssh_host, down_host, tiny_base, demo_data, tmp_path, monkeypatch):
+    """The 2 a.m. case: spark2 is off. The run ends at its preflight, and its line names the host and the fix,
+    not only that nothing was started."""
+    from tests.dashboard.test_trainer_actions import start_from_form
+
+    for var, value in {**ssh_host.env, "MILO_RDZV_PORT": str(_free_port())}.items():
+        monkeypatch.setenv(var, value)
+    root = tmp_path / "runs"
+    app = make_app(root, "nodriver", poll_s=0.3, env=python_env(**ssh_host.env))
+    app.settings = app.settings.with_values("test", base_model=tiny_base, data=demo_data)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await start_from_form(pilot, "duo", hosts=down_host, master_addr="127.0.0.1", iface="lo")
+        run = root / "duo"
+        await wait_for(pilot, lambda: app.runs.get(run) is not None and not app.runs[run].live, 120,
+                       "the run to end at its preflight")
+        await wait_for(pilot, lambda: f"{down_host}: cannot log in over SSH" in screen_text(app), 10,
+                       "the preflight's line on the runs view")
+        assert not _processes(run)
