@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 
 HOME_NODE = "MILO_HOME_NODE"
+HOST_NAME = "MILO_HOST"            # across hosts: the launcher's name for this process's host (its SSH name)
 TORCHRUN = "TORCHELASTIC_RUN_ID"   # set by torchrun in each worker's environment
 PR_SET_PDEATHSIG = 1               # linux/prctl.h
 
@@ -61,6 +62,16 @@ class Dist:
             import torch.distributed as td
 
             td.init_process_group("nccl" if device_type == "cuda" else "gloo")
+
+    def rank_hosts(self) -> dict[str, list[int]] | None:
+        """Across hosts: each host's global ranks ({"spark1": [1], "spark2": [0]}), gathered from every rank (a
+        collective: every rank calls it); None for a run on one host."""
+        if self.world == 1 or HOST_NAME not in os.environ:
+            return None
+        out: dict[str, list[int]] = {}
+        for rank, host in enumerate(self.gather_objects(os.environ[HOST_NAME])):
+            out.setdefault(str(host), []).append(rank)
+        return out
 
     def all_sum(self, tensor):
         if self.world > 1:

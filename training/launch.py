@@ -26,7 +26,7 @@ from pathlib import Path
 from contract import exits
 from contract import runfolder as rf
 from contract.ssh import SSH_CONFIG, signal_group, ssh_argv
-from training.dist import HOME_NODE
+from training.dist import HOME_NODE, HOST_NAME
 
 POLL_S = 2.0          # how often the remote sides are looked at
 UNREACHABLE_S = 20.0  # a host that cannot be reached this long is taken for gone
@@ -139,8 +139,9 @@ def launch(args, argv: list[str]) -> int:
     nnodes = 1 + len(hosts)
     env = remote_env(args.iface)
     remotes = [Remote(h, run_dir) for h in hosts]
+    home = os.uname().nodename
     local = subprocess.Popen(torchrun_argv(sys.executable, args, nnodes, run_args),
-                             env={**os.environ, **env, HOME_NODE: "1"}, stdin=subprocess.DEVNULL)
+                             env={**os.environ, **env, HOME_NODE: "1", HOST_NAME: home}, stdin=subprocess.DEVNULL)
     stopping: list[int] = []
 
     def forward(sig, _frame) -> None:
@@ -151,10 +152,10 @@ def launch(args, argv: list[str]) -> int:
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for r in remotes:
-            r.start(torchrun_argv(python, args, nnodes, run_args), {**env, HOME_NODE: "0"})
+            r.start(torchrun_argv(python, args, nnodes, run_args), {**env, HOME_NODE: "0", HOST_NAME: r.host})
         if run_dir.is_dir():
             rf.update_state(run_dir, hosts=[dict(host=r.host, pid=r.pid, log=str(r.log), python=python) for r in remotes],
-                            home_host=os.uname().nodename)
+                            home_host=home)
         code = watch(local, remotes, run_dir, stopping)
     except RuntimeError as exc:
         print(f"milo-train: error: {exc}", file=sys.stderr)
@@ -168,6 +169,14 @@ def launch(args, argv: list[str]) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     return code
+
+
+def ranks_of(run_dir: Path, host: str) -> str:
+    """" (rank 1)" or " (ranks 2, 3)": the ranks the trainers recorded for `host` (state.json ranks); "" before."""
+    ranks = ((rf.read_json(run_dir / rf.STATE_JSON) or {}).get("ranks") or {}).get(host)
+    if not isinstance(ranks, list) or not ranks:
+        return ""
+    return f" (rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))})"
 
 
 def record_failure(run_dir: Path, message: str, code: int) -> None:
@@ -197,13 +206,13 @@ def watch(local: subprocess.Popen, remotes: list[Remote], run_dir: Path, stoppin
             if state is None:
                 r.unreachable_since = r.unreachable_since or now
                 if now - r.unreachable_since >= UNREACHABLE_S:
-                    lost = f"{r.host} cannot be reached (for {UNREACHABLE_S:.0f} s)"
+                    lost = f"{r.host}{ranks_of(run_dir, r.host)} cannot be reached (for {UNREACHABLE_S:.0f} s)"
             elif state:
                 r.unreachable_since = None
             else:
                 gone_since = gone_since or now
                 if now - gone_since >= GRACE_S:
-                    lost = f"the trainer on {r.host} stopped (its log: {r.host}:{r.log})"
+                    lost = f"the trainer on {r.host}{ranks_of(run_dir, r.host)} stopped (its log: {r.host}:{r.log})"
             if lost:
                 local.send_signal(signal.SIGTERM)   # the normal way: this side saves and ends
                 break
@@ -211,7 +220,8 @@ def watch(local: subprocess.Popen, remotes: list[Remote], run_dir: Path, stoppin
         # this side ended first, usually of the lost peer itself ("Connection closed by peer"): name the host
         gone = [r for r in remotes if r.alive() is False]
         if gone:
-            lost = f"the trainer on {gone[0].host} stopped (its log: {gone[0].host}:{gone[0].log})"
+            g = gone[0]
+            lost = f"the trainer on {g.host}{ranks_of(run_dir, g.host)} stopped (its log: {g.host}:{g.log})"
     for r in remotes:
         r.signal(signal.SIGTERM)
     if lost:

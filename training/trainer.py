@@ -119,6 +119,9 @@ class Trainer:
 
         self.device = self.pick_device()
         self.dist.init(self.device.type)
+        ranks = self.dist.rank_hosts()
+        if ranks:  # which host each rank is on, for the line that names a lost one (training/launch.py)
+            self.state(ranks=ranks)
         self.use_autocast = h.autocast and self.device.type == "cuda"
         self.load_model()
         held = [i for i, ex in enumerate(self.examples) if ex.extra.get("split") == "val"]

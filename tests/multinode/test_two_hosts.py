@@ -92,7 +92,9 @@ def test_a_dead_remote_rank_stops_the_run_naming_its_host_and_resume_continues(s
     assert proc.returncode != 0
     st = state(run)
     assert st["status"] == "crashed" and ssh_host.name in st["error"], (st, out)
-    assert f"the trainer on {ssh_host.name} stopped" in out
+    assert sorted(st["ranks"]) == sorted([ssh_host.name, st["home_host"]]), st   # a rank a host, recorded at start
+    (rank,) = st["ranks"][ssh_host.name]
+    assert f"the trainer on {ssh_host.name} (rank {rank}) stopped" in out
     assert not remote_trainers(run)
     done_before = steps(run)[-1]["step"]
     proc = two_hosts(ssh_host, "--run", str(run), "--resume", "--no-score")
