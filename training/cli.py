@@ -14,6 +14,7 @@ command line, 3 bad input, 4 out of memory, 5 disk full).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -237,8 +238,6 @@ def _host_facts(rest: list[str]) -> int:
 
 def rdzv_port() -> int:
     """The rendezvous port when --rdzv-port is not given: MILO_RDZV_PORT, else torchrun's own 29500."""
-    import os
-
     value = os.environ.get("MILO_RDZV_PORT", "")
     return int(value) if value.isdigit() else 29500
 

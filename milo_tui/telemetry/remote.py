@@ -210,22 +210,21 @@ class HostLink:
 
 
 class HostLinks:
-    """The links the live runs need: `want(entries)` opens the missing ones and closes those no longer named."""
+    """The links the live runs need: `want(entries)` opens the missing ones and closes those no longer named
+    (called from the dashboard's event loop only: opening and closing never wait)."""
 
     def __init__(self, report: Callable[[HostReport], None], python: str = sys.executable,
                  interval: float = INTERVAL_S) -> None:
         self.report, self.python, self.interval = report, python, interval
         self.links: dict[HostEntry, HostLink] = {}
-        self.lock = threading.Lock()
 
     def want(self, entries) -> None:
-        with self.lock:
-            for entry in set(self.links) - set(entries):
-                self.links.pop(entry).stop()
-            for entry in entries:
-                if entry not in self.links:
-                    link = self.links[entry] = HostLink(entry, self.report, self.python, self.interval)
-                    link.start()
+        for entry in set(self.links) - set(entries):
+            self.links.pop(entry).stop()
+        for entry in entries:
+            if entry not in self.links:
+                link = self.links[entry] = HostLink(entry, self.report, self.python, self.interval)
+                link.start()
 
     def close(self) -> None:
         self.want([])

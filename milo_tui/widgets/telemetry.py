@@ -13,6 +13,24 @@ from milo_tui.widgets.lines import LinesWidget
 from milo_tui.widgets.theme import INFO, MUTED, WARNING, themed
 
 LABEL = 7
+NA = "N/A"
+
+
+def _shown(value, form: str) -> str:
+    """`value` in `form` ("{:.0f}°C"), or N/A where the field is not available."""
+    return form.format(value) if value is not None else NA
+
+
+def _pair(used, total) -> str:
+    return f"{fmt_bytes(used)}/{fmt_bytes(total)}"
+
+
+def _gpu_memory(g) -> str:
+    return _pair(g.memory_used, g.memory_total) if g.memory_used is not None else NA
+
+
+def _cpu(h) -> str:
+    return _shown(h.cpu_percent, "{:.0f}%") + (f" of {h.cpu_count}" if h.cpu_count and h.cpu_percent is not None else "")
 
 
 class TelemetryPanel(LinesWidget, can_focus=True):
@@ -74,27 +92,20 @@ class TelemetryPanel(LinesWidget, can_focus=True):
     def _brief_lines(self, t, history, w: int) -> list[Text]:
         """One host in three lines: its GPU (temperature, power, utilization), memory, CPU and disk."""
         line = partial(self._line, history=history)
-        h, na = t.host, "N/A"
+        h = t.host
         if t.gpus:
             g = t.gpus[0]
-            temp = f"{g.temperature_c:.0f}°C" if g.temperature_c is not None else na
-            power = f"{g.power_w:.0f} W" if g.power_w is not None else na
-            util = f"{g.util_percent:.0f}%" if g.util_percent is not None else na
-            gpu = line("gpu", f"{util} {temp} {power}", "util", w)
+            gpu = line("gpu", " ".join((_shown(g.util_percent, "{:.0f}%"), _shown(g.temperature_c, "{:.0f}°C"),
+                                        _shown(g.power_w, "{:.0f} W"))), "util", w)
         else:
             gpu = Text(t.gpu_error or "no GPU", themed(self.app, f"bold {WARNING}"))
             gpu.truncate(w)
         if t.gpus and t.gpus[0].memory_supported:
-            g = t.gpus[0]
-            memory = line("memory", f"{fmt_bytes(g.memory_used)}/{fmt_bytes(g.memory_total)}"
-                          if g.memory_used is not None else na, "gpu_mem", w)
+            memory = line("memory", _gpu_memory(t.gpus[0]), "gpu_mem", w)
         else:  # a GB10's memory is the host's (or no GPU): the system's figure
-            label = "shared" if t.gpus else "memory"
-            memory = line(label, f"{fmt_bytes(h.memory_used)}/{fmt_bytes(h.memory_total)}", "host_mem", w)
-        cpus = f" of {h.cpu_count}" if h.cpu_count else ""
-        cpu = f"{h.cpu_percent:.0f}%{cpus}" if h.cpu_percent is not None else na
+            memory = line("shared" if t.gpus else "memory", _pair(h.memory_used, h.memory_total), "host_mem", w)
         disk = f", disk {fmt_bytes(h.disk_free)} free" if h.disk_free is not None else ""
-        return [gpu, memory, line("cpu", cpu + disk, None, w)]
+        return [gpu, memory, line("cpu", _cpu(h) + disk, None, w)]
 
     def _header(self, host: str, t) -> Text:
         gpu = t.gpus[0].name if t is not None and t.gpus and t.gpus[0].name else None
@@ -111,23 +122,17 @@ class TelemetryPanel(LinesWidget, can_focus=True):
             name = (g.name or "GPU") + (f" (+{len(t.gpus) - 1})" if len(t.gpus) > 1 else "")
             if title and name != self.border_title:
                 self.border_title = name
-            na = "N/A"
-            lines.append(line("temp", f"{g.temperature_c:.0f}°C" if g.temperature_c is not None else na, "temp", w))
-            power = f"{g.power_w:.0f}" if g.power_w is not None else na
+            lines.append(line("temp", _shown(g.temperature_c, "{:.0f}°C"), "temp", w))
             limit = f"/{g.power_limit_w:.0f}" if g.power_limit_w is not None else ""
-            lines.append(line("power", f"{power}{limit} W", "power", w))
-            lines.append(line("util", f"{g.util_percent:.0f}%" if g.util_percent is not None else na, "util", w))
-            sm = f"{g.sm_clock_mhz}" if g.sm_clock_mhz is not None else na
-            mem = f"{g.mem_clock_mhz}" if g.mem_clock_mhz is not None else na
-            lines.append(line("sm/mem", f"{sm}/{mem} MHz", None, w))
+            lines.append(line("power", f"{_shown(g.power_w, '{:.0f}')}{limit} W", "power", w))
+            lines.append(line("util", _shown(g.util_percent, "{:.0f}%"), "util", w))
+            lines.append(line("sm/mem", f"{_shown(g.sm_clock_mhz, '{}')}/{_shown(g.mem_clock_mhz, '{}')} MHz", None, w))
             if g.memory_supported:
-                used = f"{fmt_bytes(g.memory_used)}/{fmt_bytes(g.memory_total)}" if g.memory_used is not None else na
-                lines.append(line("memory", used, "gpu_mem", w))
+                lines.append(line("memory", _gpu_memory(g), "gpu_mem", w))
             else:
                 # GB10: one memory for CPU and GPU; NVML has no device figure, the system's is the one
-                lines.append(line("memory", "N/A (unified)", None, w))
-                h = t.host
-                lines.append(line("shared", f"{fmt_bytes(h.memory_used)}/{fmt_bytes(h.memory_total)}", "host_mem", w))
+                lines.append(line("memory", f"{NA} (unified)", None, w))
+                lines.append(line("shared", _pair(t.host.memory_used, t.host.memory_total), "host_mem", w))
             procs = sorted(g.processes, key=lambda p: -(p.used_bytes or 0))
             total = g.process_bytes
             lines.append(line("procs", f"{len(procs)}: {fmt_bytes(total)} GPU mem" if procs else "none",
@@ -140,12 +145,8 @@ class TelemetryPanel(LinesWidget, can_focus=True):
                 self.border_title = "Host"
             lines.extend(Text(t.gpu_error or "no GPU", themed(self.app, f"bold {WARNING}")).wrap(self.app.console, max(1, w)))
         h = t.host
-        cpus = f" of {h.cpu_count}" if h.cpu_count else ""
-        lines.append(line("cpu", f"{h.cpu_percent:.0f}%{cpus}" if h.cpu_percent is not None else "N/A", "cpu", w))
-        if t.gpus and not t.gpus[0].memory_supported:
-            pass  # system memory is shown above, labelled as the GPU's shared memory
-        else:
-            lines.append(line("memory" if not t.gpus else "host",
-                              f"{fmt_bytes(h.memory_used)}/{fmt_bytes(h.memory_total)}", "host_mem", w))
-        lines.append(line("disk", f"{fmt_bytes(h.disk_free)} free" if h.disk_free is not None else "N/A", None, w))
+        lines.append(line("cpu", _cpu(h), "cpu", w))
+        if not (t.gpus and not t.gpus[0].memory_supported):  # a GB10's system memory is shown above, as "shared"
+            lines.append(line("memory" if not t.gpus else "host", _pair(h.memory_used, h.memory_total), "host_mem", w))
+        lines.append(line("disk", f"{fmt_bytes(h.disk_free)} free" if h.disk_free is not None else NA, None, w))
         return lines

@@ -8,12 +8,33 @@ then keeps watching it; the re-attach test SIGKILLs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 from milo_tui.app import MiloApp
 from milo_tui.config import Settings
 from milo_tui.screens.new_run import NewRunScreen
+
+
+@contextlib.contextmanager
+def first_dashboard(checkpoints, base, data, name: str, env: dict, log_path: Path, *fields: str):
+    """This module's dashboard in a process of its own, starting run NAME (FIELD=VALUE: more of the form); the
+    block waits for what it needs, and the dashboard is SIGKILLed when the block ends (killed in any case)."""
+    with open(log_path, "w") as log:
+        first = subprocess.Popen([sys.executable, "-m", "tests.dashboard.headless_dashboard", str(checkpoints), str(base),
+                                  str(data), name, *fields],
+                                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        try:
+            yield first
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(10)
 
 
 def main() -> None:

@@ -2,9 +2,6 @@
 a new dashboard shows it live (pid and start time from state.json) and stops it cleanly."""
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 
 import psutil
@@ -13,6 +10,7 @@ import pytest
 from contract.runfolder import read_json
 from tests.conftest import python_env
 from tests.dashboard.conftest import latest_step, wait_for
+from tests.dashboard.headless_dashboard import first_dashboard
 from tests.dashboard.test_trainer_actions import START, status, trainer_app
 
 pytestmark = pytest.mark.slow
@@ -34,23 +32,12 @@ def _wait(cond, timeout, what):
 
 async def test_a_run_outlives_its_dashboard_and_a_new_one_stops_it(demo_workspace, runs_root, tmp_path):
     run = runs_root / "voice-r"
-    log = open(tmp_path / "first-dashboard.log", "w")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tests.dashboard.headless_dashboard", str(runs_root), str(demo_workspace.base),
-         str(demo_workspace.train_jsonl), "voice-r"],
-        env=python_env(MILO_TEST_HOOKS="step_delay=0.4"), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        start_new_session=True)
-    try:
+    with first_dashboard(runs_root, demo_workspace.base, demo_workspace.train_jsonl, "voice-r",
+                         python_env(MILO_TEST_HOOKS="step_delay=0.4"), tmp_path / "first-dashboard.log") as first:
         _wait(lambda: _steps(run) >= 2, START, "the first dashboard's run to train")
         state = read_json(run / "state.json")
         trainer, keeper = state["pid"], state["keeper_pid"]
         assert psutil.Process(trainer).ppid() == keeper and psutil.Process(keeper).ppid() == first.pid
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-        log.close()
     before = _steps(run)
     _wait(lambda: _steps(run) >= before + 2, 60, "steps after the dashboard died")
     assert psutil.pid_exists(trainer) and read_json(run / "state.json")["status"] == "running"

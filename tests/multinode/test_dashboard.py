@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 
 import psutil
 import pytest
@@ -16,6 +15,7 @@ from contract.ssh import signal_group
 from milo_tui.telemetry.remote import UNKNOWN, UNREACHABLE, HostEntry, HostLinks
 from tests.conftest import python_env
 from tests.dashboard.conftest import make_app, screen_text, wait_for
+from tests.dashboard.headless_dashboard import first_dashboard
 from tests.dashboard.test_reattach import _steps, _wait
 
 pytestmark = pytest.mark.slow
@@ -65,20 +65,10 @@ async def test_a_new_dashboard_finds_the_other_hosts_rank_gpu_and_log_and_kills_
     root, home = tmp_path / "runs", socket.gethostname()
     run = root / "duo"
     env = python_env(**gb10_host.env, MILO_TEST_HOOKS="step_delay=0.4", MILO_RDZV_PORT=str(_free_port()))
-    log = open(tmp_path / "first-dashboard.log", "w")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tests.dashboard.headless_dashboard", str(root), str(tiny_base), str(demo_data), "duo",
-         f"hosts={gb10_host.name}", "master_addr=127.0.0.1", "iface=lo"],
-        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    try:
+    with first_dashboard(root, tiny_base, demo_data, "duo", env, tmp_path / "first-dashboard.log",
+                         f"hosts={gb10_host.name}", "master_addr=127.0.0.1", "iface=lo"):
         _wait(lambda: _steps(run) >= 2 and (read_json(run / "state.json") or {}).get("hosts"), START,
               "the run across hosts to train")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-        log.close()
     state = read_json(run / "state.json")
     (other,) = state["hosts"]
     assert other["host"] == gb10_host.name and state["home_host"] == home
