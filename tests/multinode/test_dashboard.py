@@ -28,9 +28,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _gone(pid: int) -> bool:
+def _gone(process: int | psutil.Process) -> bool:
+    """Dead or a zombie. A Process taken while it ran is not fooled by its pid's reuse (is_running checks its
+    start time)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        process = process if isinstance(process, psutil.Process) else psutil.Process(process)
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
 
@@ -111,14 +114,17 @@ async def _watch_and_kill(app, run, gb10_host, home, state, other) -> None:
         await pilot.press("h")
         await wait_for(pilot, lambda: _log(app)[0] == "train.log", 10, "this host's log again")
         # Kill reaches every host
-        assert len(_processes(run)) >= 5, _processes(run)   # the launcher, and a torchrun and a trainer a host
+        members = _processes(run)   # the launcher, and a torchrun and a trainer a host
+        assert len(members) >= 5 and {other["pid"], state["pid"]} <= {p.pid for p in members}, members
         await pilot.press("K")
         await pilot.press("y")
         await wait_for(pilot, lambda: app.runs[run].status == "killed", 30, "the run killed")
         # every process on both hosts: torchrun starts its trainers in sessions of their own, which a group's
-        # SIGKILL does not reach; each trainer dies with its torchrun (training/dist.py die_with_torchrun)
-        _wait(lambda: not _processes(run), 30, "every process of the run, on both hosts, gone")
-        assert _gone(other["pid"]) and _gone(state["pid"])
+        # SIGKILL does not reach; each trainer dies with its torchrun (training/dist.py die_with_torchrun).
+        # Each is watched as the Process it was: one still tearing down its memory reads an empty command line
+        # for a moment before it is a zombie, which a look by command line alone takes for gone.
+        _wait(lambda: all(_gone(p) for p in members) and not _processes(run), 30,
+              "every process of the run, on both hosts, gone")
         await wait_for(pilot, lambda: gb10_host.name not in _panel(app), 30, "the other host's section gone")
 
 
