@@ -23,6 +23,12 @@ from contract.errors import one_line
 RATE = 16000
 MIN_EMBED_S = 0.5   # shorter clips carry too little voice to embed
 MIN_DNSMOS_S = 1.0  # DNSMOS scores 9 s windows; under a second its numbers mean little
+# pocketsphinx's beam keeps at most this many HMMs a frame (its own default: 30000). On babble, what an
+# early checkpoint says, the search otherwise fills that whole width: about 1.5 s of decoding per second of
+# audio here, nearly all of a checkpoint's scoring. At 5000 babble decodes about 3x faster and 32 festival
+# SLT and kal sentences gave word for word the transcripts of the default (3000 changed one, 2000 more):
+# bench/recognizer.py, docs/benchmarks.md "Recognizer".
+SPHINX_MAX_HMM_PER_FRAME = 5000
 
 
 class Unavailable(Exception):
@@ -131,7 +137,7 @@ class Recognizer(_Lazy):
         if not self.whisper:
             from pocketsphinx import Decoder
 
-            return Decoder(samprate=RATE, loglevel="FATAL")
+            return Decoder(samprate=RATE, loglevel="FATAL", maxhmmpf=SPHINX_MAX_HMM_PER_FRAME)
         if not Path(self.whisper).is_dir():
             raise FileNotFoundError(f"{self.whisper} is not a local folder")
         from inference.qwen import guard_torchaudio

@@ -22,6 +22,7 @@ SCRIPTS = [
     pytest.param("before_after.py", (), id="before_after"),                          # a few s: --help of each
     pytest.param("corpus_audit.py", ("text2wave",), marks=SLOW, id="corpus_audit"),  # 25 s: every audit model
     pytest.param("dashboard.py", (), id="dashboard"),                                # 20 s: six app processes
+    pytest.param("recognizer.py", ("text2wave",), id="recognizer"),                  # about 25 s: a tiny model's babble
     pytest.param("record_checks.py", ("text2wave",), id="record_checks"),            # about 15 s: the checker's models
     pytest.param("scoring.py", (), marks=SLOW, id="scoring"),                        # 45-85 s: prepare, 3 runs, scorer
     pytest.param("serve.py", (), marks=SLOW, id="serve"),                            # 25 s: two servers

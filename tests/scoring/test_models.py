@@ -45,6 +45,24 @@ def test_pocketsphinx_transcribes_the_hts_voice_and_not_noise(scored):
     assert rows["m3"]["wer"] >= 0.5   # espeak is hard for it (measured 0.75-1.0)
 
 
+def test_the_bounded_search_hears_speech_word_for_word_as_the_default_width_does(voices):
+    """The scorer bounds pocketsphinx's search (SPHINX_MAX_HMM_PER_FRAME) so that babble decodes fast
+    (bench/recognizer.py); on real speech that must not change a word."""
+    from pocketsphinx import Decoder
+
+    from inference.scoring import measures as m
+    from inference.scoring.models import RATE, SPHINX_MAX_HMM_PER_FRAME, Recognizer
+    from inference.scoring.scorer import read_audio
+
+    bounded, default = Recognizer(), Recognizer()
+    default._model = Decoder(samprate=RATE, loglevel="FATAL")
+    assert bounded._load().config["maxhmmpf"] == SPHINX_MAX_HMM_PER_FRAME < default._model.config["maxhmmpf"]
+    for path in (voices.slt, *sorted(voices.reference.glob("*.wav"))):
+        audio16 = m.resample(*read_audio(path), RATE)
+        heard = bounded.transcribe(audio16)
+        assert heard and heard == default.transcribe(audio16), path
+
+
 def test_dnsmos_rates_speech_far_above_noise(scored):
     _, rows = scored
     assert rows["slt"]["dnsmos_ovrl"] > 2.5 and rows["noise"]["dnsmos_ovrl"] < 1.6   # measured 3.2 and 1.1
