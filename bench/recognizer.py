@@ -94,7 +94,8 @@ def main() -> int:
     bounded = Recognizer()                               # what the scorer and the audit use
     default = Recognizer()
     default._model = Decoder(samprate=RATE, loglevel="FATAL")   # pocketsphinx's own widths
-    bounded.transcribe(speech[0]), default.transcribe(speech[0])  # loaded outside the timings
+    for recognizer in (bounded, default):   # loaded outside the timings
+        recognizer.transcribe(speech[0])
 
     print(f"pocketsphinx, at most {SPHINX_MAX_HMM_PER_FRAME} HMMs a frame against its default (30000); "
           f"best of {args.repeats}; load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")

@@ -105,6 +105,10 @@ class Remote:
             return not self.seen
         return False if said == "gone" else None
 
+    def stopped_line(self) -> str:
+        """What the run's line says when its trainer stopped: the host, its ranks, where its log is."""
+        return f"the trainer on {self.host}{ranks_of(self.run_dir, self.host)} stopped (its log: {self.host}:{self.log})"
+
     def signal(self, sig: int) -> None:
         """To its whole session (setsid made the remote torchrun a group leader): torchrun and its trainer."""
         if self.pid is not None:
@@ -212,7 +216,7 @@ def watch(local: subprocess.Popen, remotes: list[Remote], run_dir: Path, stoppin
             else:
                 gone_since = gone_since or now
                 if now - gone_since >= GRACE_S:
-                    lost = f"the trainer on {r.host}{ranks_of(run_dir, r.host)} stopped (its log: {r.host}:{r.log})"
+                    lost = r.stopped_line()
             if lost:
                 local.send_signal(signal.SIGTERM)   # the normal way: this side saves and ends
                 break
@@ -220,8 +224,7 @@ def watch(local: subprocess.Popen, remotes: list[Remote], run_dir: Path, stoppin
         # this side ended first, usually of the lost peer itself ("Connection closed by peer"): name the host
         gone = [r for r in remotes if r.alive() is False]
         if gone:
-            g = gone[0]
-            lost = f"the trainer on {g.host}{ranks_of(run_dir, g.host)} stopped (its log: {g.host}:{g.log})"
+            lost = gone[0].stopped_line()
     for r in remotes:
         r.signal(signal.SIGTERM)
     if lost:

@@ -65,7 +65,7 @@ class TelemetryPanel(LinesWidget, can_focus=True):
         if not self.hosts:
             return self._host_lines(t, self.history, width, title=True)
         # a run across hosts: a section a host, this one first, each headed by its name (the title says how many);
-        # each section in full where they all fit, else in four lines (GPU, memory, CPU and disk)
+        # each section in full where they all fit, else three lines under its header (GPU, memory, CPU and disk)
         title = f"GPU · {1 + len(self.hosts)} hosts"
         if title != self.border_title:
             self.border_title = title
@@ -146,7 +146,7 @@ class TelemetryPanel(LinesWidget, can_focus=True):
             lines.extend(Text(t.gpu_error or "no GPU", themed(self.app, f"bold {WARNING}")).wrap(self.app.console, max(1, w)))
         h = t.host
         lines.append(line("cpu", _cpu(h), "cpu", w))
-        if not (t.gpus and not t.gpus[0].memory_supported):  # a GB10's system memory is shown above, as "shared"
+        if not t.gpus or t.gpus[0].memory_supported:  # a GB10's system memory is shown above, as "shared"
             lines.append(line("memory" if not t.gpus else "host", _pair(h.memory_used, h.memory_total), "host_mem", w))
         lines.append(line("disk", f"{fmt_bytes(h.disk_free)} free" if h.disk_free is not None else NA, None, w))
         return lines
