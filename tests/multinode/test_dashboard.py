@@ -120,7 +120,8 @@ async def _watch_and_kill(app, run, gb10_host, home, state, other) -> None:
         await pilot.press("y")
         await wait_for(pilot, lambda: app.runs[run].status == "killed", 30, "the run killed")
         # every process on both hosts: torchrun starts its trainers in sessions of their own, which a group's
-        # SIGKILL does not reach; each trainer dies with its torchrun (training/dist.py die_with_torchrun).
+        # SIGKILL does not reach; each trainer dies with its torchrun (training/dist.py die_with_torchrun, which
+        # tests/training/test_distributed.py checks alone: here a trainer may also end of its peer's end).
         # Each is watched as the Process it was: one still tearing down its memory reads an empty command line
         # for a moment before it is a zombie, which a look by command line alone takes for gone.
         _wait(lambda: all(_gone(p) for p in members) and not _processes(run), 30,

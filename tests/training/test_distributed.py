@@ -77,3 +77,40 @@ def test_sigterm_stops_every_rank_at_the_same_step(tiny_base, demo_data, tmp_pat
     # torchrun itself reports the signal with a traceback of its own and a non-zero exit; the workers end
     # cleanly, and state.json carries the trainer's exit code (docs/run-folder.md).
     assert "training/trainer.py" not in out and "milo-train: error" not in out
+
+
+def test_each_rank_dies_with_its_torchrun(tmp_path):
+    """torchrun starts each worker in a session of its own, so a SIGKILL to torchrun's group (the dashboard's
+    Kill) misses the workers, which go on without it. Dist.from_env ties each to its torchrun (training/dist.py
+    die_with_torchrun). The workers here are silent and write to a file, so nothing else ends them: no broken
+    pipe to a dead reader, no peer gone."""
+    import psutil
+
+    worker = tmp_path / "worker.py"
+    worker.write_text("import time\nfrom training.dist import Dist\n\nDist.from_env()\nprint('tied', flush=True)\n"
+                      "while True:\n    time.sleep(0.2)\n")
+    with open(tmp_path / "log", "w") as log:
+        torchrun = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                                     "2", str(worker)], env=python_env(), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    workers: list[psutil.Process] = []
+
+    def gone(w: psutil.Process) -> bool:
+        try:
+            return not w.is_running() or w.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    try:
+        wait_for(lambda: (tmp_path / "log").read_text().count("tied") == 2, 60, "both workers started")
+        workers = psutil.Process(torchrun.pid).children()
+        assert len(workers) == 2 and all(os.getsid(w.pid) != os.getsid(torchrun.pid) for w in workers)
+        os.killpg(torchrun.pid, signal.SIGKILL)
+        torchrun.wait(10)
+        wait_for(lambda: all(gone(w) for w in workers), 10, "both workers gone with their torchrun")
+    finally:
+        if torchrun.poll() is None:
+            os.killpg(torchrun.pid, signal.SIGKILL)
+        for w in workers:
+            if not gone(w):
+                w.kill()
