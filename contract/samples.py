@@ -22,11 +22,14 @@ import tempfile
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
+from typing import TYPE_CHECKING
 
 from contract.runfolder import SAMPLES_DIR, append_records, locked, parse_lines, record
 
 INDEX = "index.jsonl"
+if TYPE_CHECKING:   # numpy is imported where audio is written: the dashboard reads the index without it
+    import numpy as np
+
 WAV_RE = re.compile(r"^(?P<id>\d{4,})-")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

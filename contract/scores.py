@@ -21,7 +21,7 @@ from pathlib import Path
 
 from contract.runfolder import locked, read_json, write_json_atomic
 from contract.configfile import number, one_of, read_table, whole
-from contract.scorers import DEFAULT_SCORER_DEVICE, SCORER_DEVICES, SCORING_KEYS, SCORING_TABLE, run_scorer_busy
+from contract.scorers import DEFAULT_SCORER_DEVICE, SCORING_KEYS, SCORING_TABLE, run_scorer_busy
 
 SCORES_VERSION = 1
 SCORES = "scores"                      # the key in eval.json

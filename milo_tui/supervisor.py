@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.defaults import ATTENTION, RUN_DEFAULTS
+from contract.defaults import RUN_DEFAULTS
 from contract.exits import NO_RESTART, describe
 from contract.runfolder import (
     CRASHED, KILLED, LIVE_STATUSES, RESUME_DIR, RUN_JSON, STARTING, STATE_JSON, TRAIN_LOG, claim, list_checkpoints,

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 CODEBOOK_SIZE = 2048
-from contract.audio import FRAME_RATE as FRAMES_PER_SECOND
 from contract.audio import NUM_CODEBOOKS
 
 

@@ -29,6 +29,7 @@ def play(chunks, expected_s, rate_hint=None, naive=False):
     seconds paused). `naive`: start with the first chunk and never wait (what the player did before)."""
     policy = StartPolicy(expected_s, rate_hint, start=0.0)
     received, start, clock_pos, played, pauses, paused = 0.0, None, None, 0.0, 0, 0.0
+    holding, hold_since = False, 0.0
     for k, (t, seconds) in enumerate(chunks):
         if start is not None and not holding:
             # Play from the last event up to this arrival; running dry means a hold from then on.

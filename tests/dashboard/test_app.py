@@ -2,8 +2,6 @@
 what is shown, what each key does or why it cannot, the palette, the keymap, bad run folders."""
 from __future__ import annotations
 
-import os
-import time
 
 import pytest
 

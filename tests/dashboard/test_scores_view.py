@@ -133,7 +133,7 @@ def test_the_runs_table_says_which_checkpoint_is_each_runs_voice(scored_run, run
     scores exist but none meets the rule, "-" before any score; it follows scores that land, and the rule."""
     from milo_tui.widgets.tables import RunsTable
 
-    unscored = write_run(runs_root, "fresh", 200, status="finished")
+    write_run(runs_root, "fresh", 200, status="finished")   # never scored
     runaway = write_run(runs_root, "wild", 200, status="finished")
     write_scores(runaway, scored={1: dict(similarity=0.9, runaway=3), 2: dict(similarity=0.8, runaway=1)},
                  baseline=BASELINE)
