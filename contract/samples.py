@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 
 from contract.runfolder import SAMPLES_DIR, append_records, locked, parse_lines, record
 
-INDEX = "index.jsonl"
 if TYPE_CHECKING:   # numpy is imported where audio is written: the dashboard reads the index without it
     import numpy as np
 
+INDEX = "index.jsonl"
 WAV_RE = re.compile(r"^(?P<id>\d{4,})-")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

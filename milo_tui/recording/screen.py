@@ -239,8 +239,8 @@ class RecordScreen(ExplainDisabled, Screen):
         meter_line.update(f" level {meter(level['rms_dbfs'], self.peak_hold)} {level['rms_dbfs']:6.1f} dBFS"
                           f" · peak {self.peak_hold:6.1f}")
         self._meter_live = True
-        if self.mode == ROOM and self._elapsed() >= self.settings["room_tone_s"]:   # no level came in time
-            self._stop_at = self.settings["room_tone_s"]
+        if self.mode == ROOM and self._elapsed() >= self.settings["room_tone_s"]:
+            self._stop_at = self.settings["room_tone_s"]   # its set length of samples, however late this tick is
             self._stop_now.set()
         if self._stop_now.is_set():
             self._end_take()
@@ -250,12 +250,9 @@ class RecordScreen(ExplainDisabled, Screen):
     def _on_level(self, level: dict) -> None:
         """From the microphone's thread: the meter's value, and the auto-stop's decision."""
         self.level = level
-        if self.autostop is None:   # the room tone: its fixed length, on the microphone's own clock
-            done, where = level["t"] >= self.settings["room_tone_s"], self.settings["room_tone_s"]
-        else:
-            done, where = self.autostop.feed(level["t"], level["rms_dbfs"]), level["t"]
-        if done and not self._stop_now.is_set():
-            self._stop_at = where   # where the take ends, however late the screen gets to stopping it
+        if self.autostop is not None and self.autostop.feed(level["t"], level["rms_dbfs"]) \
+                and not self._stop_now.is_set():
+            self._stop_at = level["t"]   # where the take ends, however late the screen gets to stopping it
             self._stop_now.set()
 
     def _begin(self) -> None:

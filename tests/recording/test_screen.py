@@ -94,7 +94,7 @@ async def test_a_session_recorded_through_the_screen_is_checked_kept_and_resumab
             text = shown(app)
             assert "mic: Spark:" in text and "Hz" in text and "room tone" in text and "prompt 1 of 4" in text
             await room_tone(pilot, session)
-            # its set length, cut on the microphone's clock however late the busy screen stops the stream
+            # its set length of samples, however late the busy screen stops the stream
             assert session.data["room_tone"]["seconds"] == pytest.approx(1.0, abs=0.01)
 
             # a good take passes, is kept, and the screen moves on to the next prompt
